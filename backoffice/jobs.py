@@ -1,0 +1,34 @@
+"""The daily pipeline, in the order SPEC.md gives. ``run_jobs`` and the django-q2 schedules both run it.
+
+Each step is a dotted path to ``function(now) -> dict`` (counts of what it did); every step is idempotent, so
+running the pipeline twice for the same moment changes nothing more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.utils.module_loading import import_string
+
+PIPELINE: list[tuple[str, str]] = [
+    ("apply_scores", "loans.services.apply_credit_scores"),
+    ("autodebit", "loans.services.run_autodebit"),
+    ("plan", "notifications.services.plan_contacts"),
+    ("collections", "debt_collection.services.advance_collections"),
+    ("dispatch", "notifications.services.dispatch_due"),
+]
+
+
+def available_steps() -> list[tuple[str, object]]:
+    """The steps whose code exists (apps land one by one); a missing step is skipped, not faked."""
+    steps = []
+    for name, path in PIPELINE:
+        try:
+            steps.append((name, import_string(path)))
+        except ImportError:
+            continue
+    return steps
+
+
+def run_pipeline(now: dt.datetime) -> dict[str, dict]:
+    return {name: func(now) or {} for name, func in available_steps()}

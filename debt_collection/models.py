@@ -1,0 +1,1 @@
+"""Collections models (see SPEC.md)."""

@@ -1,0 +1,1 @@
+"""Reminder engine models (see SPEC.md)."""

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.db import connection
+
+
+def pytest_collection_modifyitems(config, items):
+    on_postgres = "postgres" in os.environ.get("DATABASE_URL", "")
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL (runs in the PostgreSQL pass of make test)")
+    for item in items:
+        if "postgres_only" in item.keywords and not on_postgres:
+            item.add_marker(skip_pg)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _database_is_the_one_asked_for(django_db_setup, django_db_blocker):
+    """In the PostgreSQL pass an unreachable or wrong database is a failure, never a silent SQLite run."""
+    if os.environ.get("REQUIRE_POSTGRES"):
+        with django_db_blocker.unblock():
+            assert connection.vendor == "postgresql", f"expected PostgreSQL, got {connection.vendor}"
+
+
+@pytest.fixture
+def redis_url():
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.ping()  # Redis is part of every machine of this kind: unreachable is a failure.
+    client.flushdb()
+    yield url
+    client.flushdb()
