@@ -1,1 +1,242 @@
-"""Reminder engine models (see SPEC.md)."""
+"""Reminder engine: templates, per-tier rules, the contact policy, the notification log and the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from loans.models import CreditTier, Customer, Installment
+
+from .choices import Channel, Kind
+
+
+class ReminderTemplate(models.Model):
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.messaging_choices())
+    language = models.CharField(_("language"), max_length=10, choices=Customer.Language.choices)
+    subject = models.CharField(_("subject"), max_length=200, blank=True, help_text=_("Email and push only."))
+    body = models.TextField(_("body"))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "channel", "language"]
+        verbose_name = _("reminder template")
+        verbose_name_plural = _("reminder templates")
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "channel", "language"], name="template_unique_kind_channel_language")
+        ]
+
+    def __str__(self):
+        return f"{self.kind} · {self.channel} · {self.language}"
+
+    def clean(self):
+        super().clean()
+        from .templating import validate_template_text
+
+        errors = {}
+        for field in ("subject", "body"):
+            try:
+                validate_template_text(getattr(self, field) or "")
+            except ValidationError as exc:
+                errors[field] = exc.messages
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs):
+        # Saving is refused too, not only the form: an import or a script cannot store a broken template.
+        from .templating import validate_template_text
+
+        validate_template_text(self.subject or "")
+        validate_template_text(self.body or "")
+        super().save(*args, **kwargs)
+
+
+class ReminderRule(models.Model):
+    tier = models.ForeignKey(CreditTier, on_delete=models.CASCADE, related_name="reminder_rules", verbose_name=_("tier"))
+    offset_days = models.SmallIntegerField(
+        _("offset (days)"), help_text=_("Days relative to the due date: -7 is a week before, 0 the due day, 2 two days after.")
+    )
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.messaging_choices())
+    kind = models.CharField(_("template kind"), max_length=32, choices=Kind.choices)
+    send_time = models.TimeField(_("local send time"), default=dt.time(10, 0))
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["tier", "offset_days", "channel"]
+        verbose_name = _("reminder rule")
+        verbose_name_plural = _("reminder rules")
+        constraints = [
+            models.UniqueConstraint(fields=["tier", "offset_days", "channel", "kind"], name="rule_unique_per_tier_offset_channel_kind"),
+            models.CheckConstraint(condition=Q(offset_days__gte=-60) & Q(offset_days__lte=60), name="rule_offset_within_60_days"),
+        ]
+
+    def __str__(self):
+        return f"{self.tier_id}: {self.offset_days:+d}d {self.channel} {self.kind} at {self.send_time:%H:%M}"
+
+
+class ContactPolicy(models.Model):
+    """The one row of contact settings operations can change in the admin."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    window_start = models.TimeField(_("contact window opens (local time)"), default=dt.time(8, 0))
+    window_end = models.TimeField(_("contact window closes (local time)"), default=dt.time(21, 0))
+    holiday_country = models.CharField(
+        _("public holidays of country"), max_length=2, blank=True, help_text=_("ISO code such as CN; empty for none.")
+    )
+    no_contact_on_holidays = models.BooleanField(_("no contact on public holidays"), default=False)
+    default_language = models.CharField(
+        _("default language"), max_length=10, choices=Customer.Language.choices, default=Customer.Language.ZH_HANS
+    )
+    max_send_attempts = models.PositiveSmallIntegerField(_("send attempts before failing"), default=3)
+    retry_backoff_seconds = models.PositiveIntegerField(_("first retry after (seconds)"), default=300)
+    expire_after_hours = models.PositiveSmallIntegerField(
+        _("planned contact expires after (hours)"), default=48, help_text=_("A contact still unsent this long after its time is dropped as expired.")
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("contact policy")
+        verbose_name_plural = _("contact policy")
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="contact_policy_single_row")]
+
+    def __str__(self):
+        return str(_("Contact policy"))
+
+    def clean(self):
+        super().clean()
+        if self.window_start and self.window_end and self.window_start >= self.window_end:
+            raise ValidationError({"window_end": _("The window must close after it opens.")})
+        if self.holiday_country:
+            import holidays
+
+            if self.holiday_country.upper() not in holidays.list_supported_countries():
+                raise ValidationError({"holiday_country": _("Unknown country code.")})
+
+    @classmethod
+    def get(cls) -> ContactPolicy:
+        policy, _created = cls.objects.get_or_create(id=1)
+        return policy
+
+
+class NotificationLogQuerySet(models.QuerySet):
+    def pending(self):
+        return self.filter(status__in=NotificationLog.PENDING_STATUSES)
+
+    def counted_for_cap(self):
+        return self.filter(status__in=NotificationLog.CONTACTED_STATUSES)
+
+
+class NotificationLog(models.Model):
+    """One planned contact and its fate. Never deleted: a contact held back stays here with its reason."""
+
+    class Status(models.TextChoices):
+        PLANNED = "planned", _("Planned")
+        DEFERRED = "deferred", _("Deferred")
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed")
+        SUPPRESSED = "suppressed", _("Suppressed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class Reason(models.TextChoices):
+        NONE = "", _("—")
+        OUTSIDE_CONTACT_WINDOW = "outside_contact_window", _("Outside the contact window")
+        FREQUENCY_CAP = "frequency_cap", _("Weekly contact cap reached")
+        OPTED_OUT = "opted_out", _("Customer opted out of the channel")
+        DO_NOT_CONTACT = "do_not_contact", _("Customer must not be contacted")
+        PAID = "paid", _("Already paid")
+        NO_DESTINATION = "no_destination", _("No phone, email or device to send to")
+        NO_TEMPLATE = "no_template", _("No template for this kind and channel")
+        TIER_CHANGED = "tier_changed", _("Credit tier changed")
+        PROVIDER_ERROR = "provider_error", _("The provider failed")
+        EXPIRED = "expired", _("Not sent in time")
+
+    PENDING_STATUSES = (Status.PLANNED, Status.DEFERRED)
+    CONTACTED_STATUSES = (Status.SENT, Status.DELIVERED)
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="notifications")
+    installments = models.ManyToManyField(Installment, through="NotificationItem", related_name="notifications")
+    tier = models.ForeignKey(CreditTier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PLANNED)
+    reason = models.CharField(_("reason"), max_length=32, choices=Reason.choices, blank=True, default="")
+    due_date = models.DateField(_("due date"), null=True, blank=True)
+    offset_days = models.SmallIntegerField(_("offset (days)"), null=True, blank=True)
+    scheduled_for = models.DateTimeField(_("scheduled for"))
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    destination = models.CharField(_("destination"), max_length=255, blank=True)
+    language = models.CharField(_("language"), max_length=10, blank=True)
+    subject = models.CharField(_("subject"), max_length=255, blank=True)
+    body = models.TextField(_("body"), blank=True)
+    loan_refs = models.CharField(_("loans"), max_length=500, blank=True, help_text=_("Comma-separated loan references."))
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
+    # Sent to the provider so a retry after a crash between sending and recording is recognised, not re-sent.
+    idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # What makes a planned contact unique (customer, due date, rule...): planning twice adds nothing.
+    dedupe_key = models.CharField(max_length=200, unique=True, editable=False)
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = NotificationLogQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-scheduled_for", "-id"]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notification log")
+        permissions = [("export_notificationlog", "Can export the notification log")]
+        indexes = [
+            models.Index(fields=["scheduled_for"], condition=Q(status__in=["planned", "deferred"]), name="notif_pending_due_idx"),
+            models.Index(fields=["customer", "sent_at"], name="notif_customer_sent_idx"),
+            models.Index(fields=["customer", "-scheduled_for"], name="notif_customer_timeline_idx"),
+            models.Index(fields=["-scheduled_for", "-id"], name="notif_changelist_idx"),
+            models.Index(fields=["status", "-scheduled_for"], name="notif_status_idx"),
+            models.Index(fields=["provider_message_id"], name="notif_provider_id_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.channel} {self.kind} to {self.customer_id} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status in self.PENDING_STATUSES
+
+
+class NotificationItem(models.Model):
+    """Which instalments a (possibly consolidated) contact is about."""
+
+    notification = models.ForeignKey(NotificationLog, on_delete=models.CASCADE, related_name="items")
+    installment = models.ForeignKey(Installment, on_delete=models.PROTECT, related_name="notification_items")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["notification", "installment"], name="notif_item_unique")]
+        indexes = [models.Index(fields=["installment"], name="notif_item_installment_idx")]
+
+
+class OutboxMessage(models.Model):
+    """What the default delivery backend "sent": kept in the database so the demo shows every message."""
+
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    destination = models.CharField(_("destination"), max_length=255)
+    subject = models.CharField(_("subject"), max_length=255, blank=True)
+    body = models.TextField(_("body"))
+    idempotency_key = models.UUIDField(unique=True)
+    provider_message_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("outbox message")
+        verbose_name_plural = _("outbox")
+
+    def __str__(self):
+        return f"{self.channel} to {self.destination}"
