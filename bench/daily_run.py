@@ -1,0 +1,82 @@
+"""Daily run benchmark: `run_jobs` for one day over a generated book, against a bulk_create floor.
+
+    .venv/bin/python bench/daily_run.py --rows 1000000                     # SQLite file under var/
+    .venv/bin/python bench/daily_run.py --rows 1000000 --database-url postgres://postgres@127.0.0.1:5432/bench
+
+The figure: the whole pipeline for one moment (apply scores, auto-debit, planning, collections, dispatch to the
+outbox backend). The floor: merely bulk_create-ing as many NotificationLog rows as the run wrote, into the same
+database, in the same run. Target: at most 4x. Also printed: queries per 1,000 loans (must not grow with the book).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+
+from common import Report, parse_args, setup_django, timed
+
+
+def main() -> int:
+    args = parse_args(__doc__.splitlines()[0], default_rows=1_000_000)
+    setup_django(args.database_url)
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    import book
+    from backoffice.jobs import run_pipeline
+    from notifications.models import NotificationLog, OutboxMessage
+
+    shanghai = zoneinfo.ZoneInfo("Asia/Shanghai")
+    now = dt.datetime.combine(dt.date.today(), dt.time(10, 30), tzinfo=shanghai).astimezone(dt.timezone.utc)
+    today = now.astimezone(shanghai).date()
+
+    times: dict[str, float] = {}
+    book.configure()
+    if not (args.keep and book.book_size() == args.rows):
+        with timed("generate", times):
+            book.wipe()
+            counts = book.generate(args.rows, today)
+        print(f"generated {counts} in {times['generate']:.1f}s")
+    else:
+        NotificationLog.objects.all().delete()
+        OutboxMessage.objects.all().delete()
+
+    queries = {"n": 0}
+
+    def count(execute, sql, params, many, context):
+        queries["n"] += 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count), timed("run", times):
+        summary = run_pipeline(now)
+    produced = NotificationLog.objects.count()
+    sent = NotificationLog.objects.filter(status__in=["sent", "delivered"]).count()
+
+    # The floor: the same number of log rows, bulk_created into the same table, rolled back afterwards.
+    from loans.models import Customer
+
+    customer_id = Customer.objects.order_by("id").values_list("id", flat=True).first()
+    rows = [
+        NotificationLog(customer_id=customer_id, channel="sms", kind="pre_due", status="planned",
+                        scheduled_for=now, dedupe_key=f"floor:{i}", idempotency_key=uuid.uuid4())
+        for i in range(max(produced, 1))
+    ]
+    with timed("floor", times):
+        with transaction.atomic():
+            NotificationLog.objects.bulk_create(rows, batch_size=2000)
+            transaction.set_rollback(True)
+
+    report = Report(f"Daily run over {args.rows:,} loans")
+    report.note(f"pipeline summary: {summary}")
+    report.note(f"notification rows written: {produced:,} ({sent:,} sent to the outbox)")
+    report.ratio("run_jobs (one day)", times["run"], f"bulk_create of {produced:,} log rows", times["floor"], at_most=4)
+    report.note(f"queries: {queries['n']:,} in all, {queries['n'] / max(args.rows / 1000, 1):.2f} per 1,000 loans")
+    report.note(f"moment: {timezone.localtime(now, shanghai):%Y-%m-%d %H:%M %Z}")
+    report.print()
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
