@@ -55,8 +55,9 @@ def setup_django(database_url: str) -> None:
 
 
 def ensure_postgres_database(url: str) -> None:
-    import psycopg
     from urllib.parse import urlparse
+
+    import psycopg
 
     parts = urlparse(url)
     name = parts.path.lstrip("/")
