@@ -12,7 +12,7 @@ from django.utils.module_loading import import_string
 
 PIPELINE: list[tuple[str, str]] = [
     ("apply_scores", "loans.services.apply_credit_scores"),
-    ("autodebit", "loans.services.run_autodebit"),
+    ("autodebit", "loans.autodebit.run_autodebit"),
     ("plan", "notifications.services.plan_contacts"),
     ("collections", "debt_collection.services.advance_collections"),
     ("dispatch", "notifications.services.dispatch_due"),

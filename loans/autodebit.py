@@ -1,0 +1,267 @@
+"""Auto-debit on the due date: loans with a card mandate are debited through the payment gateway.
+
+Exactly-once by construction: an ``AutoDebitAttempt`` row is claimed first (unique per instalment and day, so
+a re-run or a second worker claims nothing new), the gateway is called with an idempotency key derived from the
+attempt, and only then is the outcome recorded. A crash between the gateway call and the recording leaves the
+attempt ``pending``; the next run asks the gateway again with the same key and gets the same answer, so the
+customer is never debited twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import zoneinfo
+from collections import defaultdict
+from decimal import Decimal
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+from backoffice.audit import Event, log_events
+
+from .gateways import DebitResult, get_gateway
+from .models import AutoDebitAttempt, Installment, Loan, Payment
+
+logger = logging.getLogger(__name__)
+
+ACTOR = "job:autodebit"
+CHUNK = 500
+# Claimed, gateway not yet answered (or the answer not yet recorded). Not one of the model's final statuses.
+PENDING = "pending"
+
+
+def idempotency_key_for(attempt: AutoDebitAttempt) -> str:
+    """The key the gateway sees: one per instalment and day, the same on every re-run."""
+    return f"autodebit-{attempt.installment_id}-{attempt.attempted_on:%Y%m%d}"
+
+
+def payment_ref_for(attempt: AutoDebitAttempt) -> str:
+    return f"AD-{attempt.installment_id}-{attempt.attempted_on:%Y%m%d}"
+
+
+def _plan_notice():
+    try:
+        return import_string("notifications.services.plan_notice")
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            "Auto-debit failed but notifications.services.plan_notice is missing, so the autodebit_failed notice "
+            "cannot be planned; the attempt stays pending and is recorded on the next run."
+        ) from exc
+
+
+def _local_dates(now: dt.datetime) -> dict[dt.date, list[str]]:
+    """Each local date that holds ``now`` for customers with a mandate, with the time zones where it does."""
+    zones = (
+        Loan.objects.filter(autopay=True, status=Loan.Status.ACTIVE)
+        .values_list("customer__timezone", flat=True)
+        .distinct()
+        .order_by()
+    )
+    by_date: dict[dt.date, list[str]] = defaultdict(list)
+    for name in zones:
+        by_date[now.astimezone(zoneinfo.ZoneInfo(name)).date()].append(name)
+    return by_date
+
+
+def _claim(date: dt.date, zones: list[str]) -> int:
+    """Insert one pending attempt per unpaid instalment due on ``date`` (local) of an active autopay loan."""
+    due = (
+        Installment.objects.filter(
+            due_date=date,
+            paid_at__isnull=True,
+            loan__autopay=True,
+            loan__status=Loan.Status.ACTIVE,
+            loan__customer__timezone__in=zones,
+        )
+        .order_by("pk")
+        .values_list("pk", "amount_due", "amount_paid")
+    )
+    batch: list[AutoDebitAttempt] = []
+    seen = 0
+    for pk, amount_due, amount_paid in due.iterator(chunk_size=CHUNK):
+        outstanding = amount_due - amount_paid
+        if outstanding <= 0:
+            continue
+        batch.append(AutoDebitAttempt(installment_id=pk, attempted_on=date, amount=outstanding, status=PENDING))
+        seen += 1
+        if len(batch) >= CHUNK:
+            AutoDebitAttempt.objects.bulk_create(batch, ignore_conflicts=True)
+            batch = []
+    if batch:
+        AutoDebitAttempt.objects.bulk_create(batch, ignore_conflicts=True)
+    return seen
+
+
+def _inputs(attempt: AutoDebitAttempt, result: DebitResult | None = None) -> dict:
+    inst = attempt.installment
+    data = {
+        "loan": inst.loan.ref,
+        "customer": inst.loan.customer.ref,
+        "installment_id": inst.pk,
+        "installment_seq": inst.seq,
+        "due_date": inst.due_date,
+        "attempted_on": attempt.attempted_on,
+        "amount": attempt.amount,
+        "currency": inst.loan.currency,
+        "idempotency_key": idempotency_key_for(attempt),
+    }
+    if result is not None:
+        data["gateway_reference"] = result.reference
+    return data
+
+
+def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.datetime) -> int:
+    from .services import refresh_installments  # loans.services imports this module: resolve at call time
+
+    if not done:
+        return 0
+    with transaction.atomic():
+        claimed = set(
+            AutoDebitAttempt.objects.select_for_update()
+            .filter(pk__in=[a.pk for a, _r in done], status=PENDING)
+            .values_list("pk", flat=True)
+        )
+        done = [(a, r) for a, r in done if a.pk in claimed]  # another worker may have recorded some meanwhile
+        if not done:
+            return 0
+        payments = Payment.objects.bulk_create(
+            [
+                Payment(
+                    ref=payment_ref_for(a),
+                    loan_id=a.installment.loan_id,
+                    installment_id=a.installment_id,
+                    amount=a.amount,
+                    received_at=now,
+                    source=Payment.Source.AUTODEBIT,
+                )
+                for a, _r in done
+            ]
+        )
+        payment_ids = dict(
+            Payment.objects.filter(ref__in=[p.ref for p in payments]).values_list("ref", "pk")
+        )  # bulk_create does not return keys on every database
+        events = []
+        for attempt, result in done:
+            attempt.status = AutoDebitAttempt.Status.SUCCEEDED
+            attempt.gateway_reference = result.reference[:64]
+            attempt.payment_id = payment_ids[payment_ref_for(attempt)]
+            inputs = _inputs(attempt, result)
+            events.append(
+                Event(
+                    action="loans.payment.recorded",
+                    actor=ACTOR,
+                    object_type="loans.Payment",
+                    object_id=str(attempt.payment_id),
+                    after={
+                        "ref": payment_ref_for(attempt),
+                        "loan": inputs["loan"],
+                        "installment_seq": inputs["installment_seq"],
+                        "amount": attempt.amount,
+                        "received_at": now,
+                        "source": Payment.Source.AUTODEBIT,
+                    },
+                )
+            )
+            events.append(
+                Event(
+                    action="loans.autodebit.succeeded",
+                    actor=ACTOR,
+                    object_type="loans.AutoDebitAttempt",
+                    object_id=str(attempt.pk),
+                    after={**inputs, "payment_ref": payment_ref_for(attempt)},
+                )
+            )
+        AutoDebitAttempt.objects.bulk_update([a for a, _r in done], ["status", "gateway_reference", "payment"])
+        log_events(events)
+        # Marks the instalments paid and, on commit, sends the signals that cancel what is still pending.
+        refresh_installments([a.installment_id for a, _r in done], now, actor=ACTOR)
+    return len(done)
+
+
+def _record_failure(attempt: AutoDebitAttempt, result: DebitResult, now: dt.datetime) -> bool:
+    plan_notice = _plan_notice()
+    with transaction.atomic():
+        if not AutoDebitAttempt.objects.select_for_update().filter(pk=attempt.pk, status=PENDING).exists():
+            return False
+        attempt.status = AutoDebitAttempt.Status.FAILED
+        attempt.failure_reason = (result.failure_reason or "declined")[:64]
+        attempt.gateway_reference = result.reference[:64]
+        attempt.save(update_fields=["status", "failure_reason", "gateway_reference"])
+        log_events(
+            [
+                Event(
+                    action="loans.autodebit.failed",
+                    actor=ACTOR,
+                    object_type="loans.AutoDebitAttempt",
+                    object_id=str(attempt.pk),
+                    after={**_inputs(attempt, result), "reason": attempt.failure_reason},
+                )
+            ]
+        )
+        plan_notice(
+            customer=attempt.installment.loan.customer,
+            kind="autodebit_failed",
+            installments=[attempt.installment],
+            now=now,
+            dedupe_key=f"autodebit:{attempt.id}",
+            actor=ACTOR,
+        )
+    return True
+
+
+def run_autodebit(now: dt.datetime) -> dict[str, int]:
+    """Debit every active autopay loan's unpaid instalment due today in its customer's local day (pipeline step).
+
+    Effects: claims one ``AutoDebitAttempt`` per instalment and local day (a re-run claims nothing new), calls
+    the gateway of ``settings.PAYMENT_GATEWAY_BACKEND`` for each pending attempt, then on success records a
+    ``Payment`` (source ``autodebit``) and refreshes the instalments (paid; the paid signals cancel pending
+    contacts), on decline records the reason and plans an ``autodebit_failed`` notice. Audit events
+    ``loans.autodebit.succeeded`` / ``loans.autodebit.failed`` carry the inputs. A gateway exception leaves the
+    attempt pending for the next run (counted as ``unconfirmed``).
+    Raises ImproperlyConfigured when a decline cannot be noticed (no ``plan_notice``) or the gateway is
+    misconfigured. Returns counts.
+    """
+    gateway = get_gateway()
+    counts = {"claimed": 0, "succeeded": 0, "failed": 0, "unconfirmed": 0}
+    for date, zones in sorted(_local_dates(now).items()):
+        counts["claimed"] += _claim(date, zones)
+        # Ids first: the rows change while they are worked through, so no cursor stays open over them.
+        pending_ids = list(
+            AutoDebitAttempt.objects.filter(
+                attempted_on=date, status=PENDING, installment__loan__customer__timezone__in=zones
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        for start in range(0, len(pending_ids), CHUNK):
+            attempts = list(
+                AutoDebitAttempt.objects.filter(pk__in=pending_ids[start : start + CHUNK], status=PENDING)
+                .select_related("installment__loan__customer")
+                .order_by("pk")
+            )
+            _process(attempts, gateway, now, counts)
+    return counts
+
+
+def _process(attempts: list[AutoDebitAttempt], gateway, now: dt.datetime, counts: dict[str, int]) -> None:
+    succeeded: list[tuple[AutoDebitAttempt, DebitResult]] = []
+    declined: list[tuple[AutoDebitAttempt, DebitResult]] = []
+    for attempt in attempts:
+        try:
+            result = gateway.debit(
+                loan=attempt.installment.loan,
+                installment=attempt.installment,
+                amount=Decimal(attempt.amount),
+                idempotency_key=idempotency_key_for(attempt),
+            )
+        except Exception:
+            # The outcome is unknown: keep the claim pending and ask again, with the same key, next run.
+            logger.exception("Auto-debit of attempt %s: the gateway did not answer", attempt.pk)
+            counts["unconfirmed"] += 1
+            continue
+        (succeeded if result.succeeded else declined).append((attempt, result))
+    counts["succeeded"] += _record_successes(succeeded, now)
+    for attempt, result in declined:
+        counts["failed"] += _record_failure(attempt, result, now)

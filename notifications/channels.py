@@ -1,0 +1,251 @@
+"""Delivery backends: one per channel, chosen by a dotted path in ``settings.NOTIFICATION_BACKENDS``.
+
+Every backend has ``send(message: OutgoingMessage) -> SendResult`` and raises ``ProviderError`` when the
+provider did not take the message. ``ProviderError.retryable`` tells the dispatcher whether trying again can
+help (timeouts, connection errors, 5xx, 429) or not (any other 4xx: a bad number, a dead push token).
+
+Each message carries an idempotency key (the notification's own), sent to the provider in the way its protocol
+allows, so a retry after a crash between sending and recording is recognised by the provider, not re-sent.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.mail import EmailMessage, get_connection
+from django.db import IntegrityError, transaction
+from django.utils.module_loading import import_string
+
+# Identifiers that are not UUIDs still map to one stable UUID (the outbox stores keys as UUIDs).
+_KEY_NAMESPACE = uuid.UUID("6f1d3a52-3f0e-4d7c-9d44-1d0c5e2b8a10")
+
+
+@dataclass
+class OutgoingMessage:
+    channel: str
+    destination: str
+    subject: str
+    body: str
+    idempotency_key: str
+    language: str = ""
+
+
+@dataclass
+class SendResult:
+    provider_message_id: str
+
+
+class ProviderError(Exception):
+    """The provider did not accept the message. ``retryable`` is False when trying again cannot help."""
+
+    def __init__(self, message: str, *, retryable: bool = True, status_code: int | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.status_code = status_code
+
+
+class ChannelBackend(Protocol):
+    def send(self, message: OutgoingMessage) -> SendResult: ...
+
+
+def get_backend(channel: str) -> ChannelBackend:
+    """An instance of the backend configured for ``channel``.
+
+    Raises ImproperlyConfigured for a channel without a backend or a backend missing its settings.
+    """
+    try:
+        path = settings.NOTIFICATION_BACKENDS[channel]
+    except KeyError:
+        raise ImproperlyConfigured(f"No delivery backend configured for channel {channel!r}.") from None
+    return import_string(path)()
+
+
+def key_as_uuid(idempotency_key: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(idempotency_key))
+    except ValueError:
+        return uuid.uuid5(_KEY_NAMESPACE, str(idempotency_key))
+
+
+def _required(name: str) -> str:
+    value = getattr(settings, name, "")
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set to use this delivery backend.")
+    return value
+
+
+def is_retryable_status(status_code: int) -> bool:
+    return status_code >= 500 or status_code in (408, 429)
+
+
+class OutboxBackend:
+    """The default: writes the message to ``OutboxMessage`` (visible in the admin) instead of sending it."""
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        from .models import OutboxMessage
+
+        key = key_as_uuid(message.idempotency_key)
+        existing = OutboxMessage.objects.filter(idempotency_key=key).values_list("provider_message_id", flat=True).first()
+        if existing:
+            return SendResult(provider_message_id=existing)
+        try:
+            with transaction.atomic():
+                row = OutboxMessage.objects.create(
+                    channel=message.channel,
+                    destination=message.destination,
+                    subject=message.subject[:255],
+                    body=message.body,
+                    idempotency_key=key,
+                    provider_message_id=f"outbox-{uuid.uuid4().hex}",
+                )
+        except IntegrityError:
+            # A concurrent send with the same key won the insert: answer as the provider would, with its id.
+            row = OutboxMessage.objects.get(idempotency_key=key)
+        return SendResult(provider_message_id=row.provider_message_id)
+
+
+class HttpBackend:
+    """What the HTTP providers share: a timeout, error mapping and JSON decoding."""
+
+    provider = "provider"
+
+    def __init__(self) -> None:
+        self.timeout = float(settings.PROVIDER_TIMEOUT_SECONDS)
+
+    def post(self, url: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = requests.post(url, timeout=self.timeout, **kwargs)
+        except requests.Timeout as exc:
+            raise ProviderError(f"{self.provider}: timed out after {self.timeout}s", retryable=True) from exc
+        except requests.RequestException as exc:
+            raise ProviderError(f"{self.provider}: {exc.__class__.__name__}: {exc}", retryable=True) from exc
+        if not 200 <= response.status_code < 300:
+            raise ProviderError(
+                f"{self.provider}: HTTP {response.status_code}: {response.text[:300]}",
+                retryable=is_retryable_status(response.status_code),
+                status_code=response.status_code,
+            )
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise ProviderError(f"{self.provider}: the response is not JSON: {response.text[:200]}", retryable=False) from exc
+        if not isinstance(data, dict):
+            raise ProviderError(f"{self.provider}: unexpected response {data!r:.200}", retryable=False)
+        return data
+
+    def message_id(self, data: dict[str, Any], *fields: str) -> str:
+        for name in fields:
+            if data.get(name):
+                return str(data[name])
+        raise ProviderError(f"{self.provider}: no message id ({', '.join(fields)}) in {data!r:.200}", retryable=False)
+
+
+class JsonSmsGatewayBackend(HttpBackend):
+    """A generic JSON SMS gateway: ``POST SMS_GATEWAY_URL`` with ``{to, from, text, reference}``."""
+
+    provider = "SMS gateway"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.url = _required("SMS_GATEWAY_URL")
+        self.token = settings.SMS_GATEWAY_TOKEN
+        self.sender = settings.SMS_SENDER_ID
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        headers = {"Idempotency-Key": str(message.idempotency_key), "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        payload = {"to": message.destination, "from": self.sender, "text": message.body, "reference": str(message.idempotency_key)}
+        data = self.post(self.url, json=payload, headers=headers)
+        return SendResult(provider_message_id=self.message_id(data, "message_id", "messageId", "id"))
+
+
+class TwilioSmsBackend(HttpBackend):
+    """A Twilio-compatible Messages API (``TWILIO_BASE_URL`` may point at any server speaking it)."""
+
+    provider = "Twilio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base_url = (settings.TWILIO_BASE_URL or "https://api.twilio.com").rstrip("/")
+        self.sid = _required("TWILIO_ACCOUNT_SID")
+        self.token = _required("TWILIO_AUTH_TOKEN")
+        self.sender = _required("TWILIO_FROM_NUMBER")
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        url = f"{self.base_url}/2010-04-01/Accounts/{self.sid}/Messages.json"
+        data = self.post(
+            url,
+            data={"To": message.destination, "From": self.sender, "Body": message.body},
+            auth=(self.sid, self.token),
+            headers={"I-Twilio-Idempotency-Token": str(message.idempotency_key), "Accept": "application/json"},
+        )
+        return SendResult(provider_message_id=self.message_id(data, "sid"))
+
+
+class FcmPushBackend(HttpBackend):
+    """Firebase Cloud Messaging, HTTP v1 message shape."""
+
+    provider = "FCM"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base_url = (settings.FCM_BASE_URL or "https://fcm.googleapis.com").rstrip("/")
+        self.project_id = _required("FCM_PROJECT_ID")
+        self.access_token = _required("FCM_ACCESS_TOKEN")
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        url = f"{self.base_url}/v1/projects/{self.project_id}/messages:send"
+        payload = {
+            "message": {
+                "token": message.destination,
+                "notification": {"title": message.subject, "body": message.body},
+                "data": {"idempotency_key": str(message.idempotency_key)},
+            }
+        }
+        data = self.post(url, json=payload, headers={"Authorization": f"Bearer {self.access_token}"})
+        return SendResult(provider_message_id=self.message_id(data, "name"))
+
+
+class EmailBackend:
+    """Email through Django's mail (``settings.EMAIL_BACKEND``, SMTP by default; timeout ``EMAIL_TIMEOUT``).
+
+    The Message-ID is derived from the idempotency key, so a message sent twice after a crash carries the same
+    id and mail systems can recognise the duplicate; it is also the provider message id bounces refer to.
+    """
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
+        message_id = f"{key_as_uuid(message.idempotency_key)}@{domain}"
+        headers = {"Message-ID": f"<{message_id}>"}
+        if message.language:
+            headers["Content-Language"] = message.language
+        email = EmailMessage(
+            subject=message.subject,
+            body=message.body,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[message.destination],
+            headers=headers,
+        )
+        try:
+            with get_connection(fail_silently=False) as connection:
+                sent = connection.send_messages([email])
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _msg in exc.recipients.values()]
+            raise ProviderError(f"SMTP: recipient refused {exc.recipients}", retryable=any(400 <= c < 500 for c in codes)) from exc
+        except smtplib.SMTPResponseException as exc:
+            # SMTP's own convention: 4xx is transient, 5xx permanent.
+            raise ProviderError(
+                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", retryable=400 <= exc.smtp_code < 500, status_code=exc.smtp_code
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise ProviderError(f"SMTP: {exc.__class__.__name__}: {exc}", retryable=True) from exc
+        if not sent:
+            raise ProviderError("SMTP: the message was not sent", retryable=True)
+        return SendResult(provider_message_id=message_id)
