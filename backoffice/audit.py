@@ -10,12 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.utils import timezone
 
 from .models import GENESIS_HASH, AuditChainHead, AuditEvent
@@ -91,8 +94,23 @@ def actor_name(actor: Any) -> str:
 
 
 def _lock_head() -> AuditChainHead:
-    head, _ = AuditChainHead.objects.get_or_create(id=1)
-    return AuditChainHead.objects.select_for_update().get(id=1)
+    """Lock the chain head row until the end of the transaction (a no-op lock on SQLite, whose IMMEDIATE
+    transactions already serialise writers). The row is created by the migration and after a flush."""
+    try:
+        return AuditChainHead.objects.select_for_update().get(id=1)
+    except AuditChainHead.DoesNotExist:
+        ensure_chain_head()
+        return AuditChainHead.objects.select_for_update().get(id=1)
+
+
+def ensure_chain_head(using: str = "default") -> AuditChainHead:
+    """Create the chain head row if it is missing, continuing from the last event if there is one."""
+    last = AuditEvent.objects.using(using).order_by("-seq").values_list("seq", "hash").first()
+    seq, digest = last or (0, GENESIS_HASH)
+    head, _created = AuditChainHead.objects.using(using).get_or_create(
+        id=1, defaults={"seq": seq, "hash": digest}
+    )
+    return head
 
 
 def log_events(events: Iterable[Event]) -> list[AuditEvent]:
@@ -157,8 +175,275 @@ def log_event(
     if obj is not None:
         object_type, object_id = describe(obj)
     return log_events(
-        [Event(action=action, actor=actor_name(actor), object_type=object_type, object_id=str(object_id), before=before, after=after)]
+        [
+            Event(
+                action=action,
+                actor=actor_name(actor),
+                object_type=object_type,
+                object_id=str(object_id),
+                before=before,
+                after=after,
+            )
+        ]
     )[0]
 
 
-__all__ = ["GENESIS_HASH", "Event", "actor_name", "compute_hash", "event_hash", "log_event", "log_events"]
+# --- Verification and the anchor file ----------------------------------------------------------------------
+
+VERIFY_FIELDS = (
+    "id",
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "before",
+    "after",
+    "prev_hash",
+    "hash",
+)
+
+
+@dataclass
+class Verification:
+    """What ``verify_chain`` found: ``problem`` is empty when the trail is intact."""
+
+    count: int = 0
+    anchors_checked: int = 0
+    problem: str = ""
+    seq: int | None = None
+    event_id: int | None = None
+
+    @property
+    def is_intact(self) -> bool:
+        return not self.problem
+
+
+def anchor_path() -> Path | None:
+    path = getattr(settings, "AUDIT_ANCHOR_PATH", None)
+    return Path(path) if path else None
+
+
+def read_anchors(path: Path | None) -> list[dict[str, Any]]:
+    """The anchors written so far, oldest first. Raises ValueError naming the line of a malformed anchor."""
+    if path is None or not path.exists():
+        return []
+    anchors = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                anchors.append(
+                    {
+                        "seq": int(data["seq"]),
+                        "hash": str(data["hash"]),
+                        "at": data.get("at", ""),
+                        "line": number,
+                    }
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path.name} line {number} is not an anchor: {exc}") from exc
+    return anchors
+
+
+def write_anchor(now: dt.datetime) -> dict[str, Any]:
+    """Append the chain head ``{seq, hash, at}`` as a JSON line to ``settings.AUDIT_ANCHOR_PATH``.
+
+    A pipeline step (``anchor_audit``): the file lives outside the database, so a rewrite of the table (even
+    with recomputed hashes) no longer matches an anchor. Writing the same head twice adds nothing. Errors of
+    the file system (no permission, disk full) propagate."""
+    path = anchor_path()
+    if path is None:
+        return {"skipped": "AUDIT_ANCHOR_PATH is not set"}
+    head = AuditChainHead.objects.filter(id=1).values_list("seq", "hash").first() or (0, GENESIS_HASH)
+    seq, digest = head
+    anchors = read_anchors(path)
+    if anchors and anchors[-1]["seq"] == seq and anchors[-1]["hash"] == digest:
+        return {"seq": seq, "written": 0}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(
+        {"seq": seq, "hash": digest, "at": now.astimezone(dt.timezone.utc).isoformat()}, sort_keys=True
+    )
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {"seq": seq, "written": 1}
+
+
+def verify_chain(*, path: Path | None = None, using: str = "default", chunk_size: int = 2000) -> Verification:
+    """Walk the trail in ``seq`` order in constant memory and check every link.
+
+    Checks, in order, for each event: ``seq`` continuity from 1, ``prev_hash`` equal to the previous event's
+    hash, ``hash`` equal to the one recomputed from the stored fields, and the hash written in the anchor file
+    (``path``, default ``settings.AUDIT_ANCHOR_PATH``) for that seq. Then: no anchored event is missing, the
+    chain head row agrees with the last event, and the append-only triggers are in place. Stops at the first
+    problem. Never writes."""
+    result = Verification()
+    path = anchor_path() if path is None else path
+    try:
+        anchors = {a["seq"]: a for a in read_anchors(path)}
+    except ValueError as exc:
+        result.problem = str(exc)
+        return result
+    expected_seq, prev = 1, GENESIS_HASH
+    if 0 in anchors:
+        result.anchors_checked += 1
+        if anchors[0]["hash"] != GENESIS_HASH:
+            result.problem = f"the anchor of seq 0 (line {anchors[0]['line']}) is not the genesis hash"
+            return result
+    rows = (
+        AuditEvent.objects.using(using)
+        .order_by("seq")
+        .values_list(*VERIFY_FIELDS)
+        .iterator(chunk_size=chunk_size)
+    )
+    last_seq, last_hash = 0, GENESIS_HASH
+    for row in rows:
+        data = dict(zip(VERIFY_FIELDS, row, strict=True))
+        seq = data["seq"]
+        result.seq, result.event_id = seq, data["id"]
+        if seq != expected_seq:
+            result.problem = (
+                f"sequence broken: expected seq {expected_seq}, found seq {seq} (events deleted or inserted)"
+            )
+            return result
+        if data["prev_hash"] != prev:
+            result.problem = "prev_hash does not link to the hash of the previous event"
+            return result
+        payload = event_payload(
+            **{
+                k: data[k]
+                for k in ("seq", "at", "actor", "action", "object_type", "object_id", "before", "after")
+            }
+        )
+        if compute_hash(data["prev_hash"], payload) != data["hash"]:
+            result.problem = (
+                "hash does not match the event's content (the row was changed after it was written)"
+            )
+            return result
+        anchor = anchors.get(seq)
+        if anchor is not None:
+            result.anchors_checked += 1
+            if anchor["hash"] != data["hash"]:
+                result.problem = f"hash differs from the anchor written at {anchor['at']} (line {anchor['line']}): the trail was rewritten"
+                return result
+        result.count += 1
+        prev, last_seq, last_hash = data["hash"], seq, data["hash"]
+        expected_seq += 1
+    result.seq = result.event_id = None
+    beyond = sorted(s for s in anchors if s > last_seq)
+    if beyond:
+        result.seq = beyond[0]
+        result.problem = (
+            f"anchored event seq {beyond[0]} is missing: the trail ends at seq {last_seq} (truncated)"
+        )
+        return result
+    head = AuditChainHead.objects.using(using).filter(id=1).values_list("seq", "hash").first()
+    if head is not None and head != (last_seq, last_hash):
+        result.seq = head[0]
+        result.problem = f"the chain head (seq {head[0]}) does not match the last event (seq {last_seq})"
+        return result
+    missing = missing_audit_triggers(connections[using])
+    if missing:
+        result.problem = f"append-only triggers missing: {', '.join(missing)}"
+    return result
+
+
+# --- Append-only: the database itself refuses UPDATE and DELETE on the audit table -------------------------
+
+TRIGGER_NAMES = (
+    "backoffice_auditevent_no_update",
+    "backoffice_auditevent_no_delete",
+    "backoffice_auditevent_no_truncate",
+)
+PG_FUNCTION = "backoffice_auditevent_append_only"
+
+
+def _table(connection) -> str:
+    return connection.ops.quote_name(AuditEvent._meta.db_table)
+
+
+def install_audit_triggers(connection) -> None:
+    """Create the triggers refusing UPDATE and DELETE (and TRUNCATE on PostgreSQL) on the audit table.
+
+    Idempotent. Raises NotImplementedError on a database vendor without an implementation."""
+    table = _table(connection)
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            for name, op in (TRIGGER_NAMES[0], "UPDATE"), (TRIGGER_NAMES[1], "DELETE"):
+                cursor.execute(
+                    f"CREATE TRIGGER IF NOT EXISTS {name} BEFORE {op} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: {op} refused'); END"
+                )
+        elif connection.vendor == "postgresql":
+            cursor.execute(
+                f"CREATE OR REPLACE FUNCTION {PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'the audit trail is append-only: % refused', TG_OP "
+                "USING ERRCODE = 'insufficient_privilege'; END $$"
+            )
+            for name, op, level in (
+                (TRIGGER_NAMES[0], "UPDATE", "ROW"),
+                (TRIGGER_NAMES[1], "DELETE", "ROW"),
+                (TRIGGER_NAMES[2], "TRUNCATE", "STATEMENT"),
+            ):
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+                cursor.execute(
+                    f"CREATE TRIGGER {name} BEFORE {op} ON {table} FOR EACH {level} EXECUTE FUNCTION {PG_FUNCTION}()"
+                )
+        else:
+            raise NotImplementedError(f"no append-only triggers for {connection.vendor}")
+
+
+def remove_audit_triggers(connection) -> None:
+    """Drop the append-only triggers (reverse migration, and ``flush`` of a development or test database)."""
+    table = _table(connection)
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            for name in TRIGGER_NAMES[:2]:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
+        elif connection.vendor == "postgresql":
+            for name in TRIGGER_NAMES:
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+            cursor.execute(f"DROP FUNCTION IF EXISTS {PG_FUNCTION}()")
+
+
+def missing_audit_triggers(connection) -> list[str]:
+    """The names of the append-only triggers that are not in the database (empty when all are there)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s",
+                [AuditEvent._meta.db_table],
+            )
+            expected = TRIGGER_NAMES[:2]
+        elif connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
+                [AuditEvent._meta.db_table],
+            )
+            expected = TRIGGER_NAMES
+        else:
+            return []
+        present = {row[0] for row in cursor.fetchall()}
+    return [name for name in expected if name not in present]
+
+
+__all__ = [
+    "GENESIS_HASH",
+    "Event",
+    "Verification",
+    "actor_name",
+    "compute_hash",
+    "event_hash",
+    "install_audit_triggers",
+    "log_event",
+    "log_events",
+    "missing_audit_triggers",
+    "remove_audit_triggers",
+    "verify_chain",
+    "write_anchor",
+]

@@ -16,6 +16,7 @@ PIPELINE: list[tuple[str, str]] = [
     ("plan", "notifications.services.plan_contacts"),
     ("collections", "debt_collection.services.advance_collections"),
     ("dispatch", "notifications.services.dispatch_due"),
+    ("anchor_audit", "backoffice.audit.write_anchor"),
 ]
 
 

@@ -1,1 +1,45 @@
-"""Signal receivers of the back office (audit of log-ins is wired here)."""
+"""Signal receivers of the back office: admin log-ins and failed log-ins go to the audit trail."""
+
+from __future__ import annotations
+
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.db.models.signals import post_migrate
+from django.dispatch import receiver
+
+from .audit import ensure_chain_head, log_event
+
+
+def client_ip(request) -> str:
+    """The client address as the server saw it. X-Forwarded-For is not trusted: any client can send it."""
+    if request is None:
+        return ""
+    return request.META.get("REMOTE_ADDR", "") or ""
+
+
+@receiver(user_logged_in, dispatch_uid="backoffice.audit_login_succeeded")
+def record_login(sender, request, user, **kwargs):
+    log_event(
+        "backoffice.login.succeeded",
+        actor=user,
+        obj=user,
+        after={"username": user.get_username(), "ip": client_ip(request)},
+    )
+
+
+@receiver(user_login_failed, dispatch_uid="backoffice.audit_login_failed")
+def record_failed_login(sender, credentials, request=None, **kwargs):
+    # Django already replaces the password by asterisks in ``credentials``; only the user name is kept here.
+    username = str(credentials.get("username", "") or "")[:150]
+    log_event(
+        "backoffice.login.failed",
+        actor=f"anonymous:{username}" if username else "anonymous",
+        after={"username": username, "ip": client_ip(request)},
+    )
+
+
+@receiver(post_migrate, dispatch_uid="backoffice.ensure_chain_head")
+def create_chain_head(sender, app_config=None, using="default", **kwargs):
+    """The chain head row must exist before the first writer locks it (also after a flush)."""
+    if app_config is None or app_config.label != "backoffice":
+        return
+    ensure_chain_head(using=using)

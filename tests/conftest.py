@@ -32,3 +32,11 @@ def redis_url():
     client.flushdb()
     yield url
     client.flushdb()
+
+
+@pytest.fixture(autouse=True)
+def _audit_anchor_and_exports_in_tmp(settings, tmp_path_factory):
+    """The pipeline's anchor step and the exports write files: keep them out of the project's var/."""
+    base = tmp_path_factory.mktemp("files")
+    settings.AUDIT_ANCHOR_PATH = base / "audit-anchor.jsonl"
+    settings.EXPORT_ROOT = base / "exports"

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import DatabaseError, connection, connections, transaction
+
+from backoffice.audit import GENESIS_HASH, event_hash, log_event, missing_audit_triggers, verify_chain
+from backoffice.models import AuditChainHead, AuditEvent
+from tests.factories_audit import make_events
+
+
+@pytest.mark.django_db
+def test_each_event_links_to_the_previous_one_and_hashes_its_content():
+    first, second, third = make_events(3)
+    assert first.prev_hash == GENESIS_HASH or first.seq > 1
+    assert second.prev_hash == first.hash and third.prev_hash == second.hash
+    assert [e.seq for e in (first, second, third)] == [first.seq, first.seq + 1, first.seq + 2]
+    stored = AuditEvent.objects.get(pk=third.pk)
+    assert event_hash(stored) == stored.hash
+    assert AuditChainHead.objects.get(id=1).hash == third.hash
+
+
+@pytest.mark.django_db
+def test_an_event_is_written_in_the_transaction_of_the_change_it_records():
+    before = AuditEvent.objects.count()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        log_event("tests.thing.changed", actor="job:tests", after={"v": 1})
+        raise RuntimeError("the change failed")
+    assert AuditEvent.objects.count() == before
+    assert verify_chain().is_intact
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_to_update_an_event():
+    event = log_event("tests.thing.changed", actor="job:tests", after={"v": 1})
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE backoffice_auditevent SET action = 'x' WHERE id = %s", [event.pk])
+    with pytest.raises(DatabaseError), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(actor="someone else")
+    assert AuditEvent.objects.get(pk=event.pk).action == "tests.thing.changed"
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_to_delete_an_event():
+    event = log_event("tests.thing.changed", actor="job:tests", after={"v": 1})
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM backoffice_auditevent WHERE id = %s", [event.pk])
+    with pytest.raises(DatabaseError), transaction.atomic():
+        AuditEvent.objects.all().delete()
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_postgresql_refuses_to_truncate_the_trail():
+    log_event("tests.thing.changed", actor="job:tests")
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("TRUNCATE backoffice_auditevent")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flush_lifts_the_triggers_only_for_its_own_time():
+    from django.core.management import call_command
+
+    make_events(2)
+    call_command("flush", interactive=False, verbosity=0)
+    assert AuditEvent.objects.count() == 0
+    assert missing_audit_triggers(connection) == []
+    assert AuditChainHead.objects.get(id=1).seq == 0
+    make_events(1)
+    assert verify_chain().is_intact
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_never_fork_the_chain():
+    writers, per_writer = 6, 15
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(per_writer):
+                with transaction.atomic():
+                    log_event("tests.thing.changed", actor=f"job:writer{n}", object_id=str(i), after={"i": i})
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    seqs = list(AuditEvent.objects.values_list("seq", flat=True))
+    assert len(seqs) == writers * per_writer == len(set(seqs))
+    assert sorted(seqs) == list(range(1, writers * per_writer + 1))
+    result = verify_chain()
+    assert result.is_intact, result.problem
+    assert result.count == writers * per_writer
