@@ -1,0 +1,163 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+
+from backoffice.charts import Series, bar_chart, line_chart
+from backoffice.dashboard import collections_ready, dashboard_figures
+from loans.models import Loan
+from notifications.models import NotificationLog
+from tests.factories import make_customer, make_installment, make_loan, make_payment, make_tier, make_user
+from tests.factories_operator import local, make_log
+
+TODAY = dt.date(2026, 6, 15)
+S = NotificationLog.Status
+R = NotificationLog.Reason
+
+
+def days_ago(n: int) -> dt.date:
+    return TODAY - dt.timedelta(days=n)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def book(db):
+    """A small book with known answers (see each instalment's comment)."""
+    tier_a = make_tier(code="A", name="Low risk")
+    tier_b = make_tier(code="B", name="High risk")
+    alice = make_customer(tier=tier_a)
+    bob = make_customer(tier=tier_b)
+    loan_a = make_loan(alice)
+    loan_b = make_loan(bob)
+    written_off = make_loan(alice, status=Loan.Status.WRITTEN_OFF)
+
+    def paid(day, amount):
+        return {"paid_at": local(day), "amount_paid": Decimal(amount)}
+
+    return {
+        "tiers": (tier_a, tier_b),
+        "customers": (alice, bob),
+        "i1": make_installment(loan_a, due_date=days_ago(5), amount_due=Decimal("100")),  # DPD 5
+        "i2": make_installment(loan_a, due_date=days_ago(45), amount_due=Decimal("200"), amount_paid=Decimal("50")),
+        "i3": make_installment(loan_a, due_date=days_ago(75), amount_due=Decimal("300")),  # DPD 75
+        "i4": make_installment(loan_a, due_date=days_ago(120), amount_due=Decimal("400")),  # DPD 120
+        "i8": make_installment(loan_a, due_date=days_ago(40), amount_due=Decimal("80"), **paid(days_ago(35), "80")),
+        "i7": make_installment(written_off, due_date=days_ago(5), amount_due=Decimal("999")),  # never counted
+        "i5": make_installment(loan_b, due_date=days_ago(10), amount_due=Decimal("50"), **paid(days_ago(8), "50")),
+        "i9": make_installment(loan_b, due_date=days_ago(50), amount_due=Decimal("60"), **paid(days_ago(20), "60")),
+        "i10": make_installment(loan_b, due_date=days_ago(20), amount_due=Decimal("70"), **paid(days_ago(21), "70")),
+        "i6": make_installment(loan_b, due_date=TODAY + dt.timedelta(days=3), amount_due=Decimal("90")),
+    }
+
+
+def test_it_buckets_the_overdue_book_by_days_past_due(book):
+    overdue = {row["bucket"]: row for row in dashboard_figures(TODAY)["overdue"]}
+
+    assert {k: v["count"] for k, v in overdue.items()} == {"1-30": 1, "31-60": 1, "61-90": 1, "90+": 1}
+    assert overdue["1-30"]["amount"] == Decimal("100.00")
+    assert overdue["31-60"]["amount"] == Decimal("150.00")  # 200 due, 50 already paid
+    assert overdue["61-90"]["amount"] == Decimal("300.00")
+    assert overdue["90+"]["amount"] == Decimal("400.00")
+
+
+def test_roll_rates_compare_each_bucket_thirty_days_ago_with_today(book):
+    rows = {r["from_bucket"]: r for r in dashboard_figures(TODAY)["roll_rates"]}
+
+    # current 30 days ago: i1 (still unpaid), i5 and i10 (paid after the snapshot); i8 was paid before it.
+    assert (rows["current"]["base"], rows["current"]["rolled"]) == (3, 1)
+    assert rows["current"]["rate"] == Decimal("0.3333")
+    assert rows["current"]["to_bucket"] == "1-30"
+    # 1-30 then: i2 (unpaid) and i9 (paid since); i8 had been paid before the snapshot.
+    assert (rows["1-30"]["base"], rows["1-30"]["rolled"]) == (2, 1)
+    assert rows["1-30"]["rate"] == Decimal("0.5000")
+    assert (rows["31-60"]["base"], rows["31-60"]["rolled"], rows["31-60"]["rate"]) == (1, 1, Decimal("1"))
+    assert (rows["61-90"]["base"], rows["61-90"]["rolled"]) == (1, 1)
+
+
+def test_cure_rate_counts_overdue_instalments_paid_since_by_tier(book):
+    rows = {r["tier_code"]: r for r in dashboard_figures(TODAY)["cure_rates"]}
+
+    # A: i1, i2, i3 unpaid, i8 paid late (i4 is older than 90 days); B: i5 and i9 paid late, i10 paid early.
+    assert (rows["A"]["overdue"], rows["A"]["cured"], rows["A"]["rate"]) == (4, 1, Decimal("0.2500"))
+    assert (rows["B"]["overdue"], rows["B"]["cured"], rows["B"]["rate"]) == (2, 2, Decimal("1.0000"))
+
+
+def test_todays_contacts_count_by_local_day_status_and_channel(book):
+    alice, bob = book["customers"]
+    make_log(alice, scheduled_for=local(TODAY, 10), status=S.SENT)
+    make_log(alice, channel="email", scheduled_for=local(TODAY, 11), status=S.DELIVERED)
+    make_log(bob, scheduled_for=local(TODAY, 12), status=S.SUPPRESSED, reason=R.FREQUENCY_CAP)
+    make_log(bob, scheduled_for=local(TODAY, 22), status=S.DEFERRED, reason=R.OUTSIDE_CONTACT_WINDOW)
+    make_log(bob, channel="push", scheduled_for=local(TODAY, 9), status=S.CANCELLED, reason=R.PAID)
+    make_log(alice, scheduled_for=local(TODAY, 0, 30), status=S.PLANNED)  # 16:30 UTC the day before
+    make_log(alice, scheduled_for=local(days_ago(1), 23, 59), status=S.SENT)  # yesterday
+    make_payment(book["i1"], amount=Decimal("40"), received_at=local(TODAY, 9))
+
+    figures = dashboard_figures(TODAY)
+
+    assert figures["contacts"]["matrix"] == {
+        ("sent", "sms"): 1,
+        ("delivered", "email"): 1,
+        ("suppressed", "sms"): 1,
+        ("deferred", "sms"): 1,
+        ("cancelled", "push"): 1,
+        ("planned", "sms"): 1,
+    }
+    assert sorted(figures["contacts"]["held_back"]) == [
+        ("cancelled", "paid", 1),
+        ("deferred", "outside_contact_window", 1),
+        ("suppressed", "frequency_cap", 1),
+    ]
+    history = figures["history"]
+    assert len(history) == 14 and history[-1]["day"] == TODAY and history[0]["day"] == days_ago(13)
+    assert (history[-1]["contacted"], history[-1]["held_back"], history[-1]["pending"]) == (2, 3, 1)
+    assert history[-2]["contacted"] == 1
+    assert history[-1]["payments"] == 1 and history[-1]["paid_amount"] == Decimal("40.00")
+
+
+def test_figures_are_cached_for_a_minute(book, django_assert_num_queries):
+    dashboard_figures(TODAY)
+    make_installment(book["i1"].loan, due_date=days_ago(3), amount_due=Decimal("1"))
+
+    with django_assert_num_queries(0):
+        again = dashboard_figures(TODAY)
+
+    assert again["overdue"][0]["count"] == 1
+
+
+def test_the_front_page_shows_the_dashboard_in_a_pinned_number_of_queries(book, client, django_assert_num_queries):
+    alice, _bob = book["customers"]
+    make_log(alice, scheduled_for=local(TODAY, 12), status=S.SUPPRESSED, reason=R.FREQUENCY_CAP)
+    admin_user = make_user("boss", is_superuser=True)
+    client.force_login(admin_user)
+    cache.clear()
+
+    with django_assert_num_queries(DASHBOARD_PAGE_QUERIES):
+        response = client.get("/admin/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="bo-dashboard"' in html
+    assert "<svg" in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "Overdue book by days past due" in html
+    assert "app-auth" in html  # the app list stays on the page
+
+
+# session + user, the dashboard's figures (7, and 1 for the collectors' tasks), the admin log of the sidebar
+DASHBOARD_PAGE_QUERIES = 10 + (1 if collections_ready() else 0)
+
+
+def test_charts_escape_labels_and_scale_to_the_largest_value():
+    svg = bar_chart("<b>x</b>", ["a&b", "c"], [Series("s1", [1, 3]), Series("s2", [2, 0])])
+    assert "<b>x</b>" not in svg and "&lt;b&gt;x&lt;/b&gt;" in svg
+    assert "a&amp;b" in svg
+    assert svg.count("<rect") == 3 + 2  # three non-empty segments, two legend swatches
+    line = line_chart("t", ["d1", "d2", "d3"], [Series("paid", [Decimal("0"), Decimal("5"), Decimal("2.5")])])
+    assert line.count("<circle") == 3 and "<polyline" in line
