@@ -84,7 +84,9 @@ def _claim(date: dt.date, zones: list[str]) -> int:
         outstanding = amount_due - amount_paid
         if outstanding <= 0:
             continue
-        batch.append(AutoDebitAttempt(installment_id=pk, attempted_on=date, amount=outstanding, status=PENDING))
+        batch.append(
+            AutoDebitAttempt(installment_id=pk, attempted_on=date, amount=outstanding, status=PENDING)
+        )
         seen += 1
         if len(batch) >= CHUNK:
             AutoDebitAttempt.objects.bulk_create(batch, ignore_conflicts=True)
@@ -173,7 +175,9 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
                     after={**inputs, "payment_ref": payment_ref_for(attempt)},
                 )
             )
-        AutoDebitAttempt.objects.bulk_update([a for a, _r in done], ["status", "gateway_reference", "payment"])
+        AutoDebitAttempt.objects.bulk_update(
+            [a for a, _r in done], ["status", "gateway_reference", "payment"]
+        )
         log_events(events)
         # Marks the instalments paid and, on commit, sends the signals that cancel what is still pending.
         refresh_installments([a.installment_id for a, _r in done], now, actor=ACTOR)

@@ -91,7 +91,11 @@ class OutboxBackend:
         from .models import OutboxMessage
 
         key = key_as_uuid(message.idempotency_key)
-        existing = OutboxMessage.objects.filter(idempotency_key=key).values_list("provider_message_id", flat=True).first()
+        existing = (
+            OutboxMessage.objects.filter(idempotency_key=key)
+            .values_list("provider_message_id", flat=True)
+            .first()
+        )
         if existing:
             return SendResult(provider_message_id=existing)
         try:
@@ -134,7 +138,9 @@ class HttpBackend:
         try:
             data = response.json()
         except ValueError as exc:
-            raise ProviderError(f"{self.provider}: the response is not JSON: {response.text[:200]}", retryable=False) from exc
+            raise ProviderError(
+                f"{self.provider}: the response is not JSON: {response.text[:200]}", retryable=False
+            ) from exc
         if not isinstance(data, dict):
             raise ProviderError(f"{self.provider}: unexpected response {data!r:.200}", retryable=False)
         return data
@@ -143,7 +149,9 @@ class HttpBackend:
         for name in fields:
             if data.get(name):
                 return str(data[name])
-        raise ProviderError(f"{self.provider}: no message id ({', '.join(fields)}) in {data!r:.200}", retryable=False)
+        raise ProviderError(
+            f"{self.provider}: no message id ({', '.join(fields)}) in {data!r:.200}", retryable=False
+        )
 
 
 class JsonSmsGatewayBackend(HttpBackend):
@@ -161,7 +169,12 @@ class JsonSmsGatewayBackend(HttpBackend):
         headers = {"Idempotency-Key": str(message.idempotency_key), "Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        payload = {"to": message.destination, "from": self.sender, "text": message.body, "reference": str(message.idempotency_key)}
+        payload = {
+            "to": message.destination,
+            "from": self.sender,
+            "text": message.body,
+            "reference": str(message.idempotency_key),
+        }
         data = self.post(self.url, json=payload, headers=headers)
         return SendResult(provider_message_id=self.message_id(data, "message_id", "messageId", "id"))
 
@@ -184,7 +197,10 @@ class TwilioSmsBackend(HttpBackend):
             url,
             data={"To": message.destination, "From": self.sender, "Body": message.body},
             auth=(self.sid, self.token),
-            headers={"I-Twilio-Idempotency-Token": str(message.idempotency_key), "Accept": "application/json"},
+            headers={
+                "I-Twilio-Idempotency-Token": str(message.idempotency_key),
+                "Accept": "application/json",
+            },
         )
         return SendResult(provider_message_id=self.message_id(data, "sid"))
 
@@ -238,11 +254,15 @@ class EmailBackend:
                 sent = connection.send_messages([email])
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _msg in exc.recipients.values()]
-            raise ProviderError(f"SMTP: recipient refused {exc.recipients}", retryable=any(400 <= c < 500 for c in codes)) from exc
+            raise ProviderError(
+                f"SMTP: recipient refused {exc.recipients}", retryable=any(400 <= c < 500 for c in codes)
+            ) from exc
         except smtplib.SMTPResponseException as exc:
             # SMTP's own convention: 4xx is transient, 5xx permanent.
             raise ProviderError(
-                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", retryable=400 <= exc.smtp_code < 500, status_code=exc.smtp_code
+                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}",
+                retryable=400 <= exc.smtp_code < 500,
+                status_code=exc.smtp_code,
             ) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise ProviderError(f"SMTP: {exc.__class__.__name__}: {exc}", retryable=True) from exc

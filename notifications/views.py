@@ -37,7 +37,9 @@ def has_valid_signature(request: HttpRequest) -> bool:
         given = given[len("sha256=") :]
     if not given:
         return False
-    return hmac.compare_digest(given.lower().encode("ascii", "replace"), expected_signature(request.body, secret).encode("ascii"))
+    return hmac.compare_digest(
+        given.lower().encode("ascii", "replace"), expected_signature(request.body, secret).encode("ascii")
+    )
 
 
 class BadReceipt(ValueError):
@@ -74,7 +76,14 @@ def parse_receipts(payload) -> list[dict]:
             raise BadReceipt(f"receipt {n}: status must be one of {', '.join(RECEIPT_STATUSES)}")
         if not isinstance(error, str):
             raise BadReceipt(f"receipt {n}: error must be a string")
-        receipts.append({"provider_message_id": pid, "status": status, "error": error, "at": parse_timestamp(item.get("timestamp"))})
+        receipts.append(
+            {
+                "provider_message_id": pid,
+                "status": status,
+                "error": error,
+                "at": parse_timestamp(item.get("timestamp")),
+            }
+        )
     return receipts
 
 
@@ -83,7 +92,9 @@ def parse_receipts(payload) -> list[dict]:
 def delivery_receipts(request: HttpRequest) -> JsonResponse:
     """Apply one receipt or a list of them; all or nothing. 403 without a valid signature, 400 for bad JSON."""
     if not has_valid_signature(request):
-        logger.warning("Delivery receipt refused: missing or bad signature (from %s)", request.META.get("REMOTE_ADDR"))
+        logger.warning(
+            "Delivery receipt refused: missing or bad signature (from %s)", request.META.get("REMOTE_ADDR")
+        )
         return JsonResponse({"error": "invalid signature"}, status=403)
     try:
         receipts = parse_receipts(json.loads(request.body))

@@ -56,7 +56,9 @@ class FlakyGateway:
         FlakyGateway.calls.append(idempotency_key)
         if len(FlakyGateway.calls) == 1:
             raise ConnectionError("gateway connection reset")
-        return SimulatorGateway().debit(loan=loan, installment=installment, amount=amount, idempotency_key=idempotency_key)
+        return SimulatorGateway().debit(
+            loan=loan, installment=installment, amount=amount, idempotency_key=idempotency_key
+        )
 
 
 def test_the_pipeline_runs_this_step():
@@ -86,7 +88,9 @@ def test_a_successful_debit_records_an_autodebit_payment_and_the_instalment_is_p
     assert AuditEvent.objects.filter(action="loans.installment.paid", object_id=str(inst.pk)).exists()
 
 
-def test_a_successful_debit_cancels_what_is_still_pending_for_the_instalment(django_capture_on_commit_callbacks):
+def test_a_successful_debit_cancels_what_is_still_pending_for_the_instalment(
+    django_capture_on_commit_callbacks,
+):
     from notifications.models import NotificationItem, NotificationLog
 
     inst = autopay_installment()
@@ -110,7 +114,11 @@ def test_a_successful_debit_cancels_what_is_still_pending_for_the_instalment(dja
 def test_only_what_is_outstanding_is_debited():
     inst = autopay_installment(amount="500.00")
     Payment.objects.create(
-        ref="APP-1", loan=inst.loan, installment=inst, amount=Decimal("200.00"), received_at=NOW - dt.timedelta(days=2)
+        ref="APP-1",
+        loan=inst.loan,
+        installment=inst,
+        amount=Decimal("200.00"),
+        received_at=NOW - dt.timedelta(days=2),
     )
     Installment.objects.filter(pk=inst.pk).update(amount_paid=Decimal("200.00"))
 
@@ -139,7 +147,9 @@ def test_loans_without_a_mandate_paid_instalments_and_other_days_are_left_alone(
     autopay_installment(due=DUE - dt.timedelta(days=1))  # missed yesterday: never back-filled
     autopay_installment(status=Loan.Status.WRITTEN_OFF)
     paid = autopay_installment()
-    Installment.objects.filter(pk=paid.pk).update(amount_paid=paid.amount_due, paid_at=NOW - dt.timedelta(days=1))
+    Installment.objects.filter(pk=paid.pk).update(
+        amount_paid=paid.amount_due, paid_at=NOW - dt.timedelta(days=1)
+    )
 
     counts = run_autodebit(NOW)
 
@@ -278,14 +288,20 @@ def test_the_simulator_approves_everything_without_configured_failures(settings)
 def test_a_forced_failure_applies_only_to_the_loans_named():
     named, other = make_loan(ref="L-FORCED"), make_loan(ref="L-OTHER")
     with simulate_failure("card_expired", loan_refs=["L-FORCED"]):
-        forced = SimulatorGateway().debit(loan=named, installment=None, amount=Decimal("1"), idempotency_key="a")
-        free = SimulatorGateway().debit(loan=other, installment=None, amount=Decimal("1"), idempotency_key="b")
+        forced = SimulatorGateway().debit(
+            loan=named, installment=None, amount=Decimal("1"), idempotency_key="a"
+        )
+        free = SimulatorGateway().debit(
+            loan=other, installment=None, amount=Decimal("1"), idempotency_key="b"
+        )
     after = SimulatorGateway().debit(loan=named, installment=None, amount=Decimal("1"), idempotency_key="a")
     assert (forced.succeeded, forced.failure_reason) == (False, "card_expired")
     assert free.succeeded and after.succeeded
 
 
-@pytest.mark.parametrize("spec", ["insufficient_funds", "insufficient_funds:x", "card_expired:1.5", "a:0.6,b:0.6", ":0.1"])
+@pytest.mark.parametrize(
+    "spec", ["insufficient_funds", "insufficient_funds:x", "card_expired:1.5", "a:0.6,b:0.6", ":0.1"]
+)
 def test_a_malformed_failure_setting_is_refused(spec):
     with pytest.raises(ImproperlyConfigured):
         parse_failures(spec)

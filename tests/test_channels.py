@@ -66,7 +66,10 @@ def fcm(httpserver, settings):
 
 
 def test_get_backend_builds_the_class_named_in_settings(settings):
-    settings.NOTIFICATION_BACKENDS = {"sms": "notifications.channels.OutboxBackend", "email": "notifications.channels.EmailBackend"}
+    settings.NOTIFICATION_BACKENDS = {
+        "sms": "notifications.channels.OutboxBackend",
+        "email": "notifications.channels.EmailBackend",
+    }
     assert isinstance(get_backend("sms"), OutboxBackend)
     assert isinstance(get_backend("email"), EmailBackend)
     with pytest.raises(ImproperlyConfigured, match="push"):
@@ -111,7 +114,12 @@ def test_the_json_gateway_posts_the_message_with_bearer_auth_and_idempotency_key
         "/api/sms",
         method="POST",
         headers={"Authorization": "Bearer gw-token", "Idempotency-Key": key},
-        json={"to": "+8613800138000", "from": "LENDER", "text": "您的还款 500.00 CNY 将于 2026-12-01 到期。", "reference": key},
+        json={
+            "to": "+8613800138000",
+            "from": "LENDER",
+            "text": "您的还款 500.00 CNY 将于 2026-12-01 到期。",
+            "reference": key,
+        },
     ).respond_with_json({"message_id": "gw-42", "status": "queued"}, status=202)
 
     result = JsonSmsGatewayBackend().send(sms(key))
@@ -121,7 +129,8 @@ def test_the_json_gateway_posts_the_message_with_bearer_auth_and_idempotency_key
 
 
 @pytest.mark.parametrize(
-    ("status", "retryable"), [(500, True), (502, True), (503, True), (429, True), (400, False), (401, False), (404, False)]
+    ("status", "retryable"),
+    [(500, True), (502, True), (503, True), (429, True), (400, False), (401, False), (404, False)],
 )
 def test_the_json_gateway_tells_retryable_from_permanent_errors(sms_gateway, status, retryable):
     sms_gateway.expect_request("/api/sms", method="POST").respond_with_json({"error": "nope"}, status=status)
@@ -175,15 +184,25 @@ def test_twilio_gets_a_form_post_with_basic_auth_and_its_idempotency_header(twil
         seen["content_type"] = request.headers["Content-Type"]
         seen["auth"] = request.headers["Authorization"]
         seen["idempotency"] = request.headers.get("I-Twilio-Idempotency-Token")
-        return Response(json.dumps({"sid": "SM" + "a" * 32, "status": "queued"}), status=201, content_type="application/json")
+        return Response(
+            json.dumps({"sid": "SM" + "a" * 32, "status": "queued"}),
+            status=201,
+            content_type="application/json",
+        )
 
-    twilio.expect_oneshot_request("/2010-04-01/Accounts/AC0123456789/Messages.json", method="POST").respond_with_handler(handler)
+    twilio.expect_oneshot_request(
+        "/2010-04-01/Accounts/AC0123456789/Messages.json", method="POST"
+    ).respond_with_handler(handler)
 
     result = TwilioSmsBackend().send(sms(key, body="Repay 500.00 CNY by 2026-12-01"))
 
     twilio.check_assertions()
     assert result.provider_message_id == "SM" + "a" * 32
-    assert seen["form"] == {"To": "+8613800138000", "From": "+15005550006", "Body": "Repay 500.00 CNY by 2026-12-01"}
+    assert seen["form"] == {
+        "To": "+8613800138000",
+        "From": "+15005550006",
+        "Body": "Repay 500.00 CNY by 2026-12-01",
+    }
     assert seen["content_type"].startswith("application/x-www-form-urlencoded")
     assert seen["auth"] == "Basic " + base64.b64encode(b"AC0123456789:twilio-secret").decode()
     assert seen["idempotency"] == key
@@ -191,8 +210,12 @@ def test_twilio_gets_a_form_post_with_basic_auth_and_its_idempotency_header(twil
 
 def test_twilio_rejecting_a_number_is_permanent_and_its_rate_limit_is_retryable(twilio):
     path = "/2010-04-01/Accounts/AC0123456789/Messages.json"
-    twilio.expect_oneshot_request(path).respond_with_json({"code": 21211, "message": "Invalid 'To' Phone Number"}, status=400)
-    twilio.expect_oneshot_request(path).respond_with_json({"code": 20429, "message": "Too Many Requests"}, status=429)
+    twilio.expect_oneshot_request(path).respond_with_json(
+        {"code": 21211, "message": "Invalid 'To' Phone Number"}, status=400
+    )
+    twilio.expect_oneshot_request(path).respond_with_json(
+        {"code": 20429, "message": "Too Many Requests"}, status=429
+    )
 
     with pytest.raises(ProviderError, match="Invalid 'To' Phone Number") as permanent:
         TwilioSmsBackend().send(sms())
@@ -237,8 +260,12 @@ def test_push_goes_to_fcm_v1_in_its_message_shape(fcm):
 
 def test_an_unregistered_push_token_is_permanent_and_an_unavailable_fcm_is_retryable(fcm):
     path = "/v1/projects/lender-app/messages:send"
-    fcm.expect_oneshot_request(path).respond_with_json({"error": {"code": 404, "status": "NOT_FOUND"}}, status=404)
-    fcm.expect_oneshot_request(path).respond_with_json({"error": {"code": 503, "status": "UNAVAILABLE"}}, status=503)
+    fcm.expect_oneshot_request(path).respond_with_json(
+        {"error": {"code": 404, "status": "NOT_FOUND"}}, status=404
+    )
+    fcm.expect_oneshot_request(path).respond_with_json(
+        {"error": {"code": 503, "status": "UNAVAILABLE"}}, status=503
+    )
     message = OutgoingMessage(channel="push", destination="dead", subject="t", body="b", idempotency_key="k")
 
     with pytest.raises(ProviderError) as gone:
@@ -316,7 +343,9 @@ def test_email_is_sent_over_smtp_with_a_message_id_derived_from_the_key(smtp_ser
     assert message_from_bytes(smtp_server.envelopes[1].original_content)["Message-ID"] == parsed["Message-ID"]
 
 
-@pytest.mark.parametrize(("reply", "retryable"), [("550 5.1.1 No such user", False), ("451 4.3.0 Try again later", True)])
+@pytest.mark.parametrize(
+    ("reply", "retryable"), [("550 5.1.1 No such user", False), ("451 4.3.0 Try again later", True)]
+)
 def test_a_refused_recipient_is_a_provider_error_permanent_or_not_as_smtp_says(smtp_server, reply, retryable):
     smtp_server.refuse_rcpt = reply
 

@@ -39,7 +39,9 @@ def post(client, payload, *, signature: str | None = None, raw: bytes | None = N
 def test_a_signed_delivered_receipt_moves_sent_to_delivered(client):
     log = make_sent_notification(provider_message_id="gw-1001")
 
-    response = post(client, {"provider_message_id": "gw-1001", "status": "delivered", "timestamp": "2026-11-28T01:00:05Z"})
+    response = post(
+        client, {"provider_message_id": "gw-1001", "status": "delivered", "timestamp": "2026-11-28T01:00:05Z"}
+    )
 
     assert response.status_code == 200
     assert response.json() == {"received": 1, "unknown": []}
@@ -55,11 +57,17 @@ def test_a_signed_delivered_receipt_moves_sent_to_delivered(client):
 def test_a_failed_receipt_marks_the_contact_failed_with_provider_error(client):
     log = make_sent_notification(provider_message_id="gw-1002")
 
-    response = post(client, {"provider_message_id": "gw-1002", "status": "failed", "error": "30003 Unreachable handset"})
+    response = post(
+        client, {"provider_message_id": "gw-1002", "status": "failed", "error": "30003 Unreachable handset"}
+    )
 
     assert response.status_code == 200
     log.refresh_from_db()
-    assert (log.status, log.reason, log.last_error) == ("failed", "provider_error", "30003 Unreachable handset")
+    assert (log.status, log.reason, log.last_error) == (
+        "failed",
+        "provider_error",
+        "30003 Unreachable handset",
+    )
     assert log.delivered_at is None
     event = AuditEvent.objects.get(action="notifications.contact.failed")
     assert event.after["reason"] == "provider_error"
@@ -151,7 +159,11 @@ def test_a_signed_but_malformed_body_is_a_bad_request_and_changes_nothing(client
 
 def test_a_repeated_receipt_changes_nothing_more(client):
     log = make_sent_notification(provider_message_id="gw-5001")
-    payload = {"provider_message_id": "gw-5001", "status": "delivered", "timestamp": "2026-11-28T01:00:05+00:00"}
+    payload = {
+        "provider_message_id": "gw-5001",
+        "status": "delivered",
+        "timestamp": "2026-11-28T01:00:05+00:00",
+    }
 
     assert post(client, payload).status_code == 200
     assert post(client, payload).status_code == 200
