@@ -81,6 +81,7 @@ class CreditTier(models.Model):
         ordering = ["min_score"]
         verbose_name = _("credit tier")
         verbose_name_plural = _("credit tiers")
+        permissions = [("import_credittier", "Can import credit tiers"), ("export_credittier", "Can export credit tiers")]
         constraints = [
             models.CheckConstraint(condition=Q(min_score__gte=0), name="tier_min_score_non_negative"),
             models.CheckConstraint(condition=Q(min_score__lte=F("max_score")), name="tier_min_score_lte_max_score"),
@@ -165,7 +166,11 @@ class Customer(models.Model):
         ordering = ["ref"]
         verbose_name = _("customer")
         verbose_name_plural = _("customers")
-        permissions = [("view_personal_data", "Can see unmasked personal data (names, phones, emails)")]
+        permissions = [
+            ("view_personal_data", "Can see unmasked personal data (names, phones, emails)"),
+            ("import_customer", "Can import customers"),
+            ("export_customer", "Can export customers"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(is_tier_pinned=False) | ~Q(tier_pin_reason=""), name="customer_pinned_tier_has_reason"
@@ -179,6 +184,13 @@ class Customer(models.Model):
     def __str__(self):
         return f"{self.ref} · {self.name}"
 
+    def save(self, *args, **kwargs):
+        if not self.is_tier_pinned:
+            self.tier = self.derived_tier()
+        if not self.do_not_contact:
+            self.do_not_contact_reason = ""
+        super().save(*args, **kwargs)
+
     def clean(self):
         super().clean()
         if self.is_tier_pinned and not self.tier_pin_reason.strip():
@@ -187,13 +199,6 @@ class Customer(models.Model):
             raise ValidationError({"tier": _("Choose the tier to pin.")})
         if self.do_not_contact and not self.do_not_contact_reason:
             raise ValidationError({"do_not_contact_reason": _("Say why this customer must not be contacted.")})
-
-    def save(self, *args, **kwargs):
-        if not self.is_tier_pinned:
-            self.tier = self.derived_tier()
-        if not self.do_not_contact:
-            self.do_not_contact_reason = ""
-        super().save(*args, **kwargs)
 
     def derived_tier(self) -> CreditTier | None:
         """The tier whose score range holds the latest credit score (None without a score or a tier)."""
@@ -223,6 +228,7 @@ class CreditScore(models.Model):
         ordering = ["-scored_at"]
         verbose_name = _("credit score")
         verbose_name_plural = _("credit scores")
+        permissions = [("import_creditscore", "Can import credit scores"), ("export_creditscore", "Can export credit scores")]
         constraints = [
             models.UniqueConstraint(fields=["customer", "scored_at"], name="credit_score_unique_per_customer_time"),
             models.CheckConstraint(condition=Q(score__gte=0), name="credit_score_non_negative"),
@@ -255,6 +261,7 @@ class Loan(models.Model):
         ordering = ["ref"]
         verbose_name = _("loan")
         verbose_name_plural = _("loans")
+        permissions = [("import_loan", "Can import loans"), ("export_loan", "Can export loans")]
         constraints = [models.CheckConstraint(condition=Q(principal__gte=0), name="loan_principal_non_negative")]
 
     def __str__(self):
@@ -283,6 +290,7 @@ class Installment(models.Model):
         ordering = ["loan", "seq"]
         verbose_name = _("instalment")
         verbose_name_plural = _("instalments")
+        permissions = [("import_installment", "Can import instalments"), ("export_installment", "Can export instalments")]
         constraints = [
             models.UniqueConstraint(fields=["loan", "seq"], name="installment_unique_loan_seq"),
             models.CheckConstraint(condition=Q(amount_due__gte=0), name="installment_amount_due_non_negative"),
@@ -328,6 +336,7 @@ class Payment(models.Model):
         ordering = ["-received_at"]
         verbose_name = _("payment")
         verbose_name_plural = _("payments")
+        permissions = [("import_payment", "Can import payments"), ("export_payment", "Can export payments")]
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive")]
 
     def __str__(self):
@@ -341,6 +350,7 @@ class Payment(models.Model):
 
 class AutoDebitAttempt(models.Model):
     class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
 
@@ -357,6 +367,7 @@ class AutoDebitAttempt(models.Model):
         ordering = ["-attempted_on"]
         verbose_name = _("auto-debit attempt")
         verbose_name_plural = _("auto-debit attempts")
+        permissions = [("export_autodebitattempt", "Can export auto-debit attempts")]
         constraints = [
             # One debit per instalment per day, whatever crashes or re-runs happen.
             models.UniqueConstraint(fields=["installment", "attempted_on"], name="autodebit_once_per_installment_day"),

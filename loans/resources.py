@@ -1,0 +1,338 @@
+"""Import files of the loan book (SPEC.md "Import files"): exactly these columns, keyed by the first column(s).
+
+Every resource is a ``backoffice.importing.BookResource``: a bad row fails the whole file with its line and
+column, and re-importing a file updates rows instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from import_export.fields import Field
+
+from backoffice.audit import Event, log_events
+from backoffice.importing import (
+    BookResource,
+    BoolWidget,
+    IntWidget,
+    ISODateTimeWidget,
+    ISODateWidget,
+    ListWidget,
+    MoneyWidget,
+    RefWidget,
+    TextWidget,
+    _text,
+)
+
+from . import signals
+from .models import CreditScore, CreditTier, Customer, Installment, Loan, Payment
+
+
+def text(column: str, **kwargs) -> Field:
+    return Field(attribute=column, column_name=column, widget=TextWidget(), **kwargs)
+
+
+def boolean(column: str) -> Field:
+    return Field(attribute=column, column_name=column, widget=BoolWidget(), default=False)
+
+
+class CreditTierResource(BookResource):
+    code = text("code")
+    name = text("name")
+    min_score = Field(attribute="min_score", column_name="min_score", widget=IntWidget())
+    max_score = Field(attribute="max_score", column_name="max_score", widget=IntWidget())
+    risk_level = text("risk_level", default=CreditTier.RiskLevel.MEDIUM)
+    grace_period_days = Field(attribute="grace_period_days", column_name="grace_period_days", widget=IntWidget(), default=3)
+    max_contacts_per_week = Field(
+        attribute="max_contacts_per_week", column_name="max_contacts_per_week", widget=IntWidget(), default=3
+    )
+    channel_order = Field(attribute="channel_order", column_name="channel_order", widget=ListWidget())
+
+    class Meta:
+        model = CreditTier
+        fields = (
+            "code",
+            "name",
+            "min_score",
+            "max_score",
+            "risk_level",
+            "grace_period_days",
+            "max_contacts_per_week",
+            "channel_order",
+        )
+        import_id_fields = ("code",)
+
+    def after_import(self, dataset, result, **kwargs):
+        super().after_import(dataset, result, **kwargs)
+        if not self.is_dry_run and not result.has_errors() and not result.has_validation_errors():
+            from .services import rederive_customer_tiers
+
+            rederive_customer_tiers(actor=kwargs.get("user"), reason="tier_ranges_imported")
+
+
+class CustomerResource(BookResource):
+    ref = text("ref")
+    name = text("name")
+    phone = text("phone")
+    email = text("email")
+    push_token = text("push_token")
+    language = text("language", default=Customer.Language.ZH_HANS)
+    timezone = text("timezone", default="Asia/Shanghai")
+    credit_score = Field(attribute="credit_score", column_name="credit_score", widget=IntWidget())
+    opt_out_sms = boolean("opt_out_sms")
+    opt_out_email = boolean("opt_out_email")
+    opt_out_push = boolean("opt_out_push")
+    opt_out_call = boolean("opt_out_call")
+    do_not_contact = boolean("do_not_contact")
+    do_not_contact_reason = text("do_not_contact_reason")
+
+    class Meta:
+        model = Customer
+        fields = (
+            "ref",
+            "name",
+            "phone",
+            "email",
+            "push_token",
+            "language",
+            "timezone",
+            "credit_score",
+            "opt_out_sms",
+            "opt_out_email",
+            "opt_out_push",
+            "opt_out_call",
+            "do_not_contact",
+            "do_not_contact_reason",
+        )
+        import_id_fields = ("ref",)
+
+    extra_update_fields = ("tier", "do_not_contact_reason")
+
+    def before_import(self, dataset, **kwargs):
+        super().before_import(dataset, **kwargs)
+        self.tier_changes: list[tuple[int, int | None, int | None, int | None]] = []
+        self.tiers = list(CreditTier.objects.order_by("min_score"))
+
+    def before_save_instance(self, instance, row, **kwargs):
+        # Rows are bulk-written, so this does what Customer.save() does: derive the tier from the score
+        # (unless pinned) and drop the reason of a lifted do-not-contact.
+        super().before_save_instance(instance, row, **kwargs)
+        before = instance.tier_id
+        if not instance.is_tier_pinned:
+            score = instance.credit_score
+            instance.tier = next((t for t in self.tiers if score is not None and t.min_score <= score <= t.max_score), None)
+        if not instance.do_not_contact:
+            instance.do_not_contact_reason = ""
+        if instance.pk and before != instance.tier_id:
+            self.tier_changes.append((instance.pk, before, instance.tier_id, instance.credit_score))
+
+    def after_import(self, dataset, result, **kwargs):
+        super().after_import(dataset, result, **kwargs)
+        if self.is_dry_run or result.has_errors() or result.has_validation_errors() or not self.tier_changes:
+            return
+        from django.utils import timezone
+
+        from backoffice.audit import actor_name
+
+        actor = actor_name(kwargs.get("user"))
+        log_events(
+            Event(
+                action="loans.customer.tier_changed",
+                actor=actor,
+                object_type="loans.Customer",
+                object_id=str(cid),
+                before={"tier_id": old},
+                after={"tier_id": new, "credit_score": score, "reason": "customer_import"},
+            )
+            for cid, old, new, score in self.tier_changes
+        )
+        changes = [(cid, old, new) for cid, old, new, _score in self.tier_changes]
+        at = timezone.now()
+        transaction.on_commit(lambda: signals.tier_changed.send(sender=Customer, changes=changes, at=at))
+
+
+class LoanResource(BookResource):
+    ref = text("ref")
+    customer_ref = Field(attribute="customer", column_name="customer_ref", widget=RefWidget(Customer, label="customer"))
+    principal = Field(attribute="principal", column_name="principal", widget=MoneyWidget())
+    currency = text("currency", default=settings.DEFAULT_CURRENCY)
+    disbursed_on = Field(attribute="disbursed_on", column_name="disbursed_on", widget=ISODateWidget())
+    status = text("status", default=Loan.Status.ACTIVE)
+    autopay = boolean("autopay")
+
+    class Meta:
+        model = Loan
+        fields = ("ref", "customer_ref", "principal", "currency", "disbursed_on", "status", "autopay")
+        import_id_fields = ("ref",)
+
+    def get_queryset(self):
+        return Loan.objects.select_related("customer")
+
+
+class InstallmentResource(BookResource):
+    loan_ref = Field(attribute="loan", column_name="loan_ref", widget=RefWidget(Loan, label="loan"))
+    seq = Field(attribute="seq", column_name="seq", widget=IntWidget())
+    due_date = Field(attribute="due_date", column_name="due_date", widget=ISODateWidget())
+    amount_due = Field(attribute="amount_due", column_name="amount_due", widget=MoneyWidget())
+
+    class Meta:
+        model = Installment
+        fields = ("loan_ref", "seq", "due_date", "amount_due")
+        import_id_fields = ("loan_ref", "seq")
+
+    def get_queryset(self):
+        return Installment.objects.select_related("loan")
+
+    def before_import(self, dataset, **kwargs):
+        super().before_import(dataset, **kwargs)
+        self.saved: list[Installment] = []
+
+    def after_save_instance(self, instance, row, **kwargs):
+        self.saved.append(instance)  # new rows get their id when the batch is written
+
+    def after_import(self, dataset, result, **kwargs):
+        super().after_import(dataset, result, **kwargs)
+        if self.is_dry_run or result.has_errors() or result.has_validation_errors():
+            return
+        ids = {i.pk for i in self.saved if i.pk}
+        if len(ids) < len(self.saved):  # a database that does not return ids from bulk inserts
+            ids = set(
+                Installment.objects.filter(loan_id__in={i.loan_id for i in self.saved}).values_list("pk", flat=True)
+            )
+        if ids:
+            from .services import refresh_installments
+
+            # A changed amount due can cover or uncover an instalment already paid.
+            refresh_installments(ids, payments_recorded=False, actor=kwargs.get("user"))
+
+
+class InstallmentSeqWidget(IntWidget):
+    """The instalment of the row's ``loan_ref`` with this number."""
+
+    def __init__(self):
+        super().__init__()
+        self._cache: dict[tuple[str, int], Installment] = {}
+
+    def preload(self, loan_refs) -> None:
+        refs = sorted({_text(v) for v in loan_refs} - {""})
+        self._cache = {}
+        for start in range(0, len(refs), 2000):
+            for inst in Installment.objects.filter(loan__ref__in=refs[start : start + 2000]).select_related("loan"):
+                self._cache[(inst.loan.ref, inst.seq)] = inst
+
+    def clean(self, value, row=None, **kwargs):
+        seq = super().clean(value, row, **kwargs)
+        loan_ref = _text((row or {}).get("loan_ref"))
+        if seq is None or not loan_ref:
+            return None
+        inst = self._cache.get((loan_ref, seq))
+        if inst is None:
+            inst = Installment.objects.filter(loan__ref=loan_ref, seq=seq).select_related("loan").first()
+        if inst is None:
+            if not Loan.objects.filter(ref=loan_ref).exists():
+                return None  # reported on the loan_ref column
+            raise ValueError(f"loan “{loan_ref}” has no instalment {seq}.")
+        return inst
+
+    def render(self, value, obj=None, **kwargs):
+        return "" if value is None else str(value.seq)
+
+
+class PaymentResource(BookResource):
+    """Payments; an empty ``installment_seq`` pays the loan's earliest unpaid instalment.
+
+    After the import every instalment the file touched is recomputed from the sum of its payments
+    (``loans.services.refresh_installments``), so importing the same file twice never counts twice.
+    """
+
+    ref = text("ref")
+    loan_ref = Field(attribute="loan", column_name="loan_ref", widget=RefWidget(Loan, label="loan"))
+    installment_seq = Field(attribute="installment", column_name="installment_seq", widget=InstallmentSeqWidget())
+    amount = Field(attribute="amount", column_name="amount", widget=MoneyWidget())
+    received_at = Field(attribute="received_at", column_name="received_at", widget=ISODateTimeWidget())
+    source = text("source", default=Payment.Source.OTHER)
+
+    class Meta:
+        model = Payment
+        fields = ("ref", "loan_ref", "installment_seq", "amount", "received_at", "source")
+        import_id_fields = ("ref",)
+
+    def get_queryset(self):
+        return Payment.objects.select_related("loan", "installment")
+
+    def before_import(self, dataset, **kwargs):
+        super().before_import(dataset, **kwargs)
+        if "loan_ref" in (dataset.headers or []):
+            self.fields["installment_seq"].widget.preload(dataset["loan_ref"])
+        self.touched: set[int] = set()
+        self.previous: dict[int, int | None] = {}
+
+    def after_init_instance(self, instance, new, row, **kwargs):
+        if not new:
+            self.previous[instance.pk] = instance.installment_id
+
+    def before_save_instance(self, instance, row, **kwargs):
+        super().before_save_instance(instance, row, **kwargs)
+        if instance.installment_id is None and instance.loan_id:
+            kept = self.previous.get(instance.pk)
+            if kept:
+                instance.installment_id = kept  # re-import of an allocated payment keeps its allocation
+            else:
+                from .services import earliest_unpaid_installment
+
+                instance.installment = earliest_unpaid_installment(instance.loan)
+
+    def after_save_instance(self, instance, row, **kwargs):
+        if instance.installment_id:
+            self.touched.add(instance.installment_id)
+        if self.previous.get(instance.pk):
+            self.touched.add(self.previous[instance.pk])
+
+    def after_import(self, dataset, result, **kwargs):
+        super().after_import(dataset, result, **kwargs)
+        if self.is_dry_run or result.has_errors() or result.has_validation_errors():
+            return
+        refs = [r for r in (dataset["ref"] if "ref" in (dataset.headers or []) else []) if r]
+        touched = set(self.touched)
+        for start in range(0, len(refs), 2000):
+            touched.update(
+                Payment.objects.filter(ref__in=[_text(r) for r in refs[start : start + 2000]], installment__isnull=False)
+                .values_list("installment_id", flat=True)
+            )
+        if touched:
+            from .services import refresh_installments
+
+            refresh_installments(touched, actor=kwargs.get("user"))
+
+
+class CreditScoreResource(BookResource):
+    """Scores from the bureau; applied (latest score -> tier) by the ``apply_scores`` step of ``run_jobs``."""
+
+    customer_ref = Field(attribute="customer", column_name="customer_ref", widget=RefWidget(Customer, label="customer"))
+    score = Field(attribute="score", column_name="score", widget=IntWidget())
+    scored_at = Field(attribute="scored_at", column_name="scored_at", widget=ISODateTimeWidget())
+
+    class Meta:
+        model = CreditScore
+        fields = ("customer_ref", "score", "scored_at")
+        import_id_fields = ("customer_ref", "scored_at")
+
+    def after_init_instance(self, instance, new, row, **kwargs):
+        instance._score_before_import = None if new else instance.score
+
+    extra_update_fields = ("applied_at",)
+
+    def before_save_instance(self, instance, row, **kwargs):
+        super().before_save_instance(instance, row, **kwargs)
+        if instance.pk and instance._score_before_import != instance.score:
+            instance.applied_at = None  # a corrected score is applied again
+
+
+__all__ = [
+    "CreditScoreResource",
+    "CreditTierResource",
+    "CustomerResource",
+    "InstallmentResource",
+    "LoanResource",
+    "PaymentResource",
+]
