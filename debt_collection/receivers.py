@@ -1,0 +1,48 @@
+"""Receivers of the loan book's events and of migrate (wired in ``apps.py``)."""
+
+from __future__ import annotations
+
+from backoffice.audit import Event, log_events
+
+
+def on_payments_recorded(sender, installment_ids=None, loan_ids=None, at=None, **kwargs):
+    from django.utils import timezone
+
+    from .services import settle_payments
+
+    if loan_ids:
+        settle_payments(loan_ids, at or timezone.now(), actor="system")
+
+
+def on_tier_changed(sender, changes=None, at=None, **kwargs):
+    """Open cases follow the new tier's ladder from the next run on; the switch is recorded."""
+    from .models import CollectionCase
+
+    by_customer = {customer_id: (old, new) for customer_id, old, new in changes or []}
+    if not by_customer:
+        return
+    events = []
+    for case in CollectionCase.objects.open().filter(loan__customer_id__in=list(by_customer)).select_related("loan"):
+        old, new = by_customer[case.loan.customer_id]
+        events.append(
+            Event(
+                action="collections.case.tier_changed",
+                actor="system",
+                object_type="collections.CollectionCase",
+                object_id=str(case.pk),
+                at=at,
+                before={"tier_id": old},
+                after={"tier_id": new, "stage": case.stage, "dpd": case.dpd},
+            )
+        )
+    log_events(events)
+
+
+def grant_collector_permissions(sender, using="default", **kwargs):
+    from django.contrib.auth.models import Group, Permission
+
+    from .apps import COLLECTOR_PERMISSIONS
+
+    perms = Permission.objects.using(using).filter(content_type__app_label="collections", codename__in=COLLECTOR_PERMISSIONS)
+    group, _ = Group.objects.using(using).get_or_create(name="Collector")
+    group.permissions.add(*perms)

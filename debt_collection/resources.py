@@ -1,0 +1,24 @@
+"""Import of the escalation ladder: ``tier_code, min_dpd, stage, action, kind`` (SPEC.md)."""
+
+from __future__ import annotations
+
+from import_export import fields
+
+from backoffice.importing import BookResource, IntWidget, RefWidget, TextWidget
+from loans.models import CreditTier
+
+from .models import EscalationStep
+
+
+class EscalationStepResource(BookResource):
+    tier = fields.Field(attribute="tier", column_name="tier_code", widget=RefWidget(CreditTier, field="code", label="credit tier"))
+    min_dpd = fields.Field(attribute="min_dpd", column_name="min_dpd", widget=IntWidget())
+    stage = fields.Field(attribute="stage", column_name="stage", widget=TextWidget())
+    action = fields.Field(attribute="action", column_name="action", widget=TextWidget())
+    kind = fields.Field(attribute="kind", column_name="kind", widget=TextWidget())
+
+    class Meta:
+        model = EscalationStep
+        fields = ("tier", "min_dpd", "stage", "action", "kind")
+        import_id_fields = ("tier", "min_dpd", "action")
+        export_order = ("tier", "min_dpd", "stage", "action", "kind")

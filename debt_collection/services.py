@@ -1,0 +1,1035 @@
+"""Collections workflows: the daily ladder, call outcomes, promises, agency placements, legal referrals.
+
+Everything here writes its decisions to the audit trail (``collections.*``) in the same transaction as the
+change. The daily job (``advance_collections``) is set-based and chunked and safe to run twice for the same
+moment: a case is unique per open loan, a step runs once per case (``CaseStepRun``), a contact once per
+``dedupe_key`` in the reminder engine's log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from backoffice.audit import Event, actor_name, log_events
+from loans.models import CreditTier, Customer, Installment, Loan, Payment
+
+from .ladder import days_past_due, dpd_bucket, grace_days_of, local_date
+from .models import (
+    MESSAGING_ACTIONS,
+    Agency,
+    AgencyPlacement,
+    CallTask,
+    CaseStepRun,
+    CollectionCase,
+    EscalationStep,
+    LegalReferral,
+    PromiseToPay,
+)
+
+JOB_ACTOR = "job:advance_collections"
+CHUNK = 500
+ZERO = Decimal("0")
+CALL_WINDOW = dt.timedelta(days=7)
+MAX_CALLS_PER_LOAN_IN_WINDOW = 7
+# After "no answer" the next attempt is a few hours later (the contact window and the weekly cap still apply).
+NO_ANSWER_RETRY_AFTER = dt.timedelta(hours=4)
+PROMISE_MAX_DAYS_AHEAD = 31
+
+# Reason codes of the reminder engine (SPEC.md) used when collections cancel what is pending.
+REASON_PAID = "paid"
+REASON_DO_NOT_CONTACT = "do_not_contact"
+
+
+# --- where a loan stands ---------------------------------------------------------------------------------
+@dataclass
+class LoanPosition:
+    """An active loan's past-due picture at one moment, in its customer's local calendar."""
+
+    loan_id: int
+    customer_id: int
+    tz_name: str
+    tier_id: int | None
+    grace_days: int
+    is_do_not_contact: bool
+    is_opted_out_of_calls: bool
+    today: dt.date
+    past_due_ids: list[int] = field(default_factory=list)
+    dpd: int = 0
+    amount_overdue: Decimal = ZERO
+
+    @property
+    def is_overdue(self) -> bool:
+        """Past the tier's grace period: a case is open while this holds."""
+        return self.dpd > self.grace_days
+
+
+def loan_positions(loan_ids: Iterable[int], at: dt.datetime, tiers: dict[int, CreditTier]) -> dict[int, LoanPosition]:
+    """Positions of the given loans that are active and have an unpaid instalment past its due date (one query)."""
+    cutoff = at.date() + dt.timedelta(days=2)  # no time zone's local day is later than this
+    rows = (
+        Installment.objects.filter(loan_id__in=list(loan_ids), paid_at__isnull=True, due_date__lt=cutoff, loan__status=Loan.Status.ACTIVE)
+        .order_by("loan_id", "due_date", "seq")
+        .values_list(
+            "id",
+            "loan_id",
+            "due_date",
+            "amount_due",
+            "amount_paid",
+            "loan__customer_id",
+            "loan__customer__timezone",
+            "loan__customer__tier_id",
+            "loan__customer__do_not_contact",
+            "loan__customer__opt_out_call",
+        )
+    )
+    positions: dict[int, LoanPosition] = {}
+    for inst_id, loan_id, due, amount_due, amount_paid, customer_id, tz_name, tier_id, dnc, no_calls in rows:
+        pos = positions.get(loan_id)
+        if pos is None:
+            pos = positions[loan_id] = LoanPosition(
+                loan_id=loan_id,
+                customer_id=customer_id,
+                tz_name=tz_name,
+                tier_id=tier_id,
+                grace_days=grace_days_of(tiers.get(tier_id)),
+                is_do_not_contact=dnc,
+                is_opted_out_of_calls=no_calls,
+                today=local_date(at, tz_name),
+            )
+        if due < pos.today:
+            pos.past_due_ids.append(inst_id)
+            pos.dpd = max(pos.dpd, days_past_due(due, pos.today))
+            pos.amount_overdue += max(amount_due - amount_paid, ZERO)
+    return {k: v for k, v in positions.items() if v.past_due_ids}
+
+
+# --- calls: when one may be scheduled --------------------------------------------------------------------
+def earliest_call_time(
+    *,
+    desired: dt.datetime,
+    tz_name: str,
+    last_conversation_at: dt.datetime | None,
+    loan_call_times: Iterable[dt.datetime],
+    policy,
+) -> dt.datetime:
+    """The first moment from ``desired`` a call on this loan may be scheduled.
+
+    Never inside 7 days after a conversation, never an 8th call of the loan in any 7 days (counting the
+    calls already scheduled), never outside the customer's contact window.
+    """
+    from notifications.compliance import is_within_contact_window, next_window_opening
+
+    calls = sorted(loan_call_times)
+    t = desired
+    if last_conversation_at and t < last_conversation_at + CALL_WINDOW:
+        t = last_conversation_at + CALL_WINDOW
+    for _ in range(50):
+        in_window = [c for c in calls if t - CALL_WINDOW < c <= t + CALL_WINDOW]
+        before = [c for c in in_window if c <= t]
+        if len(before) >= MAX_CALLS_PER_LOAN_IN_WINDOW:
+            t = before[-MAX_CALLS_PER_LOAN_IN_WINDOW] + CALL_WINDOW
+            continue
+        if not is_within_contact_window(tz_name, t, policy):
+            t = next_window_opening(tz_name, t, policy)
+            continue
+        return t
+    raise ValidationError("No moment for a call could be found in the coming weeks.")
+
+
+def call_priority(*, broken_promises: int, amount_overdue: Decimal, dpd: int) -> int:
+    """Queue order as one number: broken promises first, then the amount overdue, then days past due."""
+    return min(broken_promises, 9) * 10**14 + min(int(amount_overdue), 10**9 - 1) * 10**4 + min(dpd, 9999)
+
+
+def collector_loads() -> dict[int, int]:
+    """Active collectors (users allowed to record call outcomes) and their number of open call tasks."""
+    perm = Permission.objects.filter(codename="record_call_outcome", content_type__app_label="collections").first()
+    if perm is None:
+        return {}
+    User = get_user_model()
+    ids = set(
+        User.objects.filter(is_active=True)
+        .filter(Q(groups__permissions=perm) | Q(user_permissions=perm))
+        .values_list("pk", flat=True)
+    )
+    loads = dict.fromkeys(ids, 0)
+    for user_id, n in (
+        CallTask.objects.filter(status=CallTask.Status.OPEN, assigned_to_id__in=ids)
+        .values_list("assigned_to_id")
+        .annotate(n=Count("id"))
+        .values_list("assigned_to_id", "n")
+    ):
+        loads[user_id] = n
+    return loads
+
+
+def pick_least_loaded(loads: dict[Any, int]) -> Any | None:
+    """The key with the fewest open items (lowest id on a tie); its load grows by one."""
+    if not loads:
+        return None
+    key = min(loads, key=lambda k: (loads[k], k))
+    loads[key] += 1
+    return key
+
+
+# --- the daily job -------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    now: dt.datetime
+    actor: str
+    tiers: dict[int, CreditTier]
+    steps: dict[int, list[EscalationStep]]
+    policy: Any
+    counts: Counter
+    _collectors: dict[int, int] | None = None
+    _agencies: dict[int, int] | None = None
+
+    @property
+    def collectors(self) -> dict[int, int]:
+        if self._collectors is None:
+            self._collectors = collector_loads()
+        return self._collectors
+
+    @property
+    def agencies(self) -> dict[int, int]:
+        if self._agencies is None:
+            self._agencies = {
+                a.pk: a.n
+                for a in Agency.objects.filter(is_active=True).annotate(
+                    n=Count("placements", filter=Q(placements__recalled_at__isnull=True))
+                )
+            }
+        return self._agencies
+
+
+def advance_collections(now: dt.datetime) -> dict[str, int]:
+    """Advance every overdue loan on its tier's ladder as of ``now`` (the daily collections job).
+
+    Effects, chunk by chunk of loans, each chunk in one transaction: resolves promises (kept, broken, the
+    reminder the day before); opens one case per loan past its grace period; closes cases whose overdue
+    amount is paid; performs each reached step once (messages through ``notifications.services.plan_notice``,
+    call tasks assigned by load, agency placements, legal referrals that freeze the loan), skipping lower
+    steps reached at the same time; keeps the queue priority current; cancels pending automatic contact of
+    frozen loans. Paused cases (pending promise), frozen cases and do-not-contact customers do not move.
+    Idempotent. Returns counts of what it did.
+    """
+    from notifications.models import ContactPolicy
+
+    run = _Run(
+        now=now,
+        actor=JOB_ACTOR,
+        tiers={t.pk: t for t in CreditTier.objects.all()},
+        steps=defaultdict(list),
+        policy=ContactPolicy.get(),
+        counts=Counter(),
+    )
+    for step in EscalationStep.objects.order_by("tier_id", "min_dpd", "id"):
+        run.steps[step.tier_id].append(step)
+
+    resolve_promises(now, actor=JOB_ACTOR, counts=run.counts)
+
+    cutoff = now.date() + dt.timedelta(days=2)
+    past_due_loans = set(
+        Installment.objects.filter(paid_at__isnull=True, due_date__lt=cutoff, loan__status=Loan.Status.ACTIVE)
+        .values_list("loan_id", flat=True)
+        .distinct()
+    )
+    open_case_loans = set(CollectionCase.objects.open().values_list("loan_id", flat=True))
+    loan_ids = sorted(past_due_loans | open_case_loans)
+    for start in range(0, len(loan_ids), CHUNK):
+        with transaction.atomic():
+            _advance_chunk(loan_ids[start : start + CHUNK], run)
+    enforce_legal_freeze(now, actor=JOB_ACTOR, counts=run.counts)
+    return {k: v for k, v in sorted(run.counts.items())}
+
+
+def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
+    now, actor, counts = run.now, run.actor, run.counts
+    positions = loan_positions(loan_ids, now, run.tiers)
+    cases = {c.loan_id: c for c in CollectionCase.objects.open().filter(loan_id__in=loan_ids).select_for_update()}
+    events: list[Event] = []
+
+    # Close what is no longer overdue (paid, or back inside grace after a payment, or the loan was closed).
+    to_close = [c for loan_id, c in cases.items() if loan_id not in positions or not positions[loan_id].is_overdue]
+    if to_close:
+        close_cases(to_close, at=now, actor=actor, counts=counts)
+    # Open a case per loan past its grace period.
+    new_cases = []
+    for loan_id, pos in positions.items():
+        if pos.is_overdue and loan_id not in cases:
+            new_cases.append(
+                CollectionCase(
+                    loan_id=loan_id, tier_id=pos.tier_id, opened_at=now, dpd=pos.dpd, amount_overdue=pos.amount_overdue
+                )
+            )
+    if new_cases:
+        CollectionCase.objects.bulk_create(new_cases)
+        if any(c.pk is None for c in new_cases):  # backends that do not return ids from bulk inserts
+            fresh = {c.loan_id: c for c in CollectionCase.objects.open().filter(loan_id__in=[c.loan_id for c in new_cases])}
+            new_cases = [fresh[c.loan_id] for c in new_cases]
+        counts["cases_opened"] += len(new_cases)
+        for case in new_cases:
+            pos = positions[case.loan_id]
+            cases[case.loan_id] = case
+            events.append(
+                Event(
+                    action="collections.case.opened",
+                    actor=actor,
+                    object_type="collections.CollectionCase",
+                    object_id=str(case.pk),
+                    at=now,
+                    after={
+                        "loan_id": case.loan_id,
+                        "tier_id": pos.tier_id,
+                        "dpd": pos.dpd,
+                        "grace_period_days": pos.grace_days,
+                        "amount_overdue": pos.amount_overdue,
+                        "installment_ids": pos.past_due_ids,
+                    },
+                )
+            )
+    closed_ids = {c.pk for c in to_close}
+    working = [c for c in cases.values() if c.pk not in closed_ids]
+    if not working:
+        log_events(events)
+        return
+
+    done_steps: dict[int, set[int]] = defaultdict(set)
+    for case_id, step_id in CaseStepRun.objects.filter(case__in=[c.pk for c in working]).values_list("case_id", "step_id"):
+        done_steps[case_id].add(step_id)
+    loan_calls: dict[int, list[dt.datetime]] = defaultdict(list)
+    open_tasks: dict[int, list[CallTask]] = defaultdict(list)
+    for task in CallTask.objects.filter(case__loan_id__in=[c.loan_id for c in working]).filter(
+        Q(status=CallTask.Status.OPEN) | Q(status=CallTask.Status.DONE, scheduled_for__gte=now - 2 * CALL_WINDOW)
+    ).select_related("case"):
+        loan_calls[task.case.loan_id].append(task.scheduled_for)
+        if task.status == CallTask.Status.OPEN:
+            open_tasks[task.case_id].append(task)
+
+    runs: list[CaseStepRun] = []
+    messages: list[tuple[CollectionCase, EscalationStep, LoanPosition]] = []
+    calls: list[tuple[CollectionCase, EscalationStep, LoanPosition]] = []
+    placements: list[tuple[CollectionCase, EscalationStep]] = []
+    referrals: list[tuple[CollectionCase, EscalationStep]] = []
+    for case in working:
+        pos = positions[case.loan_id]
+        case.dpd, case.amount_overdue, case.tier_id = pos.dpd, pos.amount_overdue, pos.tier_id
+        if case.is_frozen or case.is_paused or pos.is_do_not_contact:
+            counts["cases_on_hold"] += 1
+            continue
+        reached = [s for s in run.steps.get(pos.tier_id, []) if s.min_dpd <= pos.dpd and s.pk not in done_steps[case.pk]]
+        if not reached:
+            continue
+        chosen = _choose_steps(reached)
+        for step in reached:
+            detail = chosen.get(step.pk, "")
+            if detail != "perform":
+                runs.append(_run_row(case, step, pos, now, CaseStepRun.Result.SKIPPED, detail))
+                counts["steps_skipped"] += 1
+                continue
+            if step.action in MESSAGING_ACTIONS:
+                messages.append((case, step, pos))
+            elif step.action == EscalationStep.Action.CALL_TASK:
+                if pos.is_opted_out_of_calls:
+                    runs.append(_run_row(case, step, pos, now, CaseStepRun.Result.SKIPPED, "opted_out"))
+                    counts["steps_skipped"] += 1
+                    continue
+                calls.append((case, step, pos))
+            elif step.action == EscalationStep.Action.AGENCY:
+                placements.append((case, step))
+            else:
+                referrals.append((case, step))
+            runs.append(_run_row(case, step, pos, now, CaseStepRun.Result.PERFORMED, ""))
+            counts["steps_performed"] += 1
+        top = max(reached, key=lambda s: (s.min_dpd, s.pk))
+        if case.stage != top.stage:
+            events.append(
+                Event(
+                    action="collections.case.stage_changed",
+                    actor=actor,
+                    object_type="collections.CollectionCase",
+                    object_id=str(case.pk),
+                    at=now,
+                    before={"stage": case.stage},
+                    after={"stage": top.stage, "step_id": top.pk, "min_dpd": top.min_dpd, "dpd": pos.dpd, "tier_id": pos.tier_id},
+                )
+            )
+            case.stage = top.stage
+
+    CaseStepRun.objects.bulk_create(runs)
+    for r in runs:
+        events.append(
+            Event(
+                action="collections.step.performed" if r.result == CaseStepRun.Result.PERFORMED else "collections.step.skipped",
+                actor=actor,
+                object_type="collections.CollectionCase",
+                object_id=str(r.case_id),
+                at=now,
+                after={
+                    "step_id": r.step_id,
+                    "action": r.action,
+                    "stage": r.stage,
+                    "min_dpd": r.min_dpd,
+                    "dpd": r.dpd,
+                    "reason": r.detail,
+                },
+            )
+        )
+
+    # Call tasks: one open task per case at most, assigned to the collector with the fewest open tasks.
+    new_tasks = []
+    for case, _step, pos in calls:
+        if open_tasks.get(case.pk):
+            counts["call_tasks_kept"] += 1
+            continue
+        when = earliest_call_time(
+            desired=now,
+            tz_name=pos.tz_name,
+            last_conversation_at=case.last_conversation_at,
+            loan_call_times=loan_calls[case.loan_id],
+            policy=run.policy,
+        )
+        loan_calls[case.loan_id].append(when)
+        task = CallTask(
+            case=case,
+            assigned_to_id=pick_least_loaded(run.collectors),
+            scheduled_for=when,
+            created_at=now,
+            priority=call_priority(broken_promises=case.broken_promises, amount_overdue=pos.amount_overdue, dpd=pos.dpd),
+        )
+        new_tasks.append(task)
+        open_tasks[case.pk].append(task)
+    if new_tasks:
+        CallTask.objects.bulk_create(new_tasks)
+        counts["call_tasks_created"] += len(new_tasks)
+        events.extend(
+            Event(
+                action="collections.call.scheduled",
+                actor=actor,
+                object_type="collections.CallTask",
+                object_id=str(t.pk or ""),
+                at=now,
+                after={"case_id": t.case_id, "assigned_to_id": t.assigned_to_id, "scheduled_for": t.scheduled_for, "priority": t.priority},
+            )
+            for t in new_tasks
+        )
+
+    # Keep the queue order current for tasks already open.
+    stale = []
+    for case in working:
+        prio = call_priority(broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd)
+        for task in open_tasks.get(case.pk, []):
+            if task.pk and task.priority != prio:
+                task.priority = prio
+                stale.append(task)
+    if stale:
+        CallTask.objects.bulk_update(stale, ["priority"], batch_size=500)
+
+    CollectionCase.objects.bulk_update(working, ["dpd", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500)
+    log_events(events)
+
+    if placements:
+        by_agency: dict[int, list[CollectionCase]] = defaultdict(list)
+        agencies = run.agencies
+        for case, _step in placements:
+            agency_id = pick_least_loaded(agencies) if agencies else None
+            if agency_id is None:
+                counts["agency_steps_without_agency"] += 1
+                continue
+            by_agency[agency_id].append(case)
+        for agency_id, agency_cases in by_agency.items():
+            place_with_agency(agency_cases, Agency.objects.get(pk=agency_id), actor=actor, at=now, reason="ladder")
+            counts["cases_placed"] += len(agency_cases)
+    for case, step in referrals:
+        refer_to_legal(case, actor=actor, at=now, note="ladder", stage=step.stage)
+        counts["cases_referred_to_legal"] += 1
+    for case, step, pos in messages:
+        _plan_step_message(case, step, pos, now, actor)
+        counts["messages_planned"] += 1
+
+
+def _run_row(case, step, pos, now, result, detail) -> CaseStepRun:
+    return CaseStepRun(
+        case=case,
+        step=step,
+        min_dpd=step.min_dpd,
+        stage=step.stage,
+        action=step.action,
+        result=result,
+        detail=detail,
+        dpd=pos.dpd,
+        run_at=now,
+    )
+
+
+def _choose_steps(reached: list[EscalationStep]) -> dict[int, str]:
+    """Which of the steps reached at once are performed (``"perform"``) and why the others are skipped.
+
+    Reaching several steps on one day (the case opened after grace, a promise broke, the tier changed) must
+    not fire a burst: per action only the highest step is done; a legal referral makes an agency placement,
+    messages and calls of the same day pointless.
+    """
+    decision: dict[int, str] = {}
+    has_legal = any(s.action == EscalationStep.Action.LEGAL for s in reached)
+    top_by_action: dict[str, EscalationStep] = {}
+    for s in reached:
+        cur = top_by_action.get(s.action)
+        if cur is None or (s.min_dpd, s.pk) > (cur.min_dpd, cur.pk):
+            top_by_action[s.action] = s
+    for s in reached:
+        if has_legal and s.action != EscalationStep.Action.LEGAL:
+            decision[s.pk] = "superseded_by_legal"
+        elif top_by_action[s.action].pk != s.pk:
+            decision[s.pk] = "superseded"
+        else:
+            decision[s.pk] = "perform"
+    return decision
+
+
+def _plan_step_message(case: CollectionCase, step: EscalationStep, pos: LoanPosition, now: dt.datetime, actor: str) -> None:
+    from notifications.services import plan_notice
+
+    customer = Customer.objects.select_related("tier").get(pk=pos.customer_id)
+    installments = list(Installment.objects.filter(pk__in=pos.past_due_ids).select_related("loan"))
+    plan_notice(
+        customer=customer,
+        kind=step.kind,
+        installments=installments,
+        now=now,
+        dedupe_key=f"case:{case.pk}:step:{step.pk}",
+        channels=[step.action],
+        actor=actor,
+    )
+
+
+# --- closing -----------------------------------------------------------------------------------------------
+def close_cases(cases: list[CollectionCase], *, at: dt.datetime, actor: Any, counts: Counter | None = None) -> int:
+    """Close open cases whose overdue amount is covered (or whose loan is no longer active).
+
+    Effects: status ``closed`` (reason ``paid``, or ``loan_closed`` for a loan no longer active); open call
+    tasks cancelled and pending promises kept; active agency placements recalled (reason ``paid``); pending
+    contacts about the loan's paid instalments cancelled with reason ``paid``; ``collections.case.closed``.
+    """
+    from notifications.services import cancel_pending
+
+    actor = actor_name(actor)
+    cases = [c for c in cases if c.is_open]
+    if not cases:
+        return 0
+    ids = [c.pk for c in cases]
+    loan_ids = [c.loan_id for c in cases]
+    active_loans = set(Loan.objects.filter(pk__in=loan_ids, status=Loan.Status.ACTIVE).values_list("pk", flat=True))
+    paid_off = set(Loan.objects.filter(pk__in=loan_ids, status=Loan.Status.PAID_OFF).values_list("pk", flat=True))
+    with transaction.atomic():
+        events = []
+        for case in cases:
+            reason = (
+                CollectionCase.CloseReason.PAID
+                if case.loan_id in active_loans or case.loan_id in paid_off
+                else CollectionCase.CloseReason.LOAN_CLOSED
+            )
+            events.append(
+                Event(
+                    action="collections.case.closed",
+                    actor=actor,
+                    object_type="collections.CollectionCase",
+                    object_id=str(case.pk),
+                    at=at,
+                    before={"status": "open", "stage": case.stage, "dpd": case.dpd, "amount_overdue": case.amount_overdue},
+                    after={"status": "closed", "reason": reason},
+                )
+            )
+            case.status, case.closed_at, case.close_reason, case.paused_until = CollectionCase.Status.CLOSED, at, reason, None
+        CollectionCase.objects.bulk_update(cases, ["status", "closed_at", "close_reason", "paused_until", "updated_at"])
+        cancelled = CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).update(
+            status=CallTask.Status.CANCELLED, cancel_reason=REASON_PAID
+        )
+        kept = list(PromiseToPay.objects.filter(case_id__in=ids, status=PromiseToPay.Status.PENDING).values_list("pk", "case_id"))
+        if kept:
+            PromiseToPay.objects.filter(pk__in=[k for k, _ in kept]).update(status=PromiseToPay.Status.KEPT, resolved_at=at)
+            events.extend(
+                Event(action="collections.promise.kept", actor=actor, object_type="collections.PromiseToPay", object_id=str(pk), at=at, after={"case_id": case_id})
+                for pk, case_id in kept
+            )
+        for placement in AgencyPlacement.objects.filter(cases__in=ids, recalled_at__isnull=True).distinct():
+            events.append(_recall_event(placement, actor, at, REASON_PAID))
+            placement.recalled_at, placement.recalled_by, placement.recall_reason = at, actor, REASON_PAID
+            placement.save(update_fields=["recalled_at", "recalled_by", "recall_reason"])
+        log_events(events)
+        paid_ids = list(Installment.objects.filter(loan_id__in=loan_ids, paid_at__isnull=False).values_list("pk", flat=True))
+        if paid_ids:
+            cancel_pending(reason=REASON_PAID, actor=actor, at=at, installment_ids=paid_ids)
+    if counts is not None:
+        counts["cases_closed"] += len(cases)
+        counts["call_tasks_cancelled"] += cancelled
+    return len(cases)
+
+
+def settle_payments(loan_ids: Iterable[int], at: dt.datetime, actor: Any = "system") -> dict[str, int]:
+    """React to money received on these loans (receiver of ``loans.signals.payments_recorded``).
+
+    A payment covering what is overdue closes the case (see ``close_cases``); a partial one keeps it open at
+    its stage with the new amount; a pending promise covered by the payments since it was made is kept and the
+    ladder resumes. Returns counts.
+    """
+    counts: Counter = Counter()
+    loan_ids = list(loan_ids)
+    tiers = {t.pk: t for t in CreditTier.objects.all()}
+    with transaction.atomic():
+        cases = list(CollectionCase.objects.open().filter(loan_id__in=loan_ids).select_for_update())
+        if not cases:
+            return {}
+        positions = loan_positions([c.loan_id for c in cases], at, tiers)
+        to_close = [c for c in cases if c.loan_id not in positions or not positions[c.loan_id].is_overdue]
+        close_cases(to_close, at=at, actor=actor, counts=counts)
+        still_open = [c for c in cases if c not in to_close]
+        for case in still_open:
+            pos = positions[case.loan_id]
+            case.dpd, case.amount_overdue = pos.dpd, pos.amount_overdue
+        CollectionCase.objects.bulk_update(still_open, ["dpd", "amount_overdue", "updated_at"])
+        _keep_covered_promises(still_open, at, actor_name(actor), counts)
+    return dict(counts)
+
+
+def _keep_covered_promises(cases: list[CollectionCase], at: dt.datetime, actor: str, counts: Counter) -> None:
+    by_case = {c.pk: c for c in cases}
+    promises = list(PromiseToPay.objects.filter(case_id__in=list(by_case), status=PromiseToPay.Status.PENDING))
+    if not promises:
+        return
+    events = []
+    for promise in promises:
+        case = by_case[promise.case_id]
+        paid = Payment.objects.filter(loan_id=case.loan_id, received_at__gte=promise.created_at).aggregate(s=Sum("amount"))["s"] or ZERO
+        if paid >= promise.amount:
+            promise.status, promise.resolved_at = PromiseToPay.Status.KEPT, at
+            promise.save(update_fields=["status", "resolved_at"])
+            case.paused_until = None
+            case.save(update_fields=["paused_until", "updated_at"])
+            counts["promises_kept"] += 1
+            events.append(
+                Event(
+                    action="collections.promise.kept",
+                    actor=actor,
+                    object_type="collections.PromiseToPay",
+                    object_id=str(promise.pk),
+                    at=at,
+                    after={"case_id": case.pk, "amount": promise.amount, "paid_since_promise": paid},
+                )
+            )
+    log_events(events)
+
+
+# --- promises ------------------------------------------------------------------------------------------------
+def resolve_promises(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counter | None = None) -> dict[str, int]:
+    """Pending promises as of ``now`` (customer's local day): kept when paid since made; otherwise the day
+    before the promised date a ``promise_reminder`` is planned, and the day after it the promise is broken, the
+    case's broken-promise count grows and the ladder resumes. Writes ``collections.promise.*``."""
+    from notifications.services import plan_notice
+
+    counts = counts if counts is not None else Counter()
+    actor = actor_name(actor)
+    horizon = now.date() + dt.timedelta(days=3)
+    promises = list(
+        PromiseToPay.objects.filter(
+            status=PromiseToPay.Status.PENDING, case__status=CollectionCase.Status.OPEN, promised_date__lte=horizon
+        ).select_related("case", "case__loan__customer__tier")
+    )
+    if not promises:
+        return dict(counts)
+    _keep_covered_promises(list({p.case_id: p.case for p in promises}.values()), now, actor, counts)
+    for promise in promises:
+        promise.refresh_from_db(fields=["status"])
+        if promise.status != PromiseToPay.Status.PENDING:
+            continue
+        case = promise.case
+        customer = case.loan.customer
+        today = local_date(now, customer.timezone)
+        if today > promise.promised_date:
+            with transaction.atomic():
+                promise.status, promise.resolved_at = PromiseToPay.Status.BROKEN, now
+                promise.save(update_fields=["status", "resolved_at"])
+                case.broken_promises += 1
+                case.paused_until = None
+                case.save(update_fields=["broken_promises", "paused_until", "updated_at"])
+                log_events(
+                    [
+                        Event(
+                            action="collections.promise.broken",
+                            actor=actor,
+                            object_type="collections.PromiseToPay",
+                            object_id=str(promise.pk),
+                            at=now,
+                            after={
+                                "case_id": case.pk,
+                                "amount": promise.amount,
+                                "promised_date": promise.promised_date,
+                                "customer_local_date": today,
+                                "broken_promises": case.broken_promises,
+                            },
+                        )
+                    ]
+                )
+            counts["promises_broken"] += 1
+        elif today == promise.promised_date - dt.timedelta(days=1) and promise.reminder_planned_at is None and not case.is_frozen:
+            with transaction.atomic():
+                installments = list(
+                    Installment.objects.filter(loan_id=case.loan_id, paid_at__isnull=True, due_date__lt=today).select_related("loan")
+                )
+                plan_notice(
+                    customer=customer,
+                    kind="promise_reminder",
+                    installments=installments,
+                    now=now,
+                    dedupe_key=f"promise:{promise.pk}:reminder",
+                    actor=actor,
+                )
+                promise.reminder_planned_at = now
+                promise.save(update_fields=["reminder_planned_at"])
+                log_events(
+                    [
+                        Event(
+                            action="collections.promise.reminder_planned",
+                            actor=actor,
+                            object_type="collections.PromiseToPay",
+                            object_id=str(promise.pk),
+                            at=now,
+                            after={"case_id": case.pk, "promised_date": promise.promised_date, "customer_local_date": today},
+                        )
+                    ]
+                )
+            counts["promise_reminders_planned"] += 1
+    return dict(counts)
+
+
+# --- call outcomes -------------------------------------------------------------------------------------------
+def record_call_outcome(
+    task: CallTask,
+    *,
+    outcome: str,
+    actor: Any,
+    at: dt.datetime | None = None,
+    note: str = "",
+    promise_amount: Decimal | None = None,
+    promise_date: dt.date | None = None,
+) -> CallTask:
+    """Record what came of a call, in one go.
+
+    Effects: the task is ``done`` with outcome, note, time and collector; a conversation (reached, promise,
+    dispute, refused) blocks further calls on the loan for 7 days; ``promise_to_pay`` creates a pending
+    ``PromiseToPay`` and pauses the ladder until the promised date; ``dispute`` puts the customer on
+    ``do_not_contact`` (reason dispute), cancels their pending contacts and open call tasks; ``no_answer``
+    schedules a retry within the call limits. Writes ``collections.call.recorded`` (and
+    ``collections.promise.created`` / ``collections.customer.disputed``).
+
+    Raises ``ValidationError`` when the task is not open, the outcome is unknown, or a promise lacks a
+    positive amount or a date from today to 31 days ahead, or another promise is still pending.
+    """
+    from notifications.models import ContactPolicy
+
+    at = at or timezone.now()
+    user = actor if hasattr(actor, "pk") else None
+    actor_str = actor_name(actor)
+    if outcome not in CallTask.Outcome.values or outcome == "":
+        raise ValidationError({"outcome": "Choose the outcome of the call."})
+    with transaction.atomic():
+        task = CallTask.objects.select_for_update().select_related("case__loan__customer").get(pk=task.pk)
+        if task.status != CallTask.Status.OPEN:
+            raise ValidationError("This call task is no longer open.")
+        case = task.case
+        customer = case.loan.customer
+        today = local_date(at, customer.timezone)
+        events = []
+        promise = None
+        if outcome == CallTask.Outcome.PROMISE_TO_PAY:
+            errors = {}
+            if promise_amount is None or Decimal(promise_amount) <= 0:
+                errors["promise_amount"] = "Enter the amount promised."
+            if promise_date is None:
+                errors["promise_date"] = "Enter the date promised."
+            elif not today <= promise_date <= today + dt.timedelta(days=PROMISE_MAX_DAYS_AHEAD):
+                errors["promise_date"] = f"The promised date must be between today and {PROMISE_MAX_DAYS_AHEAD} days ahead."
+            if case.promises.filter(status=PromiseToPay.Status.PENDING).exists():
+                errors["promise_date"] = "A promise of this case is still pending."
+            if errors:
+                raise ValidationError(errors)
+            promise = PromiseToPay.objects.create(
+                case=case, call_task=task, amount=Decimal(promise_amount), promised_date=promise_date, created_at=at, created_by=user
+            )
+            case.paused_until = promise_date
+            events.append(
+                Event(
+                    action="collections.promise.created",
+                    actor=actor_str,
+                    object_type="collections.PromiseToPay",
+                    object_id=str(promise.pk),
+                    at=at,
+                    after={"case_id": case.pk, "amount": promise.amount, "promised_date": promise_date, "call_task_id": task.pk},
+                )
+            )
+        task.status, task.outcome, task.note = CallTask.Status.DONE, outcome, note
+        task.completed_at, task.completed_by = at, user
+        task.save(update_fields=["status", "outcome", "note", "completed_at", "completed_by"])
+        if outcome in CallTask.CONVERSATION_OUTCOMES:
+            case.last_conversation_at = at
+        case.save(update_fields=["paused_until", "last_conversation_at", "updated_at"])
+        events.insert(
+            0,
+            Event(
+                action="collections.call.recorded",
+                actor=actor_str,
+                object_type="collections.CallTask",
+                object_id=str(task.pk),
+                at=at,
+                after={
+                    "case_id": case.pk,
+                    "loan_id": case.loan_id,
+                    "outcome": outcome,
+                    "note": note,
+                    "promise_amount": promise_amount,
+                    "promise_date": promise_date,
+                    "dpd": case.dpd,
+                    "stage": case.stage,
+                },
+            ),
+        )
+        if outcome == CallTask.Outcome.DISPUTE:
+            events.extend(_put_on_dispute_hold(customer, at, actor_str))
+        elif outcome == CallTask.Outcome.NO_ANSWER and not customer.opt_out_call:
+            loan_calls = CallTask.objects.filter(case__loan_id=case.loan_id, scheduled_for__gte=at - 2 * CALL_WINDOW).exclude(
+                status=CallTask.Status.CANCELLED
+            )
+            when = earliest_call_time(
+                desired=at + NO_ANSWER_RETRY_AFTER,
+                tz_name=customer.timezone,
+                last_conversation_at=case.last_conversation_at,
+                loan_call_times=list(loan_calls.values_list("scheduled_for", flat=True)),
+                policy=ContactPolicy.get(),
+            )
+            retry = CallTask.objects.create(
+                case=case,
+                assigned_to=task.assigned_to,
+                scheduled_for=when,
+                created_at=at,
+                priority=call_priority(broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd),
+            )
+            events.append(
+                Event(
+                    action="collections.call.scheduled",
+                    actor=actor_str,
+                    object_type="collections.CallTask",
+                    object_id=str(retry.pk),
+                    at=at,
+                    after={"case_id": case.pk, "assigned_to_id": retry.assigned_to_id, "scheduled_for": when, "after": "no_answer"},
+                )
+            )
+        log_events(events)
+    return task
+
+
+def _put_on_dispute_hold(customer: Customer, at: dt.datetime, actor: str) -> list[Event]:
+    from notifications.services import cancel_pending
+
+    before = {"do_not_contact": customer.do_not_contact, "do_not_contact_reason": customer.do_not_contact_reason}
+    Customer.objects.filter(pk=customer.pk).update(
+        do_not_contact=True, do_not_contact_reason=Customer.DoNotContactReason.DISPUTE, updated_at=at
+    )
+    cancelled_tasks = CallTask.objects.filter(case__loan__customer=customer, status=CallTask.Status.OPEN).update(
+        status=CallTask.Status.CANCELLED, cancel_reason="dispute"
+    )
+    cancelled = cancel_pending(reason=REASON_DO_NOT_CONTACT, actor=actor, at=at, customer_ids=[customer.pk])
+    return [
+        Event(
+            action="collections.customer.disputed",
+            actor=actor,
+            object_type="loans.Customer",
+            object_id=str(customer.pk),
+            at=at,
+            before=before,
+            after={
+                "do_not_contact": True,
+                "do_not_contact_reason": "dispute",
+                "pending_contacts_cancelled": cancelled,
+                "call_tasks_cancelled": cancelled_tasks,
+            },
+        )
+    ]
+
+
+# --- agency and legal ------------------------------------------------------------------------------------
+def place_with_agency(
+    cases: Iterable[CollectionCase], agency: Agency, *, actor: Any, at: dt.datetime | None = None, reason: str = "manual"
+) -> AgencyPlacement:
+    """Hand open cases to ``agency`` as one placement, with the CSV file the agency receives (masked unless
+    its contract allows personal data, formula cells escaped). Writes ``collections.case.placed`` per case.
+
+    Raises ``ValidationError`` for closed or frozen cases, cases already placed, or an inactive agency.
+    """
+    from .placements import placement_csv
+
+    at = at or timezone.now()
+    actor_str = actor_name(actor)
+    cases = list(cases)
+    if not agency.is_active:
+        raise ValidationError("This agency takes no new placements.")
+    if not cases:
+        raise ValidationError("Choose at least one case.")
+    with transaction.atomic():
+        ids = [c.pk for c in cases]
+        locked = list(CollectionCase.objects.select_for_update().filter(pk__in=ids))
+        bad = [c.pk for c in locked if not c.is_open or c.is_frozen]
+        if bad:
+            raise ValidationError(f"Cases {bad} are closed or with legal and cannot be placed.")
+        already = sorted(
+            set(AgencyPlacement.cases.through.objects.filter(collectioncase_id__in=ids, agencyplacement__recalled_at__isnull=True).values_list("collectioncase_id", flat=True))
+        )
+        if already:
+            raise ValidationError(f"Cases {already} are already placed with an agency.")
+        placement = AgencyPlacement.objects.create(agency=agency, placed_at=at, placed_by=actor_str)
+        placement.cases.set(locked)
+        placement.file, placement.file_sha256 = placement_csv(placement)
+        placement.save(update_fields=["file", "file_sha256"])
+        log_events(
+            Event(
+                action="collections.case.placed",
+                actor=actor_str,
+                object_type="collections.CollectionCase",
+                object_id=str(c.pk),
+                at=at,
+                after={
+                    "placement_id": placement.pk,
+                    "agency": agency.code,
+                    "masked": not agency.may_see_personal_data,
+                    "dpd": c.dpd,
+                    "amount_overdue": c.amount_overdue,
+                    "reason": reason,
+                    "file_sha256": placement.file_sha256,
+                },
+            )
+            for c in locked
+        )
+    return placement
+
+
+def _recall_event(placement: AgencyPlacement, actor: str, at: dt.datetime, reason: str) -> Event:
+    return Event(
+        action="collections.placement.recalled",
+        actor=actor,
+        object_type="collections.AgencyPlacement",
+        object_id=str(placement.pk),
+        at=at,
+        before={"recalled_at": None},
+        after={"recalled_at": at, "reason": reason, "case_ids": list(placement.cases.values_list("pk", flat=True))},
+    )
+
+
+def recall_placement(placement: AgencyPlacement, *, actor: Any, at: dt.datetime | None = None, reason: str = "recalled") -> AgencyPlacement:
+    """Take the cases back from the agency. Writes ``collections.placement.recalled``.
+    Raises ``ValidationError`` when already recalled."""
+    at = at or timezone.now()
+    actor_str = actor_name(actor)
+    with transaction.atomic():
+        placement = AgencyPlacement.objects.select_for_update().get(pk=placement.pk)
+        if placement.recalled_at:
+            raise ValidationError("This placement was already recalled.")
+        log_events([_recall_event(placement, actor_str, at, reason)])
+        placement.recalled_at, placement.recalled_by, placement.recall_reason = at, actor_str, reason
+        placement.save(update_fields=["recalled_at", "recalled_by", "recall_reason"])
+    return placement
+
+
+def refer_to_legal(
+    case: CollectionCase, *, actor: Any, at: dt.datetime | None = None, note: str = "", stage: str = "legal"
+) -> LegalReferral:
+    """Refer an open case to legal and freeze all automatic contact for its loan.
+
+    Effects: a ``LegalReferral``; the case is frozen at stage ``legal``; open call tasks cancelled; active
+    agency placements recalled (reason ``legal``); pending contacts about the loan cancelled (reason
+    ``do_not_contact``). Writes ``collections.case.referred_to_legal``. Raises ``ValidationError`` for a
+    closed or already referred case.
+    """
+    from notifications.services import cancel_pending
+
+    at = at or timezone.now()
+    actor_str = actor_name(actor)
+    with transaction.atomic():
+        case = CollectionCase.objects.select_for_update().get(pk=case.pk)
+        if not case.is_open:
+            raise ValidationError("A closed case cannot be referred to legal.")
+        if LegalReferral.objects.filter(case=case).exists():
+            raise ValidationError("This case was already referred to legal.")
+        referral = LegalReferral.objects.create(
+            case=case, referred_at=at, referred_by=actor_str, dpd=case.dpd, amount_overdue=case.amount_overdue, note=note
+        )
+        before = {"stage": case.stage, "is_frozen": case.is_frozen}
+        case.is_frozen, case.paused_until = True, None
+        case.stage = stage
+        case.save(update_fields=["is_frozen", "paused_until", "stage", "updated_at"])
+        tasks = CallTask.objects.filter(case=case, status=CallTask.Status.OPEN).update(
+            status=CallTask.Status.CANCELLED, cancel_reason="legal"
+        )
+        events = [
+            Event(
+                action="collections.case.referred_to_legal",
+                actor=actor_str,
+                object_type="collections.CollectionCase",
+                object_id=str(case.pk),
+                at=at,
+                before=before,
+                after={
+                    "referral_id": referral.pk,
+                    "is_frozen": True,
+                    "dpd": case.dpd,
+                    "amount_overdue": case.amount_overdue,
+                    "call_tasks_cancelled": tasks,
+                    "note": note,
+                },
+            )
+        ]
+        for placement in AgencyPlacement.objects.filter(cases=case, recalled_at__isnull=True):
+            events.append(_recall_event(placement, actor_str, at, "legal"))
+            placement.recalled_at, placement.recalled_by, placement.recall_reason = at, actor_str, "legal"
+            placement.save(update_fields=["recalled_at", "recalled_by", "recall_reason"])
+        log_events(events)
+        installment_ids = list(Installment.objects.filter(loan_id=case.loan_id).values_list("pk", flat=True))
+        cancel_pending(reason=REASON_DO_NOT_CONTACT, actor=actor_str, at=at, installment_ids=installment_ids)
+    return referral
+
+
+def enforce_legal_freeze(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counter | None = None) -> int:
+    """Cancel whatever automatic contact was planned for loans frozen by legal since the last run."""
+    from notifications.services import cancel_pending
+
+    installment_ids = list(
+        Installment.objects.filter(loan__collection_cases__status=CollectionCase.Status.OPEN, loan__collection_cases__is_frozen=True)
+        .values_list("pk", flat=True)
+    )
+    if not installment_ids:
+        return 0
+    cancelled = cancel_pending(reason=REASON_DO_NOT_CONTACT, actor=actor_name(actor), at=now, installment_ids=installment_ids) or 0
+    if counts is not None and cancelled:
+        counts["contacts_cancelled_frozen"] += cancelled
+    return cancelled
+
+
+def case_summary(case: CollectionCase) -> dict[str, Any]:
+    """What a collector or an agency needs to know of a case, in plain values."""
+    return {
+        "case_id": case.pk,
+        "loan_ref": case.loan.ref,
+        "dpd": case.dpd,
+        "dpd_bucket": dpd_bucket(case.dpd),
+        "amount_overdue": case.amount_overdue,
+        "stage": case.stage,
+    }
