@@ -108,7 +108,20 @@ class PlaceWithAgencyForm(forms.Form):
 
 @admin.register(CollectionCase)
 class CollectionCaseAdmin(admin.ModelAdmin):
-    list_display = ["id", "loan", "customer_ref", "tier", "stage", "status", "dpd", "bucket", "amount_overdue", "is_paused", "is_frozen", "opened_at"]
+    list_display = [
+        "id",
+        "loan",
+        "customer_ref",
+        "tier",
+        "stage",
+        "status",
+        "dpd",
+        "bucket",
+        "amount_overdue",
+        "is_paused",
+        "is_frozen",
+        "opened_at",
+    ]
     list_filter = ["status", "stage", "is_frozen", "tier"]
     list_select_related = ["loan__customer", "tier"]
     search_fields = ["loan__ref", "loan__customer__ref"]
@@ -142,12 +155,20 @@ class CollectionCaseAdmin(admin.ModelAdmin):
             form = PlaceWithAgencyForm(request.POST)
             if form.is_valid():
                 try:
-                    placement = services.place_with_agency(queryset, form.cleaned_data["agency"], actor=request.user)
+                    placement = services.place_with_agency(
+                        queryset, form.cleaned_data["agency"], actor=request.user
+                    )
                 except ValidationError as exc:
                     self.message_user(request, " ".join(exc.messages), messages.ERROR)
                     return None
-                self.message_user(request, _("%(n)d case(s) placed (placement %(id)s).") % {"n": queryset.count(), "id": placement.pk})
-                return HttpResponseRedirect(reverse("admin:collections_agencyplacement_change", args=[placement.pk]))
+                self.message_user(
+                    request,
+                    _("%(n)d case(s) placed (placement %(id)s).")
+                    % {"n": queryset.count(), "id": placement.pk},
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:collections_agencyplacement_change", args=[placement.pk])
+                )
         else:
             form = PlaceWithAgencyForm()
         context = {
@@ -182,8 +203,12 @@ class CollectionCaseAdmin(admin.ModelAdmin):
 class CallOutcomeForm(forms.Form):
     outcome = forms.ChoiceField(choices=[c for c in CallTask.Outcome.choices if c[0]], label=_("Outcome"))
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, label=_("Note"))
-    promise_amount = forms.DecimalField(max_digits=14, decimal_places=2, required=False, label=_("Promised amount"))
-    promise_date = forms.DateField(required=False, label=_("Promised date"), widget=forms.DateInput(attrs={"type": "date"}))
+    promise_amount = forms.DecimalField(
+        max_digits=14, decimal_places=2, required=False, label=_("Promised amount")
+    )
+    promise_date = forms.DateField(
+        required=False, label=_("Promised date"), widget=forms.DateInput(attrs={"type": "date"})
+    )
 
 
 class OpenOnlyFilter(admin.SimpleListFilter):
@@ -212,7 +237,19 @@ class OpenOnlyFilter(admin.SimpleListFilter):
 class CallTaskAdmin(admin.ModelAdmin):
     """The queue: a collector sees their own open tasks, highest priority first, and records outcomes in one form."""
 
-    list_display = ["id", "customer", "phone", "loan", "dpd", "amount_overdue", "broken_promises", "scheduled_for", "assigned_to", "status", "record"]
+    list_display = [
+        "id",
+        "customer",
+        "phone",
+        "loan",
+        "dpd",
+        "amount_overdue",
+        "broken_promises",
+        "scheduled_for",
+        "assigned_to",
+        "status",
+        "record",
+    ]
     list_filter = [OpenOnlyFilter, "outcome"]
     list_select_related = ["case__loan__customer", "assigned_to"]
     search_fields = ["case__loan__ref", "case__loan__customer__ref"]
@@ -233,7 +270,9 @@ class CallTaskAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return request.user.has_perm("collections.view_all_calltasks") and super().has_change_permission(request, obj)
+        return request.user.has_perm("collections.view_all_calltasks") and super().has_change_permission(
+            request, obj
+        )
 
     def get_list_display(self, request):
         # Collectors need the phone to call; whoever may not see personal data gets it masked.
@@ -279,16 +318,26 @@ class CallTaskAdmin(admin.ModelAdmin):
     def record(self, obj):
         if not obj.is_open:
             return obj.get_outcome_display()
-        return format_html('<a class="button" href="{}">{}</a>', reverse("admin:collections_calltask_record", args=[obj.pk]), _("Record outcome"))
+        return format_html(
+            '<a class="button" href="{}">{}</a>',
+            reverse("admin:collections_calltask_record", args=[obj.pk]),
+            _("Record outcome"),
+        )
 
     def get_urls(self):
         return [
-            path("<int:task_id>/record/", self.admin_site.admin_view(self.record_view), name="collections_calltask_record"),
+            path(
+                "<int:task_id>/record/",
+                self.admin_site.admin_view(self.record_view),
+                name="collections_calltask_record",
+            ),
             *super().get_urls(),
         ]
 
     def record_view(self, request, task_id):
-        task = get_object_or_404(self.get_queryset(request).select_related("case__loan__customer"), pk=task_id)
+        task = get_object_or_404(
+            self.get_queryset(request).select_related("case__loan__customer"), pk=task_id
+        )
         if not request.user.has_perm("collections.record_call_outcome"):
             raise PermissionDenied
         form = CallOutcomeForm(request.POST or None)
@@ -356,7 +405,16 @@ class AgencyPlacementAdmin(admin.ModelAdmin):
     list_display = ["id", "agency", "placed_at", "placed_by", "case_count", "recalled_at", "download"]
     list_filter = ["agency", ("recalled_at", admin.EmptyFieldListFilter)]
     list_select_related = ["agency"]
-    readonly_fields = ["agency", "placed_at", "placed_by", "recalled_at", "recalled_by", "recall_reason", "file_sha256", "download"]
+    readonly_fields = [
+        "agency",
+        "placed_at",
+        "placed_by",
+        "recalled_at",
+        "recalled_by",
+        "recall_reason",
+        "file_sha256",
+        "download",
+    ]
     exclude = ["cases", "file"]
     actions = ["recall_action"]
     show_full_result_count = False
@@ -375,11 +433,19 @@ class AgencyPlacementAdmin(admin.ModelAdmin):
     def download(self, obj):
         if not obj.pk:
             return ""
-        return format_html('<a href="{}">{}</a>', reverse("admin:collections_agencyplacement_download", args=[obj.pk]), _("Download CSV"))
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:collections_agencyplacement_download", args=[obj.pk]),
+            _("Download CSV"),
+        )
 
     def get_urls(self):
         return [
-            path("<int:placement_id>/download/", self.admin_site.admin_view(self.download_view), name="collections_agencyplacement_download"),
+            path(
+                "<int:placement_id>/download/",
+                self.admin_site.admin_view(self.download_view),
+                name="collections_agencyplacement_download",
+            ),
             *super().get_urls(),
         ]
 
@@ -390,10 +456,15 @@ class AgencyPlacementAdmin(admin.ModelAdmin):
         from backoffice.audit import log_event
 
         log_event(
-            "collections.placement.downloaded", actor=request.user, obj=placement, after={"file_sha256": placement.file_sha256}
+            "collections.placement.downloaded",
+            actor=request.user,
+            obj=placement,
+            after={"file_sha256": placement.file_sha256},
         )
         response = HttpResponse(placement.file, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="placement-{placement.pk}-{placement.agency.code}.csv"'
+        response["Content-Disposition"] = (
+            f'attachment; filename="placement-{placement.pk}-{placement.agency.code}.csv"'
+        )
         return response
 
     @admin.action(description=_("Recall from the agency"), permissions=["place"])

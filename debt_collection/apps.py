@@ -26,6 +26,10 @@ class DebtCollectionConfig(AppConfig):
 
         from . import receivers
 
-        loan_signals.payments_recorded.connect(receivers.on_payments_recorded, dispatch_uid="collections.payments_recorded")
+        loan_signals.payments_recorded.connect(
+            receivers.on_payments_recorded, dispatch_uid="collections.payments_recorded"
+        )
         loan_signals.tier_changed.connect(receivers.on_tier_changed, dispatch_uid="collections.tier_changed")
-        post_migrate.connect(receivers.grant_collector_permissions, sender=self, dispatch_uid="collections.collector_perms")
+        post_migrate.connect(
+            receivers.grant_collector_permissions, sender=self, dispatch_uid="collections.collector_perms"
+        )

@@ -59,7 +59,9 @@ def seed(stdout=None) -> dict[str, int]:
             created += was_created
     agencies = 0
     for code, name, may_see in AGENCIES:
-        _, was_created = Agency.objects.get_or_create(code=code, defaults={"name": name, "may_see_personal_data": may_see})
+        _, was_created = Agency.objects.get_or_create(
+            code=code, defaults={"name": name, "may_see_personal_data": may_see}
+        )
         agencies += was_created
     if stdout is not None:
         stdout.write(f"collections: {created} escalation steps, {agencies} agencies created")

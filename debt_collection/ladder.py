@@ -103,7 +103,17 @@ def overdue_q(today: dt.date, tiers: Iterable, prefix: str = "") -> Q:
     Customers without a tier use the default grace period.
     """
     p = prefix
-    q = Q(**{f"{p}loan__customer__tier__isnull": True, f"{p}due_date__lt": today - dt.timedelta(days=DEFAULT_GRACE_PERIOD_DAYS)})
+    q = Q(
+        **{
+            f"{p}loan__customer__tier__isnull": True,
+            f"{p}due_date__lt": today - dt.timedelta(days=DEFAULT_GRACE_PERIOD_DAYS),
+        }
+    )
     for tier in tiers:
-        q |= Q(**{f"{p}loan__customer__tier": tier, f"{p}due_date__lt": today - dt.timedelta(days=tier.grace_period_days)})
+        q |= Q(
+            **{
+                f"{p}loan__customer__tier": tier,
+                f"{p}due_date__lt": today - dt.timedelta(days=tier.grace_period_days),
+            }
+        )
     return Q(**{f"{p}paid_at__isnull": True}) & q

@@ -28,14 +28,22 @@ class EscalationStep(models.Model):
         AGENCY = "agency", _("Place with a collection agency")
         LEGAL = "legal", _("Refer to legal")
 
-    tier = models.ForeignKey(CreditTier, on_delete=models.CASCADE, related_name="escalation_steps", verbose_name=_("tier"))
+    tier = models.ForeignKey(
+        CreditTier, on_delete=models.CASCADE, related_name="escalation_steps", verbose_name=_("tier")
+    )
     min_dpd = models.PositiveSmallIntegerField(
         _("from days past due"), validators=[MinValueValidator(1), MaxValueValidator(3650)]
     )
-    stage = models.CharField(_("stage"), max_length=32, help_text=_("A free label: early, firm, call, agency, legal."))
+    stage = models.CharField(
+        _("stage"), max_length=32, help_text=_("A free label: early, firm, call, agency, legal.")
+    )
     action = models.CharField(_("action"), max_length=16, choices=Action.choices)
     kind = models.CharField(
-        _("template kind"), max_length=32, choices=Kind.choices, blank=True, help_text=_("For SMS, email and push.")
+        _("template kind"),
+        max_length=32,
+        choices=Kind.choices,
+        blank=True,
+        help_text=_("For SMS, email and push."),
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -44,10 +52,13 @@ class EscalationStep(models.Model):
         verbose_name = _("escalation step")
         verbose_name_plural = _("escalation steps")
         constraints = [
-            models.UniqueConstraint(fields=["tier", "min_dpd", "action"], name="escalation_step_unique_tier_dpd_action"),
+            models.UniqueConstraint(
+                fields=["tier", "min_dpd", "action"], name="escalation_step_unique_tier_dpd_action"
+            ),
             models.CheckConstraint(condition=Q(min_dpd__gte=1), name="escalation_step_min_dpd_positive"),
             models.CheckConstraint(
-                condition=~Q(action__in=MESSAGING_ACTIONS) | ~Q(kind=""), name="escalation_step_message_has_kind"
+                condition=~Q(action__in=MESSAGING_ACTIONS) | ~Q(kind=""),
+                name="escalation_step_message_has_kind",
             ),
         ]
 
@@ -91,19 +102,33 @@ class CollectionCase(models.Model):
         PAID = "paid", _("Overdue amount paid")
         LOAN_CLOSED = "loan_closed", _("Loan no longer active")
 
-    loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="collection_cases", verbose_name=_("loan"))
+    loan = models.ForeignKey(
+        Loan, on_delete=models.PROTECT, related_name="collection_cases", verbose_name=_("loan")
+    )
     tier = models.ForeignKey(
-        CreditTier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("ladder of tier")
+        CreditTier,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("ladder of tier"),
     )
     stage = models.CharField(_("stage"), max_length=32, blank=True)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN)
     opened_at = models.DateTimeField(_("opened at"))
     closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
-    close_reason = models.CharField(_("close reason"), max_length=16, choices=CloseReason.choices, blank=True, default="")
+    close_reason = models.CharField(
+        _("close reason"), max_length=16, choices=CloseReason.choices, blank=True, default=""
+    )
     dpd = models.PositiveIntegerField(_("days past due"), default=0)
-    amount_overdue = models.DecimalField(_("amount overdue"), max_digits=14, decimal_places=2, default=Decimal("0"))
+    amount_overdue = models.DecimalField(
+        _("amount overdue"), max_digits=14, decimal_places=2, default=Decimal("0")
+    )
     paused_until = models.DateField(
-        _("paused until"), null=True, blank=True, help_text=_("A promise to pay is pending: the ladder waits.")
+        _("paused until"),
+        null=True,
+        blank=True,
+        help_text=_("A promise to pay is pending: the ladder waits."),
     )
     is_frozen = models.BooleanField(_("frozen (legal)"), default=False)
     broken_promises = models.PositiveSmallIntegerField(_("broken promises"), default=0)
@@ -121,9 +146,12 @@ class CollectionCase(models.Model):
             ("refer_to_legal", "Can refer cases to legal"),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["loan"], condition=Q(status="open"), name="collection_case_one_open_per_loan"),
+            models.UniqueConstraint(
+                fields=["loan"], condition=Q(status="open"), name="collection_case_one_open_per_loan"
+            ),
             models.CheckConstraint(
-                condition=Q(status="open", closed_at__isnull=True) | Q(status="closed", closed_at__isnull=False),
+                condition=Q(status="open", closed_at__isnull=True)
+                | Q(status="closed", closed_at__isnull=False),
                 name="collection_case_closed_has_time",
             ),
         ]
@@ -207,7 +235,12 @@ class CallTask(models.Model):
     created_at = models.DateTimeField(_("created at"))
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
     completed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("completed by")
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("completed by"),
     )
 
     class Meta:
@@ -224,7 +257,9 @@ class CallTask(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["assigned_to", "-priority"], condition=Q(status="open"), name="call_task_queue_idx"),
+            models.Index(
+                fields=["assigned_to", "-priority"], condition=Q(status="open"), name="call_task_queue_idx"
+            ),
             models.Index(fields=["case", "scheduled_for"], name="call_task_case_sched_idx"),
         ]
 
@@ -243,12 +278,18 @@ class PromiseToPay(models.Model):
         BROKEN = "broken", _("Broken")
 
     case = models.ForeignKey(CollectionCase, on_delete=models.CASCADE, related_name="promises")
-    call_task = models.ForeignKey(CallTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="promises")
-    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))])
+    call_task = models.ForeignKey(
+        CallTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="promises"
+    )
+    amount = models.DecimalField(
+        _("amount"), max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
+    )
     promised_date = models.DateField(_("promised date"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     created_at = models.DateTimeField(_("created at"))
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
     reminder_planned_at = models.DateTimeField(_("reminder planned at"), null=True, blank=True)
 
@@ -257,7 +298,9 @@ class PromiseToPay(models.Model):
         verbose_name = _("promise to pay")
         verbose_name_plural = _("promises to pay")
         constraints = [
-            models.UniqueConstraint(fields=["case"], condition=Q(status="pending"), name="promise_one_pending_per_case"),
+            models.UniqueConstraint(
+                fields=["case"], condition=Q(status="pending"), name="promise_one_pending_per_case"
+            ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="promise_amount_positive"),
         ]
 

@@ -22,7 +22,9 @@ def on_tier_changed(sender, changes=None, at=None, **kwargs):
     if not by_customer:
         return
     events = []
-    for case in CollectionCase.objects.open().filter(loan__customer_id__in=list(by_customer)).select_related("loan"):
+    for case in (
+        CollectionCase.objects.open().filter(loan__customer_id__in=list(by_customer)).select_related("loan")
+    ):
         old, new = by_customer[case.loan.customer_id]
         events.append(
             Event(
@@ -43,6 +45,8 @@ def grant_collector_permissions(sender, using="default", **kwargs):
 
     from .apps import COLLECTOR_PERMISSIONS
 
-    perms = Permission.objects.using(using).filter(content_type__app_label="collections", codename__in=COLLECTOR_PERMISSIONS)
+    perms = Permission.objects.using(using).filter(
+        content_type__app_label="collections", codename__in=COLLECTOR_PERMISSIONS
+    )
     group, _ = Group.objects.using(using).get_or_create(name="Collector")
     group.permissions.add(*perms)

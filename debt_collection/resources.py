@@ -11,7 +11,11 @@ from .models import EscalationStep
 
 
 class EscalationStepResource(BookResource):
-    tier = fields.Field(attribute="tier", column_name="tier_code", widget=RefWidget(CreditTier, field="code", label="credit tier"))
+    tier = fields.Field(
+        attribute="tier",
+        column_name="tier_code",
+        widget=RefWidget(CreditTier, field="code", label="credit tier"),
+    )
     min_dpd = fields.Field(attribute="min_dpd", column_name="min_dpd", widget=IntWidget())
     stage = fields.Field(attribute="stage", column_name="stage", widget=TextWidget())
     action = fields.Field(attribute="action", column_name="action", widget=TextWidget())

@@ -75,11 +75,18 @@ class LoanPosition:
         return self.dpd > self.grace_days
 
 
-def loan_positions(loan_ids: Iterable[int], at: dt.datetime, tiers: dict[int, CreditTier]) -> dict[int, LoanPosition]:
+def loan_positions(
+    loan_ids: Iterable[int], at: dt.datetime, tiers: dict[int, CreditTier]
+) -> dict[int, LoanPosition]:
     """Positions of the given loans that are active and have an unpaid instalment past its due date (one query)."""
     cutoff = at.date() + dt.timedelta(days=2)  # no time zone's local day is later than this
     rows = (
-        Installment.objects.filter(loan_id__in=list(loan_ids), paid_at__isnull=True, due_date__lt=cutoff, loan__status=Loan.Status.ACTIVE)
+        Installment.objects.filter(
+            loan_id__in=list(loan_ids),
+            paid_at__isnull=True,
+            due_date__lt=cutoff,
+            loan__status=Loan.Status.ACTIVE,
+        )
         .order_by("loan_id", "due_date", "seq")
         .values_list(
             "id",
@@ -155,7 +162,9 @@ def call_priority(*, broken_promises: int, amount_overdue: Decimal, dpd: int) ->
 
 def collector_loads() -> dict[int, int]:
     """Active collectors (users allowed to record call outcomes) and their number of open call tasks."""
-    perm = Permission.objects.filter(codename="record_call_outcome", content_type__app_label="collections").first()
+    perm = Permission.objects.filter(
+        codename="record_call_outcome", content_type__app_label="collections"
+    ).first()
     if perm is None:
         return {}
     User = get_user_model()
@@ -258,11 +267,15 @@ def advance_collections(now: dt.datetime) -> dict[str, int]:
 def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     now, actor, counts = run.now, run.actor, run.counts
     positions = loan_positions(loan_ids, now, run.tiers)
-    cases = {c.loan_id: c for c in CollectionCase.objects.open().filter(loan_id__in=loan_ids).select_for_update()}
+    cases = {
+        c.loan_id: c for c in CollectionCase.objects.open().filter(loan_id__in=loan_ids).select_for_update()
+    }
     events: list[Event] = []
 
     # Close what is no longer overdue (paid, or back inside grace after a payment, or the loan was closed).
-    to_close = [c for loan_id, c in cases.items() if loan_id not in positions or not positions[loan_id].is_overdue]
+    to_close = [
+        c for loan_id, c in cases.items() if loan_id not in positions or not positions[loan_id].is_overdue
+    ]
     if to_close:
         close_cases(to_close, at=now, actor=actor, counts=counts)
     # Open a case per loan past its grace period.
@@ -271,13 +284,20 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
         if pos.is_overdue and loan_id not in cases:
             new_cases.append(
                 CollectionCase(
-                    loan_id=loan_id, tier_id=pos.tier_id, opened_at=now, dpd=pos.dpd, amount_overdue=pos.amount_overdue
+                    loan_id=loan_id,
+                    tier_id=pos.tier_id,
+                    opened_at=now,
+                    dpd=pos.dpd,
+                    amount_overdue=pos.amount_overdue,
                 )
             )
     if new_cases:
         CollectionCase.objects.bulk_create(new_cases)
         if any(c.pk is None for c in new_cases):  # backends that do not return ids from bulk inserts
-            fresh = {c.loan_id: c for c in CollectionCase.objects.open().filter(loan_id__in=[c.loan_id for c in new_cases])}
+            fresh = {
+                c.loan_id: c
+                for c in CollectionCase.objects.open().filter(loan_id__in=[c.loan_id for c in new_cases])
+            }
             new_cases = [fresh[c.loan_id] for c in new_cases]
         counts["cases_opened"] += len(new_cases)
         for case in new_cases:
@@ -307,13 +327,20 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
         return
 
     done_steps: dict[int, set[int]] = defaultdict(set)
-    for case_id, step_id in CaseStepRun.objects.filter(case__in=[c.pk for c in working]).values_list("case_id", "step_id"):
+    for case_id, step_id in CaseStepRun.objects.filter(case__in=[c.pk for c in working]).values_list(
+        "case_id", "step_id"
+    ):
         done_steps[case_id].add(step_id)
     loan_calls: dict[int, list[dt.datetime]] = defaultdict(list)
     open_tasks: dict[int, list[CallTask]] = defaultdict(list)
-    for task in CallTask.objects.filter(case__loan_id__in=[c.loan_id for c in working]).filter(
-        Q(status=CallTask.Status.OPEN) | Q(status=CallTask.Status.DONE, scheduled_for__gte=now - 2 * CALL_WINDOW)
-    ).select_related("case"):
+    for task in (
+        CallTask.objects.filter(case__loan_id__in=[c.loan_id for c in working])
+        .filter(
+            Q(status=CallTask.Status.OPEN)
+            | Q(status=CallTask.Status.DONE, scheduled_for__gte=now - 2 * CALL_WINDOW)
+        )
+        .select_related("case")
+    ):
         loan_calls[task.case.loan_id].append(task.scheduled_for)
         if task.status == CallTask.Status.OPEN:
             open_tasks[task.case_id].append(task)
@@ -329,7 +356,11 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
         if case.is_frozen or case.is_paused or pos.is_do_not_contact:
             counts["cases_on_hold"] += 1
             continue
-        reached = [s for s in run.steps.get(pos.tier_id, []) if s.min_dpd <= pos.dpd and s.pk not in done_steps[case.pk]]
+        reached = [
+            s
+            for s in run.steps.get(pos.tier_id, [])
+            if s.min_dpd <= pos.dpd and s.pk not in done_steps[case.pk]
+        ]
         if not reached:
             continue
         chosen = _choose_steps(reached)
@@ -363,7 +394,13 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                     object_id=str(case.pk),
                     at=now,
                     before={"stage": case.stage},
-                    after={"stage": top.stage, "step_id": top.pk, "min_dpd": top.min_dpd, "dpd": pos.dpd, "tier_id": pos.tier_id},
+                    after={
+                        "stage": top.stage,
+                        "step_id": top.pk,
+                        "min_dpd": top.min_dpd,
+                        "dpd": pos.dpd,
+                        "tier_id": pos.tier_id,
+                    },
                 )
             )
             case.stage = top.stage
@@ -372,7 +409,9 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     for r in runs:
         events.append(
             Event(
-                action="collections.step.performed" if r.result == CaseStepRun.Result.PERFORMED else "collections.step.skipped",
+                action="collections.step.performed"
+                if r.result == CaseStepRun.Result.PERFORMED
+                else "collections.step.skipped",
                 actor=actor,
                 object_type="collections.CollectionCase",
                 object_id=str(r.case_id),
@@ -407,7 +446,9 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
             assigned_to_id=pick_least_loaded(run.collectors),
             scheduled_for=when,
             created_at=now,
-            priority=call_priority(broken_promises=case.broken_promises, amount_overdue=pos.amount_overdue, dpd=pos.dpd),
+            priority=call_priority(
+                broken_promises=case.broken_promises, amount_overdue=pos.amount_overdue, dpd=pos.dpd
+            ),
         )
         new_tasks.append(task)
         open_tasks[case.pk].append(task)
@@ -421,7 +462,12 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                 object_type="collections.CallTask",
                 object_id=str(t.pk or ""),
                 at=now,
-                after={"case_id": t.case_id, "assigned_to_id": t.assigned_to_id, "scheduled_for": t.scheduled_for, "priority": t.priority},
+                after={
+                    "case_id": t.case_id,
+                    "assigned_to_id": t.assigned_to_id,
+                    "scheduled_for": t.scheduled_for,
+                    "priority": t.priority,
+                },
             )
             for t in new_tasks
         )
@@ -429,7 +475,9 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     # Keep the queue order current for tasks already open.
     stale = []
     for case in working:
-        prio = call_priority(broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd)
+        prio = call_priority(
+            broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd
+        )
         for task in open_tasks.get(case.pk, []):
             if task.pk and task.priority != prio:
                 task.priority = prio
@@ -437,7 +485,9 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     if stale:
         CallTask.objects.bulk_update(stale, ["priority"], batch_size=500)
 
-    CollectionCase.objects.bulk_update(working, ["dpd", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500)
+    CollectionCase.objects.bulk_update(
+        working, ["dpd", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500
+    )
     log_events(events)
 
     if placements:
@@ -450,7 +500,9 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                 continue
             by_agency[agency_id].append(case)
         for agency_id, agency_cases in by_agency.items():
-            place_with_agency(agency_cases, Agency.objects.get(pk=agency_id), actor=actor, at=now, reason="ladder")
+            place_with_agency(
+                agency_cases, Agency.objects.get(pk=agency_id), actor=actor, at=now, reason="ladder"
+            )
             counts["cases_placed"] += len(agency_cases)
     for case, step in referrals:
         refer_to_legal(case, actor=actor, at=now, note="ladder", stage=step.stage)
@@ -498,7 +550,9 @@ def _choose_steps(reached: list[EscalationStep]) -> dict[int, str]:
     return decision
 
 
-def _plan_step_message(case: CollectionCase, step: EscalationStep, pos: LoanPosition, now: dt.datetime, actor: str) -> None:
+def _plan_step_message(
+    case: CollectionCase, step: EscalationStep, pos: LoanPosition, now: dt.datetime, actor: str
+) -> None:
     from notifications.services import plan_notice
 
     customer = Customer.objects.select_related("tier").get(pk=pos.customer_id)
@@ -515,7 +569,9 @@ def _plan_step_message(case: CollectionCase, step: EscalationStep, pos: LoanPosi
 
 
 # --- closing -----------------------------------------------------------------------------------------------
-def close_cases(cases: list[CollectionCase], *, at: dt.datetime, actor: Any, counts: Counter | None = None) -> int:
+def close_cases(
+    cases: list[CollectionCase], *, at: dt.datetime, actor: Any, counts: Counter | None = None
+) -> int:
     """Close open cases whose overdue amount is covered (or whose loan is no longer active).
 
     Effects: status ``closed`` (reason ``paid``, or ``loan_closed`` for a loan no longer active); open call
@@ -530,8 +586,12 @@ def close_cases(cases: list[CollectionCase], *, at: dt.datetime, actor: Any, cou
         return 0
     ids = [c.pk for c in cases]
     loan_ids = [c.loan_id for c in cases]
-    active_loans = set(Loan.objects.filter(pk__in=loan_ids, status=Loan.Status.ACTIVE).values_list("pk", flat=True))
-    paid_off = set(Loan.objects.filter(pk__in=loan_ids, status=Loan.Status.PAID_OFF).values_list("pk", flat=True))
+    active_loans = set(
+        Loan.objects.filter(pk__in=loan_ids, status=Loan.Status.ACTIVE).values_list("pk", flat=True)
+    )
+    paid_off = set(
+        Loan.objects.filter(pk__in=loan_ids, status=Loan.Status.PAID_OFF).values_list("pk", flat=True)
+    )
     with transaction.atomic():
         events = []
         for case in cases:
@@ -547,20 +607,45 @@ def close_cases(cases: list[CollectionCase], *, at: dt.datetime, actor: Any, cou
                     object_type="collections.CollectionCase",
                     object_id=str(case.pk),
                     at=at,
-                    before={"status": "open", "stage": case.stage, "dpd": case.dpd, "amount_overdue": case.amount_overdue},
+                    before={
+                        "status": "open",
+                        "stage": case.stage,
+                        "dpd": case.dpd,
+                        "amount_overdue": case.amount_overdue,
+                    },
                     after={"status": "closed", "reason": reason},
                 )
             )
-            case.status, case.closed_at, case.close_reason, case.paused_until = CollectionCase.Status.CLOSED, at, reason, None
-        CollectionCase.objects.bulk_update(cases, ["status", "closed_at", "close_reason", "paused_until", "updated_at"])
+            case.status, case.closed_at, case.close_reason, case.paused_until = (
+                CollectionCase.Status.CLOSED,
+                at,
+                reason,
+                None,
+            )
+        CollectionCase.objects.bulk_update(
+            cases, ["status", "closed_at", "close_reason", "paused_until", "updated_at"]
+        )
         cancelled = CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).update(
             status=CallTask.Status.CANCELLED, cancel_reason=REASON_PAID
         )
-        kept = list(PromiseToPay.objects.filter(case_id__in=ids, status=PromiseToPay.Status.PENDING).values_list("pk", "case_id"))
+        kept = list(
+            PromiseToPay.objects.filter(case_id__in=ids, status=PromiseToPay.Status.PENDING).values_list(
+                "pk", "case_id"
+            )
+        )
         if kept:
-            PromiseToPay.objects.filter(pk__in=[k for k, _ in kept]).update(status=PromiseToPay.Status.KEPT, resolved_at=at)
+            PromiseToPay.objects.filter(pk__in=[k for k, _ in kept]).update(
+                status=PromiseToPay.Status.KEPT, resolved_at=at
+            )
             events.extend(
-                Event(action="collections.promise.kept", actor=actor, object_type="collections.PromiseToPay", object_id=str(pk), at=at, after={"case_id": case_id})
+                Event(
+                    action="collections.promise.kept",
+                    actor=actor,
+                    object_type="collections.PromiseToPay",
+                    object_id=str(pk),
+                    at=at,
+                    after={"case_id": case_id},
+                )
                 for pk, case_id in kept
             )
         for placement in AgencyPlacement.objects.filter(cases__in=ids, recalled_at__isnull=True).distinct():
@@ -568,7 +653,11 @@ def close_cases(cases: list[CollectionCase], *, at: dt.datetime, actor: Any, cou
             placement.recalled_at, placement.recalled_by, placement.recall_reason = at, actor, REASON_PAID
             placement.save(update_fields=["recalled_at", "recalled_by", "recall_reason"])
         log_events(events)
-        paid_ids = list(Installment.objects.filter(loan_id__in=loan_ids, paid_at__isnull=False).values_list("pk", flat=True))
+        paid_ids = list(
+            Installment.objects.filter(loan_id__in=loan_ids, paid_at__isnull=False).values_list(
+                "pk", flat=True
+            )
+        )
         if paid_ids:
             cancel_pending(reason=REASON_PAID, actor=actor, at=at, installment_ids=paid_ids)
     if counts is not None:
@@ -605,13 +694,20 @@ def settle_payments(loan_ids: Iterable[int], at: dt.datetime, actor: Any = "syst
 
 def _keep_covered_promises(cases: list[CollectionCase], at: dt.datetime, actor: str, counts: Counter) -> None:
     by_case = {c.pk: c for c in cases}
-    promises = list(PromiseToPay.objects.filter(case_id__in=list(by_case), status=PromiseToPay.Status.PENDING))
+    promises = list(
+        PromiseToPay.objects.filter(case_id__in=list(by_case), status=PromiseToPay.Status.PENDING)
+    )
     if not promises:
         return
     events = []
     for promise in promises:
         case = by_case[promise.case_id]
-        paid = Payment.objects.filter(loan_id=case.loan_id, received_at__gte=promise.created_at).aggregate(s=Sum("amount"))["s"] or ZERO
+        paid = (
+            Payment.objects.filter(loan_id=case.loan_id, received_at__gte=promise.created_at).aggregate(
+                s=Sum("amount")
+            )["s"]
+            or ZERO
+        )
         if paid >= promise.amount:
             promise.status, promise.resolved_at = PromiseToPay.Status.KEPT, at
             promise.save(update_fields=["status", "resolved_at"])
@@ -632,7 +728,9 @@ def _keep_covered_promises(cases: list[CollectionCase], at: dt.datetime, actor: 
 
 
 # --- promises ------------------------------------------------------------------------------------------------
-def resolve_promises(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counter | None = None) -> dict[str, int]:
+def resolve_promises(
+    now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counter | None = None
+) -> dict[str, int]:
     """Pending promises as of ``now`` (customer's local day): kept when paid since made; otherwise the day
     before the promised date a ``promise_reminder`` is planned, and the day after it the promise is broken, the
     case's broken-promise count grows and the ladder resumes. Writes ``collections.promise.*``."""
@@ -643,7 +741,9 @@ def resolve_promises(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counte
     horizon = now.date() + dt.timedelta(days=3)
     promises = list(
         PromiseToPay.objects.filter(
-            status=PromiseToPay.Status.PENDING, case__status=CollectionCase.Status.OPEN, promised_date__lte=horizon
+            status=PromiseToPay.Status.PENDING,
+            case__status=CollectionCase.Status.OPEN,
+            promised_date__lte=horizon,
         ).select_related("case", "case__loan__customer__tier")
     )
     if not promises:
@@ -682,10 +782,16 @@ def resolve_promises(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counte
                     ]
                 )
             counts["promises_broken"] += 1
-        elif today == promise.promised_date - dt.timedelta(days=1) and promise.reminder_planned_at is None and not case.is_frozen:
+        elif (
+            today == promise.promised_date - dt.timedelta(days=1)
+            and promise.reminder_planned_at is None
+            and not case.is_frozen
+        ):
             with transaction.atomic():
                 installments = list(
-                    Installment.objects.filter(loan_id=case.loan_id, paid_at__isnull=True, due_date__lt=today).select_related("loan")
+                    Installment.objects.filter(
+                        loan_id=case.loan_id, paid_at__isnull=True, due_date__lt=today
+                    ).select_related("loan")
                 )
                 plan_notice(
                     customer=customer,
@@ -705,7 +811,11 @@ def resolve_promises(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counte
                             object_type="collections.PromiseToPay",
                             object_id=str(promise.pk),
                             at=now,
-                            after={"case_id": case.pk, "promised_date": promise.promised_date, "customer_local_date": today},
+                            after={
+                                "case_id": case.pk,
+                                "promised_date": promise.promised_date,
+                                "customer_local_date": today,
+                            },
                         )
                     ]
                 )
@@ -759,13 +869,20 @@ def record_call_outcome(
             if promise_date is None:
                 errors["promise_date"] = "Enter the date promised."
             elif not today <= promise_date <= today + dt.timedelta(days=PROMISE_MAX_DAYS_AHEAD):
-                errors["promise_date"] = f"The promised date must be between today and {PROMISE_MAX_DAYS_AHEAD} days ahead."
+                errors["promise_date"] = (
+                    f"The promised date must be between today and {PROMISE_MAX_DAYS_AHEAD} days ahead."
+                )
             if case.promises.filter(status=PromiseToPay.Status.PENDING).exists():
                 errors["promise_date"] = "A promise of this case is still pending."
             if errors:
                 raise ValidationError(errors)
             promise = PromiseToPay.objects.create(
-                case=case, call_task=task, amount=Decimal(promise_amount), promised_date=promise_date, created_at=at, created_by=user
+                case=case,
+                call_task=task,
+                amount=Decimal(promise_amount),
+                promised_date=promise_date,
+                created_at=at,
+                created_by=user,
             )
             case.paused_until = promise_date
             events.append(
@@ -775,7 +892,12 @@ def record_call_outcome(
                     object_type="collections.PromiseToPay",
                     object_id=str(promise.pk),
                     at=at,
-                    after={"case_id": case.pk, "amount": promise.amount, "promised_date": promise_date, "call_task_id": task.pk},
+                    after={
+                        "case_id": case.pk,
+                        "amount": promise.amount,
+                        "promised_date": promise_date,
+                        "call_task_id": task.pk,
+                    },
                 )
             )
         task.status, task.outcome, task.note = CallTask.Status.DONE, outcome, note
@@ -807,9 +929,9 @@ def record_call_outcome(
         if outcome == CallTask.Outcome.DISPUTE:
             events.extend(_put_on_dispute_hold(customer, at, actor_str))
         elif outcome == CallTask.Outcome.NO_ANSWER and not customer.opt_out_call:
-            loan_calls = CallTask.objects.filter(case__loan_id=case.loan_id, scheduled_for__gte=at - 2 * CALL_WINDOW).exclude(
-                status=CallTask.Status.CANCELLED
-            )
+            loan_calls = CallTask.objects.filter(
+                case__loan_id=case.loan_id, scheduled_for__gte=at - 2 * CALL_WINDOW
+            ).exclude(status=CallTask.Status.CANCELLED)
             when = earliest_call_time(
                 desired=at + NO_ANSWER_RETRY_AFTER,
                 tz_name=customer.timezone,
@@ -822,7 +944,9 @@ def record_call_outcome(
                 assigned_to=task.assigned_to,
                 scheduled_for=when,
                 created_at=at,
-                priority=call_priority(broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd),
+                priority=call_priority(
+                    broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd
+                ),
             )
             events.append(
                 Event(
@@ -831,7 +955,12 @@ def record_call_outcome(
                     object_type="collections.CallTask",
                     object_id=str(retry.pk),
                     at=at,
-                    after={"case_id": case.pk, "assigned_to_id": retry.assigned_to_id, "scheduled_for": when, "after": "no_answer"},
+                    after={
+                        "case_id": case.pk,
+                        "assigned_to_id": retry.assigned_to_id,
+                        "scheduled_for": when,
+                        "after": "no_answer",
+                    },
                 )
             )
         log_events(events)
@@ -841,13 +970,16 @@ def record_call_outcome(
 def _put_on_dispute_hold(customer: Customer, at: dt.datetime, actor: str) -> list[Event]:
     from notifications.services import cancel_pending
 
-    before = {"do_not_contact": customer.do_not_contact, "do_not_contact_reason": customer.do_not_contact_reason}
+    before = {
+        "do_not_contact": customer.do_not_contact,
+        "do_not_contact_reason": customer.do_not_contact_reason,
+    }
     Customer.objects.filter(pk=customer.pk).update(
         do_not_contact=True, do_not_contact_reason=Customer.DoNotContactReason.DISPUTE, updated_at=at
     )
-    cancelled_tasks = CallTask.objects.filter(case__loan__customer=customer, status=CallTask.Status.OPEN).update(
-        status=CallTask.Status.CANCELLED, cancel_reason="dispute"
-    )
+    cancelled_tasks = CallTask.objects.filter(
+        case__loan__customer=customer, status=CallTask.Status.OPEN
+    ).update(status=CallTask.Status.CANCELLED, cancel_reason="dispute")
     cancelled = cancel_pending(reason=REASON_DO_NOT_CONTACT, actor=actor, at=at, customer_ids=[customer.pk])
     return [
         Event(
@@ -869,7 +1001,12 @@ def _put_on_dispute_hold(customer: Customer, at: dt.datetime, actor: str) -> lis
 
 # --- agency and legal ------------------------------------------------------------------------------------
 def place_with_agency(
-    cases: Iterable[CollectionCase], agency: Agency, *, actor: Any, at: dt.datetime | None = None, reason: str = "manual"
+    cases: Iterable[CollectionCase],
+    agency: Agency,
+    *,
+    actor: Any,
+    at: dt.datetime | None = None,
+    reason: str = "manual",
 ) -> AgencyPlacement:
     """Hand open cases to ``agency`` as one placement, with the CSV file the agency receives (masked unless
     its contract allows personal data, formula cells escaped). Writes ``collections.case.placed`` per case.
@@ -892,7 +1029,11 @@ def place_with_agency(
         if bad:
             raise ValidationError(f"Cases {bad} are closed or with legal and cannot be placed.")
         already = sorted(
-            set(AgencyPlacement.cases.through.objects.filter(collectioncase_id__in=ids, agencyplacement__recalled_at__isnull=True).values_list("collectioncase_id", flat=True))
+            set(
+                AgencyPlacement.cases.through.objects.filter(
+                    collectioncase_id__in=ids, agencyplacement__recalled_at__isnull=True
+                ).values_list("collectioncase_id", flat=True)
+            )
         )
         if already:
             raise ValidationError(f"Cases {already} are already placed with an agency.")
@@ -930,11 +1071,17 @@ def _recall_event(placement: AgencyPlacement, actor: str, at: dt.datetime, reaso
         object_id=str(placement.pk),
         at=at,
         before={"recalled_at": None},
-        after={"recalled_at": at, "reason": reason, "case_ids": list(placement.cases.values_list("pk", flat=True))},
+        after={
+            "recalled_at": at,
+            "reason": reason,
+            "case_ids": list(placement.cases.values_list("pk", flat=True)),
+        },
     )
 
 
-def recall_placement(placement: AgencyPlacement, *, actor: Any, at: dt.datetime | None = None, reason: str = "recalled") -> AgencyPlacement:
+def recall_placement(
+    placement: AgencyPlacement, *, actor: Any, at: dt.datetime | None = None, reason: str = "recalled"
+) -> AgencyPlacement:
     """Take the cases back from the agency. Writes ``collections.placement.recalled``.
     Raises ``ValidationError`` when already recalled."""
     at = at or timezone.now()
@@ -970,7 +1117,12 @@ def refer_to_legal(
         if LegalReferral.objects.filter(case=case).exists():
             raise ValidationError("This case was already referred to legal.")
         referral = LegalReferral.objects.create(
-            case=case, referred_at=at, referred_by=actor_str, dpd=case.dpd, amount_overdue=case.amount_overdue, note=note
+            case=case,
+            referred_at=at,
+            referred_by=actor_str,
+            dpd=case.dpd,
+            amount_overdue=case.amount_overdue,
+            note=note,
         )
         before = {"stage": case.stage, "is_frozen": case.is_frozen}
         case.is_frozen, case.paused_until = True, None
@@ -1012,12 +1164,18 @@ def enforce_legal_freeze(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Co
     from notifications.services import cancel_pending
 
     installment_ids = list(
-        Installment.objects.filter(loan__collection_cases__status=CollectionCase.Status.OPEN, loan__collection_cases__is_frozen=True)
-        .values_list("pk", flat=True)
+        Installment.objects.filter(
+            loan__collection_cases__status=CollectionCase.Status.OPEN, loan__collection_cases__is_frozen=True
+        ).values_list("pk", flat=True)
     )
     if not installment_ids:
         return 0
-    cancelled = cancel_pending(reason=REASON_DO_NOT_CONTACT, actor=actor_name(actor), at=now, installment_ids=installment_ids) or 0
+    cancelled = (
+        cancel_pending(
+            reason=REASON_DO_NOT_CONTACT, actor=actor_name(actor), at=now, installment_ids=installment_ids
+        )
+        or 0
+    )
     if counts is not None and cancelled:
         counts["contacts_cancelled_frozen"] += cancelled
     return cancelled
