@@ -3,19 +3,46 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db import transaction
+from django.contrib.auth.models import Permission
+from django.core.paginator import Paginator
+from django.db import OperationalError, connection, models, transaction
 from django.forms.models import model_to_dict
+from django.utils.functional import cached_property
 
 from .audit import log_event
 
 
-def snapshot(obj) -> dict:
+# Never written to the audit trail: a password hash is a secret, the last log-in time is noise.
+UNAUDITED_FIELDS = frozenset({"password", "last_login"})
+
+
+def _plain(value):
+    if isinstance(value, models.Model):
+        if isinstance(value, Permission):
+            return f"{value.content_type.app_label}.{value.codename}"
+        return value.pk
+    if isinstance(value, list | tuple | set) or hasattr(value, "values_list"):
+        return sorted((_plain(v) for v in value), key=str)
+    if hasattr(value, "name") and hasattr(value, "storage"):  # a file
+        return value.name or ""
+    return value
+
+
+def snapshot(obj, form=None) -> dict:
+    """The editable fields of ``obj`` as plain JSON values (many-to-many as sorted keys, permissions as
+    ``app.codename``). With a bound ``form``, many-to-many values come from what the form is about to save."""
     data = model_to_dict(obj)
-    return {k: (list(v.values_list("pk", flat=True)) if hasattr(v, "values_list") else v) for k, v in data.items()}
+    if form is not None and getattr(form, "cleaned_data", None):
+        for f in obj._meta.many_to_many:
+            if f.name in form.cleaned_data and f.name in data:
+                data[f.name] = list(form.cleaned_data[f.name])
+    return {k: _plain(v) for k, v in data.items() if k not in UNAUDITED_FIELDS}
 
 
 class AuditedAdminMixin:
-    """Writes ``<app>.<model>.created|changed|deleted`` with before and after, in the same transaction."""
+    """Writes ``<app>.<model>.created|changed|deleted`` with before and after, in the same transaction.
+
+    A save that changes nothing writes nothing. Inline rows (rules or steps on a tier) are written too."""
 
     def _action(self, obj, verb: str) -> str:
         return f"{obj._meta.app_label}.{obj._meta.model_name}.{verb}"
@@ -27,14 +54,25 @@ class AuditedAdminMixin:
             before = snapshot(old) if old else None
         with transaction.atomic():
             super().save_model(request, obj, form, change)
-            log_event(self._action(obj, "changed" if change else "created"), actor=request.user, obj=obj, before=before, after=snapshot(obj))
+            after = snapshot(obj, form)
+            if change and before == after:
+                return
+            log_event(
+                self._action(obj, "changed" if change else "created"),
+                actor=request.user,
+                obj=obj,
+                before=before,
+                after=after,
+            )
 
     def delete_model(self, request, obj):
         before = snapshot(obj)
         label, pk = obj._meta.label, obj.pk
         with transaction.atomic():
             super().delete_model(request, obj)
-            log_event(self._action(obj, "deleted"), actor=request.user, object_type=label, object_id=str(pk), before=before)
+            log_event(
+                self._action(obj, "deleted"), actor=request.user, object_type=label, object_id=str(pk), before=before
+            )
 
     def delete_queryset(self, request, queryset):
         with transaction.atomic():
@@ -42,7 +80,6 @@ class AuditedAdminMixin:
                 self.delete_model(request, obj)
 
     def save_formset(self, request, form, formset, change):
-        # Inline rows (rules, escalation steps on a tier) are configuration too.
         with transaction.atomic():
             befores = {}
             for f in formset.forms:
@@ -51,14 +88,99 @@ class AuditedAdminMixin:
                     befores[f.instance.pk] = snapshot(old) if old else None
             instances = formset.save(commit=False)
             for obj in formset.deleted_objects:
-                log_event(self._action(obj, "deleted"), actor=request.user, object_type=obj._meta.label, object_id=str(obj.pk), before=snapshot(obj))
+                log_event(
+                    self._action(obj, "deleted"),
+                    actor=request.user,
+                    object_type=obj._meta.label,
+                    object_id=str(obj.pk),
+                    before=snapshot(obj),
+                )
                 obj.delete()
             for obj in instances:
                 existed = obj.pk in befores
                 obj.save()
-                log_event(self._action(obj, "changed" if existed else "created"), actor=request.user, obj=obj, before=befores.get(obj.pk), after=snapshot(obj))
+                log_event(
+                    self._action(obj, "changed" if existed else "created"),
+                    actor=request.user,
+                    obj=obj,
+                    before=befores.get(obj.pk),
+                    after=snapshot(obj),
+                )
             formset.save_m2m()
 
 
 class AuditedModelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     pass
+
+
+class LargeTablePaginator(Paginator):
+    """A changelist paginator that never COUNTs a huge table.
+
+    On PostgreSQL an unfiltered list uses the planner's estimate (``pg_class.reltuples``) once the table is
+    big, and a filtered count that takes longer than a moment is cut off and replaced by that estimate. On
+    SQLite (the embedded mode, small books) it counts. Use it with ``show_full_result_count = False``.
+    """
+
+    EXACT_BELOW = 50_000
+    COUNT_TIMEOUT_MS = 300
+
+    def _estimate(self) -> int | None:
+        query = getattr(self.object_list, "query", None)
+        if query is None:
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [query.model._meta.db_table])
+            row = cursor.fetchone()
+        return int(row[0]) if row and row[0] and row[0] > 0 else None
+
+    @cached_property
+    def count(self):
+        qs = self.object_list
+        if connection.vendor != "postgresql" or not hasattr(qs, "query"):
+            return super().count
+        estimate = self._estimate()
+        if estimate is None or estimate < self.EXACT_BELOW:
+            return super().count
+        if not qs.query.where:
+            return estimate
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT current_setting('statement_timeout')")
+                previous = cursor.fetchone()[0]
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(int(self.COUNT_TIMEOUT_MS))])
+                exact = qs.count()
+                # A released savepoint keeps SET LOCAL for the whole transaction: put it back.
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
+                return exact
+        except OperationalError:
+            return estimate
+
+
+# --- Roles and users: changes to groups (roles) and accounts are configuration too ------------------------
+# Importing Django's auth admin first registers its classes, so they can be replaced here whatever the order
+# in which the admin modules are discovered.
+from django.contrib.auth import admin as auth_admin  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Group  # noqa: E402
+
+
+class AuditedGroupAdmin(AuditedAdminMixin, auth_admin.GroupAdmin):
+    pass
+
+
+class AuditedUserAdmin(AuditedAdminMixin, auth_admin.UserAdmin):
+    def user_change_password(self, request, id, form_url=""):
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            user = self.get_object(request, id)
+            # Only the fact is recorded, never the password or its hash.
+            log_event("auth.user.password_changed", actor=request.user, obj=user)
+        return response
+
+
+for _model, _model_admin in ((Group, AuditedGroupAdmin), (get_user_model(), AuditedUserAdmin)):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, _model_admin)
+
+from . import compliance_admin  # noqa: E402, F401  (the audit trail, notification log and export admins)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class BackofficeConfig(AppConfig):
@@ -8,3 +9,7 @@ class BackofficeConfig(AppConfig):
 
     def ready(self):
         from . import signals  # noqa: F401
+        from .roles import sync_roles_after_migrate
+
+        # Once per migrate (sender=this app): grant the roles the permissions of models added since.
+        post_migrate.connect(sync_roles_after_migrate, sender=self, dispatch_uid="backoffice.sync_roles")

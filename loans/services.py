@@ -331,42 +331,57 @@ def rederive_customer_tiers(*, actor: Any = None, reason: str = "tier_ranges_cha
 
 
 def pin_tier(customer: Customer, tier: CreditTier | None, *, reason: str, actor: Any = None) -> Customer:
-    """Pin ``customer`` to ``tier`` (the tier no longer follows the score), or unpin with ``tier=None``.
+    """Pin ``customer`` to ``tier`` (the tier no longer follows the score), or unpin with ``tier=None``
+    (the tier follows the latest score again).
 
     Pinning needs a reason (``ValidationError`` otherwise). Writes ``loans.customer.tier_pinned`` or
-    ``loans.customer.tier_unpinned`` and, if the tier moved, ``tier_changed`` on commit.
+    ``loans.customer.tier_unpinned`` and, if the tier moved, sends ``tier_changed`` on commit.
     """
     from django.core.exceptions import ValidationError
 
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
-        old = customer.tier_id
+        before = {"tier_id": customer.tier_id, "is_tier_pinned": customer.is_tier_pinned, "tier_pin_reason": customer.tier_pin_reason}
         if tier is not None:
             if not reason.strip():
                 raise ValidationError({"tier_pin_reason": "Say why the tier is pinned."})
             customer.is_tier_pinned, customer.tier, customer.tier_pin_reason = True, tier, reason.strip()
-            action = "loans.customer.tier_pinned"
         else:
             customer.is_tier_pinned, customer.tier_pin_reason = False, ""
-            action = "loans.customer.tier_unpinned"
         customer.save()
-        log_events(
-            [
-                Event(
-                    action=action,
-                    actor=actor_name(actor),
-                    object_type="loans.Customer",
-                    object_id=str(customer.pk),
-                    before={"tier_id": old},
-                    after={"tier_id": customer.tier_id, "reason": reason, "credit_score": customer.credit_score},
-                )
-            ]
-        )
-        if customer.tier_id != old:
-            change = [(customer.pk, old, customer.tier_id)]
-            at = timezone.now()
-            transaction.on_commit(lambda: signals.tier_changed.send(sender=Customer, changes=change, at=at))
+        note_tier_pin_change(customer, before=before, actor=actor, reason=reason)
     return customer
+
+
+def note_tier_pin_change(customer: Customer, *, before: dict, actor: Any = None, reason: str = "") -> None:
+    """Record a pin/unpin already saved on ``customer`` (admin form or ``pin_tier``).
+
+    ``before`` holds ``tier_id``, ``is_tier_pinned`` and ``tier_pin_reason`` as they were. Writes
+    ``loans.customer.tier_pinned`` / ``loans.customer.tier_unpinned`` with the inputs, and ``tier_changed``
+    on commit when the tier moved.
+    """
+    action = "loans.customer.tier_pinned" if customer.is_tier_pinned else "loans.customer.tier_unpinned"
+    log_events(
+        [
+            Event(
+                action=action,
+                actor=actor_name(actor),
+                object_type="loans.Customer",
+                object_id=str(customer.pk),
+                before=before,
+                after={
+                    "tier_id": customer.tier_id,
+                    "is_tier_pinned": customer.is_tier_pinned,
+                    "tier_pin_reason": customer.tier_pin_reason or reason,
+                    "credit_score": customer.credit_score,
+                },
+            )
+        ]
+    )
+    if customer.tier_id != before.get("tier_id"):
+        change = [(customer.pk, before.get("tier_id"), customer.tier_id)]
+        at = timezone.now()
+        transaction.on_commit(lambda: signals.tier_changed.send(sender=Customer, changes=change, at=at))
 
 
 def outstanding_by_loan(loan_ids: Iterable[int]) -> dict[int, Decimal]:

@@ -1,0 +1,270 @@
+"""Admin of the loan book: search by reference, import (upload, dry-run preview, confirm) and export.
+
+Lists never count a big table (``LargeTablePaginator``, ``show_full_result_count = False``) and foreign keys
+into big tables are raw-id widgets. Importing needs ``loans.import_<model>``, exporting ``loans.export_<model>``.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db import transaction
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+from import_export.admin import ImportExportMixin
+
+from backoffice.admin import AuditedModelAdmin, LargeTablePaginator
+from backoffice.audit import log_event
+from backoffice.importing import BookImportAdminMixin
+
+from . import services
+from .models import AutoDebitAttempt, CreditScore, CreditTier, Customer, Installment, Loan, Payment
+from .resources import (
+    CreditScoreResource,
+    CreditTierResource,
+    CustomerResource,
+    InstallmentResource,
+    LoanResource,
+    PaymentResource,
+)
+
+INSTALMENTS_SHOWN = 60
+
+
+class BigTableAdmin(admin.ModelAdmin):
+    paginator = LargeTablePaginator
+    show_full_result_count = False
+    list_per_page = 50
+
+
+class BookImportExportAdmin(BookImportAdminMixin, ImportExportMixin, BigTableAdmin):
+    # The import is recorded once in the audit trail (backoffice.import.completed), not as one admin log
+    # entry per row.
+    skip_admin_log = True
+
+
+# --- configuration --------------------------------------------------------------------------------------
+@admin.register(CreditTier)
+class CreditTierAdmin(BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
+    resource_classes = [CreditTierResource]
+    skip_admin_log = True
+    list_display = ("code", "name", "min_score", "max_score", "risk_level", "grace_period_days", "max_contacts_per_week", "channel_order")
+    list_filter = ("risk_level",)
+    search_fields = ("code", "name")
+    ordering = ("min_score",)
+    # A plain list on purpose: notifications and collections append their inlines (rules, escalation steps)
+    # from their own admin modules: ``CreditTierAdmin.inlines = [*CreditTierAdmin.inlines, RuleInline]``.
+    inlines = []
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if {"min_score", "max_score"} & set(form.changed_data):
+                # Customers follow the new ranges at once (pinned ones excepted).
+                services.rederive_customer_tiers(actor=request.user, reason="tier_ranges_changed")
+
+
+# --- customers ------------------------------------------------------------------------------------------
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class LoanInline(ReadOnlyInline):
+    model = Loan
+    fields = ("ref", "principal", "currency", "disbursed_on", "status", "autopay")
+    readonly_fields = fields
+    verbose_name_plural = _("loans")
+
+
+@admin.register(Customer)
+class CustomerAdmin(BookImportExportAdmin):
+    resource_classes = [CustomerResource]
+    list_display = ("ref", "name", "phone", "tier", "credit_score", "is_tier_pinned", "language", "do_not_contact")
+    list_filter = ("tier", "is_tier_pinned", "language", "do_not_contact", "do_not_contact_reason", "opt_out_sms")
+    list_select_related = ("tier",)
+    search_fields = ("=ref", "=phone", "name")
+    readonly_fields = ("credit_score", "instalments", "created_at", "updated_at")
+    inlines = [LoanInline]
+    fieldsets = (
+        (None, {"fields": ("ref", "name", "language", "timezone")}),
+        (_("Contact"), {"fields": ("phone", "email", "push_token")}),
+        (
+            _("Credit tier"),
+            {
+                "fields": ("credit_score", "tier", "is_tier_pinned", "tier_pin_reason"),
+                "description": _(
+                    "The tier follows the latest credit score. To keep a customer in a tier whatever the score, "
+                    "choose it, tick “pinned” and say why; untick to let the score decide again."
+                ),
+            },
+        ),
+        (
+            _("Consent"),
+            {"fields": ("opt_out_sms", "opt_out_email", "opt_out_push", "opt_out_call", "do_not_contact", "do_not_contact_reason")},
+        ),
+        (_("Loan book"), {"fields": ("instalments",)}),
+        (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    @admin.display(description=_("instalments (latest first)"))
+    def instalments(self, obj):
+        if not obj.pk:
+            return "—"
+        rows = (
+            Installment.objects.filter(loan__customer=obj)
+            .select_related("loan")
+            .order_by("-due_date", "loan__ref", "seq")[:INSTALMENTS_SHOWN]
+        )
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (i.loan.ref, i.seq, i.due_date, i.amount_due, i.amount_paid, i.paid_at.date() if i.paid_at else _("unpaid"))
+                for i in rows
+            ),
+        )
+        head = format_html(
+            "<thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead>",
+            _("loan"), _("no."), _("due date"), _("amount due"), _("paid"), _("paid in full"),
+        )
+        return format_html('<table class="customer-instalments">{}<tbody>{}</tbody></table>', head, body)
+
+    def save_model(self, request, obj, form, change):
+        pin_fields = {"tier", "is_tier_pinned", "tier_pin_reason"}
+        before = Customer.objects.filter(pk=obj.pk).values("tier_id", "is_tier_pinned", "tier_pin_reason").first() if change else None
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if before and pin_fields & set(form.changed_data):
+                services.note_tier_pin_change(obj, before=before, actor=request.user)
+
+
+@admin.register(CreditScore)
+class CreditScoreAdmin(BookImportExportAdmin):
+    resource_classes = [CreditScoreResource]
+    list_display = ("customer", "score", "scored_at", "applied_at")
+    list_filter = (("applied_at", admin.EmptyFieldListFilter),)
+    list_select_related = ("customer",)
+    search_fields = ("=customer__ref",)
+    raw_id_fields = ("customer",)
+    readonly_fields = ("applied_at",)
+
+
+# --- loans ----------------------------------------------------------------------------------------------
+class InstallmentInline(ReadOnlyInline):
+    model = Installment
+    fields = ("seq", "due_date", "amount_due", "amount_paid", "paid_at")
+    readonly_fields = fields
+
+
+class PaidFilter(admin.SimpleListFilter):
+    title = _("paid")
+    parameter_name = "paid"
+
+    def lookups(self, request, model_admin):
+        return (("yes", _("Paid in full")), ("no", _("Unpaid")))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(paid_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(paid_at__isnull=True)
+        return queryset
+
+
+@admin.register(Loan)
+class LoanAdmin(BookImportExportAdmin):
+    resource_classes = [LoanResource]
+    list_display = ("ref", "customer", "principal", "currency", "disbursed_on", "status", "autopay")
+    list_filter = ("status", "autopay", "currency")
+    list_select_related = ("customer",)
+    search_fields = ("=ref", "=customer__ref")
+    raw_id_fields = ("customer",)
+    inlines = [InstallmentInline]
+
+
+@admin.register(Installment)
+class InstallmentAdmin(BookImportExportAdmin):
+    resource_classes = [InstallmentResource]
+    list_display = ("loan", "seq", "due_date", "amount_due", "amount_paid", "paid_at")
+    list_filter = (PaidFilter,)
+    list_select_related = ("loan",)
+    search_fields = ("=loan__ref", "=loan__customer__ref")
+    raw_id_fields = ("loan",)
+    readonly_fields = ("amount_paid", "paid_at")
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            services.refresh_installments([obj.pk], payments_recorded=False, actor=request.user)
+
+
+@admin.register(Payment)
+class PaymentAdmin(BookImportExportAdmin):
+    """Recording a payment here goes through ``loans.services.record_payment`` (instalment refreshed, audited)."""
+
+    resource_classes = [PaymentResource]
+    list_display = ("ref", "loan", "installment", "amount", "received_at", "source")
+    list_filter = ("source",)
+    list_select_related = ("loan", "installment")
+    search_fields = ("=ref", "=loan__ref")
+    raw_id_fields = ("loan", "installment")
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            payment = services.record_payment(
+                loan=obj.loan,
+                amount=obj.amount,
+                received_at=obj.received_at,
+                ref=obj.ref,
+                source=obj.source,
+                installment=obj.installment,
+                actor=request.user,
+            )
+            obj.pk = payment.pk
+            return
+        old = Payment.objects.filter(pk=obj.pk).values("installment_id", "amount").first()
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            log_event(
+                "loans.payment.changed",
+                actor=request.user,
+                obj=obj,
+                before={"installment_id": old["installment_id"], "amount": old["amount"]},
+                after={"installment_id": obj.installment_id, "amount": obj.amount},
+            )
+            ids = {obj.installment_id, old["installment_id"]} - {None}
+            services.refresh_installments(ids, actor=request.user)
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            installment_id = obj.installment_id
+            log_event("loans.payment.deleted", actor=request.user, obj=obj, before={"ref": obj.ref, "amount": obj.amount})
+            super().delete_model(request, obj)
+            if installment_id:
+                services.refresh_installments([installment_id], payments_recorded=False, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(AutoDebitAttempt)
+class AutoDebitAttemptAdmin(BigTableAdmin):
+    list_display = ("installment", "attempted_on", "amount", "status", "failure_reason", "gateway_reference")
+    list_filter = ("status", "failure_reason", "attempted_on")
+    list_select_related = ("installment__loan",)
+    search_fields = ("=installment__loan__ref", "=gateway_reference")
+    raw_id_fields = ("installment", "payment")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
