@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", include("backoffice.ui_urls")),
     path("admin/", admin.site.urls),
     path("webhooks/", include("notifications.urls")),
 ]

@@ -3,6 +3,8 @@ from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from backoffice.charts import Series, bar_chart, line_chart
 from backoffice.dashboard import collections_ready, dashboard_figures
@@ -132,15 +134,21 @@ def test_figures_are_cached_for_a_minute(book, django_assert_num_queries):
     assert again["overdue"][0]["count"] == 1
 
 
-def test_the_front_page_shows_the_dashboard_in_a_pinned_number_of_queries(book, client, django_assert_num_queries):
+def test_the_front_page_shows_the_dashboard_in_a_pinned_number_of_queries(book, client):
     alice, _bob = book["customers"]
     make_log(alice, scheduled_for=local(TODAY, 12), status=S.SUPPRESSED, reason=R.FREQUENCY_CAP)
-    admin_user = make_user("boss", is_superuser=True)
-    client.force_login(admin_user)
+    client.force_login(make_user("boss", is_superuser=True))
     cache.clear()
 
-    with django_assert_num_queries(DASHBOARD_PAGE_QUERIES):
+    with CaptureQueriesContext(connection) as cold:
         response = client.get("/admin/")
+    with CaptureQueriesContext(connection) as warm:
+        client.get("/admin/")
+    for n in range(5):  # a bigger book costs no more queries
+        make_installment(book["i1"].loan, due_date=days_ago(n + 1), amount_due=Decimal("10"))
+    cache.clear()
+    with CaptureQueriesContext(connection) as bigger:
+        client.get("/admin/")
 
     html = response.content.decode()
     assert response.status_code == 200
@@ -148,10 +156,14 @@ def test_the_front_page_shows_the_dashboard_in_a_pinned_number_of_queries(book, 
     assert "<svg" in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "Overdue book by days past due" in html
     assert "app-auth" in html  # the app list stays on the page
+    # What the dashboard itself costs on a cold cache (the rest of the page is the admin's own).
+    assert len(cold) - len(warm) == DASHBOARD_QUERIES
+    assert len(bigger) == len(cold)
 
 
-# session + user, the dashboard's figures (7, and 1 for the collectors' tasks), the admin log of the sidebar
-DASHBOARD_PAGE_QUERIES = 10 + (1 if collections_ready() else 0)
+# contacts by status/channel, held back, 14 days of contacts, of payments, DPD buckets, roll rates, cure rates,
+# and the collectors' open tasks once collections is migrated
+DASHBOARD_QUERIES = 7 + (1 if collections_ready() else 0)
 
 
 def test_charts_escape_labels_and_scale_to_the_largest_value():

@@ -1,0 +1,19 @@
+"""The operator screens that live under /admin/ beside the model admins (included before admin.site.urls)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+from . import timeline
+
+app_name = "operator"
+
+urlpatterns = [
+    path(
+        "loans/customer/<int:customer_id>/timeline/",
+        admin.site.admin_view(timeline.customer_timeline_view),
+        name="customer_timeline",
+    ),
+    path("loans/loan/<int:loan_id>/timeline/", admin.site.admin_view(timeline.loan_timeline_view), name="loan_timeline"),
+]
