@@ -1,4 +1,6 @@
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
+from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
 
@@ -6,3 +8,39 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
     verbose_name = _("Reminders")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from loans import signals as loan_signals
+
+        from . import signals
+
+        loan_signals.installments_paid.connect(
+            signals.on_installments_paid, dispatch_uid="notifications.cancel_on_paid"
+        )
+        loan_signals.tier_changed.connect(
+            signals.on_tier_changed, dispatch_uid="notifications.replan_on_tier_change"
+        )
+        post_migrate.connect(
+            _register_schedules, sender=self, dispatch_uid="notifications.register_schedules"
+        )
+        connection_created.connect(
+            _use_sqlites_real_parameter_limit, dispatch_uid="notifications.sqlite_params"
+        )
+
+
+def _register_schedules(sender, using="default", **kwargs):
+    from backoffice.schedules import register_schedules
+
+    register_schedules(using=using)
+
+
+def _use_sqlites_real_parameter_limit(sender, connection, **kwargs):
+    """Django 5.2 assumes SQLite's historical limit of 999 parameters per statement, which splits a bulk insert
+    of the planner into an insert per 45 rows; the SQLite that Python links today allows 32766 or more. Use the
+    connection's real limit (capped at 32766), so set-based jobs take a fixed number of queries on SQLite too."""
+    if connection.vendor != "sqlite":
+        return
+    import sqlite3
+
+    limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    connection.features.max_query_params = max(999, min(limit, 32766))

@@ -34,6 +34,14 @@ class ReminderTemplate(models.Model):
     def __str__(self):
         return f"{self.kind} · {self.channel} · {self.language}"
 
+    def save(self, *args, **kwargs):
+        # Saving is refused too, not only the form: an import or a script cannot store a broken template.
+        from .templating import validate_template_text
+
+        validate_template_text(self.subject or "")
+        validate_template_text(self.body or "")
+        super().save(*args, **kwargs)
+
     def clean(self):
         super().clean()
         from .templating import validate_template_text
@@ -46,14 +54,6 @@ class ReminderTemplate(models.Model):
                 errors[field] = exc.messages
         if errors:
             raise ValidationError(errors)
-
-    def save(self, *args, **kwargs):
-        # Saving is refused too, not only the form: an import or a script cannot store a broken template.
-        from .templating import validate_template_text
-
-        validate_template_text(self.subject or "")
-        validate_template_text(self.body or "")
-        super().save(*args, **kwargs)
 
 
 class ReminderRule(models.Model):
@@ -77,6 +77,24 @@ class ReminderRule(models.Model):
 
     def __str__(self):
         return f"{self.tier_id}: {self.offset_days:+d}d {self.channel} {self.kind} at {self.send_time:%H:%M}"
+
+    def clean(self):
+        super().clean()
+        if self.offset_days is None or not self.kind:
+            return
+        expected = {
+            Kind.PRE_DUE: (self.offset_days < 0, _("A reminder before the due date needs a negative offset.")),
+            Kind.DUE_TODAY: (self.offset_days == 0, _("A due-day reminder needs offset 0.")),
+            Kind.GRACE: (self.offset_days > 0, _("A grace reminder needs a positive offset.")),
+            Kind.OVERDUE: (self.offset_days > 0, _("An overdue reminder needs a positive offset.")),
+        }
+        if self.kind in expected and not expected[self.kind][0]:
+            raise ValidationError({"offset_days": expected[self.kind][1]})
+        if self.kind == Kind.GRACE and self.tier_id and self.offset_days > self.tier.grace_period_days:
+            raise ValidationError(
+                {"offset_days": _("Day %(offset)s is past the tier's grace period of %(grace)s days.")
+                 % {"offset": self.offset_days, "grace": self.tier.grace_period_days}}
+            )
 
 
 class ContactPolicy(models.Model):
@@ -220,6 +238,9 @@ class NotificationItem(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["notification", "installment"], name="notif_item_unique")]
         indexes = [models.Index(fields=["installment"], name="notif_item_installment_idx")]
+
+    def __str__(self):
+        return f"{self.notification_id}: {self.installment_id}"
 
 
 class OutboxMessage(models.Model):

@@ -37,10 +37,50 @@ def validate_template_text(text: str) -> None:
     if unknown:
         raise ValidationError(
             _("Unknown placeholder(s): %(unknown)s. Known: %(known)s.")
-            % {"unknown": ", ".join("{%s}" % n for n in unknown), "known": ", ".join("{%s}" % p for p in PLACEHOLDERS)},
+            % {"unknown": ", ".join(f"{{{n}}}" for n in unknown), "known": ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)},
             code="unknown_placeholder",
         )
 
 
 def render(text: str, context: dict[str, object]) -> str:
     return text.format_map({name: context.get(name, "") for name in PLACEHOLDERS})
+
+
+# GSM 03.38: the basic set costs one septet, the extension set two (escape + character).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+GSM7, UCS2 = "GSM-7", "UCS-2"
+
+
+def sms_encoding(text: str) -> str:
+    return GSM7 if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text) else UCS2
+
+
+def sms_segments(text: str) -> tuple[int, int, str]:
+    """``(characters, segments, encoding)`` of an SMS body.
+
+    GSM-7 fits 160 septets in one message and 153 per part of a longer one (an extension character such as
+    ``€`` or ``{`` takes two); any other character makes the whole message UCS-2: 70 code units alone, 67 per
+    part (a character outside the basic plane, such as an emoji, takes two). A character that takes two units
+    is never split across parts. An empty text is 0 segments.
+    """
+    if not text:
+        return 0, 0, GSM7
+    encoding = sms_encoding(text)
+    if encoding == GSM7:
+        costs = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
+        single, part = 160, 153
+    else:
+        costs = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+        single, part = 70, 67
+    if sum(costs) <= single:
+        return len(text), 1, encoding
+    segments, used = 1, 0
+    for cost in costs:
+        if used + cost > part:
+            segments, used = segments + 1, 0
+        used += cost
+    return len(text), segments, encoding

@@ -1,0 +1,33 @@
+"""The django-q2 schedules of the product, registered on every migrate and keyed by name (never duplicated)."""
+
+from __future__ import annotations
+
+SCHEDULES = [
+    {
+        # Planning is per local day and idempotent, so running the whole pipeline several times a day is safe
+        # and picks up each time zone's new day soon after its midnight.
+        "name": "daily-pipeline",
+        "func": "backoffice.tasks.run_daily_pipeline",
+        "minutes": 15,
+    },
+    {"name": "dispatch-due", "func": "backoffice.tasks.dispatch_due", "minutes": 1},
+]
+
+
+def register_schedules(using: str = "default") -> int:
+    """Create or update each schedule by name; returns how many were created. Safe to run twice."""
+    from django_q.models import Schedule
+
+    created = 0
+    for spec in SCHEDULES:
+        _obj, was_created = Schedule.objects.using(using).update_or_create(
+            name=spec["name"],
+            defaults={
+                "func": spec["func"],
+                "schedule_type": Schedule.MINUTES,
+                "minutes": spec["minutes"],
+                "repeats": -1,
+            },
+        )
+        created += was_created
+    return created

@@ -1,0 +1,193 @@
+"""Admin of the reminder engine's configuration: templates (with a preview), rules, the contact policy, the outbox.
+
+The notification log's admin belongs to the compliance screens and is registered elsewhere.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from backoffice.admin import AuditedModelAdmin
+from backoffice.masking import can_see_personal_data, mask_destination, mask_text
+from loans.models import Customer
+
+from .choices import Channel
+from .models import ContactPolicy, OutboxMessage, ReminderRule, ReminderTemplate
+from .templating import sms_segments
+
+
+@admin.register(ReminderTemplate)
+class ReminderTemplateAdmin(AuditedModelAdmin):
+    list_display = ("kind", "channel", "language", "subject", "sms_length", "updated_at")
+    list_filter = ("kind", "channel", "language")
+    search_fields = ("subject", "body")
+    readonly_fields = ("sms_length", "preview_link")
+    fields = ("kind", "channel", "language", "subject", "body", "sms_length", "preview_link")
+
+    @admin.display(description=_("SMS length"))
+    def sms_length(self, obj):
+        if obj is None or obj.channel != Channel.SMS or not obj.body:
+            return "—"
+        chars, segments, encoding = sms_segments(obj.body)
+        return _(
+            "%(chars)s characters, %(segments)s segment(s), %(encoding)s (placeholders not filled in)"
+        ) % {
+            "chars": chars,
+            "segments": segments,
+            "encoding": encoding,
+        }
+
+    @admin.display(description=_("preview"))
+    def preview_link(self, obj):
+        if obj is None or not obj.pk:
+            return _("Save the template first.")
+        url = reverse("admin:notifications_remindertemplate_preview", args=[obj.pk])
+        return format_html('<a class="button" href="{}">{}</a>', url, _("Preview for a customer"))
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="notifications_remindertemplate_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request, object_id):
+        """The template rendered for the customer whose reference is given (``?customer=C000001``)."""
+        from .services import preview_template
+
+        template = get_object_or_404(ReminderTemplate, pk=object_id)
+        if not self.has_view_permission(request, template):
+            raise PermissionDenied
+        ref = (request.GET.get("customer") or "").strip()
+        customer = Customer.objects.select_related("tier").filter(ref=ref).first() if ref else None
+        preview = preview_template(template, customer) if customer else None
+        if preview and not can_see_personal_data(request.user):
+            for key in ("subject", "body"):
+                preview[key] = mask_text(
+                    preview[key], names=[customer.name], phones=[customer.phone], emails=[customer.email]
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Preview of %(template)s") % {"template": template},
+            "opts": self.model._meta,
+            "original": template,
+            "template_obj": template,
+            "customer_ref": ref,
+            "customer": customer,
+            "not_found": bool(ref) and customer is None,
+            "preview": preview,
+            "is_sms": template.channel == Channel.SMS,
+        }
+        return TemplateResponse(request, "admin/notifications/remindertemplate/preview.html", context)
+
+
+class ReminderRuleInline(admin.TabularInline):
+    model = ReminderRule
+    extra = 0
+    fields = ("offset_days", "channel", "kind", "send_time", "is_active")
+    ordering = ("offset_days", "channel")
+
+
+@admin.register(ReminderRule)
+class ReminderRuleAdmin(AuditedModelAdmin):
+    list_display = ("tier", "offset_days", "channel", "kind", "send_time", "is_active")
+    list_filter = ("tier", "channel", "kind", "is_active")
+    list_select_related = ("tier",)
+    ordering = ("tier__min_score", "offset_days", "channel")
+
+
+@admin.register(ContactPolicy)
+class ContactPolicyAdmin(AuditedModelAdmin):
+    """One row: the list opens it directly; it can be neither added twice nor deleted."""
+
+    fieldsets = (
+        (
+            _("Contact window"),
+            {"fields": ("window_start", "window_end", "holiday_country", "no_contact_on_holidays")},
+        ),
+        (_("Templates"), {"fields": ("default_language",)}),
+        (_("Sending"), {"fields": ("max_send_attempts", "retry_backoff_seconds", "expire_after_hours")}),
+    )
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and not ContactPolicy.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        policy = ContactPolicy.get()
+        return redirect(reverse("admin:notifications_contactpolicy_change", args=[policy.pk]))
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    """What the outbox backend "sent" (read-only)."""
+
+    list_display = (
+        "created_at",
+        "channel",
+        "shown_destination",
+        "subject",
+        "short_body",
+        "provider_message_id",
+    )
+    list_filter = ("channel",)
+    search_fields = ("provider_message_id", "=idempotency_key")
+    date_hierarchy = "created_at"
+    fields = (
+        "created_at",
+        "channel",
+        "shown_destination",
+        "subject",
+        "shown_body",
+        "idempotency_key",
+        "provider_message_id",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        self._unmasked = can_see_personal_data(request.user)
+        return super().get_queryset(request)
+
+    def _masked(self, text):
+        return text if getattr(self, "_unmasked", False) else mask_text(text)
+
+    @admin.display(description=_("destination"), ordering="destination")
+    def shown_destination(self, obj):
+        return obj.destination if getattr(self, "_unmasked", False) else mask_destination(obj.destination)
+
+    @admin.display(description=_("body"))
+    def short_body(self, obj):
+        body = self._masked(obj.body)
+        return body if len(body) <= 80 else body[:79] + "…"
+
+    @admin.display(description=_("body"))
+    def shown_body(self, obj):
+        return self._masked(obj.body)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+try:
+    from loans.admin import CreditTierAdmin
+except ImportError:  # the loan book's admin lands separately; the inline joins it when it exists
+    CreditTierAdmin = None
+if CreditTierAdmin is not None and ReminderRuleInline not in CreditTierAdmin.inlines:
+    CreditTierAdmin.inlines = [*CreditTierAdmin.inlines, ReminderRuleInline]

@@ -1,0 +1,858 @@
+"""The reminder engine: plan the contacts of each customer's local day, dispatch what is due through the gates.
+
+- ``plan_contacts(now)`` (pipeline step "plan") turns the active ``ReminderRule`` rows into ``NotificationLog``
+  rows for the local day of each customer that holds ``now``.
+- ``plan_notice(...)`` plans one event-driven contact (auto-debit failed, promise reminder, a ladder message).
+- ``dispatch_due(now)`` (pipeline step "dispatch") claims the contacts due by ``now``, checks the compliance
+  gates at send time and sends through the channel's backend.
+- ``cancel_pending(...)`` cancels contacts not yet sent (payment, tier change).
+
+Every decision is written to the audit trail as ``notifications.contact.<status>`` with its reason and inputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import CharField, F, Prefetch, Value
+from django.db.models.functions import Cast, Concat
+from django.utils import timezone
+
+from backoffice.audit import Event, log_events
+from loans.models import Customer, Installment, Loan
+
+from . import compliance
+from .choices import Channel
+from .models import ContactPolicy, NotificationItem, NotificationLog, ReminderRule, ReminderTemplate
+from .templating import render
+
+Status = NotificationLog.Status
+Reason = NotificationLog.Reason
+
+PLANNER_ACTOR = "job:plan_contacts"
+DISPATCHER_ACTOR = "job:dispatch_due"
+# Contacts the planner makes from rules carry this dedupe prefix (event notices carry the caller's key).
+RULE_KEY_PREFIX = "rem:"
+# A claimed row belongs to one worker until then; a worker that died releases it by letting the lease lapse.
+CLAIM_LEASE = dt.timedelta(minutes=10)
+PLAN_CHUNK = 1000
+MESSAGING_CHANNELS = (Channel.SMS.value, Channel.EMAIL.value, Channel.PUSH.value)
+LOG_TYPE = NotificationLog._meta.label
+
+
+# --- planning ----------------------------------------------------------------------------------------------
+def rule_dedupe_key(customer_id: int, due_date: dt.date, kind: str, channel: str, offset_days: int) -> str:
+    """What makes a rule's contact unique. The tier is not part of it: after a tier change a contact already
+    sent is not sent again under the new tier; pending ones are cancelled and their key freed (see
+    ``cancel_pending``), so the new tier's rules can plan them again."""
+    return f"{RULE_KEY_PREFIX}{customer_id}:{due_date.isoformat()}:{kind}:{channel}:{offset_days:+d}"
+
+
+def local_send_time(day: dt.date, send_time: dt.time, tz_name: str) -> dt.datetime:
+    """The UTC moment of the local wall-clock ``send_time`` on ``day`` (a time in a DST gap moves forward)."""
+    return dt.datetime.combine(day, send_time, tzinfo=zoneinfo.ZoneInfo(tz_name)).astimezone(dt.UTC)
+
+
+@dataclass
+class _PlanGroup:
+    customer_id: int
+    tier_id: int
+    tz_name: str
+    due_date: dt.date
+    rule: ReminderRule
+    installment_ids: list[int] = field(default_factory=list)
+    loan_refs: list[str] = field(default_factory=list)
+
+
+def plan_contacts(now: dt.datetime, *, customer_ids: Iterable[int] | None = None) -> dict:
+    """Plan the rule contacts of each customer's local day holding ``now`` (pipeline step "plan").
+
+    For every active rule of the customer's tier with offset ``d``, the customer's unpaid instalments of active
+    loans due on ``local_day - d`` become ONE ``NotificationLog`` per rule (so per channel and kind) listing
+    every loan, scheduled at the rule's local send time. Days already past are never back-filled. Planning again
+    adds nothing (``dedupe_key`` is unique). ``customer_ids`` restricts planning to those customers.
+
+    Set-based: a fixed number of queries per time-zone date and per chunk of ``PLAN_CHUNK`` contacts, whatever
+    the size of the loan book. Writes ``notifications.contact.planned`` for each new contact.
+    Returns ``{"planned": n, "customers": m, "already_planned": k}``.
+    """
+    totals = Counter(planned=0, customers=0, already_planned=0)
+    rules_by_tier: dict[int, list[ReminderRule]] = defaultdict(list)
+    for rule in ReminderRule.objects.filter(is_active=True).order_by("id"):
+        rules_by_tier[rule.tier_id].append(rule)
+    if not rules_by_tier:
+        return dict(totals)
+    offsets = {rule.offset_days for rules in rules_by_tier.values() for rule in rules}
+
+    customers = Customer.objects.filter(tier_id__in=list(rules_by_tier), loans__status=Loan.Status.ACTIVE)
+    if customer_ids is not None:
+        customers = customers.filter(id__in=list(customer_ids))
+    zones_by_day: dict[dt.date, list[str]] = defaultdict(list)
+    for tz_name in customers.order_by().values_list("timezone", flat=True).distinct():
+        zones_by_day[now.astimezone(zoneinfo.ZoneInfo(tz_name)).date()].append(tz_name)
+
+    planned_customers: set[int] = set()
+    for local_day, tz_names in sorted(zones_by_day.items()):
+        rows = (
+            Installment.objects.unpaid()
+            .filter(
+                due_date__in=sorted({local_day - dt.timedelta(days=d) for d in offsets}),
+                loan__status=Loan.Status.ACTIVE,
+                loan__customer__timezone__in=tz_names,
+                loan__customer__tier_id__in=list(rules_by_tier),
+            )
+            .order_by("loan__customer_id", "due_date", "loan__ref", "seq")
+            .values(
+                "id",
+                "due_date",
+                "loan__ref",
+                "loan__customer_id",
+                "loan__customer__tier_id",
+                "loan__customer__timezone",
+            )
+        )
+        if customer_ids is not None:
+            rows = rows.filter(loan__customer_id__in=list(customer_ids))
+        groups: dict[tuple, _PlanGroup] = {}
+        current_customer = None
+        for row in rows.iterator(chunk_size=PLAN_CHUNK):
+            customer_id = row["loan__customer_id"]
+            # A customer's instalments are contiguous (ordered by customer): flush only between customers,
+            # so all their loans due the same day land in the same contact.
+            if customer_id != current_customer and len(groups) >= PLAN_CHUNK:
+                _save_plan_groups(list(groups.values()), local_day, now, totals, planned_customers)
+                groups = {}
+            current_customer = customer_id
+            offset = (local_day - row["due_date"]).days
+            for rule in rules_by_tier[row["loan__customer__tier_id"]]:
+                if rule.offset_days != offset:
+                    continue
+                group = groups.get((customer_id, row["due_date"], rule.id))
+                if group is None:
+                    group = groups[(customer_id, row["due_date"], rule.id)] = _PlanGroup(
+                        customer_id=customer_id,
+                        tier_id=row["loan__customer__tier_id"],
+                        tz_name=row["loan__customer__timezone"],
+                        due_date=row["due_date"],
+                        rule=rule,
+                    )
+                group.installment_ids.append(row["id"])
+                if row["loan__ref"] not in group.loan_refs:
+                    group.loan_refs.append(row["loan__ref"])
+        if groups:
+            _save_plan_groups(list(groups.values()), local_day, now, totals, planned_customers)
+    totals["customers"] = len(planned_customers)
+    return dict(totals)
+
+
+def _save_plan_groups(
+    groups: list[_PlanGroup],
+    local_day: dt.date,
+    now: dt.datetime,
+    totals: Counter,
+    planned_customers: set[int],
+) -> None:
+    by_key = {
+        rule_dedupe_key(g.customer_id, g.due_date, g.rule.kind, g.rule.channel, g.rule.offset_days): g
+        for g in groups
+    }
+    with transaction.atomic():
+        existing = set(
+            NotificationLog.objects.filter(dedupe_key__in=list(by_key)).values_list("dedupe_key", flat=True)
+        )
+        new = {key: g for key, g in by_key.items() if key not in existing}
+        totals["already_planned"] += len(existing)
+        if not new:
+            return
+        NotificationLog.objects.bulk_create(
+            [
+                NotificationLog(
+                    customer_id=g.customer_id,
+                    tier_id=g.tier_id,
+                    channel=g.rule.channel,
+                    kind=g.rule.kind,
+                    due_date=g.due_date,
+                    offset_days=g.rule.offset_days,
+                    scheduled_for=local_send_time(local_day, g.rule.send_time, g.tz_name),
+                    loan_refs=",".join(g.loan_refs)[:500],
+                    dedupe_key=key,
+                )
+                for key, g in new.items()
+            ],
+            batch_size=500,
+            ignore_conflicts=True,
+        )
+        _attach_and_audit(new, now, PLANNER_ACTOR, planned_customers, totals)
+
+
+def _attach_and_audit(
+    new: dict[str, Any], now: dt.datetime, actor: str, planned_customers: set[int], totals: Counter
+):
+    """Items and audit events for the contacts just inserted under the keys of ``new``."""
+    rows = NotificationLog.objects.filter(dedupe_key__in=list(new)).values(
+        "id",
+        "dedupe_key",
+        "customer_id",
+        "channel",
+        "kind",
+        "due_date",
+        "offset_days",
+        "scheduled_for",
+        "loan_refs",
+        "tier_id",
+    )
+    items, events = [], []
+    for row in rows:
+        group = new[row["dedupe_key"]]
+        items.extend(
+            NotificationItem(notification_id=row["id"], installment_id=i) for i in group.installment_ids
+        )
+        planned_customers.add(row["customer_id"])
+        events.append(
+            Event(
+                action="notifications.contact.planned",
+                actor=actor,
+                object_type=LOG_TYPE,
+                object_id=str(row["id"]),
+                at=now,
+                after={
+                    "status": Status.PLANNED,
+                    "reason": "",
+                    "customer_id": row["customer_id"],
+                    "channel": row["channel"],
+                    "kind": row["kind"],
+                    "due_date": row["due_date"],
+                    "offset_days": row["offset_days"],
+                    "scheduled_for": row["scheduled_for"],
+                    "loan_refs": row["loan_refs"],
+                    "tier_id": row["tier_id"],
+                    "installment_ids": group.installment_ids,
+                    "rule_id": getattr(getattr(group, "rule", None), "id", None),
+                },
+            )
+        )
+    NotificationItem.objects.bulk_create(items, batch_size=1000, ignore_conflicts=True)
+    log_events(events)
+    totals["planned"] += len(events)
+
+
+@dataclass
+class _NoticeGroup:
+    installment_ids: list[int]
+
+
+def plan_notice(
+    *,
+    customer: Customer,
+    kind: str,
+    installments: list,
+    now: dt.datetime,
+    dedupe_key: str,
+    channels: list[str] | None = None,
+    actor: str = "system",
+) -> list[NotificationLog]:
+    """Plan an event-driven contact (``autodebit_failed``, ``promise_reminder``, a collections ladder message)
+    for ``now``; the dispatcher sends it through the same gates as any reminder.
+
+    ``channels`` defaults to the first messaging channel of the customer's tier ``channel_order`` (SMS without
+    a tier); an opted-out channel falls back at send time. With one channel the row's ``dedupe_key`` is exactly
+    ``dedupe_key``; with several each row gets ``f"{dedupe_key}:{channel}"``. Calling again with the same key
+    adds nothing and returns the existing rows. Writes ``notifications.contact.planned`` for new rows.
+    """
+    tier = customer.tier
+    if channels is None:
+        preferred = [c for c in (tier.channels if tier else []) if c in MESSAGING_CHANNELS]
+        channels = preferred[:1] or [Channel.SMS.value]
+    unknown = [c for c in channels if c not in MESSAGING_CHANNELS]
+    if unknown:
+        raise ValueError(f"Not a messaging channel: {', '.join(unknown)}")
+    installments = list(installments)
+    due_date = min((i.due_date for i in installments), default=None)
+    local_day = now.astimezone(customer.zone).date()
+    loan_refs: list[str] = []
+    for inst in installments:
+        if inst.loan.ref not in loan_refs:
+            loan_refs.append(inst.loan.ref)
+    keys = {(dedupe_key if len(channels) == 1 else f"{dedupe_key}:{c}"): c for c in channels}
+    with transaction.atomic():
+        existing = set(
+            NotificationLog.objects.filter(dedupe_key__in=list(keys)).values_list("dedupe_key", flat=True)
+        )
+        new = {key: c for key, c in keys.items() if key not in existing}
+        if new:
+            NotificationLog.objects.bulk_create(
+                [
+                    NotificationLog(
+                        customer=customer,
+                        tier=tier,
+                        channel=channel,
+                        kind=kind,
+                        due_date=due_date,
+                        offset_days=(local_day - due_date).days if due_date else None,
+                        scheduled_for=now,
+                        loan_refs=",".join(loan_refs)[:500],
+                        dedupe_key=key,
+                    )
+                    for key, channel in new.items()
+                ],
+                ignore_conflicts=True,
+            )
+            group = _NoticeGroup(installment_ids=[i.pk for i in installments])
+            _attach_and_audit({key: group for key in new}, now, actor, set(), Counter())
+        rows = {log.dedupe_key: log for log in NotificationLog.objects.filter(dedupe_key__in=list(keys))}
+    return [rows[key] for key in keys if key in rows]
+
+
+# --- cancelling --------------------------------------------------------------------------------------------
+def cancel_pending(
+    *,
+    reason: str,
+    actor: str,
+    at: dt.datetime,
+    installment_ids: Iterable[int] | None = None,
+    customer_ids: Iterable[int] | None = None,
+    kinds: Iterable[str] | None = None,
+    dedupe_prefix: str | None = None,
+) -> int:
+    """Cancel contacts still ``planned`` or ``deferred`` with ``reason``; returns how many.
+
+    With ``installment_ids``, a contact listing several instalments is cancelled only when every one of them is
+    in ``installment_ids`` or already paid (a consolidated reminder still goes out for the loan left unpaid).
+    With reason ``tier_changed`` the cancelled rows give up their dedupe key so the new tier can plan the
+    same contact again. Writes ``notifications.contact.cancelled`` per contact.
+    """
+    qs = NotificationLog.objects.pending()
+    if customer_ids is not None:
+        qs = qs.filter(customer_id__in=list(customer_ids))
+    if kinds is not None:
+        qs = qs.filter(kind__in=list(kinds))
+    if dedupe_prefix:
+        qs = qs.filter(dedupe_key__startswith=dedupe_prefix)
+    with transaction.atomic():
+        if installment_ids is not None:
+            paid_now = set(installment_ids)
+            candidates = set(qs.filter(items__installment_id__in=list(paid_now)).values_list("id", flat=True))
+            still_due = set(
+                NotificationItem.objects.filter(
+                    notification_id__in=list(candidates), installment__paid_at__isnull=True
+                )
+                .exclude(installment_id__in=list(paid_now))
+                .values_list("notification_id", flat=True)
+            )
+            qs = NotificationLog.objects.pending().filter(id__in=list(candidates - still_due))
+        rows = list(
+            qs.order_by().values(
+                "id", "status", "customer_id", "channel", "kind", "due_date", "scheduled_for"
+            )
+        )
+        if not rows:
+            return 0
+        changes: dict[str, Any] = {
+            "status": Status.CANCELLED,
+            "reason": reason,
+            "claimed_until": None,
+            "updated_at": timezone.now(),
+        }
+        if reason == Reason.TIER_CHANGED:
+            changes["dedupe_key"] = Concat(
+                F("dedupe_key"), Value(":cancelled:"), Cast("id", output_field=CharField())
+            )
+        ids = [row["id"] for row in rows]
+        count = NotificationLog.objects.filter(
+            id__in=ids, status__in=NotificationLog.PENDING_STATUSES
+        ).update(**changes)
+        log_events(
+            Event(
+                action="notifications.contact.cancelled",
+                actor=actor,
+                object_type=LOG_TYPE,
+                object_id=str(row["id"]),
+                at=at,
+                before={"status": row["status"]},
+                after={
+                    "status": Status.CANCELLED,
+                    "reason": reason,
+                    "customer_id": row["customer_id"],
+                    "channel": row["channel"],
+                    "kind": row["kind"],
+                    "due_date": row["due_date"],
+                    "scheduled_for": row["scheduled_for"],
+                    "installment_ids": sorted(installment_ids) if installment_ids is not None else None,
+                },
+            )
+            for row in rows
+        )
+    return count
+
+
+def replan_after_tier_change(customer_ids: list[int], at: dt.datetime, actor: str = "system") -> dict:
+    """Cancel the rule contacts not yet sent of these customers (``tier_changed``) and plan the current local
+    day again under their new tier's rules."""
+    cancelled = cancel_pending(
+        reason=Reason.TIER_CHANGED,
+        actor=actor,
+        at=at,
+        customer_ids=customer_ids,
+        dedupe_prefix=RULE_KEY_PREFIX,
+    )
+    result = plan_contacts(at, customer_ids=customer_ids)
+    return {"cancelled": cancelled, **result}
+
+
+# --- rendering ---------------------------------------------------------------------------------------------
+LOAN_LINE = {
+    "en": "{loan_ref}: {amount} {currency} due {due_date}",
+    "zh-hans": "{loan_ref}：{amount} {currency}，到期日 {due_date}",
+}
+
+
+def template_index() -> dict[tuple[str, str, str], ReminderTemplate]:
+    return {(t.kind, t.channel, t.language): t for t in ReminderTemplate.objects.all()}
+
+
+def pick_template(
+    templates: dict[tuple[str, str, str], ReminderTemplate],
+    kind: str,
+    channel: str,
+    language: str,
+    default_language: str,
+) -> ReminderTemplate | None:
+    """The template in the customer's language, else in the policy's default language, else None."""
+    return templates.get((kind, channel, language)) or templates.get((kind, channel, default_language))
+
+
+def build_context(
+    customer: Customer, installments: list[Installment], *, tier, now: dt.datetime, language: str
+) -> dict:
+    """The placeholder values for a message about ``installments`` (with their loans) as of ``now``."""
+    local_today = customer.local_now(now).date()
+    due_date = min((i.due_date for i in installments), default=None)
+    currency = installments[0].loan.currency if installments else settings.DEFAULT_CURRENCY
+    amount = sum((i.outstanding for i in installments), Decimal("0.00"))
+    loan_refs: list[str] = []
+    for inst in installments:
+        if inst.loan.ref not in loan_refs:
+            loan_refs.append(inst.loan.ref)
+    line = LOAN_LINE.get(language, LOAN_LINE["en"])
+    loans = "\n".join(
+        line.format(
+            loan_ref=i.loan.ref,
+            amount=i.outstanding,
+            currency=i.loan.currency,
+            due_date=i.due_date.isoformat(),
+        )
+        for i in installments
+    )
+    grace_days = tier.grace_period_days if tier is not None else 0
+    return {
+        "customer_name": customer.name,
+        "amount_due": amount,
+        "currency": currency,
+        "due_date": due_date.isoformat() if due_date else "",
+        "days_until_due": max((due_date - local_today).days, 0) if due_date else "",
+        "days_past_due": max((local_today - due_date).days, 0) if due_date else "",
+        "grace_end_date": (due_date + dt.timedelta(days=grace_days)).isoformat() if due_date else "",
+        "loan_ref": ", ".join(loan_refs),
+        "how_to_pay": settings.HOW_TO_PAY,
+        "loans": loans,
+    }
+
+
+def render_template(template: ReminderTemplate, context: dict) -> tuple[str, str]:
+    subject = render(template.subject, context) if template.channel != Channel.SMS else ""
+    return subject, render(template.body, context)
+
+
+def preview_template(template: ReminderTemplate, customer: Customer, now: dt.datetime | None = None) -> dict:
+    """``template`` rendered for ``customer`` with their next unpaid instalments (all loans due that day), as the
+    admin preview shows it; for SMS also characters, segments and encoding."""
+    from .templating import sms_segments
+
+    now = now or timezone.now()
+    next_due = (
+        Installment.objects.unpaid()
+        .filter(loan__customer=customer, loan__status=Loan.Status.ACTIVE)
+        .order_by("due_date")
+        .values_list("due_date", flat=True)
+        .first()
+    )
+    installments = (
+        list(
+            Installment.objects.unpaid()
+            .filter(loan__customer=customer, loan__status=Loan.Status.ACTIVE, due_date=next_due)
+            .select_related("loan")
+            .order_by("loan__ref", "seq")
+        )
+        if next_due
+        else []
+    )
+    context = build_context(customer, installments, tier=customer.tier, now=now, language=template.language)
+    subject, body = render_template(template, context)
+    chars, segments, encoding = sms_segments(body)
+    return {"subject": subject, "body": body, "chars": chars, "segments": segments, "encoding": encoding}
+
+
+# --- dispatching -------------------------------------------------------------------------------------------
+def claim_due(now: dt.datetime, batch_size: int) -> list[int]:
+    """Claim up to ``batch_size`` due contacts for this worker (a lease until ``now + CLAIM_LEASE``).
+
+    On PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` lets concurrent workers take disjoint rows; on SQLite
+    the write transaction is exclusive anyway. A row whose lease lapsed (its worker died) is claimable again.
+    """
+    with transaction.atomic():
+        qs = (
+            NotificationLog.objects.pending()
+            .filter(scheduled_for__lte=now)
+            .exclude(claimed_until__gt=now)
+            .order_by("scheduled_for", "id")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            qs = qs.select_for_update(skip_locked=True)
+        ids = list(qs.values_list("id", flat=True)[:batch_size])
+        if ids:
+            NotificationLog.objects.filter(id__in=ids).update(claimed_until=now + CLAIM_LEASE)
+    return ids
+
+
+def dispatch_due(now: dt.datetime, *, batch_size: int = 500) -> dict:
+    """Send the contacts due by ``now`` (pipeline step "dispatch"), in claimed batches.
+
+    Gates, checked at send time in this order (status/reason): every instalment paid -> cancelled/paid (some
+    paid: the message covers the unpaid ones); customer do_not_contact -> suppressed/do_not_contact; channel
+    opted out -> next channel of the tier's channel_order not yet used for this contact, with a destination,
+    else suppressed/opted_out; no destination -> suppressed/no_destination; older than the policy's
+    ``expire_after_hours`` -> cancelled/expired (nothing was wrong with the customer: the system was late);
+    outside the local contact window or on a public holiday -> deferred/outside_contact_window to the next
+    opening; the tier's weekly cap reached -> suppressed/frequency_cap; no template in the customer's or the
+    default language -> suppressed/no_template. Then it renders and sends with the row's idempotency key.
+
+    A ``ProviderError`` is retried after ``retry_backoff_seconds * 2**(attempt-1)`` (deferred/provider_error)
+    up to ``max_send_attempts``, then failed/provider_error (at once when not retryable). ``sent`` is recorded
+    in its own transaction right after the provider accepted. Returns counts per status.
+    """
+    from .channels import get_backend  # the channel module imports settings-driven backends lazily
+
+    policy = ContactPolicy.get()
+    templates = template_index()
+    totals: Counter = Counter()
+    backends: dict[str, Any] = {}
+    while True:
+        ids = claim_due(now, batch_size)
+        if not ids:
+            break
+        totals["claimed"] += len(ids)
+        _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend)
+        if len(ids) < batch_size:
+            break
+    return dict(totals)
+
+
+@dataclass
+class _Decision:
+    log: NotificationLog
+    status: str
+    reason: str
+    inputs: dict
+
+
+def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) -> None:
+    logs = list(
+        NotificationLog.objects.filter(id__in=ids, status__in=NotificationLog.PENDING_STATUSES)
+        .select_related("customer__tier", "tier")
+        .prefetch_related(
+            Prefetch("items", queryset=NotificationItem.objects.select_related("installment__loan"))
+        )
+        .order_by("scheduled_for", "id")
+    )
+    sent_counts = Counter(compliance.contacts_in_last_7_days({log.customer_id for log in logs}, now))
+    used_channels = _channels_used(logs)
+    decisions: list[_Decision] = []
+    sends: list[tuple[NotificationLog, dict, list[Installment]]] = []
+
+    for log in logs:
+        customer = log.customer
+        tier = customer.tier or log.tier
+        installments = [item.installment for item in log.items.all()]
+        unpaid = [i for i in installments if i.paid_at is None]
+        inputs: dict[str, Any] = {"customer_id": customer.id, "channel": log.channel, "kind": log.kind}
+        if installments and not unpaid:
+            decisions.append(
+                _Decision(
+                    log,
+                    Status.CANCELLED,
+                    Reason.PAID,
+                    {**inputs, "installment_ids": [i.id for i in installments]},
+                )
+            )
+            continue
+        if len(unpaid) < len(installments):
+            inputs["paid_installment_ids"] = [i.id for i in installments if i.paid_at is not None]
+        if customer.do_not_contact:
+            decisions.append(
+                _Decision(
+                    log,
+                    Status.SUPPRESSED,
+                    Reason.DO_NOT_CONTACT,
+                    {**inputs, "do_not_contact_reason": customer.do_not_contact_reason},
+                )
+            )
+            continue
+        channel = log.channel
+        if customer.is_opted_out(channel):
+            fallback = _fallback_channel(customer, tier, used_channels.get(_contact_of(log), {channel}))
+            if fallback is None:
+                decisions.append(
+                    _Decision(
+                        log,
+                        Status.SUPPRESSED,
+                        Reason.OPTED_OUT,
+                        {**inputs, "channel_order": tier.channel_order if tier else ""},
+                    )
+                )
+                continue
+            inputs["opted_out_of"] = channel
+            channel = log.channel = fallback
+            used_channels.setdefault(_contact_of(log), set()).add(fallback)
+            inputs["channel"] = channel
+        destination = customer.destination(channel)
+        if not destination:
+            decisions.append(_Decision(log, Status.SUPPRESSED, Reason.NO_DESTINATION, inputs))
+            continue
+        age = now - log.scheduled_for
+        if age > dt.timedelta(hours=policy.expire_after_hours):
+            decisions.append(
+                _Decision(
+                    log,
+                    Status.CANCELLED,
+                    Reason.EXPIRED,
+                    {
+                        **inputs,
+                        "scheduled_for": log.scheduled_for,
+                        "expire_after_hours": policy.expire_after_hours,
+                    },
+                )
+            )
+            continue
+        if not compliance.is_within_contact_window(customer.timezone, now, policy):
+            opening = compliance.next_window_opening(customer.timezone, now, policy)
+            decisions.append(
+                _Decision(
+                    log,
+                    Status.DEFERRED,
+                    Reason.OUTSIDE_CONTACT_WINDOW,
+                    {
+                        **inputs,
+                        "local_time": customer.local_now(now).isoformat(),
+                        "timezone": customer.timezone,
+                        "window": f"{policy.window_start:%H:%M}-{policy.window_end:%H:%M}",
+                        "holiday_country": policy.holiday_country if policy.no_contact_on_holidays else "",
+                        "deferred_to": opening,
+                    },
+                )
+            )
+            log.scheduled_for = opening
+            continue
+        cap = tier.max_contacts_per_week if tier else None
+        if compliance.is_over_weekly_cap(sent_counts[customer.id], cap):
+            decisions.append(
+                _Decision(
+                    log,
+                    Status.SUPPRESSED,
+                    Reason.FREQUENCY_CAP,
+                    {**inputs, "sent_in_last_7_days": sent_counts[customer.id], "max_contacts_per_week": cap},
+                )
+            )
+            continue
+        template = pick_template(templates, log.kind, channel, customer.language, policy.default_language)
+        if template is None:
+            decisions.append(
+                _Decision(
+                    log,
+                    Status.SUPPRESSED,
+                    Reason.NO_TEMPLATE,
+                    {**inputs, "language": customer.language, "default_language": policy.default_language},
+                )
+            )
+            continue
+        # Counted before sending so a second contact of this customer in the same batch sees the first.
+        sent_counts[customer.id] += 1
+        inputs.update(
+            {
+                "language": template.language,
+                "template_id": template.id,
+                "sent_in_last_7_days": sent_counts[customer.id] - 1,
+                "max_contacts_per_week": cap,
+            }
+        )
+        context = build_context(customer, unpaid, tier=tier, now=now, language=template.language)
+        subject, body = render_template(template, context)
+        log.destination, log.language, log.subject, log.body = destination, template.language, subject, body
+        sends.append((log, inputs, unpaid))
+
+    _record_decisions(decisions, now, totals)
+    for log, inputs, unpaid in sends:
+        _send_one(log, inputs, unpaid, now, policy, totals, backends, get_backend)
+
+
+def _contact_of(log: NotificationLog) -> tuple:
+    return (log.customer_id, log.due_date, log.kind, log.offset_days)
+
+
+def _channels_used(logs: list[NotificationLog]) -> dict[tuple, set[str]]:
+    """For each contact (customer, due date, kind, offset) of the batch, the channels it already has a row on."""
+    if not logs:
+        return {}
+    used: dict[tuple, set[str]] = defaultdict(set)
+    rows = NotificationLog.objects.filter(
+        customer_id__in={log.customer_id for log in logs}, kind__in={log.kind for log in logs}
+    ).values_list("customer_id", "due_date", "kind", "offset_days", "channel")
+    wanted = {_contact_of(log) for log in logs}
+    for customer_id, due_date, kind, offset, channel in rows.order_by():
+        if (customer_id, due_date, kind, offset) in wanted:
+            used[(customer_id, due_date, kind, offset)].add(channel)
+    return used
+
+
+def _fallback_channel(customer: Customer, tier, used: set[str]) -> str | None:
+    for channel in tier.channels if tier else []:
+        if (
+            channel in MESSAGING_CHANNELS
+            and channel not in used
+            and not customer.is_opted_out(channel)
+            and customer.destination(channel)
+        ):
+            return channel
+    return None
+
+
+def _decision_event(log: NotificationLog, status: str, reason: str, before: str, inputs: dict, now) -> Event:
+    return Event(
+        action=f"notifications.contact.{status}",
+        actor=DISPATCHER_ACTOR,
+        object_type=LOG_TYPE,
+        object_id=str(log.id),
+        at=now,
+        before={"status": before},
+        after={"status": status, "reason": reason, **inputs},
+    )
+
+
+def _record_decisions(decisions: list[_Decision], now: dt.datetime, totals: Counter) -> None:
+    if not decisions:
+        return
+    stamp = timezone.now()
+    events = []
+    for d in decisions:
+        before = d.log.status
+        d.log.status, d.log.reason, d.log.claimed_until, d.log.updated_at = d.status, d.reason, None, stamp
+        events.append(_decision_event(d.log, d.status, d.reason, before, d.inputs, now))
+        totals[d.status] += 1
+        totals[f"{d.status}:{d.reason}"] += 1
+    with transaction.atomic():
+        NotificationLog.objects.bulk_update(
+            [d.log for d in decisions],
+            ["status", "reason", "scheduled_for", "channel", "claimed_until", "updated_at"],
+            batch_size=500,
+        )
+        log_events(events)
+
+
+def _send_one(log, inputs, unpaid, now, policy, totals, backends, get_backend) -> None:
+    from .channels import OutgoingMessage, ProviderError
+
+    message = OutgoingMessage(
+        channel=log.channel,
+        destination=log.destination,
+        subject=log.subject,
+        body=log.body,
+        idempotency_key=str(log.idempotency_key),
+        language=log.language,
+    )
+    before = log.status
+    attempts = log.attempts + 1
+    try:
+        backend = backends.get(log.channel) or backends.setdefault(log.channel, get_backend(log.channel))
+        result = backend.send(message)
+    except ProviderError as exc:
+        _record_failure(
+            log, inputs, now, policy, totals, attempts, before, str(exc) or type(exc).__name__, exc.retryable
+        )
+        return
+    except Exception as exc:  # noqa: BLE001 - a broken backend must not leave the row claimed, nor stop the batch
+        _record_failure(
+            log, inputs, now, policy, totals, attempts, before, f"{type(exc).__name__}: {exc}", True
+        )
+        return
+    loan_refs = []
+    for inst in unpaid:
+        if inst.loan.ref not in loan_refs:
+            loan_refs.append(inst.loan.ref)
+    # Its own short transaction right after the provider accepted: the record is never lost with a batch.
+    with transaction.atomic():
+        NotificationLog.objects.filter(id=log.id).update(
+            status=Status.SENT,
+            reason="",
+            channel=log.channel,
+            destination=log.destination,
+            language=log.language,
+            subject=log.subject[:255],
+            body=log.body,
+            loan_refs=",".join(loan_refs)[:500] or log.loan_refs,
+            sent_at=now,
+            attempts=attempts,
+            last_error="",
+            provider_message_id=result.provider_message_id[:128],
+            claimed_until=None,
+            updated_at=timezone.now(),
+        )
+        log_events(
+            [
+                _decision_event(
+                    log,
+                    Status.SENT,
+                    "",
+                    before,
+                    {
+                        **inputs,
+                        "attempt": attempts,
+                        "provider_message_id": result.provider_message_id,
+                        "loan_refs": loan_refs,
+                    },
+                    now,
+                )
+            ]
+        )
+    totals[Status.SENT] += 1
+
+
+def _record_failure(log, inputs, now, policy, totals, attempts, before, error, retryable) -> None:
+    is_final = not retryable or attempts >= policy.max_send_attempts
+    changes: dict[str, Any] = {
+        "attempts": attempts,
+        "last_error": error[:500],
+        "reason": Reason.PROVIDER_ERROR,
+        "channel": log.channel,
+        "claimed_until": None,
+        "updated_at": timezone.now(),
+    }
+    details = {**inputs, "attempt": attempts, "error": error[:500], "retryable": retryable}
+    if is_final:
+        changes["status"] = status = Status.FAILED
+    else:
+        retry_at = now + dt.timedelta(seconds=policy.retry_backoff_seconds * 2 ** (attempts - 1))
+        changes.update(status=Status.DEFERRED, scheduled_for=retry_at)
+        status = Status.DEFERRED
+        details["retry_at"] = retry_at
+    with transaction.atomic():
+        NotificationLog.objects.filter(id=log.id).update(**changes)
+        log_events([_decision_event(log, status, Reason.PROVIDER_ERROR, before, details, now)])
+    totals[status] += 1
+    totals[f"{status}:{Reason.PROVIDER_ERROR}"] += 1

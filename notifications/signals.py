@@ -1,0 +1,26 @@
+"""Receivers of loan-book events: a payment cancels what is pending, a tier change re-plans under the new tier."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from .models import NotificationLog
+
+
+def on_installments_paid(sender, installment_ids, at=None, **kwargs):
+    from .services import cancel_pending
+
+    cancel_pending(
+        reason=NotificationLog.Reason.PAID,
+        actor="event:installments_paid",
+        at=at or timezone.now(),
+        installment_ids=installment_ids,
+    )
+
+
+def on_tier_changed(sender, changes, at=None, **kwargs):
+    from .services import replan_after_tier_change
+
+    customer_ids = sorted({customer_id for customer_id, _old, _new in changes})
+    if customer_ids:
+        replan_after_tier_change(customer_ids, at or timezone.now(), actor="event:tier_changed")
