@@ -379,6 +379,9 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                     continue
                 calls.append((case, step, pos))
             elif step.action == EscalationStep.Action.AGENCY:
+                if not run.agencies:  # nobody to hand over to: the step waits for an agency
+                    counts["agency_steps_without_agency"] += 1
+                    continue
                 placements.append((case, step))
             else:
                 referrals.append((case, step))
@@ -494,11 +497,7 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
         by_agency: dict[int, list[CollectionCase]] = defaultdict(list)
         agencies = run.agencies
         for case, _step in placements:
-            agency_id = pick_least_loaded(agencies) if agencies else None
-            if agency_id is None:
-                counts["agency_steps_without_agency"] += 1
-                continue
-            by_agency[agency_id].append(case)
+            by_agency[pick_least_loaded(agencies)].append(case)
         for agency_id, agency_cases in by_agency.items():
             place_with_agency(
                 agency_cases, Agency.objects.get(pk=agency_id), actor=actor, at=now, reason="ladder"

@@ -1,0 +1,273 @@
+"""The daily collections job walks overdue loans up their tier's ladder, day by day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from backoffice.audit import Event  # noqa: F401  (the trail is checked through AuditEvent)
+from backoffice.jobs import run_pipeline
+from backoffice.models import AuditEvent
+from debt_collection.models import AgencyPlacement, CallTask, CaseStepRun, CollectionCase, LegalReferral
+from debt_collection.services import advance_collections
+from loans.models import Loan
+from notifications.models import NotificationLog
+
+from .factories import make_score, make_tier
+from .factories_collections import (
+    DUE,
+    count_queries,
+    day,
+    high_risk_tier,
+    low_risk_tier,
+    make_agency,
+    make_collector,
+    make_ladder,
+    make_overdue_loan,
+    open_case,
+    open_tasks,
+    overdue_templates,
+    pay,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def ladder_contacts(loan) -> list[tuple[str, str, str]]:
+    return list(
+        NotificationLog.objects.filter(customer=loan.customer, dedupe_key__startswith="case:")
+        .order_by("id")
+        .values_list("channel", "kind", "status")
+    )
+
+
+def walk(loans, days, *, pipeline=True, hour=10):
+    """Run the daily pipeline for each day and record each loan's (stage, open tasks, contacts) per day."""
+    seen = {loan.pk: {} for loan in loans}
+    for n in days:
+        now = day(n, hour)
+        if pipeline:
+            run_pipeline(now)
+        else:
+            advance_collections(now)
+        for loan in loans:
+            case = CollectionCase.objects.filter(loan=loan).order_by("-id").first()
+            seen[loan.pk][n] = (
+                case.stage if case else None,
+                case.status if case else None,
+                len(open_tasks(loan)),
+                len(ladder_contacts(loan)),
+            )
+    return seen
+
+
+def test_low_and_high_risk_loans_walk_their_ladders_from_due_date_to_legal():
+    overdue_templates()
+    low, high = low_risk_tier(), high_risk_tier()
+    make_agency("AG1")
+    collector = make_collector("chen")
+    low_loan, high_loan = make_overdue_loan(low), make_overdue_loan(high)
+
+    seen = walk([low_loan, high_loan], range(0, 92))
+    low_days, high_days = seen[low_loan.pk], seen[high_loan.pk]
+
+    # Inside the grace period no case opens (low risk: 5 days, high risk: 2 days).
+    assert all(low_days[n][0] is None for n in range(0, 6))
+    assert all(high_days[n][0] is None for n in range(0, 3))
+    # The day after grace the case opens at the highest step reached: one SMS, not a burst.
+    assert low_days[6] == ("early", "open", 0, 1)
+    assert high_days[3] == ("call", "open", 1, 1)  # high risk reaches the phone at once
+    assert low_days[7] == ("early", "open", 0, 1)
+    assert low_days[8] == ("firm", "open", 0, 3)  # firm SMS and email
+    assert low_days[14][2] == 0 and low_days[15] == ("call", "open", 1, 3)
+    assert high_days[7] == ("firm", "open", 1, 2)
+    assert high_days[30][0] == "agency" and low_days[59][0] == "call" and low_days[60][0] == "agency"
+    assert high_days[60] == ("legal", "open", 0, 2)  # legal cancels the open call
+    assert low_days[90] == ("legal", "open", 0, 3)
+
+    for loan in (low_loan, high_loan):
+        case = open_case(loan)
+        assert case.is_frozen
+        assert LegalReferral.objects.filter(case=case).exists()
+        assert not AgencyPlacement.objects.filter(cases=case, recalled_at__isnull=True).exists()
+        assert AgencyPlacement.objects.filter(cases=case, recall_reason="legal").count() == 1
+        # Each step ran exactly once.
+        assert CaseStepRun.objects.filter(case=case).count() == case.tier.escalation_steps.count()
+    assert CollectionCase.objects.filter(loan=high_loan).get().dpd == 91
+    assert CallTask.objects.filter(case__loan=high_loan).get().assigned_to == collector
+    # Every ladder message went through the engine's log and was sent (or held back with a reason).
+    statuses = [status for _c, _k, status in ladder_contacts(low_loan)]
+    assert "sent" in statuses and set(statuses) <= {"sent", "suppressed"}
+    actions = set(
+        AuditEvent.objects.filter(action__startswith="collections.").values_list("action", flat=True)
+    )
+    assert {
+        "collections.case.opened",
+        "collections.step.performed",
+        "collections.case.stage_changed",
+        "collections.call.scheduled",
+        "collections.case.placed",
+        "collections.case.referred_to_legal",
+        "collections.placement.recalled",
+    } <= actions
+
+
+def test_legal_freezes_every_automatic_contact_of_the_loan():
+    overdue_templates()
+    high = high_risk_tier()
+    loan = make_overdue_loan(high, installments=4)
+    walk([loan], range(58, 61), pipeline=False)
+    assert open_case(loan).is_frozen
+    # The next instalment's due-day reminder planned by the engine is cancelled before it is dispatched.
+    from .factories_reminders import make_rule
+
+    make_rule(high, 0, "sms", kind="due_today")
+    run_pipeline(day(90))  # the 4th instalment (due day 90) is due today
+    held = NotificationLog.objects.filter(customer=loan.customer, kind="due_today")
+    assert held.count() == 1
+    assert held.get().status == "cancelled" and held.get().reason == "do_not_contact"
+    assert not NotificationLog.objects.filter(
+        customer=loan.customer, status="sent", scheduled_for__gte=day(61)
+    ).exists()
+
+
+def test_running_the_job_twice_for_the_same_moment_changes_nothing_more():
+    overdue_templates()
+    high = high_risk_tier()
+    make_agency("AG1")
+    make_collector("li")
+    loans = [make_overdue_loan(high) for _ in range(3)]
+    advance_collections(day(31))
+    counts = (
+        CollectionCase.objects.count(),
+        CaseStepRun.objects.count(),
+        CallTask.objects.count(),
+        AgencyPlacement.objects.count(),
+        NotificationLog.objects.count(),
+        AuditEvent.objects.count(),
+    )
+
+    again = advance_collections(day(31))
+
+    assert counts == (
+        CollectionCase.objects.count(),
+        CaseStepRun.objects.count(),
+        CallTask.objects.count(),
+        AgencyPlacement.objects.count(),
+        NotificationLog.objects.count(),
+        AuditEvent.objects.count(),
+    )
+    assert again.get("steps_performed", 0) == 0 and again.get("cases_opened", 0) == 0
+    # Reaching many steps at once (the job first ran at 31 DPD) performs the highest of each action only.
+    case = open_case(loans[0])
+    assert case.stage == "agency"
+    runs = dict(CaseStepRun.objects.filter(case=case).values_list("min_dpd", "result"))
+    assert runs == {1: "skipped", 3: "performed", 7: "performed", 30: "performed"}
+
+
+def test_query_count_of_the_job_does_not_grow_with_the_number_of_loans():
+    tier = make_tier(grace_period_days=2)
+    make_ladder(tier, [(1, "call", "call_task", ""), (4, "agency", "agency", "")])
+    make_agency("AG1")
+    make_collector("wang")
+    make_collector("zhao")
+    advance_collections(day(0))  # the contact policy row and the audit chain head exist from here on
+
+    def queries_for(n_loans, due):
+        for _ in range(n_loans):
+            make_overdue_loan(tier, due_date=due)
+        return [count_queries(advance_collections, day(n, due=due)) for n in (3, 4, 5)]
+
+    small = queries_for(4, DUE)
+    Loan.objects.update(status="written_off")  # the first loans leave the book
+    advance_collections(day(6))
+    large = queries_for(12, DUE + dt.timedelta(days=60))
+
+    assert [q for q, _ in small] == [q for q, _ in large]
+    opened, placed, steady = (result for _, result in large)
+    assert opened["cases_opened"] == 12 and opened["call_tasks_created"] == 12
+    assert placed["cases_placed"] == 12
+    assert steady.get("steps_performed", 0) == 0
+
+
+def test_a_full_payment_closes_the_case_and_cancels_everything_pending(django_capture_on_commit_callbacks):
+    overdue_templates()
+    high = high_risk_tier()
+    make_collector("sun")
+    loan = make_overdue_loan(high)
+    advance_collections(day(3, hour=7))  # before the window opens: the SMS waits
+    case = open_case(loan)
+    assert case.stage == "call" and len(open_tasks(loan)) == 1
+    pending = NotificationLog.objects.filter(customer=loan.customer, status__in=["planned", "deferred"])
+    assert pending.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(loan, "500.00", day(3, hour=7))
+
+    case.refresh_from_db()
+    assert case.status == "closed" and case.close_reason == "paid"
+    assert not open_tasks(loan)
+    assert CallTask.objects.get(case=case).cancel_reason == "paid"
+    assert not pending.exists()
+    assert NotificationLog.objects.filter(customer=loan.customer, status="cancelled", reason="paid").exists()
+    assert AuditEvent.objects.filter(action="collections.case.closed", object_id=str(case.pk)).exists()
+    # Nothing reopens: the next days do nothing for this loan.
+    advance_collections(day(4))
+    assert not open_case(loan)
+
+
+def test_a_partial_payment_keeps_the_case_open_at_its_stage(django_capture_on_commit_callbacks):
+    overdue_templates()
+    high = high_risk_tier()
+    loan = make_overdue_loan(high)
+    advance_collections(day(8))
+    case = open_case(loan)
+    assert case.stage == "firm" and case.amount_overdue == Decimal("500.00")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(loan, "200.00", day(8, hour=12))
+
+    case.refresh_from_db()
+    assert case.status == "open" and case.stage == "firm" and case.amount_overdue == Decimal("300.00")
+    # Without an agency the agency step waits; once there is one, the case is placed with what is still owed.
+    advance_collections(day(30))
+    case.refresh_from_db()
+    assert case.stage == "agency" and not CaseStepRun.objects.filter(case=case, min_dpd=30).exists()
+    make_agency("AG9")
+    advance_collections(day(31))
+    placement = AgencyPlacement.objects.get(cases=case)
+    assert "300.00" in placement.file and CaseStepRun.objects.filter(case=case, min_dpd=30).count() == 1
+
+
+def test_a_tier_change_to_high_risk_brings_the_phone_forward():
+    overdue_templates()
+    low, high = low_risk_tier(), high_risk_tier()
+    make_collector("zhou")
+    loan = make_overdue_loan(low)
+    walk([loan], range(0, 7), pipeline=False)
+    case = open_case(loan)
+    assert case.stage == "early" and not open_tasks(loan)
+
+    from loans.services import apply_credit_scores
+
+    make_score(loan.customer, high.min_score, scored_at=day(6, hour=12))
+    apply_credit_scores(day(7, hour=1))
+    loan.customer.refresh_from_db()
+    assert loan.customer.tier == high
+
+    advance_collections(day(7))
+    case.refresh_from_db()
+    assert case.tier == high
+    assert len(open_tasks(loan)) == 1  # high risk calls from 3 DPD; low risk would wait until 15
+    assert case.stage == "firm"
+
+
+def test_a_customer_on_do_not_contact_does_not_move_up_the_ladder():
+    high = high_risk_tier()
+    loan = make_overdue_loan(high, do_not_contact=True, do_not_contact_reason="bereavement")
+    result = advance_collections(day(10))
+    case = open_case(loan)
+    assert case is not None and case.stage == "" and not CaseStepRun.objects.filter(case=case).exists()
+    assert result["cases_on_hold"] == 1
