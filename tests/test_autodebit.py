@@ -305,3 +305,36 @@ def test_a_forced_failure_applies_only_to_the_loans_named():
 def test_a_malformed_failure_setting_is_refused(spec):
     with pytest.raises(ImproperlyConfigured):
         parse_failures(spec)
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_running_at_once_record_each_debit_once():
+    import threading
+
+    from django.db import connections
+
+    installments = [autopay_installment() for _ in range(30)]
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def worker():
+        try:
+            barrier.wait(timeout=10)
+            run_autodebit(NOW)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert errors == []
+    assert Payment.objects.filter(source="autodebit").count() == len(installments)
+    assert AutoDebitAttempt.objects.filter(status="succeeded").count() == len(installments)
+    assert AuditEvent.objects.filter(action="loans.autodebit.succeeded").count() == len(installments)
+    assert not Installment.objects.filter(pk__in=[i.pk for i in installments], paid_at__isnull=True).exists()
