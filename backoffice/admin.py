@@ -11,18 +11,22 @@ from django.utils.functional import cached_property
 
 from .audit import log_event
 
-
 # Never written to the audit trail: a password hash is a secret, the last log-in time is noise.
 UNAUDITED_FIELDS = frozenset({"password", "last_login"})
 
 
 def _plain(value):
     if isinstance(value, models.Model):
-        if isinstance(value, Permission):
-            return f"{value.content_type.app_label}.{value.codename}"
         return value.pk
     if isinstance(value, list | tuple | set) or hasattr(value, "values_list"):
-        return sorted((_plain(v) for v in value), key=str)
+        items = list(value)
+        if items and all(isinstance(v, Permission) for v in items):
+            rows = Permission.objects.filter(pk__in=[v.pk for v in items])
+            return sorted(
+                f"{app}.{codename}"
+                for app, codename in rows.values_list("content_type__app_label", "codename")
+            )
+        return sorted((_plain(v) for v in items), key=str)
     if hasattr(value, "name") and hasattr(value, "storage"):  # a file
         return value.name or ""
     return value
@@ -71,7 +75,11 @@ class AuditedAdminMixin:
         with transaction.atomic():
             super().delete_model(request, obj)
             log_event(
-                self._action(obj, "deleted"), actor=request.user, object_type=label, object_id=str(pk), before=before
+                self._action(obj, "deleted"),
+                actor=request.user,
+                object_type=label,
+                object_id=str(pk),
+                before=before,
             )
 
     def delete_queryset(self, request, queryset):
@@ -129,7 +137,9 @@ class LargeTablePaginator(Paginator):
         if query is None:
             return None
         with connection.cursor() as cursor:
-            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [query.model._meta.db_table])
+            cursor.execute(
+                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [query.model._meta.db_table]
+            )
             row = cursor.fetchone()
         return int(row[0]) if row and row[0] and row[0] > 0 else None
 
@@ -147,7 +157,9 @@ class LargeTablePaginator(Paginator):
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute("SELECT current_setting('statement_timeout')")
                 previous = cursor.fetchone()[0]
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(int(self.COUNT_TIMEOUT_MS))])
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true)", [str(int(self.COUNT_TIMEOUT_MS))]
+                )
                 exact = qs.count()
                 # A released savepoint keeps SET LOCAL for the whole transaction: put it back.
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])

@@ -156,13 +156,21 @@ NAME_KEYS = frozenset({"name", "customer_name", "full_name", "first_name", "last
 PHONE_KEYS = frozenset({"phone", "phone_number", "mobile"})
 EMAIL_KEYS = frozenset({"email", "email_address"})
 TOKEN_KEYS = frozenset({"push_token", "destination"})
+# Message text quotes the customer's name in words no pattern recognises: masked when the name is known in
+# the same value, withheld otherwise.
+TEXT_KEYS = frozenset({"body", "subject", "text", "message"})
+
+
+def withhold(text: str) -> str:
+    return f"[withheld: {len(text)} characters]"
 
 
 def mask_value(value, *, names: Iterable[str] = (), phones: Iterable[str] = (), emails: Iterable[str] = ()):
     """``mask_text`` applied through a JSON value (dicts, lists, strings), as stored in audit before/after.
 
     In a dict, the values of personal keys (``name``, ``phone``, ``email``, ``destination``...) are masked as
-    what they are, and are also masked wherever else they appear in that dict (a body quoting the name)."""
+    what they are, and are also masked wherever else they appear in that dict (a body quoting the name). Message
+    text (``body``, ``subject``...) with no known name to mask in it is withheld (only its length is kept)."""
     if isinstance(value, str):
         return mask_text(value, names=names, phones=phones, emails=emails)
     if isinstance(value, list):
@@ -189,6 +197,8 @@ def mask_value(value, *, names: Iterable[str] = (), phones: Iterable[str] = (), 
             masked[key] = mask_email(item)
         elif isinstance(item, str) and key in TOKEN_KEYS:
             masked[key] = mask_destination(item)
+        elif isinstance(item, str) and key in TEXT_KEYS and not any(names):
+            masked[key] = withhold(item) if item else item
         else:
             masked[key] = mask_value(item, names=names, phones=phones, emails=emails)
     return masked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -16,7 +17,9 @@ class AuditEvent(models.Model):
 
     seq = models.BigIntegerField(_("sequence"), unique=True)
     at = models.DateTimeField(_("at"), db_index=True)
-    actor = models.CharField(_("actor"), max_length=150, help_text=_("A user name, or job:<name> for a scheduled job."))
+    actor = models.CharField(
+        _("actor"), max_length=150, help_text=_("A user name, or job:<name> for a scheduled job.")
+    )
     action = models.CharField(_("action"), max_length=100, db_index=True)
     object_type = models.CharField(_("object type"), max_length=100, blank=True)
     object_id = models.CharField(_("object id"), max_length=64, blank=True)
@@ -46,3 +49,75 @@ class AuditChainHead(models.Model):
     class Meta:
         verbose_name = _("audit chain head")
         default_permissions = ()
+
+    def __str__(self):
+        return f"head #{self.seq}"
+
+
+class ExportJob(models.Model):
+    """One export of the notification log or the audit trail, run in the request or as a background task.
+
+    The file lives under ``settings.EXPORT_ROOT`` (never under static files) beside its ``.manifest.json``;
+    only its owner, or a user allowed to export that kind, downloads it."""
+
+    class Kind(models.TextChoices):
+        NOTIFICATIONS = "notifications", _("Notification log")
+        AUDIT = "audit", _("Audit trail")
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        XLSX = "xlsx", "XLSX"
+        JSON = "json", "JSON"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="export_jobs",
+        verbose_name=_("requested by"),
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    format = models.CharField(_("format"), max_length=8, choices=Format.choices)
+    filters = models.JSONField(_("filters"), default=dict, blank=True)
+    is_masked = models.BooleanField(_("personal data masked"), default=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    rows_done = models.PositiveBigIntegerField(_("rows written"), default=0)
+    total_estimate = models.PositiveBigIntegerField(_("rows expected"), null=True, blank=True)
+    file_path = models.CharField(
+        _("file"), max_length=500, blank=True, help_text=_("Relative to EXPORT_ROOT.")
+    )
+    file_sha256 = models.CharField(_("file SHA-256"), max_length=64, blank=True)
+    manifest_sha256 = models.CharField(_("manifest SHA-256"), max_length=64, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("export")
+        verbose_name_plural = _("exports")
+        default_permissions = ("view",)
+        indexes = [models.Index(fields=["user", "-created_at"], name="exportjob_user_created_idx")]
+
+    def __str__(self):
+        return f"{self.kind} {self.format} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+    @property
+    def export_permission(self) -> str:
+        return EXPORT_PERMISSIONS[self.kind]
+
+
+EXPORT_PERMISSIONS = {
+    ExportJob.Kind.NOTIFICATIONS: "notifications.export_notificationlog",
+    ExportJob.Kind.AUDIT: "backoffice.export_auditevent",
+}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
+
 from django.db import connection
 
 from backoffice.audit import Event, log_events
@@ -29,3 +32,45 @@ def tamper(sql: str, params=()) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
     install_audit_triggers(connection)
+
+
+_NOTIFICATION_SEQ = itertools.count(1)
+
+
+def make_notification(customer=None, **kwargs):
+    """A NotificationLog row; the customer is created when not given."""
+    from notifications.models import NotificationLog
+    from tests.factories import make_customer
+
+    n = next(_NOTIFICATION_SEQ)
+    customer = customer or make_customer()
+    kwargs.setdefault("channel", "sms")
+    kwargs.setdefault("kind", "pre_due")
+    kwargs.setdefault("status", "sent")
+    kwargs.setdefault("scheduled_for", dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC))
+    kwargs.setdefault("destination", customer.phone)
+    kwargs.setdefault("body", f"Dear {customer.name}, your instalment is due.")
+    kwargs.setdefault("loan_refs", f"L{n:07d}")
+    kwargs.setdefault("dedupe_key", f"tests-{n}-{customer.pk}")
+    return NotificationLog.objects.create(customer=customer, **kwargs)
+
+
+def make_compliance_officer(username="compliance"):
+    """A user in the "Compliance officer" role when the roles exist, else given the role's permissions."""
+    from django.contrib.auth.models import Group, Permission
+
+    from tests.factories import make_user
+
+    user = make_user(username)
+    group = Group.objects.filter(name="Compliance officer").first()
+    if group is not None and group.permissions.filter(codename="export_auditevent").exists():
+        user.groups.add(group)
+    else:
+        for app_label, codename in (
+            ("backoffice", "view_auditevent"),
+            ("backoffice", "export_auditevent"),
+            ("notifications", "view_notificationlog"),
+            ("notifications", "export_notificationlog"),
+        ):
+            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return type(user).objects.get(pk=user.pk)

@@ -86,3 +86,12 @@ def test_only_the_personal_data_permission_unmasks():
     )
     user = type(user).objects.get(pk=user.pk)
     assert can_see_personal_data(user)
+
+
+def test_message_text_without_a_known_name_is_withheld_from_a_json_value():
+    masked = mask_value({"destination": "+8613812345678", "body": "张小明您好"})
+    assert masked["body"] == "[withheld: 5 characters]"
+    assert mask_value({"customer": {"name": "张小明"}, "sms": {"body": "张小明您好"}}) == {
+        "customer": {"name": "张**"},
+        "sms": {"body": "[withheld: 5 characters]"},
+    }

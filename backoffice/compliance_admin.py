@@ -1,0 +1,447 @@
+"""What compliance officers use in the admin: the audit trail and the notification log (both read-only for
+everyone), the "Export" button on their lists, and the export jobs with progress and download.
+
+Personal data is masked on these screens unless the user holds ``loans.view_personal_data``. Exporting needs
+``notifications.export_notificationlog`` or ``backoffice.export_auditevent``: being staff is not enough.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.contrib.admin.filters import DateFieldListFilter
+from django.core.exceptions import PermissionDenied
+from django.db.models import BooleanField, Value
+from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse, QueryDict
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from notifications.models import NotificationLog
+
+from .admin import LargeTablePaginator
+from .exports import (
+    FORMATS,
+    ExportError,
+    job_file_path,
+    manifest_path_for,
+    may_download,
+    may_export,
+    start_export,
+)
+from .masking import can_see_personal_data, mask_destination, mask_name, mask_text, mask_value
+from .models import EXPORT_PERMISSIONS, AuditEvent, ExportJob
+
+# Changelist query parameters -> export filters. Paging and ordering do not change what is exported; any other
+# parameter would narrow the list in a way the export does not know, so it is refused rather than ignored.
+IGNORED_PARAMS = frozenset({"p", "o", "_changelist_filters"})
+
+
+class InputFilter(admin.SimpleListFilter):
+    """A free-text filter (a user name, say) that never scans the table for its choices."""
+
+    template = "admin/backoffice/input_filter.html"
+
+    def lookups(self, request, model_admin):
+        return (("", ""),)
+
+    def choices(self, changelist):
+        query = changelist.get_filters_params()
+        query.pop(self.parameter_name, None)
+        pairs = [
+            (k, v) for k, values in query.items() for v in (values if isinstance(values, list) else [values])
+        ]
+        yield {"value": self.value() or "", "parameter_name": self.parameter_name, "query_params": pairs}
+
+
+class ActorFilter(InputFilter):
+    title = _("actor")
+    parameter_name = "actor"
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(actor=value) if value else queryset
+
+
+class ActionPrefixFilter(admin.SimpleListFilter):
+    title = _("action")
+    parameter_name = "action_prefix"
+    PREFIXES = (
+        ("backoffice.login.", _("Log-ins")),
+        ("backoffice.export.", _("Exports")),
+        ("backoffice.import.", _("Imports")),
+        ("notifications.contact.", _("Contact decisions")),
+        ("notifications.", _("Reminders (all)")),
+        ("loans.", _("Loan book")),
+        ("collections.", _("Collections")),
+        ("auth.", _("Users and roles")),
+    )
+
+    def lookups(self, request, model_admin):
+        return self.PREFIXES
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(action__startswith=value) if value else queryset
+
+
+class ReadOnlyAdminMixin:
+    """Nobody adds, changes or deletes these rows by hand, whatever their permissions."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        return {}
+
+
+class ComplianceExportMixin:
+    """An "Export" button on the changelist that exports exactly the filtered rows (see ``start_export``)."""
+
+    export_kind = ""
+    export_params: dict[str, str] = {}
+    change_list_template = "admin/backoffice/export_change_list.html"
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        extra = [
+            path("export/", self.admin_site.admin_view(self.export_view), name="{}_{}_export".format(*info))
+        ]
+        return extra + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "may_export": may_export(request.user, self.export_kind),
+            "export_formats": FORMATS,
+            "export_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_export"),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def export_filters(self, params: QueryDict) -> dict[str, str]:
+        filters = {}
+        for key in params:
+            if key in IGNORED_PARAMS:
+                continue
+            if key not in self.export_params:
+                raise ExportError(_("The filter “%(key)s” cannot be exported.") % {"key": key})
+            filters[self.export_params[key]] = params.get(key)
+        return filters
+
+    def export_view(self, request):
+        if not may_export(request.user, self.export_kind):
+            raise PermissionDenied
+        changelist = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+        if request.method != "POST":
+            return HttpResponseRedirect(changelist)
+        query = request.POST.get("query", "")
+        back = f"{changelist}?{query}" if query else changelist
+        try:
+            filters = self.export_filters(QueryDict(query))
+            job = start_export(request.user, self.export_kind, request.POST.get("format", "csv"), filters)
+        except ExportError as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(back)
+        if job.status == ExportJob.Status.DONE:
+            return _file_response(job)
+        if job.status == ExportJob.Status.FAILED:
+            messages.error(request, _("The export failed: %(error)s") % {"error": job.error})
+            return HttpResponseRedirect(back)
+        messages.info(request, _("The export runs in the background; this page shows its progress."))
+        return HttpResponseRedirect(reverse("admin:backoffice_exportjob_change", args=[job.pk]))
+
+
+def _file_response(job: ExportJob) -> FileResponse:
+    path = job_file_path(job)
+    if not job.file_path or not path.is_file():
+        raise Http404("The export file is not there (any more).")
+    response = FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+    response["X-Export-SHA256"] = job.file_sha256
+    response["X-Export-Manifest-SHA256"] = job.manifest_sha256
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _with_personal_flag(request, queryset):
+    # The display methods below get only the row: the viewer's right is carried on it.
+    return queryset.annotate(
+        personal_data_visible=Value(can_see_personal_data(request.user), output_field=BooleanField())
+    )
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    export_kind = "audit"
+    export_params = {
+        "action_prefix": "action_prefix",
+        "actor": "actor",
+        "at__gte": "since",
+        "at__lt": "until",
+        "q": "q",
+    }
+    list_display = ("seq", "at", "actor", "action", "object_type", "object_id")
+    list_display_links = ("seq",)
+    list_filter = (ActionPrefixFilter, ActorFilter, ("at", DateFieldListFilter))
+    search_fields = ("=object_id", "^action")
+    search_help_text = _("An object id (exact) or the start of an action code.")
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+    list_per_page = 100
+    date_hierarchy = None
+    fields = (
+        "seq",
+        "at",
+        "actor",
+        "action",
+        "object_type",
+        "object_id",
+        "before_display",
+        "after_display",
+        "prev_hash",
+        "hash",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return _with_personal_flag(request, super().get_queryset(request))
+
+    def _json(self, obj, value):
+        if value is None:
+            return "—"
+        if not getattr(obj, "personal_data_visible", False):
+            value = mask_value(value)
+        return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+
+    @admin.display(description=_("before"))
+    def before_display(self, obj):
+        return self._json(obj, obj.before)
+
+    @admin.display(description=_("after"))
+    def after_display(self, obj):
+        return self._json(obj, obj.after)
+
+
+@admin.register(NotificationLog)
+class NotificationLogAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    export_kind = "notifications"
+    export_params = {
+        "status__exact": "status",
+        "reason__exact": "reason",
+        "channel__exact": "channel",
+        "kind__exact": "kind",
+        "scheduled_for__gte": "since",
+        "scheduled_for__lt": "until",
+        "q": "q",
+    }
+    list_display = (
+        "id",
+        "scheduled_for",
+        "customer_ref",
+        "customer_name",
+        "channel",
+        "kind",
+        "status",
+        "reason",
+        "destination_display",
+        "loan_refs",
+        "attempts",
+    )
+    list_filter = ("status", "reason", "channel", "kind", ("scheduled_for", DateFieldListFilter))
+    search_fields = ("=customer__ref", "loan_refs__contains")
+    search_help_text = _("A customer reference (exact) or a loan reference.")
+    list_select_related = ("customer",)
+    raw_id_fields = ("customer", "tier")
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+    list_per_page = 100
+    fields = (
+        "customer",
+        "customer_name",
+        "tier",
+        "channel",
+        "kind",
+        "status",
+        "reason",
+        "due_date",
+        "offset_days",
+        "scheduled_for",
+        "sent_at",
+        "delivered_at",
+        "destination_display",
+        "language",
+        "subject_display",
+        "body_display",
+        "loan_refs",
+        "attempts",
+        "error_display",
+        "provider_message_id",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return _with_personal_flag(request, super().get_queryset(request).select_related("customer"))
+
+    @staticmethod
+    def _known(obj) -> dict:
+        c = obj.customer
+        return {"names": [c.name or ""], "phones": [c.phone or ""], "emails": [c.email or ""]}
+
+    @staticmethod
+    def _visible(obj) -> bool:
+        return bool(getattr(obj, "personal_data_visible", False))
+
+    @admin.display(description=_("customer"), ordering="customer__ref")
+    def customer_ref(self, obj):
+        return obj.customer.ref
+
+    @admin.display(description=_("name"))
+    def customer_name(self, obj):
+        return obj.customer.name if self._visible(obj) else mask_name(obj.customer.name)
+
+    @admin.display(description=_("destination"))
+    def destination_display(self, obj):
+        return obj.destination if self._visible(obj) else mask_destination(obj.destination)
+
+    @admin.display(description=_("subject"))
+    def subject_display(self, obj):
+        return obj.subject if self._visible(obj) else mask_text(obj.subject, **self._known(obj))
+
+    @admin.display(description=_("body"))
+    def body_display(self, obj):
+        body = obj.body if self._visible(obj) else mask_text(obj.body, **self._known(obj))
+        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", body)
+
+    @admin.display(description=_("last error"))
+    def error_display(self, obj):
+        return obj.last_error if self._visible(obj) else mask_text(obj.last_error, **self._known(obj))
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Each user sees their own exports (superusers see all); the page polls until the file is ready."""
+
+    list_display = (
+        "id",
+        "kind",
+        "format",
+        "status",
+        "rows_done",
+        "total_estimate",
+        "is_masked",
+        "user",
+        "created_at",
+    )
+    list_filter = ("kind", "status")
+    list_select_related = ("user",)
+    show_full_result_count = False
+    fields = (
+        "user",
+        "kind",
+        "format",
+        "filters",
+        "is_masked",
+        "status",
+        "rows_done",
+        "total_estimate",
+        "file_sha256",
+        "manifest_sha256",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    readonly_fields = fields
+    change_form_template = "admin/backoffice/exportjob/change_form.html"
+
+    def _may_use(self, request) -> bool:
+        user = request.user
+        return user.is_active and user.is_staff and any(user.has_perm(p) for p in EXPORT_PERMISSIONS.values())
+
+    def has_view_permission(self, request, obj=None):
+        if obj is not None:
+            return may_download(request.user, obj)
+        return self._may_use(request) or super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request):
+        return self._may_use(request) or super().has_module_permission(request)
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs if request.user.is_superuser else qs.filter(user=request.user)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/download/",
+                self.admin_site.admin_view(self.download_view),
+                name="backoffice_exportjob_download",
+            ),
+            path(
+                "<int:pk>/manifest/",
+                self.admin_site.admin_view(self.manifest_view),
+                name="backoffice_exportjob_manifest",
+            ),
+            path(
+                "<int:pk>/status/",
+                self.admin_site.admin_view(self.status_view),
+                name="backoffice_exportjob_status",
+            ),
+        ] + super().get_urls()
+
+    def _job(self, request, pk) -> ExportJob:
+        job = get_object_or_404(ExportJob, pk=pk)
+        if not may_download(request.user, job):
+            raise PermissionDenied
+        return job
+
+    def get_object(self, request, object_id, from_field=None):
+        # Not limited to the user's own rows: ``has_view_permission`` decides (owner or export permission).
+        return ExportJob.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+
+    def download_view(self, request, pk):
+        job = self._job(request, pk)
+        if job.status != ExportJob.Status.DONE:
+            raise Http404("The export is not finished.")
+        return _file_response(job)
+
+    def manifest_view(self, request, pk):
+        job = self._job(request, pk)
+        path_ = manifest_path_for(job_file_path(job))
+        if job.status != ExportJob.Status.DONE or not path_.is_file():
+            raise Http404("The export is not finished.")
+        return FileResponse(
+            path_.open("rb"), as_attachment=True, filename=path_.name, content_type="application/json"
+        )
+
+    def status_view(self, request, pk):
+        job = self._job(request, pk)
+        return JsonResponse(
+            {
+                "status": job.status,
+                "rows_done": job.rows_done,
+                "total_estimate": job.total_estimate,
+                "error": job.error,
+                "download": reverse("admin:backoffice_exportjob_download", args=[job.pk])
+                if job.status == ExportJob.Status.DONE
+                else None,
+            }
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.get_object(request, object_id)
+        if job is not None:
+            extra_context = {**(extra_context or {}), "job": job}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+__all__ = ["AuditEventAdmin", "ExportJobAdmin", "NotificationLogAdmin"]

@@ -1,0 +1,550 @@
+"""Compliance exports of the notification log and the audit trail: streamed, masked, escaped, with a manifest.
+
+``export_to_file`` is the one workflow behind ``manage.py export_log``, the admin's "Export" button and the
+background task ``run_export_job``. Rows are read with ``values_list(...).iterator(chunk_size=2000)`` and
+written one by one (CSV with ``csv.writer``, XLSX with XlsxWriter in constant-memory mode, JSON as a streamed
+array), so memory stays flat whatever the row count. Beside ``FILE`` it writes ``FILE.manifest.json`` (row
+count, SHA-256 of FILE, filters, format, columns, masking, time and who) and then records
+``backoffice.export.completed`` in the audit trail. That event is written after the export's snapshot was
+read, so an export of the audit trail never contains its own export event (the next one will).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import getpass
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .audit import log_event
+from .masking import can_see_personal_data, mask_destination, mask_name, mask_text, mask_value
+from .models import AuditEvent, ExportJob
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 2000
+FORMATS = ("csv", "xlsx", "json")
+KINDS = ("notifications", "audit")
+
+NOTIFICATION_COLUMNS = (
+    "id",
+    "customer_ref",
+    "customer_name",
+    "loan_refs",
+    "channel",
+    "kind",
+    "status",
+    "reason",
+    "scheduled_for",
+    "sent_at",
+    "destination",
+    "subject",
+    "body",
+    "attempts",
+    "provider_message_id",
+)
+AUDIT_COLUMNS = (
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "before",
+    "after",
+    "prev_hash",
+    "hash",
+)
+COLUMNS = {"notifications": NOTIFICATION_COLUMNS, "audit": AUDIT_COLUMNS}
+
+# The values read for a notification row: the columns, then what masking needs to know about the customer.
+_NOTIFICATION_FIELDS = (
+    "id",
+    "customer__ref",
+    "customer__name",
+    "loan_refs",
+    "channel",
+    "kind",
+    "status",
+    "reason",
+    "scheduled_for",
+    "sent_at",
+    "destination",
+    "subject",
+    "body",
+    "attempts",
+    "provider_message_id",
+    "customer__phone",
+    "customer__email",
+)
+
+# Filters an export accepts (the same for the command line, the admin and the background task).
+NOTIFICATION_FILTERS = (
+    "since",
+    "until",
+    "status",
+    "reason",
+    "channel",
+    "kind",
+    "customer_ref",
+    "loan_ref",
+    "q",
+)
+AUDIT_FILTERS = ("since", "until", "action_prefix", "actor", "object_type", "object_id", "q")
+FILTERS = {"notifications": NOTIFICATION_FILTERS, "audit": AUDIT_FILTERS}
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+XLSX_MAX_CELL = 32767
+
+
+class ExportError(ValueError):
+    """An export was asked with an unknown kind, format or filter."""
+
+
+def escape_formula(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula gets a leading single quote (numbers are untouched)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def _parse_moment(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        moment = value
+    else:
+        try:
+            moment = dt.datetime.fromisoformat(str(value).strip())
+        except ValueError as exc:
+            raise ExportError(f"“{value}” is not an ISO-8601 date or time.") from exc
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment)
+    return moment
+
+
+def clean_filters(kind: str, filters: dict[str, Any] | None) -> dict[str, str]:
+    """Keep the non-empty filters, as strings; raise ExportError on a kind or filter this export does not know."""
+    if kind not in KINDS:
+        raise ExportError(f"Unknown export “{kind}”: use {' or '.join(KINDS)}.")
+    cleaned = {}
+    for key, value in (filters or {}).items():
+        if value in (None, ""):
+            continue
+        if key not in FILTERS[kind]:
+            raise ExportError(f"Unknown filter “{key}” for the {kind} export.")
+        if key in ("since", "until"):
+            value = _parse_moment(value).isoformat()
+        cleaned[key] = str(value)
+    return dict(sorted(cleaned.items()))
+
+
+def filtered_queryset(kind: str, filters: dict[str, Any] | None) -> QuerySet:
+    """The rows an export with these filters holds, in a stable order (id for notifications, seq for audit).
+
+    ``since`` is inclusive and ``until`` exclusive, on ``scheduled_for`` (notifications) or ``at`` (audit)."""
+    from notifications.models import NotificationLog
+
+    filters = clean_filters(kind, filters)
+    if kind == "notifications":
+        qs = NotificationLog.objects.order_by("id")
+        time_field = "scheduled_for"
+        exact = {
+            "status": "status",
+            "reason": "reason",
+            "channel": "channel",
+            "kind": "kind",
+            "customer_ref": "customer__ref",
+        }
+    else:
+        qs = AuditEvent.objects.order_by("seq")
+        time_field = "at"
+        exact = {"actor": "actor", "object_type": "object_type", "object_id": "object_id"}
+    if "since" in filters:
+        qs = qs.filter(**{f"{time_field}__gte": _parse_moment(filters["since"])})
+    if "until" in filters:
+        qs = qs.filter(**{f"{time_field}__lt": _parse_moment(filters["until"])})
+    for key, lookup in exact.items():
+        if key in filters:
+            qs = qs.filter(**{lookup: filters[key]})
+    if kind == "notifications":
+        if "loan_ref" in filters:
+            qs = qs.filter(loan_refs__contains=filters["loan_ref"])
+        if "q" in filters:
+            qs = qs.filter(Q(customer__ref=filters["q"]) | Q(loan_refs__contains=filters["q"]))
+    else:
+        if "action_prefix" in filters:
+            qs = qs.filter(action__startswith=filters["action_prefix"])
+        if "q" in filters:
+            qs = qs.filter(Q(object_id=filters["q"]) | Q(action__startswith=filters["q"]))
+    return qs
+
+
+def _moment(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat() if value else None
+
+
+def notification_rows(qs: QuerySet, *, masked: bool) -> Iterator[dict[str, Any]]:
+    for row in qs.values_list(*_NOTIFICATION_FIELDS).iterator(chunk_size=CHUNK_SIZE):
+        data = dict(zip(_NOTIFICATION_FIELDS, row, strict=True))
+        out = {
+            "id": data["id"],
+            "customer_ref": data["customer__ref"],
+            "customer_name": data["customer__name"],
+            "loan_refs": data["loan_refs"],
+            "channel": data["channel"],
+            "kind": data["kind"],
+            "status": data["status"],
+            "reason": data["reason"],
+            "scheduled_for": _moment(data["scheduled_for"]),
+            "sent_at": _moment(data["sent_at"]),
+            "destination": data["destination"],
+            "subject": data["subject"],
+            "body": data["body"],
+            "attempts": data["attempts"],
+            "provider_message_id": data["provider_message_id"],
+        }
+        if masked:
+            known = {
+                "names": [data["customer__name"] or ""],
+                "phones": [data["customer__phone"] or ""],
+                "emails": [data["customer__email"] or ""],
+            }
+            out["customer_name"] = mask_name(out["customer_name"] or "")
+            out["destination"] = mask_destination(out["destination"] or "")
+            out["subject"] = mask_text(out["subject"] or "", **known)
+            out["body"] = mask_text(out["body"] or "", **known)
+        yield out
+
+
+def audit_rows(qs: QuerySet, *, masked: bool) -> Iterator[dict[str, Any]]:
+    for row in qs.values_list(*AUDIT_COLUMNS).iterator(chunk_size=CHUNK_SIZE):
+        out = dict(zip(AUDIT_COLUMNS, row, strict=True))
+        out["at"] = _moment(out["at"])
+        if masked:
+            out["before"] = mask_value(out["before"])
+            out["after"] = mask_value(out["after"])
+        yield out
+
+
+def _cell(value: Any) -> Any:
+    """A value as a flat spreadsheet cell: JSON text for objects, empty for nothing, escaped text."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False, cls=DjangoJSONEncoder)
+    if isinstance(value, bool):
+        value = str(value).lower()
+    return escape_formula(value)
+
+
+class _CsvWriter:
+    def __init__(self, path: Path, columns: tuple[str, ...]):
+        # utf-8-sig: Excel opens Chinese names correctly only with the byte-order mark.
+        self.fh = path.open("w", newline="", encoding="utf-8-sig")
+        self.writer = csv.writer(self.fh)
+        self.writer.writerow(columns)
+        self.columns = columns
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.writer.writerow([_cell(row[c]) for c in self.columns])
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _XlsxWriter:
+    def __init__(self, path: Path, columns: tuple[str, ...]):
+        import xlsxwriter
+
+        self.workbook = xlsxwriter.Workbook(
+            str(path),
+            {
+                "constant_memory": True,
+                "strings_to_formulas": False,
+                "strings_to_numbers": False,
+                "strings_to_urls": False,
+            },
+        )
+        self.sheet = self.workbook.add_worksheet("export")
+        self.columns = columns
+        for col, name in enumerate(columns):
+            self.sheet.write_string(0, col, name)
+        self.row = 1
+
+    def write(self, row: dict[str, Any]) -> None:
+        for col, name in enumerate(self.columns):
+            value = _cell(row[name])
+            if isinstance(value, int | float):
+                self.sheet.write_number(self.row, col, value)
+            else:
+                self.sheet.write_string(self.row, col, str(value)[:XLSX_MAX_CELL])
+        self.row += 1
+
+    def close(self) -> None:
+        self.workbook.close()
+
+
+class _JsonWriter:
+    def __init__(self, path: Path, columns: tuple[str, ...]):
+        self.fh = path.open("w", encoding="utf-8")
+        self.fh.write("[")
+        self.columns = columns
+        self.first = True
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.fh.write("\n" if self.first else ",\n")
+        self.fh.write(
+            json.dumps({c: row[c] for c in self.columns}, ensure_ascii=False, cls=DjangoJSONEncoder)
+        )
+        self.first = False
+
+    def close(self) -> None:
+        self.fh.write("\n]\n")
+        self.fh.close()
+
+
+WRITERS = {"csv": _CsvWriter, "xlsx": _XlsxWriter, "json": _JsonWriter}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_path_for(path: Path) -> Path:
+    return path.with_name(path.name + ".manifest.json")
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    rows: int
+    sha256: str
+    manifest_path: Path
+    manifest_sha256: str
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def export_to_file(
+    kind: str,
+    fmt: str,
+    output: Path | str,
+    *,
+    filters: dict[str, Any] | None = None,
+    masked: bool = True,
+    user=None,
+    generated_by: str = "",
+    progress: Callable[[int], None] | None = None,
+    job_id: int | None = None,
+) -> ExportResult:
+    """Write the ``kind`` export (``notifications`` or ``audit``) in ``fmt`` to ``output`` and its manifest
+    beside it, then record ``backoffice.export.completed`` (user, filters, manifest hash) in the audit trail.
+
+    Personal data is masked unless ``masked`` is false. The file appears only when complete (written under a
+    temporary name, then renamed). ``progress(rows_written)`` is called after every chunk. Raises ExportError
+    on an unknown kind, format or filter, and OSError when the file cannot be written."""
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown format “{fmt}”: use {', '.join(FORMATS)}.")
+    filters = clean_filters(kind, filters)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    columns = COLUMNS[kind]
+    qs = filtered_queryset(kind, filters)
+    rows = notification_rows(qs, masked=masked) if kind == "notifications" else audit_rows(qs, masked=masked)
+    partial = output.with_name(f".{output.name}.partial")
+    writer = WRITERS[fmt](partial, columns)
+    count, last_seq = 0, None
+    try:
+        for row in rows:
+            writer.write(row)
+            count += 1
+            if kind == "audit":
+                last_seq = row["seq"]
+            if progress is not None and count % CHUNK_SIZE == 0:
+                progress(count)
+    except BaseException:
+        writer.close()
+        partial.unlink(missing_ok=True)
+        raise
+    writer.close()
+    os.replace(partial, output)
+    if progress is not None:
+        progress(count)
+    digest = file_sha256(output)
+    who = generated_by or (user.get_username() if user is not None else _command_line_user())
+    manifest = {
+        "file": output.name,
+        "kind": kind,
+        "format": fmt,
+        "rows": count,
+        "sha256": digest,
+        "filters": filters,
+        "columns": list(columns),
+        "masked": masked,
+        "generated_at": timezone.now().astimezone(dt.UTC).isoformat(),
+        "generated_by": who,
+    }
+    if kind == "audit":
+        # The export's own completion event comes after this seq: an audit export never contains itself.
+        manifest["through_seq"] = last_seq
+    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode(
+        "utf-8"
+    )
+    mpath = manifest_path_for(output)
+    mpath.write_bytes(manifest_bytes)
+    manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
+    log_event(
+        "backoffice.export.completed",
+        actor=user if user is not None else who,
+        object_type="backoffice.ExportJob" if job_id else "",
+        object_id=str(job_id or ""),
+        after={
+            "kind": kind,
+            "format": fmt,
+            "filters": filters,
+            "rows": count,
+            "masked": masked,
+            "file": output.name,
+            "sha256": digest,
+            "manifest_sha256": manifest_sha,
+            "generated_by": who,
+        },
+    )
+    return ExportResult(output, count, digest, mpath, manifest_sha, manifest)
+
+
+def _command_line_user() -> str:
+    try:
+        return f"command line ({getpass.getuser()})"
+    except (KeyError, OSError):
+        return "command line"
+
+
+# --- Exports asked from the admin -------------------------------------------------------------------------
+
+
+def background_threshold() -> int:
+    return int(getattr(settings, "EXPORT_BACKGROUND_THRESHOLD", 20000))
+
+
+def may_export(user, kind: str) -> bool:
+    from .models import EXPORT_PERMISSIONS
+
+    return bool(user is not None and user.is_active and user.has_perm(EXPORT_PERMISSIONS[kind]))
+
+
+def start_export(user, kind: str, fmt: str, filters: dict[str, Any] | None) -> ExportJob:
+    """Create the export job of ``user``; run it now when it is small, else queue it as a django-q2 task.
+
+    Masked unless the user may see personal data. Raises PermissionError when the user may not export this
+    kind, ExportError on a bad format or filter."""
+    if not may_export(user, kind):
+        raise PermissionError(f"{user} may not export the {kind}.")
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown format “{fmt}”.")
+    filters = clean_filters(kind, filters)
+    threshold = background_threshold()
+    estimate = filtered_queryset(kind, filters)[: threshold + 1].count()
+    job = ExportJob.objects.create(
+        user=user,
+        kind=kind,
+        format=fmt,
+        filters=filters,
+        is_masked=not can_see_personal_data(user),
+        total_estimate=estimate,
+    )
+    if estimate <= threshold:
+        run_export_job(job.pk)
+        job.refresh_from_db()
+    else:
+        from django_q.tasks import async_task
+
+        async_task("backoffice.exports.run_export_job", job.pk, task_name=f"export-{job.pk}", group="exports")
+    return job
+
+
+def job_file_path(job: ExportJob) -> Path:
+    return Path(settings.EXPORT_ROOT) / job.file_path
+
+
+def run_export_job(job_id: int) -> dict[str, Any]:
+    """Run one queued export job (the django-q2 task). Safe to run twice: only a queued job is claimed, so a
+    second run returns without writing. A failure is stored on the job (status ``failed``) and logged."""
+    now = timezone.now()
+    claimed = ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.QUEUED).update(
+        status=ExportJob.Status.RUNNING, started_at=now
+    )
+    if not claimed:
+        return {"job": job_id, "skipped": "not queued"}
+    job = ExportJob.objects.select_related("user").get(pk=job_id)
+    if job.total_estimate is None or job.total_estimate > background_threshold():
+        total = filtered_queryset(job.kind, job.filters).count()
+        ExportJob.objects.filter(pk=job_id).update(total_estimate=total)
+    masked = job.is_masked or not can_see_personal_data(job.user)
+    relative = Path(f"{job.kind}-{now:%Y%m%dT%H%M%S}-{job.pk}.{job.format}")
+    try:
+        result = export_to_file(
+            job.kind,
+            job.format,
+            Path(settings.EXPORT_ROOT) / relative,
+            filters=job.filters,
+            masked=masked,
+            user=job.user,
+            progress=lambda n: ExportJob.objects.filter(pk=job_id).update(rows_done=n),
+            job_id=job.pk,
+        )
+    except Exception as exc:
+        logger.exception("export job %s failed", job_id)
+        ExportJob.objects.filter(pk=job_id).update(
+            status=ExportJob.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+        return {"job": job_id, "failed": str(exc)}
+    ExportJob.objects.filter(pk=job_id).update(
+        status=ExportJob.Status.DONE,
+        rows_done=result.rows,
+        is_masked=masked,
+        file_path=str(relative),
+        file_sha256=result.sha256,
+        manifest_sha256=result.manifest_sha256,
+        finished_at=timezone.now(),
+    )
+    return {"job": job_id, "rows": result.rows}
+
+
+def may_download(user, job: ExportJob) -> bool:
+    """The owner, or a user allowed to export that kind (and to see personal data if the file is unmasked)."""
+    if user is None or not user.is_active:
+        return False
+    if job.user_id == user.pk:
+        return True
+    return may_export(user, job.kind) and (job.is_masked or can_see_personal_data(user))
+
+
+__all__ = [
+    "AUDIT_COLUMNS",
+    "NOTIFICATION_COLUMNS",
+    "ExportError",
+    "ExportResult",
+    "clean_filters",
+    "escape_formula",
+    "export_to_file",
+    "filtered_queryset",
+    "may_download",
+    "may_export",
+    "run_export_job",
+    "start_export",
+]
