@@ -12,18 +12,23 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from import_export.admin import ImportExportMixin
 
 from backoffice.admin import AuditedModelAdmin
+from backoffice.importing import BookImportAdminMixin
 from backoffice.masking import can_see_personal_data, mask_destination, mask_text
+from loans.admin import CreditTierAdmin
 from loans.models import Customer
 
 from .choices import Channel
 from .models import ContactPolicy, OutboxMessage, ReminderRule, ReminderTemplate
+from .resources import ReminderRuleResource, ReminderTemplateResource
 from .templating import sms_segments
 
 
 @admin.register(ReminderTemplate)
-class ReminderTemplateAdmin(AuditedModelAdmin):
+class ReminderTemplateAdmin(BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
+    resource_classes = [ReminderTemplateResource]
     list_display = ("kind", "channel", "language", "subject", "sms_length", "updated_at")
     list_filter = ("kind", "channel", "language")
     search_fields = ("subject", "body")
@@ -98,7 +103,8 @@ class ReminderRuleInline(admin.TabularInline):
 
 
 @admin.register(ReminderRule)
-class ReminderRuleAdmin(AuditedModelAdmin):
+class ReminderRuleAdmin(BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
+    resource_classes = [ReminderRuleResource]
     list_display = ("tier", "offset_days", "channel", "kind", "send_time", "is_active")
     list_filter = ("tier", "channel", "kind", "is_active")
     list_select_related = ("tier",)
@@ -127,6 +133,10 @@ class ContactPolicyAdmin(AuditedModelAdmin):
     def changelist_view(self, request, extra_context=None):
         policy = ContactPolicy.get()
         return redirect(reverse("admin:notifications_contactpolicy_change", args=[policy.pk]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        ContactPolicy.get()  # the row exists from the first visit on, with its defaults
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(OutboxMessage)
@@ -185,9 +195,6 @@ class OutboxMessageAdmin(admin.ModelAdmin):
         return False
 
 
-try:
-    from loans.admin import CreditTierAdmin
-except ImportError:  # the loan book's admin lands separately; the inline joins it when it exists
-    CreditTierAdmin = None
-if CreditTierAdmin is not None and ReminderRuleInline not in CreditTierAdmin.inlines:
+# Rules are edited on their tier's page too.
+if ReminderRuleInline not in CreditTierAdmin.inlines:
     CreditTierAdmin.inlines = [*CreditTierAdmin.inlines, ReminderRuleInline]

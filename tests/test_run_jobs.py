@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import datetime as dt
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django_q.models import Schedule
+
+from backoffice import tasks
+from backoffice.models import AuditEvent
+from backoffice.schedules import SCHEDULES, register_schedules
+from notifications.models import NotificationLog, OutboxMessage
+
+from .factories import make_tier
+from .factories_reminders import LOS_ANGELES, SHANGHAI, local, make_debtor, make_rule, make_template
+
+pytestmark = pytest.mark.django_db
+
+
+def run_jobs(*args) -> str:
+    out = StringIO()
+    call_command("run_jobs", *args, stdout=out)
+    return out.getvalue()
+
+
+def book():
+    tier = make_tier()
+    make_rule(tier, -3, "sms", send_time=dt.time(10, 0))
+    make_template("pre_due", "sms", "zh-hans")
+    shanghai, _ = make_debtor(tier, loans=2, due_date=dt.date(2026, 12, 1), timezone=SHANGHAI)
+    los_angeles, _ = make_debtor(tier, due_date=dt.date(2026, 12, 1), timezone=LOS_ANGELES)
+    return shanghai, los_angeles
+
+
+def state():
+    return (
+        sorted(NotificationLog.objects.values_list("id", "status", "reason", "scheduled_for", "attempts")),
+        OutboxMessage.objects.count(),
+        AuditEvent.objects.count(),
+    )
+
+
+def test_run_jobs_plans_and_sends_as_of_the_given_moment_and_prints_a_summary():
+    shanghai, los_angeles = book()
+
+    output = run_jobs("--now", "2026-11-28T10:30:00+08:00")
+
+    assert "pipeline as of 2026-11-28T02:30:00+00:00" in output
+    assert "plan: already_planned=0, customers=1, planned=1" in output
+    assert "dispatch: claimed=1, sent=1" in output
+    assert NotificationLog.objects.get(customer=shanghai).status == NotificationLog.Status.SENT
+    # In Los Angeles it is still the 27th (18:30): its -3 day has not come yet.
+    assert not NotificationLog.objects.filter(customer=los_angeles).exists()
+
+
+def test_running_it_twice_for_the_same_moment_changes_nothing_more():
+    book()
+    run_jobs("--now", "2026-11-28T10:30:00+08:00")
+    before = state()
+
+    output = run_jobs("--now", "2026-11-28T10:30:00+08:00")
+
+    assert state() == before
+    assert "plan: already_planned=1, customers=0, planned=0" in output
+    assert "dispatch: nothing to do" in output
+
+
+def test_later_runs_pick_up_each_time_zones_own_day():
+    shanghai, los_angeles = book()
+    run_jobs("--now", local(SHANGHAI, 2026, 11, 28, 10, 30).isoformat())
+
+    run_jobs("--now", local(LOS_ANGELES, 2026, 11, 28, 10, 30).isoformat())
+
+    assert NotificationLog.objects.get(customer=los_angeles).status == NotificationLog.Status.SENT
+    assert NotificationLog.objects.filter(customer=shanghai).count() == 1
+    assert OutboxMessage.objects.count() == 2
+
+
+def test_a_moment_without_an_offset_is_read_in_the_project_time_zone():
+    book()
+
+    output = run_jobs("--now", "2026-11-28T10:30:00")
+
+    assert "pipeline as of 2026-11-28T02:30:00+00:00" in output
+
+
+def test_a_malformed_moment_is_refused():
+    with pytest.raises(CommandError, match="not an ISO-8601"):
+        run_jobs("--now", "next tuesday")
+
+
+def test_the_schedules_are_registered_on_migrate_once_by_name():
+    call_command("migrate", verbosity=0)
+    call_command("migrate", verbosity=0)
+
+    names = [spec["name"] for spec in SCHEDULES]
+    assert sorted(Schedule.objects.filter(name__in=names).values_list("name", flat=True)) == sorted(names)
+    pipeline = Schedule.objects.get(name="daily-pipeline")
+    assert (pipeline.func, pipeline.schedule_type, pipeline.minutes) == (
+        "backoffice.tasks.run_daily_pipeline",
+        "I",
+        15,
+    )
+    assert Schedule.objects.get(name="dispatch-due").func == "backoffice.tasks.dispatch_due"
+
+
+def test_registering_repairs_an_edited_schedule_without_duplicating_it():
+    register_schedules()
+    Schedule.objects.filter(name="dispatch-due").update(func="backoffice.tasks.gone", minutes=60)
+
+    assert register_schedules() == 0
+
+    schedule = Schedule.objects.get(name="dispatch-due")
+    assert (schedule.func, schedule.minutes) == ("backoffice.tasks.dispatch_due", 1)
+
+
+def test_the_task_entry_points_run_the_steps_as_of_now():
+    summary = tasks.run_daily_pipeline()
+    assert "plan" in summary and "dispatch" in summary
+    assert tasks.dispatch_due() == {}
