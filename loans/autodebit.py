@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils.module_loading import import_string
 
 from backoffice.audit import Event, log_events
@@ -66,8 +67,9 @@ def _local_dates(now: dt.datetime) -> dict[dt.date, list[str]]:
 
 
 def _claim(date: dt.date, zones: list[str]) -> int:
-    """Insert one pending attempt per unpaid instalment due on ``date`` (local) of an active autopay loan."""
-    due = (
+    """Insert one pending attempt per unpaid instalment due on ``date`` (local) of an active autopay loan that
+    has none for that day yet; returns how many were claimed. The unique constraint settles races."""
+    due = list(
         Installment.objects.filter(
             due_date=date,
             paid_at__isnull=True,
@@ -75,25 +77,19 @@ def _claim(date: dt.date, zones: list[str]) -> int:
             loan__status=Loan.Status.ACTIVE,
             loan__customer__timezone__in=zones,
         )
+        .filter(~Exists(AutoDebitAttempt.objects.filter(installment=OuterRef("pk"), attempted_on=date)))
         .order_by("pk")
         .values_list("pk", "amount_due", "amount_paid")
     )
-    batch: list[AutoDebitAttempt] = []
-    seen = 0
-    for pk, amount_due, amount_paid in due.iterator(chunk_size=CHUNK):
-        outstanding = amount_due - amount_paid
-        if outstanding <= 0:
-            continue
-        batch.append(
-            AutoDebitAttempt(installment_id=pk, attempted_on=date, amount=outstanding, status=PENDING)
+    claims = [
+        AutoDebitAttempt(
+            installment_id=pk, attempted_on=date, amount=amount_due - amount_paid, status=PENDING
         )
-        seen += 1
-        if len(batch) >= CHUNK:
-            AutoDebitAttempt.objects.bulk_create(batch, ignore_conflicts=True)
-            batch = []
-    if batch:
-        AutoDebitAttempt.objects.bulk_create(batch, ignore_conflicts=True)
-    return seen
+        for pk, amount_due, amount_paid in due
+        if amount_due - amount_paid > 0
+    ]
+    AutoDebitAttempt.objects.bulk_create(claims, batch_size=CHUNK, ignore_conflicts=True)
+    return len(claims)
 
 
 def _inputs(attempt: AutoDebitAttempt, result: DebitResult | None = None) -> dict:
