@@ -40,7 +40,8 @@ def snapshot(obj, form=None) -> dict:
         for f in obj._meta.many_to_many:
             if f.name in form.cleaned_data and f.name in data:
                 data[f.name] = list(form.cleaned_data[f.name])
-    return {k: _plain(v) for k, v in data.items() if k not in UNAUDITED_FIELDS}
+    # The primary key is the event's object_id already.
+    return {k: _plain(v) for k, v in data.items() if k not in UNAUDITED_FIELDS and k != obj._meta.pk.name}
 
 
 class AuditedAdminMixin:

@@ -263,7 +263,7 @@ class NotificationLogAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.Mode
     paginator = LargeTablePaginator
     list_per_page = 100
     fields = (
-        "customer",
+        "customer_link",
         "customer_name",
         "tier",
         "channel",
@@ -303,6 +303,12 @@ class NotificationLogAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.Mode
     @admin.display(description=_("customer"), ordering="customer__ref")
     def customer_ref(self, obj):
         return obj.customer.ref
+
+    @admin.display(description=_("customer"))
+    def customer_link(self, obj):
+        # Not the customer's __str__: it carries the name, which may have to stay masked.
+        url = reverse("admin:loans_customer_change", args=[obj.customer_id])
+        return format_html('<a href="{}">{}</a>', url, obj.customer.ref)
 
     @admin.display(description=_("name"))
     def customer_name(self, obj):
