@@ -1,15 +1,6 @@
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
-# What the Collector role needs in this app (granted after every migrate, added to what the role has).
-COLLECTOR_PERMISSIONS = [
-    "view_collectioncase",
-    "view_calltask",
-    "record_call_outcome",
-    "view_promisetopay",
-    "view_casesteprun",
-]
-
 
 class DebtCollectionConfig(AppConfig):
     # The package cannot be called "collections" (it would shadow the standard library module), but the
@@ -20,8 +11,6 @@ class DebtCollectionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from django.db.models.signals import post_migrate
-
         from loans import signals as loan_signals
 
         from . import receivers
@@ -30,6 +19,3 @@ class DebtCollectionConfig(AppConfig):
             receivers.on_payments_recorded, dispatch_uid="collections.payments_recorded"
         )
         loan_signals.tier_changed.connect(receivers.on_tier_changed, dispatch_uid="collections.tier_changed")
-        post_migrate.connect(
-            receivers.grant_collector_permissions, sender=self, dispatch_uid="collections.collector_perms"
-        )

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 
+from backoffice.exports import escape_formula
 from backoffice.masking import mask_email, mask_name, mask_phone
 
 from .ladder import dpd_bucket
@@ -25,15 +26,11 @@ COLUMNS = [
     "stage",
     "opened_at",
 ]
-# Spreadsheets run a cell starting with one of these as a formula.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def escape_cell(value) -> str:
-    text = "" if value is None else str(value)
-    if text.startswith(FORMULA_PREFIXES):
-        return "'" + text
-    return text
+    """Text as the agency's spreadsheet should show it, never run as a formula."""
+    return escape_formula("" if value is None else str(value))
 
 
 def placement_rows(placement: AgencyPlacement) -> list[list[str]]:

@@ -1,4 +1,4 @@
-"""Receivers of the loan book's events and of migrate (wired in ``apps.py``)."""
+"""Receivers of the loan book's events (wired in ``apps.py``)."""
 
 from __future__ import annotations
 
@@ -38,15 +38,3 @@ def on_tier_changed(sender, changes=None, at=None, **kwargs):
             )
         )
     log_events(events)
-
-
-def grant_collector_permissions(sender, using="default", **kwargs):
-    from django.contrib.auth.models import Group, Permission
-
-    from .apps import COLLECTOR_PERMISSIONS
-
-    perms = Permission.objects.using(using).filter(
-        content_type__app_label="collections", codename__in=COLLECTOR_PERMISSIONS
-    )
-    group, _ = Group.objects.using(using).get_or_create(name="Collector")
-    group.permissions.add(*perms)

@@ -350,6 +350,8 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     calls: list[tuple[CollectionCase, EscalationStep, LoanPosition]] = []
     placements: list[tuple[CollectionCase, EscalationStep]] = []
     referrals: list[tuple[CollectionCase, EscalationStep]] = []
+    # The job runs many times a day: only cases whose numbers or stage moved are written.
+    before = {c.pk: (c.dpd, c.amount_overdue, c.tier_id, c.stage) for c in working}
     for case in working:
         pos = positions[case.loan_id]
         case.dpd, case.amount_overdue, case.tier_id = pos.dpd, pos.amount_overdue, pos.tier_id
@@ -488,9 +490,13 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     if stale:
         CallTask.objects.bulk_update(stale, ["priority"], batch_size=500)
 
-    CollectionCase.objects.bulk_update(
-        working, ["dpd", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500
-    )
+    changed = [c for c in working if before[c.pk] != (c.dpd, c.amount_overdue, c.tier_id, c.stage)]
+    for case in changed:
+        case.updated_at = now
+    if changed:
+        CollectionCase.objects.bulk_update(
+            changed, ["dpd", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500
+        )
     log_events(events)
 
     if placements:
