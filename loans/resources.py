@@ -266,6 +266,7 @@ class PaymentResource(BookResource):
             self.fields["installment_seq"].widget.preload(dataset["loan_ref"])
         self.touched: set[int] = set()
         self.previous: dict[int, int | None] = {}
+        self.unallocated: list[Payment] = []
 
     def after_init_instance(self, instance, new, row, **kwargs):
         if not new:
@@ -278,9 +279,7 @@ class PaymentResource(BookResource):
             if kept:
                 instance.installment_id = kept  # re-import of an allocated payment keeps its allocation
             else:
-                from .services import earliest_unpaid_installment
-
-                instance.installment = earliest_unpaid_installment(instance.loan)
+                self.unallocated.append(instance)  # allocated after the file's other payments count
 
     def after_save_instance(self, instance, row, **kwargs):
         if instance.installment_id:
@@ -292,17 +291,28 @@ class PaymentResource(BookResource):
         super().after_import(dataset, result, **kwargs)
         if self.is_dry_run or result.has_errors() or result.has_validation_errors():
             return
-        refs = [r for r in (dataset["ref"] if "ref" in (dataset.headers or []) else []) if r]
+        from .services import earliest_unpaid_installment, refresh_installments
+
+        actor = kwargs.get("user")
+        refs = [_text(r) for r in (dataset["ref"] if "ref" in (dataset.headers or []) else []) if _text(r)]
         touched = set(self.touched)
         for start in range(0, len(refs), 2000):
             touched.update(
-                Payment.objects.filter(ref__in=[_text(r) for r in refs[start : start + 2000]], installment__isnull=False)
-                .values_list("installment_id", flat=True)
+                Payment.objects.filter(ref__in=refs[start : start + 2000], installment__isnull=False).values_list(
+                    "installment_id", flat=True
+                )
             )
+        refresh_installments(touched, payments_recorded=False, actor=actor)
+        # Payments without an instalment number pay the earliest instalment still open, in file order.
+        for payment in self.unallocated:
+            installment = earliest_unpaid_installment(payment.loan)
+            if installment is None:
+                continue
+            Payment.objects.filter(pk=payment.pk).update(installment=installment)
+            refresh_installments([installment.pk], payments_recorded=False, actor=actor)
+            touched.add(installment.pk)
         if touched:
-            from .services import refresh_installments
-
-            refresh_installments(touched, actor=kwargs.get("user"))
+            refresh_installments(touched, actor=actor)  # no change left to make: sends payments_recorded
 
 
 class CreditScoreResource(BookResource):

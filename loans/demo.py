@@ -1,0 +1,399 @@
+"""Realistic demo data for ``manage.py seed_demo`` (idempotent: a second run adds nothing).
+
+Tiers A to D, reminder templates in Chinese and English for every kind and messaging channel, reminder rules
+per tier, the contact policy, about 300 customers with Chinese and English names and valid local phone
+numbers, loans in every state relative to today (not yet due, due today, in grace, overdue at 5/20/45/75/120
+days past due, paid off), some with auto-debit, credit scores (a few new ones not applied yet, so the first
+``run_jobs`` moves some customers to another tier), and one demo user per role.
+
+Everything random comes from ``random.Random(42)``: the same run on the same day gives the same rows. Rows
+that exist (by reference) are left as they are; dates are relative to the day of the first run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import inspect
+import random
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from backoffice import roles
+
+from .models import CreditScore, CreditTier, Customer, Installment, Loan, Payment
+from .phones import normalize_phone
+
+CUSTOMERS = 300
+
+TIERS = [
+    # code, name, min, max, risk, grace, cap/week, channel order
+    ("A", "A · 优质 Prime", 750, 950, CreditTier.RiskLevel.LOW, 7, 2, "push,email,sms"),
+    ("B", "B · 良好 Good", 650, 749, CreditTier.RiskLevel.MEDIUM, 5, 3, "sms,push,email"),
+    ("C", "C · 关注 Watch", 550, 649, CreditTier.RiskLevel.HIGH, 3, 4, "sms,push,email,call"),
+    ("D", "D · 高风险 High risk", 300, 549, CreditTier.RiskLevel.VERY_HIGH, 3, 6, "sms,call,push,email"),
+]
+
+# (offset_days, channel, kind, local send time): low risk gets few messages, high risk more and earlier.
+RULES = {
+    "A": [(-3, "sms", "pre_due", "10:00"), (0, "push", "due_today", "09:00"), (3, "push", "grace", "10:00")],
+    "B": [
+        (-3, "sms", "pre_due", "10:00"),
+        (-1, "push", "pre_due", "18:00"),
+        (0, "sms", "due_today", "09:00"),
+        (2, "sms", "grace", "10:00"),
+    ],
+    "C": [
+        (-7, "email", "pre_due", "10:00"),
+        (-3, "sms", "pre_due", "10:00"),
+        (-1, "push", "pre_due", "18:00"),
+        (0, "sms", "due_today", "09:00"),
+        (0, "push", "due_today", "15:00"),
+        (1, "sms", "grace", "10:00"),
+        (2, "push", "grace", "10:00"),
+    ],
+    "D": [
+        (-7, "sms", "pre_due", "10:00"),
+        (-3, "sms", "pre_due", "10:00"),
+        (-1, "sms", "pre_due", "10:00"),
+        (-1, "push", "pre_due", "18:00"),
+        (0, "sms", "due_today", "09:00"),
+        (0, "push", "due_today", "15:00"),
+        (1, "sms", "grace", "10:00"),
+        (2, "sms", "grace", "10:00"),
+        (2, "push", "grace", "16:00"),
+    ],
+}
+
+HOW = {"zh-hans": "还款方式：{how_to_pay}", "en": "How to pay: {how_to_pay}"}
+
+# kind -> language -> (subject, body). The sms text is the body alone; email and push add the subject.
+TEXTS: dict[str, dict[str, tuple[str, str]]] = {
+    "pre_due": {
+        "zh-hans": (
+            "还款提醒：{due_date} 到期",
+            "{customer_name}您好，您的借款将于{due_date}（{days_until_due}天后）到期，应还{amount_due}{currency}：{loans}。",
+        ),
+        "en": (
+            "Repayment due on {due_date}",
+            "Hello {customer_name}, {amount_due} {currency} is due on {due_date} (in {days_until_due} days): {loans}.",
+        ),
+    },
+    "due_today": {
+        "zh-hans": ("今日到期：{amount_due}{currency}", "{customer_name}您好，今天（{due_date}）是还款日，应还{amount_due}{currency}：{loans}。"),
+        "en": ("Due today: {amount_due} {currency}", "Hello {customer_name}, today ({due_date}) {amount_due} {currency} is due: {loans}."),
+    },
+    "grace": {
+        "zh-hans": (
+            "还款宽限期提醒",
+            "{customer_name}您好，您{due_date}到期的{amount_due}{currency}尚未结清，请于{grace_end_date}前还款，以免逾期：{loans}。",
+        ),
+        "en": (
+            "Payment still open: please pay by {grace_end_date}",
+            "Hello {customer_name}, {amount_due} {currency} due on {due_date} is still open. Please pay by {grace_end_date} "
+            "to avoid it becoming overdue: {loans}.",
+        ),
+    },
+    "overdue": {
+        "zh-hans": (
+            "逾期通知：已逾期{days_past_due}天",
+            "{customer_name}您好，您的借款已逾期{days_past_due}天，应还{amount_due}{currency}，请尽快还款：{loans}。",
+        ),
+        "en": (
+            "Overdue for {days_past_due} days",
+            "Hello {customer_name}, your repayment is {days_past_due} days overdue: {amount_due} {currency}. Please pay now: {loans}.",
+        ),
+    },
+    "autodebit_failed": {
+        "zh-hans": (
+            "自动扣款未成功",
+            "{customer_name}您好，借款{loan_ref}今日自动扣款{amount_due}{currency}未成功，请检查银行卡余额或手动还款。",
+        ),
+        "en": (
+            "Auto-debit did not go through",
+            "Hello {customer_name}, today's auto-debit of {amount_due} {currency} for loan {loan_ref} failed. "
+            "Please check your card or pay by hand.",
+        ),
+    },
+    "promise_reminder": {
+        "zh-hans": ("还款承诺提醒", "{customer_name}您好，您承诺于{due_date}前偿还借款{loan_ref}的{amount_due}{currency}，请按时还款。"),
+        "en": (
+            "Your promise to pay",
+            "Hello {customer_name}, as promised, please pay {amount_due} {currency} for loan {loan_ref} by {due_date}.",
+        ),
+    },
+}
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华建国志强晓东海燕玉兰红梅俊杰文博子涵欣怡浩然雨轩思远嘉怡"
+FIRST_EN = ["James", "Mary", "John", "Linda", "Michael", "Sarah", "David", "Emily", "Daniel", "Grace", "Kevin",
+            "Amy", "Jason", "Helen", "Eric", "Vivian", "Tony", "Cindy", "Peter", "Jessica", "Andy", "Lily"]
+LAST_EN = ["Smith", "Wong", "Chan", "Lee", "Brown", "Taylor", "Ng", "Lau", "Cheung", "Johnson", "Tan", "Lim",
+           "Miller", "Davis", "Ho", "Chow", "Walker", "Young"]
+MOBILE_PREFIXES = ["130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151", "152", "155",
+                   "156", "157", "158", "159", "176", "177", "180", "181", "182", "185", "186", "187", "188", "189"]
+
+# What the loans look like today: days past due of the focus instalment (negative = due in that many days).
+SCENARIOS = [
+    ("not_yet_due", -3),
+    ("not_yet_due", -7),
+    ("not_yet_due", -1),
+    ("not_yet_due", -14),
+    ("due_today", 0),
+    ("in_grace", 1),
+    ("in_grace", 2),
+    ("overdue", 5),
+    ("overdue", 20),
+    ("overdue", 45),
+    ("overdue", 75),
+    ("overdue", 120),
+    ("paid_off", None),
+    ("not_yet_due", -20),
+]
+
+DEMO_USERS = [
+    # username, group, password, superuser
+    ("operations", roles.OPERATIONS, "demo-operations-2026", False),
+    ("collector", roles.COLLECTOR, "demo-collector-2026", False),
+    ("compliance", roles.COMPLIANCE_OFFICER, "demo-compliance-2026", False),
+    ("admin", roles.ADMINISTRATOR, "demo-admin-2026", True),
+]
+
+
+def _phone(rnd: random.Random, zone: str) -> str:
+    for _ in range(20):
+        if zone == "America/Los_Angeles":
+            raw = f"+1 {rnd.choice(['213', '310', '415', '626'])} 555 01{rnd.randint(0, 99):02d}"
+        elif zone == "Asia/Singapore":
+            raw = f"+65 {rnd.choice('89')}{rnd.randint(0, 9999999):07d}"
+        else:
+            raw = f"{rnd.choice(MOBILE_PREFIXES)}{rnd.randint(0, 99999999):08d}"
+        try:
+            return normalize_phone(raw, "CN")
+        except Exception:  # noqa: BLE001 - try another random number
+            continue
+    return ""
+
+
+def _add_days(day: dt.date, months: int, step: int = 30) -> dt.date:
+    return day + dt.timedelta(days=months * step)
+
+
+def seed_configuration() -> dict[str, int]:
+    """Tiers, templates, rules and the contact policy (update_or_create: the demo texts win)."""
+    from notifications.models import ContactPolicy, ReminderRule, ReminderTemplate
+
+    counts = {"tiers": 0, "templates": 0, "rules": 0}
+    for code, name, lo, hi, risk, grace, cap, order in TIERS:
+        CreditTier.objects.update_or_create(
+            code=code,
+            defaults={
+                "name": name, "min_score": lo, "max_score": hi, "risk_level": risk,
+                "grace_period_days": grace, "max_contacts_per_week": cap, "channel_order": order,
+            },
+        )
+        counts["tiers"] += 1
+    for kind, languages in TEXTS.items():
+        for language, (subject, body) in languages.items():
+            for channel in ("sms", "email", "push"):
+                text = body
+                if channel == "email":
+                    text = body + "\n\n" + HOW[language]
+                elif channel == "sms":
+                    text = ("【信贷】" if language == "zh-hans" else "[Lender] ") + body
+                ReminderTemplate.objects.update_or_create(
+                    kind=kind, channel=channel, language=language,
+                    defaults={"subject": "" if channel == "sms" else subject, "body": text},
+                )
+                counts["templates"] += 1
+    tiers = {t.code: t for t in CreditTier.objects.filter(code__in=RULES)}
+    for code, rules in RULES.items():
+        for offset, channel, kind, at in rules:
+            ReminderRule.objects.update_or_create(
+                tier=tiers[code], offset_days=offset, channel=channel, kind=kind,
+                defaults={"send_time": dt.time.fromisoformat(at), "is_active": True},
+            )
+            counts["rules"] += 1
+    policy = ContactPolicy.get()
+    policy.holiday_country = policy.holiday_country or "CN"
+    policy.save()
+    return counts
+
+
+def seed_book(today: dt.date, rnd: random.Random) -> dict[str, int]:
+    """Customers, credit scores, loans, instalments and payments (new references only, in bulk)."""
+    tiers = list(CreditTier.objects.order_by("min_score"))
+
+    def tier_for(score):
+        return next((t for t in tiers if t.min_score <= score <= t.max_score), None)
+
+    now = timezone.now()
+    existing_customers = set(Customer.objects.filter(ref__startswith="C1").values_list("ref", flat=True))
+    customers, plans = [], []
+    for n in range(1, CUSTOMERS + 1):
+        ref = f"C1{n:05d}"
+        english = rnd.random() < 0.3
+        zone = "Asia/Shanghai"
+        if english and rnd.random() < 0.25:
+            zone = rnd.choice(["America/Los_Angeles", "Asia/Singapore"])
+        if english:
+            name = f"{rnd.choice(FIRST_EN)} {rnd.choice(LAST_EN)}"
+            email = f"{name.lower().replace(' ', '.')}{n}@example.com"
+        else:
+            name = rnd.choice(SURNAMES) + "".join(rnd.choice(GIVEN) for _ in range(rnd.choice((1, 2))))
+            email = f"user{n:05d}@example.cn"
+        score = rnd.randint(420, 900)
+        phone = _phone(rnd, zone)
+        loans = 2 if rnd.random() < 0.35 else 1
+        scenario = SCENARIOS[(n - 1) % len(SCENARIOS)]
+        autopay = rnd.random() < 0.25
+        principal = Decimal(rnd.choice([1200, 1800, 3000, 5000, 6000, 9000, 12000]))
+        months = rnd.choice([3, 6, 6, 12])
+        flags = rnd.random()
+        plans.append((ref, loans, scenario, autopay, principal, months, score))
+        if ref in existing_customers:
+            continue
+        tier = tier_for(score)
+        customer = Customer(
+            ref=ref, name=name, phone=phone, email=email if rnd.random() < 0.8 else "",
+            push_token=f"demo-push-{n:05d}" if rnd.random() < 0.75 else "",
+            language="en" if english else "zh-hans", timezone=zone, credit_score=score, tier=tier,
+        )
+        if flags < 0.03:
+            customer.do_not_contact, customer.do_not_contact_reason = True, rnd.choice(["dispute", "bereavement", "legal_hold"])
+        elif flags < 0.08:
+            customer.opt_out_sms = True
+        elif flags < 0.1:
+            customer.opt_out_push = True
+        if n in (7, 77) and tiers:
+            customer.is_tier_pinned, customer.tier = True, tiers[-1]
+            customer.tier_pin_reason = "VIP relationship: keep in the low-risk tier (demo)"
+        customers.append(customer)
+    Customer.objects.bulk_create(customers, batch_size=500)
+
+    by_ref = dict(Customer.objects.filter(ref__in=[p[0] for p in plans]).values_list("ref", "pk"))
+    scored_at = timezone.make_aware(dt.datetime.combine(today - dt.timedelta(days=30), dt.time(2, 0)))
+    scores = [
+        CreditScore(customer_id=by_ref[ref], score=score, scored_at=scored_at, applied_at=scored_at)
+        for ref, *_rest, score in plans
+        if ref not in existing_customers
+    ]
+    # A few new scores the first run_jobs will apply (some customers move to another tier).
+    fresh_at = timezone.make_aware(dt.datetime.combine(today - dt.timedelta(days=1), dt.time(3, 0)))
+    for ref, *_rest, score in plans[::15]:
+        if ref not in existing_customers:
+            scores.append(CreditScore(customer_id=by_ref[ref], score=max(300, min(950, score + rnd.choice([-140, -90, 90, 140]))), scored_at=fresh_at))
+    CreditScore.objects.bulk_create(scores, batch_size=500, ignore_conflicts=True)
+
+    existing_loans = set(Loan.objects.filter(ref__startswith="L2").values_list("ref", flat=True))
+    loans, schedules = [], []
+    counter = 0
+    for ref, count, (state, dpd), autopay, principal, months, _score in plans:
+        for k in range(count):
+            counter += 1
+            loan_ref = f"L2{counter:06d}"
+            # The second loan of a customer often falls due the same day: one consolidated message.
+            same_day = k == 1 and rnd.random() < 0.6
+            loan_dpd = dpd if (k == 0 or same_day) else rnd.choice([-5, -10, None])
+            loan_state = state if (k == 0 or same_day) else ("paid_off" if loan_dpd is None else "not_yet_due")
+            if loan_ref in existing_loans:
+                continue
+            focus = rnd.randint(1, months) if loan_state != "paid_off" else months
+            focus_due = today - dt.timedelta(days=loan_dpd if loan_dpd is not None else rnd.randint(10, 40))
+            first_due = _add_days(focus_due, -(focus - 1))
+            loans.append(
+                Loan(
+                    ref=loan_ref, customer_id=by_ref[ref], principal=principal, currency="CNY",
+                    disbursed_on=first_due - dt.timedelta(days=30),
+                    status=Loan.Status.PAID_OFF if loan_state == "paid_off" else Loan.Status.ACTIVE,
+                    autopay=autopay and k == 0,
+                )
+            )
+            schedules.append((loan_ref, principal, months, first_due, focus, loan_state))
+    Loan.objects.bulk_create(loans, batch_size=500)
+
+    loan_ids = dict(Loan.objects.filter(ref__in=[s[0] for s in schedules]).values_list("ref", "pk"))
+    installments, paid = [], []
+    for loan_ref, principal, months, first_due, focus, state in schedules:
+        share = (principal / months).quantize(Decimal("0.01"))
+        for seq in range(1, months + 1):
+            due = _add_days(first_due, seq - 1)
+            amount = share if seq < months else principal - share * (months - 1)
+            is_paid = state == "paid_off" or seq < focus
+            inst = Installment(loan_id=loan_ids[loan_ref], seq=seq, due_date=due, amount_due=amount)
+            if is_paid:
+                received = timezone.make_aware(dt.datetime.combine(due - dt.timedelta(days=rnd.randint(0, 3)), dt.time(12, 0)))
+                inst.amount_paid, inst.paid_at = amount, received
+                paid.append((loan_ref, seq, amount, received))
+            installments.append(inst)
+    Installment.objects.bulk_create(installments, batch_size=1000)
+
+    inst_ids = {
+        (loan_ref, seq): pk
+        for loan_ref, seq, pk in Installment.objects.filter(loan__ref__in=list(loan_ids)).values_list("loan__ref", "seq", "pk")
+    }
+    sources = [Payment.Source.APP] * 6 + [Payment.Source.BANK_TRANSFER] * 2 + [Payment.Source.AUTODEBIT]
+    payments = [
+        Payment(
+            ref=f"P-{loan_ref}-{seq:02d}", loan_id=loan_ids[loan_ref], installment_id=inst_ids[(loan_ref, seq)],
+            amount=amount, received_at=received, source=rnd.choice(sources),
+        )
+        for loan_ref, seq, amount, received in paid
+    ]
+    Payment.objects.bulk_create(payments, batch_size=1000, ignore_conflicts=True)
+    del now
+    return {"customers": len(customers), "loans": len(loans), "installments": len(installments), "payments": len(payments)}
+
+
+def seed_users() -> list[tuple[str, str, str]]:
+    """One user per role; their passwords are (re)set to the demo ones printed by the command."""
+    User = get_user_model()
+    rows = []
+    for username, group_name, password, superuser in DEMO_USERS:
+        user, _created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@lender.example"})
+        user.is_staff = True
+        user.is_superuser = superuser
+        user.set_password(password)
+        user.save()
+        group = Group.objects.filter(name=group_name).first()
+        if group:
+            user.groups.add(group)
+        rows.append((username, password, group_name))
+    return rows
+
+
+def seed_others(stdout=None, today: dt.date | None = None) -> dict[str, Any]:
+    """Call ``seed()`` of the other apps' demo modules that exist (collections ladders, agencies...)."""
+    results = {}
+    for module_name in ("notifications.demo", "debt_collection.demo"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        seed = getattr(module, "seed", None)
+        if seed is None:
+            continue
+        params = inspect.signature(seed).parameters
+        kwargs = {k: v for k, v in {"stdout": stdout, "today": today}.items() if k in params}
+        results[module_name] = seed(**kwargs)
+    return results
+
+
+def seed(today: dt.date | None = None, stdout=None) -> dict[str, Any]:
+    """Seed everything (idempotent). Returns counts and the demo credentials."""
+    today = today or timezone.localdate()
+    rnd = random.Random(42)
+    with transaction.atomic():
+        roles.sync_roles()
+        config = seed_configuration()
+        book = seed_book(today, rnd)
+        users = seed_users()
+    others = seed_others(stdout=stdout, today=today)
+    return {"configuration": config, "book": book, "others": others, "users": users}

@@ -1,0 +1,151 @@
+"""Each role's permissions, checked through the admin with a logged-in user."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from backoffice import roles
+from backoffice.models import AuditEvent
+from loans.models import CreditTier, Customer
+from tests.factories import make_customer, make_tier, make_user
+
+pytestmark = pytest.mark.django_db
+
+CUSTOMER_FILE = (
+    "ref,name,phone,email,push_token,language,timezone,credit_score,opt_out_sms,opt_out_email,opt_out_push,"
+    "opt_out_call,do_not_contact,do_not_contact_reason\nRC1,Rita,13800138021,,,en,Asia/Shanghai,,,,,,,\n"
+)
+
+
+def login(client, group):
+    user = make_user(f"user-{group.lower().replace(' ', '-')}", group=group)
+    client.force_login(user)
+    return user
+
+
+def csv_format_index() -> str:
+    formats = admin.site._registry[Customer].get_import_formats()
+    return str(next(i for i, f in enumerate(formats) if f.__name__ == "CSV"))
+
+
+def test_the_migration_creates_the_four_groups():
+    assert set(Group.objects.values_list("name", flat=True)) >= {"Operations", "Collector", "Compliance officer", "Administrator"}
+
+
+def test_compliance_officers_view_and_export_but_get_403_on_change_add_and_delete(client):
+    customer = make_customer()
+    tier = make_tier()
+    login(client, roles.COMPLIANCE_OFFICER)
+    assert client.get(reverse("admin:loans_customer_changelist")).status_code == 200
+    assert client.get(reverse("admin:loans_customer_change", args=[customer.pk])).status_code == 200  # read-only view
+    assert client.get(reverse("admin:loans_customer_export")).status_code == 200
+    assert client.post(reverse("admin:loans_customer_change", args=[customer.pk]), {"name": "X"}).status_code == 403
+    assert client.get(reverse("admin:loans_customer_add")).status_code == 403
+    assert client.get(reverse("admin:loans_credittier_delete", args=[tier.pk])).status_code == 403
+    assert client.post(reverse("admin:loans_credittier_delete", args=[tier.pk]), {"post": "yes"}).status_code == 403
+    assert client.get(reverse("admin:loans_customer_import")).status_code == 403
+    assert CreditTier.objects.filter(pk=tier.pk).exists()
+
+
+def test_compliance_officers_do_not_see_personal_data_by_default():
+    group = Group.objects.get(name=roles.COMPLIANCE_OFFICER)
+    assert not group.permissions.filter(codename="view_personal_data").exists()
+    assert group.permissions.filter(codename="export_auditevent").exists()
+    assert not group.permissions.filter(codename__regex=r"^(add|change|delete)_").exists()
+
+
+def test_collectors_see_customers_but_cannot_change_tiers(client):
+    customer = make_customer()
+    tier = make_tier()
+    login(client, roles.COLLECTOR)
+    assert client.get(reverse("admin:loans_customer_change", args=[customer.pk])).status_code == 200
+    assert client.get(reverse("admin:loans_installment_changelist")).status_code == 200
+    assert client.post(reverse("admin:loans_credittier_change", args=[tier.pk]), {"name": "Mine"}).status_code == 403
+    assert client.get(reverse("admin:loans_credittier_add")).status_code == 403
+
+
+def test_collectors_work_call_tasks_and_promises_when_collections_has_them():
+    granted = set(Group.objects.get(name=roles.COLLECTOR).permissions.values_list("codename", flat=True))
+    existing = set(Permission.objects.filter(content_type__app_label="collections").values_list("codename", flat=True))
+    for codename in ("view_calltask", "change_calltask", "view_promisetopay", "add_promisetopay", "view_collectioncase"):
+        if codename in existing:
+            assert codename in granted
+    assert "change_collectioncase" not in granted
+
+
+def test_a_user_without_import_permission_cannot_import(client):
+    login(client, roles.COLLECTOR)
+    assert client.get(reverse("admin:loans_customer_import")).status_code == 403
+    response = client.post(
+        reverse("admin:loans_customer_import"),
+        {"format": csv_format_index(), "import_file": SimpleUploadedFile("c.csv", CUSTOMER_FILE.encode())},
+    )
+    assert response.status_code == 403
+    assert not Customer.objects.filter(ref="RC1").exists()
+
+
+def test_operations_import_with_a_preview_then_a_confirmation(client):
+    login(client, roles.OPERATIONS)
+    response = client.post(
+        reverse("admin:loans_customer_import"),
+        {"format": csv_format_index(), "import_file": SimpleUploadedFile("customers.csv", CUSTOMER_FILE.encode())},
+    )
+    assert response.status_code == 200
+    assert not Customer.objects.filter(ref="RC1").exists()  # the preview saves nothing
+    confirm = response.context["confirm_form"]
+    response = client.post(reverse("admin:loans_customer_process_import"), confirm.initial)
+    assert response.status_code == 302
+    assert Customer.objects.get(ref="RC1").phone == "+8613800138021"
+    event = AuditEvent.objects.get(action="backoffice.import.completed")
+    assert event.actor == "user-operations" and event.after["file_name"] == "customers.csv"
+    assert len(event.after["sha256"]) == 64
+
+
+def test_the_admin_preview_lists_bad_cells_by_line_and_column(client):
+    login(client, roles.OPERATIONS)
+    bad = CUSTOMER_FILE + "RC2,Ray,12ab,,,en,Asia/Shanghai,,,,,,,\n"
+    response = client.post(
+        reverse("admin:loans_customer_import"),
+        {"format": csv_format_index(), "import_file": SimpleUploadedFile("customers.csv", bad.encode())},
+    )
+    assert "line 3, column phone: “12ab” is not a phone number." in response.content.decode()
+    assert "confirm_form" not in response.context or response.context["confirm_form"] is None
+    assert not Customer.objects.filter(ref__in=["RC1", "RC2"]).exists()
+
+
+def test_operations_configure_tiers_and_the_change_is_audited(client):
+    tier = make_tier(code="OPS", min_score=100, max_score=199)
+    login(client, roles.OPERATIONS)
+    data = {
+        "code": "OPS", "name": "Renamed", "min_score": 100, "max_score": 199, "risk_level": "high",
+        "grace_period_days": 5, "max_contacts_per_week": 4, "channel_order": "sms,push",
+    }
+    # Other apps may add inlines to the tier page: send their empty management forms.
+    page = client.get(reverse("admin:loans_credittier_change", args=[tier.pk]))
+    for formset in page.context["inline_admin_formsets"]:
+        prefix = formset.formset.prefix
+        data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0})
+    response = client.post(reverse("admin:loans_credittier_change", args=[tier.pk]), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    tier.refresh_from_db()
+    assert tier.name == "Renamed"
+    assert AuditEvent.objects.filter(action="loans.credittier.changed").exists()
+
+
+def test_administrators_have_every_permission():
+    group = Group.objects.get(name=roles.ADMINISTRATOR)
+    assert group.permissions.count() == Permission.objects.count()
+
+
+def test_syncing_roles_is_idempotent_and_grants_permissions_of_models_added_later():
+    assert set(roles.sync_roles().values()) == {0}
+    content_type = ContentType.objects.get_for_model(Customer)
+    later = Permission.objects.create(codename="export_latermodel", name="Can export later", content_type=content_type)
+    added = roles.sync_roles()
+    assert added[roles.COMPLIANCE_OFFICER] == 1 and added[roles.COLLECTOR] == 0
+    assert Group.objects.get(name=roles.COMPLIANCE_OFFICER).permissions.filter(pk=later.pk).exists()
