@@ -197,3 +197,18 @@ def test_planning_takes_the_same_number_of_queries_for_10_and_200_loans(size, dj
     with django_assert_max_num_queries(15):
         plan_contacts(now + dt.timedelta(days=1))
     assert NotificationLog.objects.count() == 2 * size
+
+
+def test_chunks_never_split_the_loans_of_one_customer(monkeypatch):
+    monkeypatch.setattr("notifications.services.PLAN_CHUNK", 2)
+    tier = make_tier()
+    make_rule(tier, -3, "sms")
+    make_rule(tier, -3, "email")
+    customers = [make_debtor(tier, loans=1 + n % 3, due_date=DUE)[0] for n in range(7)]
+
+    result = plan_contacts(local(SHANGHAI, 2026, 11, 28, 9))
+
+    assert result["planned"] == 14
+    for customer in customers:
+        loans = customer.loans.count()
+        assert [log.installments.count() for log in logs_of(customer)] == [loans, loans]
