@@ -18,7 +18,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -257,9 +257,22 @@ def advance_collections(now: dt.datetime) -> dict[str, int]:
     )
     open_case_loans = set(CollectionCase.objects.open().values_list("loan_id", flat=True))
     loan_ids = sorted(past_due_loans | open_case_loans)
+    totals = run.counts
     for start in range(0, len(loan_ids), CHUNK):
-        with transaction.atomic():
-            _advance_chunk(loan_ids[start : start + CHUNK], run)
+        for attempt in (1, 2):
+            run.counts, run._collectors, run._agencies = Counter(), None, None
+            try:
+                with transaction.atomic():
+                    _advance_chunk(loan_ids[start : start + CHUNK], run)
+            except IntegrityError:
+                # Another worker opened a case of this chunk first (the one-open-case constraint): its
+                # transaction is committed now, so the second attempt finds and locks that case instead.
+                if attempt == 2:
+                    raise
+                continue
+            totals.update(run.counts)
+            break
+    run.counts = totals
     enforce_legal_freeze(now, actor=JOB_ACTOR, counts=run.counts)
     return {k: v for k, v in sorted(run.counts.items())}
 

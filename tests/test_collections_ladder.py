@@ -271,3 +271,74 @@ def test_a_customer_on_do_not_contact_does_not_move_up_the_ladder():
     case = open_case(loan)
     assert case is not None and case.stage == "" and not CaseStepRun.objects.filter(case=case).exists()
     assert result["cases_on_hold"] == 1
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_running_the_job_at_once_open_one_case_and_one_call_per_loan():
+    import threading
+
+    from django.db import connection
+
+    tier = make_tier(grace_period_days=2)
+    make_ladder(tier, [(1, "call", "call_task", ""), (3, "agency", "agency", "")])
+    make_agency("AG1")
+    make_collector("wei")
+    loans = [make_overdue_loan(tier) for _ in range(20)]
+    advance_collections(day(0))
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def worker():
+        try:
+            barrier.wait()
+            advance_collections(day(4))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    for loan in loans:
+        assert CollectionCase.objects.filter(loan=loan).count() == 1
+        assert CallTask.objects.filter(case__loan=loan).count() == 1
+        assert AgencyPlacement.objects.filter(cases__loan=loan).count() == 1
+    assert CaseStepRun.objects.count() == 40
+
+
+def test_run_jobs_includes_the_collections_step_and_a_second_run_changes_nothing():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    overdue_templates()
+    high = high_risk_tier()
+    make_collector("ren")
+    loan = make_overdue_loan(high)
+    moment = day(3).isoformat()
+
+    first, second = StringIO(), StringIO()
+    call_command("run_jobs", now=moment, stdout=first)
+    rows = (
+        CollectionCase.objects.count(),
+        CallTask.objects.count(),
+        NotificationLog.objects.count(),
+        AuditEvent.objects.count(),
+    )
+    call_command("run_jobs", now=moment, stdout=second)
+
+    assert "collections" in first.getvalue() and "cases_opened" in first.getvalue()
+    assert "cases_opened" not in second.getvalue()
+    assert rows == (
+        CollectionCase.objects.count(),
+        CallTask.objects.count(),
+        NotificationLog.objects.count(),
+        AuditEvent.objects.count(),
+    )
+    assert open_case(loan).stage == "call"

@@ -1,0 +1,77 @@
+"""The collections pages of the admin render for the people who use them."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from debt_collection.models import CallTask, PromiseToPay
+from debt_collection.services import advance_collections, place_with_agency, record_call_outcome
+
+from .factories_collections import (
+    day,
+    high_risk_tier,
+    make_agency,
+    make_collector,
+    make_overdue_loan,
+    open_case,
+    open_tasks,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_collector_can_open_every_collections_page_and_sees_the_phone_to_call(client):
+    tier = high_risk_tier()
+    collector = make_collector("page")
+    loan = make_overdue_loan(tier, phone="+8613812345678")
+    advance_collections(day(3))
+    case = open_case(loan)
+    place_with_agency([case], make_agency("AG1"), actor="ops")
+    record_call_outcome(
+        open_tasks(loan)[0],
+        outcome="promise_to_pay",
+        promise_amount=100,
+        promise_date=day(5).date(),
+        actor=collector,
+        at=day(3),
+    )
+    client.force_login(collector)
+
+    pages = [
+        reverse("admin:collections_collectioncase_changelist"),
+        reverse("admin:collections_collectioncase_change", args=[case.pk]),
+        reverse("admin:collections_calltask_changelist") + "?state=all",
+        reverse("admin:collections_calltask_change", args=[CallTask.objects.get().pk]),
+        reverse("admin:collections_promisetopay_changelist"),
+        reverse("admin:collections_promisetopay_change", args=[PromiseToPay.objects.get().pk]),
+        reverse("admin:collections_agencyplacement_changelist"),
+        reverse("admin:collections_legalreferral_changelist"),
+        reverse("admin:collections_agency_changelist"),
+    ]
+    for url in pages:
+        assert client.get(url).status_code == 200, url
+    queue = client.get(reverse("admin:collections_calltask_changelist") + "?state=all").content.decode()
+    assert "+8613812345678" in queue  # collectors hold the personal-data permission: they need the number
+
+
+def test_whoever_may_not_see_personal_data_gets_the_queue_masked(client):
+    from django.contrib.auth.models import Permission
+
+    from .factories import make_user
+
+    tier = high_risk_tier()
+    make_collector("owner")
+    loan = make_overdue_loan(tier, phone="+8613812345678", name="王小明")
+    advance_collections(day(3))
+    viewer = make_user("auditor")
+    viewer.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_calltask", "view_all_calltasks"])
+    )
+    client.force_login(viewer)
+
+    page = client.get(reverse("admin:collections_calltask_changelist")).content.decode()
+
+    assert (
+        loan.ref in page and "13812345678" not in page and "王小明" not in page and "+86138****5678" in page
+    )
