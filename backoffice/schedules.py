@@ -16,8 +16,11 @@ SCHEDULES = [
 
 def register_schedules(using: str = "default") -> int:
     """Create or update each schedule by name; returns how many were created. Safe to run twice."""
+    from django.db import connections
     from django_q.models import Schedule
 
+    if Schedule._meta.db_table not in connections[using].introspection.table_names():
+        return 0  # a partial migrate that has not reached django-q's tables yet
     created = 0
     for spec in SCHEDULES:
         _obj, was_created = Schedule.objects.using(using).update_or_create(
