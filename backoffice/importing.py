@@ -329,6 +329,7 @@ class BookResource(resources.ModelResource):
         **kwargs,
     ):
         self.is_dry_run = dry_run
+        self._import_fields = None
         # The preview (dry run) shows what changes; the real import skips the per-row diff for speed.
         self._meta = copy.copy(type(self)._meta)
         self._meta.skip_diff = not dry_run
@@ -351,6 +352,16 @@ class BookResource(resources.ModelResource):
         for field in self.fields.values():
             if isinstance(field.widget, RefWidget) and field.column_name in headers:
                 field.widget.preload(dataset[field.column_name])
+
+    def get_import_fields(self):
+        # Asked for every row by django-import-export; the answer does not change during an import.
+        if getattr(self, "_import_fields", None) is None:
+            self._import_fields = super().get_import_fields()
+            model = self._meta.model
+            imported = {f.attribute for f in self._import_fields if f.attribute}
+            # Model fields the file does not set (ids, amounts computed later) need no validation per row.
+            self._not_imported = [f.name for f in model._meta.concrete_fields if f.name not in imported] if model else []
+        return self._import_fields
 
     def import_row(self, row, instance_loader, **kwargs):
         self._loader = instance_loader
@@ -377,8 +388,18 @@ class BookResource(resources.ModelResource):
         checked against the loaded instances and the rest of the file, and the database constraints stay the
         last word (a violation fails the whole file)."""
         errors = dict(import_validation_errors or {})
+        # A related object the row named was just read from the database: skip Django's query per row that
+        # checks it exists.
+        resolved = [
+            f.name
+            for f in instance._meta.concrete_fields
+            if f.is_relation and f.is_cached(instance) and getattr(f.get_cached_value(instance), "pk", None) is not None
+        ]
         try:
-            instance.full_clean(exclude=list(errors), validate_unique=False, validate_constraints=False)
+            self.get_import_fields()
+            instance.full_clean(
+                exclude=[*errors, *resolved, *self._not_imported], validate_unique=False, validate_constraints=False
+            )
         except ValidationError as exc:
             errors = exc.update_error_dict(errors)
         if errors:

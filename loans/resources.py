@@ -185,19 +185,21 @@ class InstallmentResource(BookResource):
 
     def before_import(self, dataset, **kwargs):
         super().before_import(dataset, **kwargs)
-        self.saved: list[Installment] = []
+        self.saved: list[tuple[Installment, bool]] = []
 
-    def after_save_instance(self, instance, row, **kwargs):
-        self.saved.append(instance)  # new rows get their id when the batch is written
+    def before_save_instance(self, instance, row, **kwargs):
+        super().before_save_instance(instance, row, **kwargs)
+        self.saved.append((instance, instance.pk is None))  # new rows get their id when the batch is written
 
     def after_import(self, dataset, result, **kwargs):
         super().after_import(dataset, result, **kwargs)
         if self.is_dry_run or result.has_errors() or result.has_validation_errors():
             return
-        ids = {i.pk for i in self.saved if i.pk}
-        if len(ids) < len(self.saved):  # a database that does not return ids from bulk inserts
+        # A new instalment has no payment yet: only updated ones (and free ones) can change their paid state.
+        ids = {i.pk for i, is_new in self.saved if (not is_new or i.amount_due <= 0)}
+        if None in ids:  # a database that does not return ids from bulk inserts
             ids = set(
-                Installment.objects.filter(loan_id__in={i.loan_id for i in self.saved}).values_list("pk", flat=True)
+                Installment.objects.filter(loan_id__in={i.loan_id for i, _new in self.saved}).values_list("pk", flat=True)
             )
         if ids:
             from .services import refresh_installments
