@@ -502,7 +502,7 @@ def preview_template(template: ReminderTemplate, customer: Customer, now: dt.dat
 
 # --- dispatching -------------------------------------------------------------------------------------------
 def claim_due(now: dt.datetime, batch_size: int) -> list[int]:
-    """Claim up to ``batch_size`` due contacts for this worker (a lease until ``now + CLAIM_LEASE``).
+    """Claim up to ``batch_size`` due contacts for this worker (a lease until ``now + claim_lease(n)``).
 
     On PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` lets concurrent workers take disjoint rows; on SQLite
     the write transaction is exclusive anyway. A row whose lease lapsed (its worker died) is claimable again.
@@ -518,8 +518,15 @@ def claim_due(now: dt.datetime, batch_size: int) -> list[int]:
             qs = qs.select_for_update(skip_locked=True)
         ids = list(qs.values_list("id", flat=True)[:batch_size])
         if ids:
-            NotificationLog.objects.filter(id__in=ids).update(claimed_until=now + CLAIM_LEASE)
+            NotificationLog.objects.filter(id__in=ids).update(claimed_until=now + claim_lease(len(ids)))
     return ids
+
+
+def claim_lease(batch_size: int) -> dt.timedelta:
+    """Long enough for a whole batch to time out at the provider one message after another, so a slow batch
+    is never taken over by a second worker while its first is still sending."""
+    per_message = float(getattr(settings, "PROVIDER_TIMEOUT_SECONDS", 10)) + 1
+    return max(CLAIM_LEASE, dt.timedelta(seconds=batch_size * per_message))
 
 
 def dispatch_due(now: dt.datetime, *, batch_size: int = 500) -> dict:

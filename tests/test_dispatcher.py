@@ -541,3 +541,19 @@ def test_an_event_notice_goes_through_the_same_gates_and_is_planned_once():
     assert (
         OutboxMessage.objects.get().body == f"{customer.name}: auto-debit of 500.00 failed ({inst.loan.ref})."
     )
+
+
+@pytest.mark.parametrize("size", [10, 60])
+def test_decisions_that_send_nothing_take_the_same_number_of_queries_for_any_batch(
+    size, django_assert_max_num_queries
+):
+    tier = make_tier()
+    make_rule(tier, -3, "sms")
+    for _ in range(size):
+        make_debtor(tier, due_date=DUE, do_not_contact=True, do_not_contact_reason="dispute")
+    plan_contacts(PLAN_AT)
+
+    with django_assert_max_num_queries(21):
+        result = dispatch_due(SEND_AT)
+
+    assert result["suppressed:do_not_contact"] == size
