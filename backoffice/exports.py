@@ -483,10 +483,13 @@ def job_file_path(job: ExportJob) -> Path:
 
 def run_export_job(job_id: int) -> dict[str, Any]:
     """Run one queued export job (the django-q2 task). Safe to run twice: only a queued job is claimed, so a
-    second run returns without writing. A failure is stored on the job (status ``failed``) and logged."""
+    second run returns without writing; a job left running by a worker killed at the cluster's timeout is
+    claimed again by the retry. A failure is stored on the job (status ``failed``) and logged."""
     now = timezone.now()
-    claimed = ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.QUEUED).update(
-        status=ExportJob.Status.RUNNING, started_at=now
+    stale = now - dt.timedelta(seconds=int(settings.Q_CLUSTER.get("timeout", 900)))
+    claimable = Q(status=ExportJob.Status.QUEUED) | Q(status=ExportJob.Status.RUNNING, started_at__lt=stale)
+    claimed = ExportJob.objects.filter(claimable, pk=job_id).update(
+        status=ExportJob.Status.RUNNING, started_at=now, rows_done=0
     )
     if not claimed:
         return {"job": job_id, "skipped": "not queued"}

@@ -16,6 +16,12 @@ from tests.factories_audit import make_compliance_officer, make_notification
 PASSWORD = "pw-for-tests-1!"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The real hasher is deliberately slow; these tests are about what is recorded, not about hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def book(db):
     alice = make_customer(name="Alice Smith", phone="+8613812345678", email="alice.smith@example.com")
@@ -225,3 +231,19 @@ def test_a_user_account_change_never_records_the_password_hash(client, db):
     assert response.status_code == 302
     event = AuditEvent.objects.get(action="auth.user.created")
     assert event.after["username"] == "newbie" and "password" not in event.after
+
+
+def test_a_job_left_running_by_a_killed_worker_is_taken_again_by_the_retry(book, officer, settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    job = ExportJob.objects.create(user=officer, kind="notifications", format="csv", status="running")
+    ExportJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - dt.timedelta(minutes=1))
+    assert (
+        run_export_job(job.pk)["skipped"] == "not queued"
+    )  # still inside the timeout: another worker has it
+    ExportJob.objects.filter(pk=job.pk).update(
+        started_at=timezone.now() - dt.timedelta(seconds=settings.Q_CLUSTER["timeout"] + 1)
+    )
+    assert run_export_job(job.pk) == {"job": job.pk, "rows": 2}
