@@ -152,7 +152,8 @@ def clean_filters(kind: str, filters: dict[str, Any] | None) -> dict[str, str]:
 def filtered_queryset(kind: str, filters: dict[str, Any] | None) -> QuerySet:
     """The rows an export with these filters holds, in a stable order (id for notifications, seq for audit).
 
-    ``since`` is inclusive and ``until`` exclusive, on ``scheduled_for`` (notifications) or ``at`` (audit)."""
+    ``since`` is inclusive and ``until`` exclusive, on ``scheduled_for`` (notifications) or ``at`` (audit);
+    ``q`` matches as the admin's search box does (one term)."""
     from notifications.models import NotificationLog
 
     filters = clean_filters(kind, filters)
@@ -181,12 +182,12 @@ def filtered_queryset(kind: str, filters: dict[str, Any] | None) -> QuerySet:
         if "loan_ref" in filters:
             qs = qs.filter(loan_refs__contains=filters["loan_ref"])
         if "q" in filters:
-            qs = qs.filter(Q(customer__ref=filters["q"]) | Q(loan_refs__contains=filters["q"]))
+            qs = qs.filter(Q(customer__ref__iexact=filters["q"]) | Q(loan_refs__contains=filters["q"]))
     else:
         if "action_prefix" in filters:
             qs = qs.filter(action__startswith=filters["action_prefix"])
         if "q" in filters:
-            qs = qs.filter(Q(object_id=filters["q"]) | Q(action__startswith=filters["q"]))
+            qs = qs.filter(Q(object_id__iexact=filters["q"]) | Q(action__istartswith=filters["q"]))
     return qs
 
 

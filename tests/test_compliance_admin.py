@@ -247,3 +247,20 @@ def test_a_job_left_running_by_a_killed_worker_is_taken_again_by_the_retry(book,
         started_at=timezone.now() - dt.timedelta(seconds=settings.Q_CLUSTER["timeout"] + 1)
     )
     assert run_export_job(job.pk) == {"job": job.pk, "rows": 2}
+
+
+def test_the_export_holds_what_the_searched_and_dated_list_shows(client, book, officer):
+    other = make_customer()
+    make_notification(other, status="sent")
+    client.force_login(officer)
+    query = f"q={book.ref.lower()}&scheduled_for__gte=2026-11-20+00:00:00%2B08:00&scheduled_for__lt=2026-11-21+00:00:00%2B08:00"
+    listed = client.get(reverse("admin:notifications_notificationlog_changelist") + "?" + query)
+    assert listed.status_code == 200 and len(listed.context["cl"].result_list) == 2
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                streamed(export(client, "notifications_notificationlog", "csv", query)).decode("utf-8-sig")
+            )
+        )
+    )
+    assert sorted(r["id"] for r in rows) == sorted(str(n.pk) for n in listed.context["cl"].result_list)
