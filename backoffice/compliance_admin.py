@@ -188,6 +188,7 @@ class AuditEventAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmi
         "q": "q",
     }
     list_display = ("seq", "at", "actor", "action", "object_type", "object_id")
+    ordering = ("-seq",)  # newest first; the unique index on seq serves it
     list_display_links = ("seq",)
     list_filter = (ActionPrefixFilter, ActorFilter, ("at", DateFieldListFilter))
     search_fields = ("=object_id", "^action")
@@ -195,7 +196,6 @@ class AuditEventAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmi
     show_full_result_count = False
     paginator = LargeTablePaginator
     list_per_page = 100
-    date_hierarchy = None
     fields = (
         "seq",
         "at",
