@@ -28,6 +28,7 @@ from .models import (
     LegalReferral,
     PromiseToPay,
 )
+from .resources import EscalationStepResource
 
 
 class EscalationStepInline(admin.TabularInline):
@@ -62,10 +63,8 @@ class EscalationStepAdmin(*_import_mixin(), AuditedModelAdmin):
     list_select_related = ["tier"]
     ordering = ["tier__code", "min_dpd"]
 
-    def get_resource_classes(self, request=None):
-        from .resources import EscalationStepResource
-
-        return [EscalationStepResource]
+    resource_classes = [EscalationStepResource]
+    skip_admin_log = True
 
 
 # --- cases -------------------------------------------------------------------------------------------------
@@ -234,7 +233,7 @@ class OpenOnlyFilter(admin.SimpleListFilter):
 
 
 @admin.register(CallTask)
-class CallTaskAdmin(admin.ModelAdmin):
+class CallTaskAdmin(AuditedModelAdmin):
     """The queue: a collector sees their own open tasks, highest priority first, and records outcomes in one form."""
 
     list_display = [
@@ -254,7 +253,22 @@ class CallTaskAdmin(admin.ModelAdmin):
     list_select_related = ["case__loan__customer", "assigned_to"]
     search_fields = ["case__loan__ref", "case__loan__customer__ref"]
     ordering = ["-priority", "scheduled_for", "id"]
-    raw_id_fields = ["case", "assigned_to", "completed_by"]
+    raw_id_fields = ["assigned_to"]
+    # A supervisor may hand a task to another collector (audited); everything else is the record form's work.
+    fields = [
+        "case",
+        "assigned_to",
+        "scheduled_for",
+        "priority",
+        "status",
+        "outcome",
+        "note",
+        "cancel_reason",
+        "created_at",
+        "completed_at",
+        "completed_by",
+    ]
+    readonly_fields = [f for f in fields if f != "assigned_to"]
     show_full_result_count = False
 
     def get_queryset(self, request):

@@ -51,6 +51,10 @@ class EscalationStep(models.Model):
         ordering = ["tier", "min_dpd", "action"]
         verbose_name = _("escalation step")
         verbose_name_plural = _("escalation steps")
+        permissions = [
+            ("import_escalationstep", "Can import escalation steps"),
+            ("export_escalationstep", "Can export escalation steps"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["tier", "min_dpd", "action"], name="escalation_step_unique_tier_dpd_action"

@@ -83,7 +83,7 @@ def test_the_placement_csv_is_downloaded_in_the_admin_only_with_the_permission(c
     advance_collections(day(10))
     placement = place_with_agency([open_case(loan)], make_agency("MASK"), actor="ops")
     url = reverse("admin:collections_agencyplacement_download", args=[placement.pk])
-    clerk = make_user("clerk")
+    clerk = make_user("clerk", password=None)
     clerk.user_permissions.add(Permission.objects.get(codename="view_agencyplacement"))
     client.force_login(clerk)
     assert client.get(url).status_code == 403

@@ -64,7 +64,7 @@ def test_whoever_may_not_see_personal_data_gets_the_queue_masked(client):
     make_collector("owner")
     loan = make_overdue_loan(tier, phone="+8613812345678", name="王小明")
     advance_collections(day(3))
-    viewer = make_user("auditor")
+    viewer = make_user("auditor", password=None)
     viewer.user_permissions.add(
         *Permission.objects.filter(codename__in=["view_calltask", "view_all_calltasks"])
     )
@@ -75,3 +75,43 @@ def test_whoever_may_not_see_personal_data_gets_the_queue_masked(client):
     assert (
         loan.ref in page and "13812345678" not in page and "王小明" not in page and "+86138****5678" in page
     )
+
+
+def test_a_supervisor_reassigns_a_task_and_the_change_is_audited(client):
+    from django.contrib.auth.models import Permission
+
+    from backoffice.models import AuditEvent
+
+    tier = high_risk_tier()
+    first = make_collector("first")
+    second = make_collector("second")
+    loan = make_overdue_loan(tier)
+    advance_collections(day(3))
+    task = open_tasks(loan)[0]
+    assert task.assigned_to == first
+    supervisor = make_collector("boss")
+    supervisor.user_permissions.add(Permission.objects.get(codename="view_all_calltasks"))
+    client.force_login(supervisor)
+
+    response = client.post(
+        reverse("admin:collections_calltask_change", args=[task.pk]),
+        {"assigned_to": second.pk, "_save": "Save"},
+    )
+
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.assigned_to == second and task.status == "open"
+    event = AuditEvent.objects.get(action="collections.calltask.changed")
+    assert event.before["assigned_to"] == first.pk and event.after["assigned_to"] == second.pk
+
+
+def test_operations_can_import_escalation_steps_in_the_admin(client):
+    from .factories import make_user
+
+    operator = make_user("ops", group="Operations", password=None)
+    client.force_login(operator)
+
+    assert client.get(reverse("admin:collections_escalationstep_import")).status_code == 200
+    collector = make_collector("nope")
+    client.force_login(collector)
+    assert client.get(reverse("admin:collections_escalationstep_import")).status_code == 403

@@ -86,7 +86,7 @@ def test_a_messaging_step_needs_a_template_kind_in_the_database():
 def test_the_ladder_is_edited_inline_on_the_credit_tier(client):
     tier = make_tier()
     EscalationStep.objects.create(tier=tier, min_dpd=3, stage="call", action="call_task")
-    admin = get_user_model().objects.create_superuser("root", password="pw-for-tests-1!")
+    admin = get_user_model().objects.create_superuser("root", password=None)
     client.force_login(admin)
 
     response = client.get(reverse("admin:loans_credittier_change", args=[tier.pk]))
