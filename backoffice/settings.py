@@ -113,6 +113,8 @@ STATICFILES_DIRS = [BASE_DIR / "backoffice" / "static"] if (BASE_DIR / "backoffi
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
 # Exports and placement files are written here; they hold personal data, so never under STATIC_ROOT.
 EXPORT_ROOT = env.path("EXPORT_ROOT", default=BASE_DIR / "var" / "exports")
+# Exports with more rows than this run as a background django-q2 task with a progress page.
+EXPORT_BACKGROUND_THRESHOLD = env.int("EXPORT_BACKGROUND_THRESHOLD", default=20000)
 # The audit chain head is written outside the database so a rewrite of the table can be detected.
 AUDIT_ANCHOR_PATH = env.path("AUDIT_ANCHOR_PATH", default=BASE_DIR / "var" / "audit-anchor.jsonl")
 

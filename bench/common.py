@@ -44,6 +44,10 @@ def setup_django(database_url: str) -> None:
     else:
         DEFAULT_SQLITE.parent.mkdir(parents=True, exist_ok=True)
     os.environ["DATABASE_URL"] = url
+    # The benchmark database has its own audit chain, so it needs its own anchor file.
+    tag = "postgres" if url.startswith("postgres") else "sqlite"
+    os.environ["AUDIT_ANCHOR_PATH"] = str(ROOT / "var" / f"bench-audit-anchor-{tag}.jsonl")
+    os.environ["EXPORT_ROOT"] = str(ROOT / "var" / "bench" / "exports")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
