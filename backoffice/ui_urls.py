@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
-from . import timeline
+from . import policy_preview, timeline
 
 app_name = "operator"
 
@@ -16,4 +16,9 @@ urlpatterns = [
         name="customer_timeline",
     ),
     path("loans/loan/<int:loan_id>/timeline/", admin.site.admin_view(timeline.loan_timeline_view), name="loan_timeline"),
+    path(
+        "loans/credittier/<int:tier_id>/preview/",
+        admin.site.admin_view(policy_preview.tier_preview_view),
+        name="tier_preview",
+    ),
 ]

@@ -180,6 +180,12 @@ def test_an_operator_opens_the_dashboard_and_a_customer_timeline(open_as, live_s
     page.goto(f"{live_server.url}/admin/loans/customer/")
     shot(page, "customers")
 
+    page.goto(f"{live_server.url}/admin/loans/credittier/{book['tier'].pk}/preview/")
+    page.fill("#id_max_contacts_per_week", "5")
+    page.click("#bo-preview-form input[type=submit]")
+    page.locator("#bo-preview-result").wait_for()
+    shot(page, "policy_preview")
+
 
 def test_the_dashboard_speaks_chinese_to_a_chinese_browser(open_as, live_server, book):
     page = open_as(make_user("wang", group=OPERATIONS), locale="zh-CN")
