@@ -25,7 +25,7 @@ from django.utils import timezone
 from backoffice.audit import Event, actor_name, log_events
 from loans.models import CreditTier, Customer, Installment, Loan, Payment
 
-from .ladder import days_past_due, dpd_bucket, grace_days_of, local_date
+from .ladder import days_past_due, grace_days_of, local_date
 from .models import (
     MESSAGING_ACTIONS,
     Agency,
@@ -692,21 +692,26 @@ def settle_payments(loan_ids: Iterable[int], at: dt.datetime, actor: Any = "syst
     ladder resumes. Returns counts.
     """
     counts: Counter = Counter()
-    loan_ids = list(loan_ids)
+    loan_ids = sorted(set(loan_ids))
     tiers = {t.pk: t for t in CreditTier.objects.all()}
-    with transaction.atomic():
-        cases = list(CollectionCase.objects.open().filter(loan_id__in=loan_ids).select_for_update())
-        if not cases:
-            return {}
-        positions = loan_positions([c.loan_id for c in cases], at, tiers)
-        to_close = [c for c in cases if c.loan_id not in positions or not positions[c.loan_id].is_overdue]
-        close_cases(to_close, at=at, actor=actor, counts=counts)
-        still_open = [c for c in cases if c not in to_close]
-        for case in still_open:
-            pos = positions[case.loan_id]
-            case.dpd, case.amount_overdue = pos.dpd, pos.amount_overdue
-        CollectionCase.objects.bulk_update(still_open, ["dpd", "amount_overdue", "updated_at"])
-        _keep_covered_promises(still_open, at, actor_name(actor), counts)
+    for start in range(0, len(loan_ids), CHUNK):
+        with transaction.atomic():
+            cases = list(
+                CollectionCase.objects.open()
+                .filter(loan_id__in=loan_ids[start : start + CHUNK])
+                .select_for_update()
+            )
+            if not cases:
+                continue
+            positions = loan_positions([c.loan_id for c in cases], at, tiers)
+            to_close = [c for c in cases if c.loan_id not in positions or not positions[c.loan_id].is_overdue]
+            close_cases(to_close, at=at, actor=actor, counts=counts)
+            still_open = [c for c in cases if c not in to_close]
+            for case in still_open:
+                pos = positions[case.loan_id]
+                case.dpd, case.amount_overdue, case.updated_at = pos.dpd, pos.amount_overdue, at
+            CollectionCase.objects.bulk_update(still_open, ["dpd", "amount_overdue", "updated_at"])
+            _keep_covered_promises(still_open, at, actor_name(actor), counts)
     return dict(counts)
 
 
@@ -1181,31 +1186,32 @@ def enforce_legal_freeze(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Co
     """Cancel whatever automatic contact was planned for loans frozen by legal since the last run."""
     from notifications.services import cancel_pending
 
-    installment_ids = list(
+    rows = (
         Installment.objects.filter(
-            loan__collection_cases__status=CollectionCase.Status.OPEN, loan__collection_cases__is_frozen=True
-        ).values_list("pk", flat=True)
-    )
-    if not installment_ids:
-        return 0
-    cancelled = (
-        cancel_pending(
-            reason=REASON_DO_NOT_CONTACT, actor=actor_name(actor), at=now, installment_ids=installment_ids
+            paid_at__isnull=True,
+            loan__collection_cases__status=CollectionCase.Status.OPEN,
+            loan__collection_cases__is_frozen=True,
         )
-        or 0
+        .order_by("loan__customer_id", "pk")
+        .values_list("loan__customer_id", "pk")
     )
+    # A consolidated contact lists a customer's loans together: a chunk never splits a customer.
+    chunks: list[list[int]] = [[]]
+    last_customer = None
+    for customer_id, installment_id in rows:
+        if customer_id != last_customer and len(chunks[-1]) >= CHUNK:
+            chunks.append([])
+        chunks[-1].append(installment_id)
+        last_customer = customer_id
+    cancelled = 0
+    for ids in chunks:
+        if ids:
+            cancelled += (
+                cancel_pending(
+                    reason=REASON_DO_NOT_CONTACT, actor=actor_name(actor), at=now, installment_ids=ids
+                )
+                or 0
+            )
     if counts is not None and cancelled:
         counts["contacts_cancelled_frozen"] += cancelled
     return cancelled
-
-
-def case_summary(case: CollectionCase) -> dict[str, Any]:
-    """What a collector or an agency needs to know of a case, in plain values."""
-    return {
-        "case_id": case.pk,
-        "loan_ref": case.loan.ref,
-        "dpd": case.dpd,
-        "dpd_bucket": dpd_bucket(case.dpd),
-        "amount_overdue": case.amount_overdue,
-        "stage": case.stage,
-    }

@@ -108,3 +108,25 @@ def test_the_demo_ladders_are_seeded_once_per_existing_tier():
     a_call = EscalationStep.objects.get(tier__code="A", action="call_task").min_dpd
     assert d_call < a_call
     assert Agency.objects.count() == 2
+
+
+def test_the_overdue_filter_uses_each_tiers_grace_period():
+    import datetime as dt
+
+    from debt_collection.ladder import overdue_q
+    from loans.models import CreditTier, Installment
+
+    from .factories_collections import make_overdue_loan
+
+    short, long = make_tier(grace_period_days=2), make_tier(grace_period_days=7)
+    today = DUE + dt.timedelta(days=5)
+    short_loan, long_loan = make_overdue_loan(short), make_overdue_loan(long)
+
+    overdue = Installment.objects.filter(overdue_q(today, CreditTier.objects.all()))
+
+    assert list(overdue.values_list("loan_id", flat=True)) == [short_loan.pk]
+    assert (
+        Installment.objects.filter(overdue_q(today + dt.timedelta(days=3), CreditTier.objects.all())).count()
+        == 2
+    )
+    assert long_loan.installments.count() == 1
