@@ -149,3 +149,43 @@ def test_syncing_roles_is_idempotent_and_grants_permissions_of_models_added_late
     added = roles.sync_roles()
     assert added[roles.COMPLIANCE_OFFICER] == 1 and added[roles.COLLECTOR] == 0
     assert Group.objects.get(name=roles.COMPLIANCE_OFFICER).permissions.filter(pk=later.pk).exists()
+
+
+def management_forms(page) -> dict:
+    """Empty management forms of the inlines on an admin change page (other apps may add theirs)."""
+    data = {}
+    for formset in page.context["inline_admin_formsets"]:
+        prefix = formset.formset.prefix
+        data[f"{prefix}-TOTAL_FORMS"] = formset.formset.management_form.initial["TOTAL_FORMS"]
+        data[f"{prefix}-INITIAL_FORMS"] = formset.formset.management_form.initial["INITIAL_FORMS"]
+        for i, form in enumerate(formset.formset.forms):
+            if form.instance.pk:
+                data[f"{prefix}-{i}-id"] = form.instance.pk
+                fk = formset.formset.fk.name
+                data[f"{prefix}-{i}-{fk}"] = formset.formset.instance.pk
+    return data
+
+
+def test_a_customer_page_shows_loans_and_instalments_and_operations_pin_the_tier_with_a_reason(client):
+    from tests.factories import make_installment, make_loan
+
+    low, high = make_tier(code="PLOW", min_score=700, max_score=799), make_tier(code="PHI", min_score=300, max_score=699)
+    customer = make_customer(credit_score=650)
+    assert customer.tier == high
+    make_installment(make_loan(customer, ref="L-PAGE"), seq=1)
+    login(client, roles.OPERATIONS)
+    url = reverse("admin:loans_customer_change", args=[customer.pk])
+    page = client.get(url)
+    assert "L-PAGE" in page.content.decode() and "customer-instalments" in page.content.decode()
+    form = page.context["adminform"].form
+    data = {name: form.initial.get(name) for name in form.fields if form.initial.get(name) is not None}
+    data.update({k: ("on" if v else "") for k, v in data.items() if isinstance(v, bool)})
+    data = {k: v for k, v in data.items() if v != ""}
+    data.update(management_forms(page))
+    data.update({"tier": low.pk, "is_tier_pinned": "on", "tier_pin_reason": "Restructured repayment plan"})
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    customer.refresh_from_db()
+    assert customer.tier == low and customer.is_tier_pinned
+    event = AuditEvent.objects.get(action="loans.customer.tier_pinned")
+    assert event.before["tier_id"] == high.pk and event.after["tier_pin_reason"] == "Restructured repayment plan"
