@@ -49,7 +49,12 @@ def _fmt(value: float) -> str:
     return f"{value:,.1f}"
 
 
-def _frame(title: str, categories: Sequence[str], top: float, series: Sequence[Series]) -> list[str]:
+def _text_width(text: str, size: float = 10) -> float:
+    """Rough width of ``text`` in px: CJK characters are about twice as wide as Latin ones."""
+    return sum(size if ord(c) > 0x2E80 else size * 0.62 for c in text)
+
+
+def _frame(title: str, top: float, series: Sequence[Series]) -> list[str]:
     plot_h = HEIGHT - TOP - BOTTOM
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
@@ -67,7 +72,7 @@ def _frame(title: str, categories: Sequence[str], top: float, series: Sequence[S
     # The legend sits on the title line, right-aligned, one swatch per series.
     x = WIDTH - RIGHT
     for s in reversed(series):
-        x -= 8 + 6.5 * len(s.label) + 18
+        x -= _text_width(s.label) + 26
         parts.append(f'<rect x="{x:.1f}" y="7" width="10" height="10" fill="{s.color}"/>')
         parts.append(f'<text x="{x + 14:.1f}" y="16" font-size="10" fill="currentColor">{escape(s.label)}</text>')
     return parts
@@ -99,7 +104,7 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series]) -
     plot_h = HEIGHT - TOP - BOTTOM
     slot = (WIDTH - LEFT - RIGHT) / max(len(categories), 1)
     bar_w = slot * 0.7
-    parts = _frame(title, categories, top, series)
+    parts = _frame(title, top, series)
     for i, category in enumerate(categories):
         x = LEFT + slot * i + (slot - bar_w) / 2
         y = TOP + plot_h
@@ -124,7 +129,7 @@ def line_chart(title: str, categories: Sequence[str], series: Sequence[Series]) 
     top = _nice_max(max((float(v) for s in series for v in s.values), default=0))
     plot_h = HEIGHT - TOP - BOTTOM
     slot = (WIDTH - LEFT - RIGHT) / max(len(categories), 1)
-    parts = _frame(title, categories, top, series)
+    parts = _frame(title, top, series)
     for s in series:
         points = []
         for i, value in enumerate(s.values):

@@ -39,7 +39,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 
 from loans.models import CreditTier, Customer, Installment, Loan
 from notifications import compliance
@@ -441,23 +441,23 @@ PREVIEW_PERMISSION = "loans.view_credittier"
 
 
 class PreviewForm(forms.Form):
-    start = forms.DateField(label=_lazy("from"), widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(label=_lazy("to"), widget=forms.DateInput(attrs={"type": "date"}))
-    sample_size = forms.IntegerField(label=_lazy("customers in the sample"), min_value=1, max_value=MAX_SAMPLE, initial=200)
-    grace_period_days = forms.IntegerField(label=_lazy("grace period (days)"), min_value=0, max_value=14)
-    max_contacts_per_week = forms.IntegerField(label=_lazy("max contacts per customer in any 7 days"), min_value=1)
-    channel_order = forms.CharField(label=_lazy("channel order"))
+    start = forms.DateField(label=gettext_lazy("from"), widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=gettext_lazy("to"), widget=forms.DateInput(attrs={"type": "date"}))
+    sample_size = forms.IntegerField(label=gettext_lazy("customers in the sample"), min_value=1, max_value=MAX_SAMPLE, initial=200)
+    grace_period_days = forms.IntegerField(label=gettext_lazy("grace period (days)"), min_value=0, max_value=14)
+    max_contacts_per_week = forms.IntegerField(label=gettext_lazy("max contacts per customer in any 7 days"), min_value=1)
+    channel_order = forms.CharField(label=gettext_lazy("channel order"))
     rules = forms.CharField(
-        label=_lazy("reminder rules"),
+        label=gettext_lazy("reminder rules"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 6, "cols": 40}),
-        help_text=_lazy("One per line: offset,channel,kind,HH:MM"),
+        help_text=gettext_lazy("One per line: offset,channel,kind,HH:MM"),
     )
     ladder = forms.CharField(
-        label=_lazy("escalation steps"),
+        label=gettext_lazy("escalation steps"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 5, "cols": 40}),
-        help_text=_lazy("One per line: min_dpd,action[,stage]"),
+        help_text=gettext_lazy("One per line: min_dpd,action[,stage]"),
     )
 
     def clean_channel_order(self):
