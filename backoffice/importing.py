@@ -36,6 +36,8 @@ IMPORT_COMPLETED = "backoffice.import.completed"
 TRUE_WORDS = frozenset({"1", "true", "yes"})
 FALSE_WORDS = frozenset({"0", "false", "no"})
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NUMBER_RE = re.compile(r"^[-+]?\d+(\.\d+)?$")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _text(value: Any) -> str:
@@ -449,6 +451,14 @@ class BookResource(resources.ModelResource):
                 },
             },
         )
+
+    # --- export -----------------------------------------------------------------------------------------
+    def export_field(self, field, instance, **kwargs):
+        # A text cell a spreadsheet would run as a formula gets a leading quote (numbers such as -3 stay).
+        value = super().export_field(field, instance, **kwargs)
+        if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and not _NUMBER_RE.match(value):
+            return "'" + value
+        return value
 
     # --- errors -----------------------------------------------------------------------------------------
     def column_for(self, name: str) -> str:

@@ -318,3 +318,17 @@ def test_the_import_command_dry_run_saves_nothing(tmp_path):
     call_command("import", "loans.resources.CustomerResource", str(path), "--noinput", "--dry-run", stdout=out)
     assert "nothing saved" in out.getvalue()
     assert not Customer.objects.filter(ref="MC4").exists()
+
+
+def test_an_export_escapes_cells_a_spreadsheet_would_run_as_formulas():
+    make_customer(ref="EX1", name="=HYPERLINK(\"http://evil\")")
+    dataset = resources.CustomerResource().export(Customer.objects.filter(ref="EX1"))
+    assert dataset.dict[0]["name"] == "'=HYPERLINK(\"http://evil\")"
+    assert dataset.dict[0]["phone"].startswith("+86")  # a number, not a formula: it re-imports as it is
+
+
+def test_an_export_reimports_as_the_same_rows():
+    make_tier(code="RT1", min_score=100, max_score=199)
+    exported = resources.CreditTierResource().export(CreditTier.objects.filter(code="RT1")).export("csv")
+    result, errors = run(resources.CreditTierResource, exported)
+    assert errors == [] and result.totals["update"] == 1 and CreditTier.objects.filter(code="RT1").count() == 1
