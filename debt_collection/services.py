@@ -756,7 +756,8 @@ def resolve_promises(
 ) -> dict[str, int]:
     """Pending promises as of ``now`` (customer's local day): kept when paid since made; otherwise the day
     before the promised date a ``promise_reminder`` is planned, and the day after it the promise is broken, the
-    case's broken-promise count grows and the ladder resumes. Writes ``collections.promise.*``."""
+    case's broken-promise count grows, the ladder resumes and a collector calls again (the collector who took
+    the promise, within the call limits). Writes ``collections.promise.*``."""
     from notifications.services import plan_notice
 
     counts = counts if counts is not None else Counter()
@@ -804,6 +805,8 @@ def resolve_promises(
                         )
                     ]
                 )
+                if _schedule_follow_up_call(case, customer, promise, now, actor):
+                    counts["call_tasks_created"] += 1
             counts["promises_broken"] += 1
         elif (
             today == promise.promised_date - dt.timedelta(days=1)
@@ -844,6 +847,57 @@ def resolve_promises(
                 )
             counts["promise_reminders_planned"] += 1
     return dict(counts)
+
+
+def _schedule_follow_up_call(
+    case: CollectionCase, customer: Customer, promise: PromiseToPay, now: dt.datetime, actor: str
+) -> CallTask | None:
+    """A call after a broken promise, unless one is open or the customer may not be called."""
+    from notifications.models import ContactPolicy
+
+    if customer.do_not_contact or customer.opt_out_call or case.is_frozen:
+        return None
+    if CallTask.objects.filter(case=case, status=CallTask.Status.OPEN).exists():
+        return None
+    loads = collector_loads()
+    assignee = promise.created_by_id if promise.created_by_id in loads else pick_least_loaded(loads)
+    recent = CallTask.objects.filter(
+        case__loan_id=case.loan_id, scheduled_for__gte=now - 2 * CALL_WINDOW
+    ).exclude(status=CallTask.Status.CANCELLED)
+    task = CallTask.objects.create(
+        case=case,
+        assigned_to_id=assignee,
+        scheduled_for=earliest_call_time(
+            desired=now,
+            tz_name=customer.timezone,
+            last_conversation_at=case.last_conversation_at,
+            loan_call_times=list(recent.values_list("scheduled_for", flat=True)),
+            policy=ContactPolicy.get(),
+        ),
+        created_at=now,
+        priority=call_priority(
+            broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd
+        ),
+    )
+    log_events(
+        [
+            Event(
+                action="collections.call.scheduled",
+                actor=actor,
+                object_type="collections.CallTask",
+                object_id=str(task.pk),
+                at=now,
+                after={
+                    "case_id": case.pk,
+                    "assigned_to_id": assignee,
+                    "scheduled_for": task.scheduled_for,
+                    "after": "promise_broken",
+                    "promise_id": promise.pk,
+                },
+            )
+        ]
+    )
+    return task
 
 
 # --- call outcomes -------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,7 @@ from django.core.exceptions import ValidationError
 from backoffice.jobs import run_pipeline
 from backoffice.models import AuditEvent
 from debt_collection.models import CaseStepRun, PromiseToPay
-from debt_collection.services import advance_collections, record_call_outcome
+from debt_collection.services import advance_collections, call_priority, record_call_outcome
 from notifications.models import NotificationLog
 
 from .factories_collections import (
@@ -65,8 +66,12 @@ def test_a_broken_promise_is_marked_the_day_after_and_the_ladder_resumes():
     )
     event = AuditEvent.objects.get(action="collections.promise.broken")
     assert event.after["promised_date"] == day(9).date().isoformat() and event.after["broken_promises"] == 1
-    # A new call task for the broken promise ranks higher than an equal case without one.
     assert NotificationLog.objects.filter(customer=loan.customer, kind="promise_reminder").count() == 1
+    # The collector who took the promise calls again, not before 7 days after that conversation.
+    follow_up = open_tasks(loan)[0]
+    assert follow_up.assigned_to == collector
+    assert follow_up.scheduled_for == day(3, hour=11) + dt.timedelta(days=7)
+    assert follow_up.priority > call_priority(broken_promises=0, amount_overdue=Decimal("10000"), dpd=90)
 
 
 def test_a_promise_kept_by_payment_closes_the_case(django_capture_on_commit_callbacks):
