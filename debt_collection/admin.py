@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from backoffice.admin import AuditedModelAdmin
+from backoffice.admin import AuditedModelAdmin, LargeTablePaginator
 from backoffice.masking import can_see_personal_data, mask_name, mask_phone
 
 from . import services
@@ -129,6 +129,7 @@ class CollectionCaseAdmin(admin.ModelAdmin):
     inlines = [StepRunInline, CallTaskInline, PromiseInline]
     actions = ["place_with_agency_action", "refer_to_legal_action"]
     show_full_result_count = False
+    paginator = LargeTablePaginator
 
     def has_add_permission(self, request):
         return False
@@ -270,6 +271,7 @@ class CallTaskAdmin(AuditedModelAdmin):
     ]
     readonly_fields = [f for f in fields if f != "assigned_to"]
     show_full_result_count = False
+    paginator = LargeTablePaginator
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)
@@ -399,6 +401,7 @@ class PromiseToPayAdmin(admin.ModelAdmin):
     search_fields = ["case__loan__ref"]
     readonly_fields = [f.name for f in PromiseToPay._meta.fields]
     show_full_result_count = False
+    paginator = LargeTablePaginator
 
     def has_add_permission(self, request):
         return False
@@ -432,6 +435,7 @@ class AgencyPlacementAdmin(admin.ModelAdmin):
     exclude = ["cases", "file"]
     actions = ["recall_action"]
     show_full_result_count = False
+    paginator = LargeTablePaginator
 
     def has_add_permission(self, request):
         return False
@@ -500,6 +504,7 @@ class LegalReferralAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in LegalReferral._meta.fields]
     search_fields = ["case__loan__ref"]
     show_full_result_count = False
+    paginator = LargeTablePaginator
 
     def has_add_permission(self, request):
         return False
