@@ -15,6 +15,7 @@ from import_export.admin import ImportExportMixin
 from backoffice.admin import AuditedModelAdmin, LargeTablePaginator
 from backoffice.audit import log_event
 from backoffice.importing import BookImportAdminMixin
+from backoffice.masking import can_see_personal_data, mask_destination, mask_email, mask_name, mask_phone
 
 from . import services
 from .models import AutoDebitAttempt, CreditScore, CreditTier, Customer, Installment, Loan, Payment
@@ -83,8 +84,33 @@ class LoanInline(ReadOnlyInline):
     verbose_name_plural = _("loans")
 
 
+@admin.display(description=_("name"))
+def masked_name(obj):
+    return mask_name(obj.name)
+
+
+@admin.display(description=_("phone"))
+def masked_phone(obj):
+    return mask_phone(obj.phone)
+
+
+@admin.display(description=_("email"))
+def masked_email(obj):
+    return mask_email(obj.email)
+
+
+@admin.display(description=_("push token"))
+def masked_push_token(obj):
+    return mask_destination(obj.push_token)
+
+
+PERSONAL = {"name": masked_name, "phone": masked_phone, "email": masked_email, "push_token": masked_push_token}
+
+
 @admin.register(Customer)
 class CustomerAdmin(BookImportExportAdmin):
+    """Names, phones and emails are masked for users without ``loans.view_personal_data`` (read-only to them)."""
+
     resource_classes = [CustomerResource]
     list_display = ("ref", "name", "phone", "tier", "credit_score", "is_tier_pinned", "language", "do_not_contact")
     list_filter = ("tier", "is_tier_pinned", "language", "do_not_contact", "do_not_contact_reason", "opt_out_sms")
@@ -112,6 +138,29 @@ class CustomerAdmin(BookImportExportAdmin):
         (_("Loan book"), {"fields": ("instalments",)}),
         (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
+
+    def _masks(self, request) -> bool:
+        return not can_see_personal_data(request.user)
+
+    def get_list_display(self, request):
+        fields = super().get_list_display(request)
+        return [PERSONAL.get(f, f) for f in fields] if self._masks(request) else fields
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if not self._masks(request):
+            return fieldsets
+        return [
+            (title, {**opts, "fields": tuple(PERSONAL.get(f, f) for f in opts["fields"])}) for title, opts in fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return (*fields, *PERSONAL.values()) if self._masks(request) else fields
+
+    def has_change_permission(self, request, obj=None):
+        # Changing a customer means seeing who they are.
+        return super().has_change_permission(request, obj) and not self._masks(request)
 
     @admin.display(description=_("instalments (latest first)"))
     def instalments(self, obj):
@@ -148,7 +197,7 @@ class CustomerAdmin(BookImportExportAdmin):
 @admin.register(CreditScore)
 class CreditScoreAdmin(BookImportExportAdmin):
     resource_classes = [CreditScoreResource]
-    list_display = ("customer", "score", "scored_at", "applied_at")
+    list_display = ("customer__ref", "score", "scored_at", "applied_at")
     list_filter = (("applied_at", admin.EmptyFieldListFilter),)
     list_select_related = ("customer",)
     search_fields = ("=customer__ref",)
@@ -181,7 +230,7 @@ class PaidFilter(admin.SimpleListFilter):
 @admin.register(Loan)
 class LoanAdmin(BookImportExportAdmin):
     resource_classes = [LoanResource]
-    list_display = ("ref", "customer", "principal", "currency", "disbursed_on", "status", "autopay")
+    list_display = ("ref", "customer__ref", "principal", "currency", "disbursed_on", "status", "autopay")
     list_filter = ("status", "autopay", "currency")
     list_select_related = ("customer",)
     search_fields = ("=ref", "=customer__ref")

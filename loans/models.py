@@ -182,7 +182,9 @@ class Customer(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.ref} · {self.name}"
+        # The reference only: a customer's name is personal data and this text shows up everywhere (admin
+        # titles, breadcrumbs, foreign-key widgets) whether the viewer may see personal data or not.
+        return self.ref
 
     def save(self, *args, **kwargs):
         if not self.is_tier_pinned:

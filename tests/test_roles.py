@@ -189,3 +189,16 @@ def test_a_customer_page_shows_loans_and_instalments_and_operations_pin_the_tier
     assert customer.tier == low and customer.is_tier_pinned
     event = AuditEvent.objects.get(action="loans.customer.tier_pinned")
     assert event.before["tier_id"] == high.pk and event.after["tier_pin_reason"] == "Restructured repayment plan"
+
+
+def test_compliance_officers_see_customers_masked_and_operations_see_them_in_full(client):
+    customer = make_customer(name="王小明", phone="+8613812345678", email="wang@example.com")
+    url = reverse("admin:loans_customer_change", args=[customer.pk])
+    login(client, roles.COMPLIANCE_OFFICER)
+    for page in (client.get(reverse("admin:loans_customer_changelist")), client.get(url)):
+        text = page.content.decode()
+        assert "+86138****5678" in text and "王**" in text
+        assert "13812345678" not in text and "王小明" not in text and "wang@example.com" not in text
+    client.logout()
+    login(client, roles.OPERATIONS)
+    assert "13812345678" in client.get(url).content.decode()
