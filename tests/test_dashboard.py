@@ -173,3 +173,24 @@ def test_charts_escape_labels_and_scale_to_the_largest_value():
     assert svg.count("<rect") == 3 + 2  # three non-empty segments, two legend swatches
     line = line_chart("t", ["d1", "d2", "d3"], [Series("paid", [Decimal("0"), Decimal("5"), Decimal("2.5")])])
     assert line.count("<circle") == 3 and "<polyline" in line
+
+
+def test_collectors_open_tasks_count_per_collector(book):
+    from debt_collection.models import CallTask, CollectionCase
+
+    kim, lee = make_user("kim"), make_user("lee")
+    case = CollectionCase.objects.create(loan=book["i1"].loan, opened_at=local(days_ago(2)), dpd=5)
+    noon = local(TODAY)
+
+    def task(user, at, status=CallTask.Status.OPEN, outcome=""):
+        CallTask.objects.create(case=case, assigned_to=user, scheduled_for=at, created_at=noon, status=status, outcome=outcome)
+
+    task(kim, noon)
+    task(kim, local(TODAY + dt.timedelta(days=1)))  # not callable before tomorrow
+    task(kim, noon, status=CallTask.Status.DONE, outcome=CallTask.Outcome.NO_ANSWER)
+    task(lee, local(days_ago(1)))
+    task(None, noon)
+
+    rows = {r["collector"]: r for r in dashboard_figures(TODAY)["collector_tasks"]}
+
+    assert {k: (v["open"], v["due_now"]) for k, v in rows.items()} == {"kim": (2, 1), "lee": (1, 1), "": (1, 1)}
