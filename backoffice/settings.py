@@ -184,6 +184,12 @@ PAYMENT_GATEWAY_BACKEND = env.str("PAYMENT_GATEWAY_BACKEND", default="loans.gate
 # Simulator failures, e.g. "insufficient_funds:0.1,card_expired:0.02" (reason:probability).
 PAYMENT_SIMULATOR_FAILURES = env.str("PAYMENT_SIMULATOR_FAILURES", default="")
 HOW_TO_PAY = env.str("HOW_TO_PAY", default="")
+# Dispatch: rows claimed per batch, and how long a claim lasts before a dead worker's rows are taken over.
+DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=500)
+DISPATCH_CLAIM_LEASE_SECONDS = env.int("DISPATCH_CLAIM_LEASE_SECONDS", default=600)
+# The scheduled daily run is split into chunks of this many customer ids, each a django-q2 task any worker
+# (of any cluster sharing the broker) can take.
+DAILY_RUN_CHUNK_CUSTOMERS = env.int("DAILY_RUN_CHUNK_CUSTOMERS", default=20000)
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env.str("EMAIL_HOST", default="127.0.0.1")

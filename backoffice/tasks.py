@@ -1,19 +1,80 @@
-"""Thin django-q2 entry points: they take no objects and are safe to run twice (claims, unique keys)."""
+"""Thin django-q2 entry points: they take no objects and are safe to run twice (claims, unique keys).
+
+Scale-out: the scheduled daily run does the whole-book steps that are cheap and set-based itself, and splits
+planning and dispatch into chunks of customer ids, each an ordinary django-q2 task that any worker of any cluster
+sharing the broker (Redis in production) can take. A chunk lost with a killed worker is harmless: planning is
+idempotent and runs again at the next schedule, and the every-minute dispatch sweep takes over rows whose claim
+lapsed. The idempotency key of each contact keeps a re-sent message from ever reaching the customer twice.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+
+from django.conf import settings
+from django.db.models import Max, Min
 from django.utils import timezone
 
 
 def run_daily_pipeline() -> dict:
-    """The whole pipeline of ``run_jobs`` as of now."""
-    from .jobs import run_pipeline
-
-    return run_pipeline(timezone.now())
+    """Schedule entry: the pipeline as of now, with planning and dispatch fanned out in chunks."""
+    return fan_out_daily_run(timezone.now())
 
 
 def dispatch_due() -> dict:
-    """Send what is due by now (the pipeline's last step, on its own every minute)."""
+    """Send what is due by now over the whole book (the every-minute sweep)."""
     from notifications.services import dispatch_due as dispatch
 
     return dispatch(timezone.now())
+
+
+def customer_id_ranges(chunk: int) -> list[tuple[int, int]]:
+    """Half-open id ranges of at most ``chunk`` customer ids covering the book (one query)."""
+    from loans.models import Customer
+
+    bounds = Customer.objects.aggregate(low=Min("id"), high=Max("id"))
+    if bounds["low"] is None:
+        return []
+    return [(low, min(low + chunk, bounds["high"] + 1)) for low in range(bounds["low"], bounds["high"] + 1, chunk)]
+
+
+def fan_out_daily_run(now: dt.datetime, *, chunk: int | None = None) -> dict:
+    """Run the whole-book steps here and enqueue one ``run_chunk`` task per range of customers.
+
+    Order as in SPEC.md: scores and auto-debit first (here), then planning and dispatch per chunk (workers),
+    collections and the audit anchor (here). Collections notices planned after a chunk dispatched go out with
+    the every-minute dispatch sweep. Returns what ran here and how many chunks were enqueued.
+    """
+    from django_q.tasks import async_task
+
+    from loans.autodebit import run_autodebit
+    from loans.services import apply_credit_scores
+
+    from .audit import write_anchor
+    from .jobs import available_steps
+
+    summary: dict[str, dict] = {
+        "apply_scores": apply_credit_scores(now) or {},
+        "autodebit": run_autodebit(now) or {},
+    }
+    ranges = customer_id_ranges(chunk or settings.DAILY_RUN_CHUNK_CUSTOMERS)
+    group = f"daily-run-{now:%Y%m%dT%H%M%S}"
+    for low, high in ranges:
+        async_task("backoffice.tasks.run_chunk", now.isoformat(), low, high, group=group, task_name=f"{group}-{low}")
+    summary["chunks"] = {"enqueued": len(ranges)}
+    steps = dict(available_steps())
+    if "collections" in steps:
+        summary["collections"] = steps["collections"](now) or {}
+    summary["anchor_audit"] = write_anchor(now) or {}
+    return summary
+
+
+def run_chunk(now_iso: str, low: int, high: int) -> dict:
+    """Plan the contacts of customers ``low <= id < high`` for the moment, then send what is due now."""
+    from notifications.services import dispatch_due as dispatch
+    from notifications.services import plan_contacts
+
+    now = dt.datetime.fromisoformat(now_iso)
+    planned = plan_contacts(now, customer_id_range=(low, high))
+    sent = dispatch(max(now, timezone.now()), customer_id_range=(low, high))
+    return {"plan": planned, "dispatch": sent}

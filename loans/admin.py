@@ -46,6 +46,7 @@ class BookImportExportAdmin(BookImportAdminMixin, ImportExportMixin, BigTableAdm
 # --- configuration --------------------------------------------------------------------------------------
 @admin.register(CreditTier)
 class CreditTierAdmin(BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
+    change_form_template = "admin/loans/credittier/change_form.html"
     resource_classes = [CreditTierResource]
     skip_admin_log = True
     list_display = ("code", "name", "min_score", "max_score", "risk_level", "grace_period_days", "max_contacts_per_week", "channel_order")
@@ -110,6 +111,7 @@ PERSONAL = {"name": masked_name, "phone": masked_phone, "email": masked_email, "
 @admin.register(Customer)
 class CustomerAdmin(BookImportExportAdmin):
     """Names, phones and emails are masked for users without ``loans.view_personal_data`` (read-only to them)."""
+    change_form_template = "admin/loans/customer/change_form.html"
 
     resource_classes = [CustomerResource]
     list_display = ("ref", "name", "phone", "tier", "credit_score", "is_tier_pinned", "language", "do_not_contact")
@@ -229,6 +231,7 @@ class PaidFilter(admin.SimpleListFilter):
 
 @admin.register(Loan)
 class LoanAdmin(BookImportExportAdmin):
+    change_form_template = "admin/loans/loan/change_form.html"
     resource_classes = [LoanResource]
     list_display = ("ref", "customer__ref", "principal", "currency", "disbursed_on", "status", "autopay")
     list_filter = ("status", "autopay", "currency")

@@ -41,8 +41,8 @@ PLANNER_ACTOR = "job:plan_contacts"
 DISPATCHER_ACTOR = "job:dispatch_due"
 # Contacts the planner makes from rules carry this dedupe prefix (event notices carry the caller's key).
 RULE_KEY_PREFIX = "rem:"
-# A claimed row belongs to one worker until then; a worker that died releases it by letting the lease lapse.
-CLAIM_LEASE = dt.timedelta(minutes=10)
+# A claimed row belongs to one worker until its lease lapses (settings.DISPATCH_CLAIM_LEASE_SECONDS); a worker
+# that died releases its rows that way.
 PLAN_CHUNK = 1000
 MESSAGING_CHANNELS = (Channel.SMS.value, Channel.EMAIL.value, Channel.PUSH.value)
 LOG_TYPE = NotificationLog._meta.label
@@ -72,13 +72,19 @@ class _PlanGroup:
     loan_refs: list[str] = field(default_factory=list)
 
 
-def plan_contacts(now: dt.datetime, *, customer_ids: Iterable[int] | None = None) -> dict:
+def plan_contacts(
+    now: dt.datetime,
+    *,
+    customer_ids: Iterable[int] | None = None,
+    customer_id_range: tuple[int, int] | None = None,
+) -> dict:
     """Plan the rule contacts of each customer's local day holding ``now`` (pipeline step "plan").
 
     For every active rule of the customer's tier with offset ``d``, the customer's unpaid instalments of active
     loans due on ``local_day - d`` become ONE ``NotificationLog`` per rule (so per channel and kind) listing
     every loan, scheduled at the rule's local send time. Days already past are never back-filled. Planning again
-    adds nothing (``dedupe_key`` is unique). ``customer_ids`` restricts planning to those customers.
+    adds nothing (``dedupe_key`` is unique). ``customer_ids`` restricts planning to those customers,
+    ``customer_id_range`` (low inclusive, high exclusive) to one chunk of the book (see backoffice.tasks).
 
     Set-based: a fixed number of queries per time-zone date and per chunk of ``PLAN_CHUNK`` contacts, whatever
     the size of the loan book. Writes ``notifications.contact.planned`` for each new contact.
@@ -95,6 +101,8 @@ def plan_contacts(now: dt.datetime, *, customer_ids: Iterable[int] | None = None
     customers = Customer.objects.filter(tier_id__in=list(rules_by_tier), loans__status=Loan.Status.ACTIVE)
     if customer_ids is not None:
         customers = customers.filter(id__in=list(customer_ids))
+    if customer_id_range is not None:
+        customers = customers.filter(id__gte=customer_id_range[0], id__lt=customer_id_range[1])
     zones_by_day: dict[dt.date, list[str]] = defaultdict(list)
     for tz_name in customers.order_by().values_list("timezone", flat=True).distinct():
         zones_by_day[now.astimezone(zoneinfo.ZoneInfo(tz_name)).date()].append(tz_name)
@@ -121,6 +129,8 @@ def plan_contacts(now: dt.datetime, *, customer_ids: Iterable[int] | None = None
         )
         if customer_ids is not None:
             rows = rows.filter(loan__customer_id__in=list(customer_ids))
+        if customer_id_range is not None:
+            rows = rows.filter(loan__customer_id__gte=customer_id_range[0], loan__customer_id__lt=customer_id_range[1])
         groups: dict[tuple, _PlanGroup] = {}
         current_customer = None
         for row in rows.iterator(chunk_size=PLAN_CHUNK):
@@ -501,7 +511,7 @@ def preview_template(template: ReminderTemplate, customer: Customer, now: dt.dat
 
 
 # --- dispatching -------------------------------------------------------------------------------------------
-def claim_due(now: dt.datetime, batch_size: int) -> list[int]:
+def claim_due(now: dt.datetime, batch_size: int, customer_id_range: tuple[int, int] | None = None) -> list[int]:
     """Claim up to ``batch_size`` due contacts for this worker (a lease until ``now + claim_lease(n)``).
 
     On PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` lets concurrent workers take disjoint rows; on SQLite
@@ -514,6 +524,8 @@ def claim_due(now: dt.datetime, batch_size: int) -> list[int]:
             .exclude(claimed_until__gt=now)
             .order_by("scheduled_for", "id")
         )
+        if customer_id_range is not None:
+            qs = qs.filter(customer_id__gte=customer_id_range[0], customer_id__lt=customer_id_range[1])
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True)
         ids = list(qs.values_list("id", flat=True)[:batch_size])
@@ -526,10 +538,13 @@ def claim_lease(batch_size: int) -> dt.timedelta:
     """Long enough for a whole batch to time out at the provider one message after another, so a slow batch
     is never taken over by a second worker while its first is still sending."""
     per_message = float(getattr(settings, "PROVIDER_TIMEOUT_SECONDS", 10)) + 1
-    return max(CLAIM_LEASE, dt.timedelta(seconds=batch_size * per_message))
+    lease = dt.timedelta(seconds=getattr(settings, "DISPATCH_CLAIM_LEASE_SECONDS", 600))
+    return max(lease, dt.timedelta(seconds=batch_size * per_message))
 
 
-def dispatch_due(now: dt.datetime, *, batch_size: int = 500) -> dict:
+def dispatch_due(
+    now: dt.datetime, *, batch_size: int | None = None, customer_id_range: tuple[int, int] | None = None
+) -> dict:
     """Send the contacts due by ``now`` (pipeline step "dispatch"), in claimed batches.
 
     Gates, checked at send time in this order (status/reason): every instalment paid -> cancelled/paid (some
@@ -544,15 +559,20 @@ def dispatch_due(now: dt.datetime, *, batch_size: int = 500) -> dict:
     A ``ProviderError`` is retried after ``retry_backoff_seconds * 2**(attempt-1)`` (deferred/provider_error)
     up to ``max_send_attempts``, then failed/provider_error (at once when not retryable). ``sent`` is recorded
     in its own transaction right after the provider accepted. Returns counts per status.
+
+    ``customer_id_range`` (low inclusive, high exclusive) limits it to one chunk of the book, so several
+    workers can dispatch disjoint chunks; ``batch_size`` defaults to settings.DISPATCH_BATCH_SIZE.
     """
     from .channels import get_backend  # the channel module imports settings-driven backends lazily
+
+    batch_size = batch_size or getattr(settings, "DISPATCH_BATCH_SIZE", 500)
 
     policy = ContactPolicy.get()
     templates = template_index()
     totals: Counter = Counter()
     backends: dict[str, Any] = {}
     while True:
-        ids = claim_due(now, batch_size)
+        ids = claim_due(now, batch_size, customer_id_range)
         if not ids:
             break
         totals["claimed"] += len(ids)

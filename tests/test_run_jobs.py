@@ -115,7 +115,35 @@ def test_registering_repairs_an_edited_schedule_without_duplicating_it():
     assert (schedule.func, schedule.minutes) == ("backoffice.tasks.dispatch_due", 1)
 
 
-def test_the_task_entry_points_run_the_steps_as_of_now():
-    summary = tasks.run_daily_pipeline()
-    assert "plan" in summary and "dispatch" in summary
+def test_the_daily_task_fans_planning_and_dispatch_out_in_chunks_of_customers(monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)  # each enqueued chunk runs at once, in this process
+    shanghai, los_angeles = book()
+    moment = dt.datetime(2026, 11, 28, 2, 30, tzinfo=dt.UTC)
+
+    summary = tasks.fan_out_daily_run(moment, chunk=1)
+
+    assert set(summary) == {"apply_scores", "autodebit", "chunks", "collections", "anchor_audit"}
+    assert summary["chunks"] == {"enqueued": los_angeles.id - shanghai.id + 1}
+    assert NotificationLog.objects.get(customer=shanghai).status == NotificationLog.Status.SENT
+    assert not NotificationLog.objects.filter(customer=los_angeles).exists()
     assert tasks.dispatch_due() == {}
+
+
+def test_chunks_cover_every_customer_once():
+    first, last = book()
+    ranges = tasks.customer_id_ranges(1)
+    assert ranges[0][0] == first.id and ranges[-1][1] == last.id + 1
+    assert all(high == low + 1 for low, high in ranges)
+    assert tasks.customer_id_ranges(1000) == [(first.id, last.id + 1)]
+
+
+def test_run_jobs_enqueue_reports_the_chunks(monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    shanghai, _ = book()
+    output = run_jobs("--now", "2026-11-28T10:30:00+08:00", "--enqueue", "--chunk-size", "1000")
+    assert "(chunks enqueued)" in output and "chunks: enqueued=1" in output
+    assert NotificationLog.objects.get(customer=shanghai).status == NotificationLog.Status.SENT

@@ -33,10 +33,27 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--now", help="ISO-8601 moment, e.g. 2026-11-30T10:00:00+08:00 (default: now).")
+        parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="Scale-out: run the whole-book steps here and enqueue planning and dispatch in chunks of customers "
+            "for the django-q2 clusters (all clusters sharing the broker take them).",
+        )
+        parser.add_argument(
+            "--chunk-size", type=int, default=None, help="Customers per chunk with --enqueue (default DAILY_RUN_CHUNK_CUSTOMERS)."
+        )
 
-    def handle(self, *args, now=None, **options):
+    def handle(self, *args, now=None, enqueue=False, chunk_size=None, **options):
         moment = parse_moment(now) if now else timezone.now()
-        self.stdout.write(f"pipeline as of {moment.isoformat()}")
-        for step, summary in run_pipeline(moment).items():
+        if chunk_size is not None and chunk_size < 1:
+            raise CommandError("--chunk-size must be at least 1.")
+        self.stdout.write(f"pipeline as of {moment.isoformat()}{' (chunks enqueued)' if enqueue else ''}")
+        if enqueue:
+            from backoffice.tasks import fan_out_daily_run
+
+            results = fan_out_daily_run(moment, chunk=chunk_size)
+        else:
+            results = run_pipeline(moment)
+        for step, summary in results.items():
             counts = ", ".join(f"{k}={v}" for k, v in sorted(summary.items())) or "nothing to do"
             self.stdout.write(f"  {step}: {counts}")
