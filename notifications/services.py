@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import CharField, F, Prefetch, Value
@@ -127,6 +128,10 @@ def plan_contacts(
                 "loan__customer__timezone",
             )
         )
+        if apps.is_installed("debt_collection"):
+            from debt_collection.models import frozen_loan_ids
+
+            rows = rows.exclude(loan_id__in=frozen_loan_ids())  # a subquery: legal holds are never planned
         if customer_ids is not None:
             rows = rows.filter(loan__customer_id__in=list(customer_ids))
         if customer_id_range is not None:
@@ -582,6 +587,15 @@ def dispatch_due(
     return dict(totals)
 
 
+def frozen_loans(loan_ids: set[int]) -> set[int]:
+    """Of ``loan_ids``, the loans under a legal referral (collections freezes their automatic contact)."""
+    if not loan_ids or not apps.is_installed("debt_collection"):
+        return set()
+    from debt_collection.models import frozen_loan_ids
+
+    return set(frozen_loan_ids().filter(loan_id__in=loan_ids).values_list("loan_id", flat=True))
+
+
 @dataclass
 class _Decision:
     log: NotificationLog
@@ -600,6 +614,7 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
         .order_by("scheduled_for", "id")
     )
     sent_counts = Counter(compliance.contacts_in_last_7_days({log.customer_id for log in logs}, now))
+    frozen = frozen_loans({item.installment.loan_id for log in logs for item in log.items.all()})
     used_channels = _channels_used(logs)
     decisions: list[_Decision] = []
     sends: list[tuple[NotificationLog, dict, list[Installment]]] = []
@@ -632,6 +647,14 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
                 )
             )
             continue
+        held = [i for i in unpaid if i.loan_id in frozen]
+        if held:
+            # A legal referral freezes all automatic contact about that loan; other loans may still be reminded.
+            inputs["legal_hold_loan_ids"] = sorted({i.loan_id for i in held})
+            unpaid = [i for i in unpaid if i.loan_id not in frozen]
+            if not unpaid:
+                decisions.append(_Decision(log, Status.SUPPRESSED, Reason.DO_NOT_CONTACT, inputs))
+                continue
         channel = log.channel
         if customer.is_opted_out(channel):
             fallback = _fallback_channel(customer, tier, used_channels.get(_contact_of(log), {channel}))

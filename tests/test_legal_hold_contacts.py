@@ -1,0 +1,65 @@
+"""A legal referral freezes automatic contact about that loan, in the planner and at send time."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from debt_collection.models import CollectionCase
+from notifications.models import NotificationLog
+from notifications.services import dispatch_due, plan_contacts
+
+from .factories import make_tier
+from .factories_reminders import SHANGHAI, local, make_debtor, make_rule, make_template
+
+pytestmark = pytest.mark.django_db
+
+PLAN_AT = local(SHANGHAI, 2026, 11, 28, 10, 30)  # three days before the 1 December due date
+
+
+def freeze(installment):
+    return CollectionCase.objects.create(
+        loan=installment.loan, tier=installment.loan.customer.tier, stage="legal", opened_at=PLAN_AT, is_frozen=True
+    )
+
+
+@pytest.fixture
+def debtor():
+    tier = make_tier()
+    make_rule(tier, -3, "sms", send_time=dt.time(10, 0))
+    make_template("pre_due", "sms", "zh-hans", body="{customer_name}: {loans}")
+    return make_debtor(tier, loans=2, due_date=dt.date(2026, 12, 1), timezone=SHANGHAI)
+
+
+def test_a_consolidated_reminder_leaves_out_the_loan_under_legal_hold(debtor):
+    customer, (held, free) = debtor
+    plan_contacts(PLAN_AT)
+    freeze(held)
+
+    dispatch_due(PLAN_AT)
+
+    log = NotificationLog.objects.get(customer=customer)
+    assert log.status == "sent"
+    assert log.loan_refs == free.loan.ref
+    assert held.loan.ref not in log.body and free.loan.ref in log.body
+
+
+def test_a_reminder_only_about_frozen_loans_is_suppressed_at_send_time(debtor):
+    customer, installments = debtor
+    plan_contacts(PLAN_AT)
+    for installment in installments:
+        freeze(installment)
+
+    dispatch_due(PLAN_AT)
+
+    log = NotificationLog.objects.get(customer=customer)
+    assert (log.status, log.reason) == ("suppressed", "do_not_contact")
+
+
+def test_the_planner_never_plans_a_contact_about_a_frozen_loan(debtor):
+    customer, (held, free) = debtor
+    freeze(held)
+    freeze(free)
+    assert plan_contacts(PLAN_AT)["planned"] == 0
+    assert not NotificationLog.objects.filter(customer=customer).exists()
