@@ -120,14 +120,12 @@ def test_legal_freezes_every_automatic_contact_of_the_loan():
     loan = make_overdue_loan(high, installments=4)
     walk([loan], range(58, 61), pipeline=False)
     assert open_case(loan).is_frozen
-    # The next instalment's due-day reminder planned by the engine is cancelled before it is dispatched.
+    # The next instalment's due-day reminder is never planned by the engine: the loan is under legal hold.
     from .factories_reminders import make_rule
 
     make_rule(high, 0, "sms", kind="due_today")
     run_pipeline(day(90))  # the 4th instalment (due day 90) is due today
-    held = NotificationLog.objects.filter(customer=loan.customer, kind="due_today")
-    assert held.count() == 1
-    assert held.get().status == "cancelled" and held.get().reason == "do_not_contact"
+    assert not NotificationLog.objects.filter(customer=loan.customer, kind="due_today").exists()
     assert not NotificationLog.objects.filter(
         customer=loan.customer, status="sent", scheduled_for__gte=day(61)
     ).exists()
