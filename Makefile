@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Set up everything and run the web admin (127.0.0.1:8000) and the django-q2 cluster together.
+## Set up everything and run the web admin (127.0.0.1:8000, or PORT) and the django-q2 cluster together.
 run: $(STAMP)
 	bash scripts/run.sh
 
