@@ -7,10 +7,25 @@ PY=.venv/bin/python
 PORT=${PORT:-8000}
 $PY manage.py migrate --noinput
 $PY manage.py seed_demo
-$PY manage.py qcluster &
+
+# The cluster runs in its own session and is stopped only through its main process: a SIGTERM sent to the
+# whole process group (a supervisor, `kill -- -PGID`) would also hit its worker processes directly, and the
+# main process then waits for ever on the dead sentinel. Stopped this way it drains its workers and exits.
+setsid $PY manage.py qcluster &
 CLUSTER=$!
-trap 'kill $CLUSTER 2>/dev/null; wait $CLUSTER 2>/dev/null' EXIT INT TERM
+WEB=""
+stop() {
+  trap - EXIT INT TERM
+  kill -TERM "$CLUSTER" 2>/dev/null || true
+  if [ -n "$WEB" ]; then kill -TERM "$WEB" 2>/dev/null || true; fi
+  wait 2>/dev/null || true
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
 echo
 echo "Back office: http://127.0.0.1:${PORT}/admin/  (log in with a demo user printed above)"
 echo "The django-q2 cluster runs in the background (pid $CLUSTER); Ctrl-C stops both."
-$PY manage.py runserver "127.0.0.1:${PORT}" --noreload
+$PY manage.py runserver "127.0.0.1:${PORT}" --noreload &
+WEB=$!
+wait "$WEB"
