@@ -15,21 +15,38 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
+import json
+import logging
+import os
 import re
+import uuid
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib import messages as admin_messages
+from django.contrib.auth import get_permission_codename
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
+from django.db.models import Q
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 from import_export import resources, widgets
 from import_export.instance_loaders import ModelInstanceLoader
 from import_export.results import Result, RowResult
 
 from .audit import log_event
+
+if TYPE_CHECKING:
+    from .models import ImportJob
+
+logger = logging.getLogger(__name__)
 
 IMPORT_COMPLETED = "backoffice.import.completed"
 
@@ -308,6 +325,8 @@ class BookResource(resources.ModelResource):
     """
 
     is_dry_run = False
+    _progress = None
+    _rows_total: int | None = None
 
     class Meta:
         clean_model_instances = True
@@ -332,6 +351,8 @@ class BookResource(resources.ModelResource):
     ):
         self.is_dry_run = dry_run
         self._import_fields = None
+        # ``progress(rows_done, rows_total)`` is called after each row (a background job reports it).
+        self._progress = kwargs.pop("progress", None)
         # The preview (dry run) shows what changes; the real import skips the per-row diff for speed.
         self._meta = copy.copy(type(self)._meta)
         self._meta.skip_diff = not dry_run
@@ -345,11 +366,13 @@ class BookResource(resources.ModelResource):
             rollback_on_validation_errors=True,
             **kwargs,
         )
-        result.book_errors = self.error_messages(result)
+        result.book_error_records = self.error_records(result)
+        result.book_errors = [format_error(record) for record in result.book_error_records]
         return result
 
     def before_import(self, dataset, **kwargs):
         super().before_import(dataset, **kwargs)
+        self._rows_total = len(dataset)
         headers = set(dataset.headers or [])
         for field in self.fields.values():
             if isinstance(field.widget, RefWidget) and field.column_name in headers:
@@ -367,7 +390,10 @@ class BookResource(resources.ModelResource):
 
     def import_row(self, row, instance_loader, **kwargs):
         self._loader = instance_loader
-        return super().import_row(row, instance_loader, **kwargs)
+        row_result = super().import_row(row, instance_loader, **kwargs)
+        if self._progress is not None and kwargs.get("row_number"):
+            self._progress(kwargs["row_number"], self._rows_total)
+        return row_result
 
     def import_instance(self, instance, row, **kwargs):
         errors = {}
@@ -434,22 +460,25 @@ class BookResource(resources.ModelResource):
     def log_import(self, result: Result, **kwargs) -> None:
         totals = result.totals
         model = self._meta.model
+        after = {
+            "resource": f"{type(self).__module__}.{type(self).__name__}",
+            "file_name": kwargs.get("file_name") or "",
+            "sha256": kwargs.get("file_sha256") or "",
+            "rows": {
+                "total": result.total_rows,
+                "new": totals[RowResult.IMPORT_TYPE_NEW],
+                "updated": totals[RowResult.IMPORT_TYPE_UPDATE],
+                "skipped": totals[RowResult.IMPORT_TYPE_SKIP],
+                "errors": totals[RowResult.IMPORT_TYPE_ERROR] + totals[RowResult.IMPORT_TYPE_INVALID],
+            },
+        }
+        if kwargs.get("import_job_id"):
+            after["import_job"] = kwargs["import_job_id"]
         log_event(
             IMPORT_COMPLETED,
             actor=kwargs.get("user"),
             object_type=model._meta.label if model else "",
-            after={
-                "resource": f"{type(self).__module__}.{type(self).__name__}",
-                "file_name": kwargs.get("file_name") or "",
-                "sha256": kwargs.get("file_sha256") or "",
-                "rows": {
-                    "total": result.total_rows,
-                    "new": totals[RowResult.IMPORT_TYPE_NEW],
-                    "updated": totals[RowResult.IMPORT_TYPE_UPDATE],
-                    "skipped": totals[RowResult.IMPORT_TYPE_SKIP],
-                    "errors": totals[RowResult.IMPORT_TYPE_ERROR] + totals[RowResult.IMPORT_TYPE_INVALID],
-                },
-            },
+            after=after,
         )
 
     # --- export -----------------------------------------------------------------------------------------
@@ -468,22 +497,35 @@ class BookResource(resources.ModelResource):
                 return field.column_name
         return name
 
-    def error_messages(self, result: Result) -> list[str]:
-        """Every error of the import, one line each: ``line 7, column phone: “12ab” is not a phone number.``"""
-        lines = []
+    def error_records(self, result: Result) -> list[dict[str, Any]]:
+        """Every error of the import as ``{"line": 7, "column": "phone", "message": "..."}`` (header = line 1;
+        ``line`` is None for an error of the whole file, ``column`` None for an error of the whole row)."""
+        records: list[dict[str, Any]] = []
         for error in result.base_errors:
-            lines.append(f"file: {error.error}")
+            records.append({"line": None, "column": None, "message": describe_exception(error.error)})
         for number, errors in result.row_errors():
             for error in errors:
-                lines.append(f"line {number + 1}: {describe_exception(error.error)}")
+                records.append({"line": number + 1, "column": None, "message": describe_exception(error.error)})
         for invalid in result.invalid_rows:
             for name, messages in invalid.error_dict.items():
-                where = f"line {invalid.number + 1}"
-                if name != NON_FIELD_ERRORS:
-                    where += f", column {self.column_for(name)}"
+                column = None if name == NON_FIELD_ERRORS else self.column_for(name)
                 for message in messages:
-                    lines.append(f"{where}: {message}")
-        return lines
+                    records.append({"line": invalid.number + 1, "column": column, "message": str(message)})
+        return records
+
+    def error_messages(self, result: Result) -> list[str]:
+        """Every error of the import, one line each: ``line 7, column phone: “12ab” is not a phone number.``"""
+        return [format_error(record) for record in self.error_records(result)]
+
+
+def format_error(record: dict[str, Any]) -> str:
+    """``line 7, column phone: message``, ``line 7: message`` or ``file: message``."""
+    if record.get("line") is None:
+        return f"file: {record['message']}"
+    where = f"line {record['line']}"
+    if record.get("column"):
+        where += f", column {record['column']}"
+    return f"{where}: {record['message']}"
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -503,6 +545,38 @@ class BookImportAdminMixin:
     file's SHA-256 into the audit event, and the preview lists errors as ``line N, column C: ...``."""
 
     import_template_name = "admin/loans/import.html"
+
+    def import_action(self, request, **kwargs):
+        """A file of more than ``IMPORT_BACKGROUND_THRESHOLD`` data rows is not read in the request: it is
+        stored, its dry run (or, with the confirmation step switched off, its import) is queued as an
+        ``ImportJob`` and the browser goes to the job's result page. Smaller files keep the usual flow."""
+        if request.method == "POST" and self.has_import_permission(request):
+            form = self.create_import_form(request)
+            if form.is_valid():
+                input_format = self.get_import_formats()[int(form.cleaned_data["format"])]
+                upload = form.cleaned_data["import_file"]
+                data = b"".join(upload.chunks())
+                format_name = dotted_path(input_format)
+                try:
+                    rows = count_rows(data, format_name)
+                except Exception:  # unreadable: the usual flow shows the library's message on the form
+                    rows = 0
+                if rows > background_threshold():
+                    job = start_import_job(
+                        request.user,
+                        self.choose_import_resource_class(form, request),
+                        data,
+                        file_name=upload.name,
+                        format_name=format_name,
+                        dry_run=not self.is_skip_import_confirm_enabled(),
+                    )
+                    admin_messages.info(
+                        request,
+                        _("The file has %(rows)s rows: it is checked in the background; this page shows the result.")
+                        % {"rows": rows},
+                    )
+                    return HttpResponseRedirect(reverse("imports:job", args=[job.pk]))
+        return super().import_action(request, **kwargs)
 
     def process_import(self, request, **kwargs):
         confirm_form = self.create_confirm_form(request)
@@ -536,11 +610,15 @@ def run_import(
     file_name: str = "",
     dry_run: bool = False,
     user: Any = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    import_job_id: int | None = None,
 ) -> tuple[Result, list[str]]:
     """Import ``data`` (the bytes of a CSV or XLSX file) with ``resource``; all or nothing.
 
-    Returns the django-import-export result and the error lines (empty when it succeeded). Nothing is saved
-    when there is any error or when ``dry_run``.
+    Returns the django-import-export result and the error lines (empty when it succeeded); the same errors
+    as ``{line, column, message}`` are on ``result.book_error_records``. Nothing is saved when there is any
+    error or when ``dry_run``. ``progress(rows_done, rows_total)`` is called after every row, inside the
+    import's transaction. ``format_name`` is a format class name (``CSV``) or dotted path.
     """
     from import_export.command_utils import get_format_class
 
@@ -550,8 +628,340 @@ def run_import(
     else:
         payload = data.decode("utf-8-sig") if isinstance(data, bytes) else data
     dataset = format_class.create_dataset(payload)
-    result = resource.import_data(dataset, dry_run=dry_run, file_name=file_name, file_sha256=file_sha256(data), user=user)
+    extra = {"import_job_id": import_job_id} if import_job_id else {}
+    result = resource.import_data(
+        dataset,
+        dry_run=dry_run,
+        file_name=file_name,
+        file_sha256=file_sha256(data),
+        user=user,
+        progress=progress,
+        **extra,
+    )
     return result, result.book_errors
+
+
+# --- Large imports in the background ----------------------------------------------------------------------
+#
+# An admin upload with more data rows than ``settings.IMPORT_BACKGROUND_THRESHOLD`` is stored under
+# ``settings.IMPORT_ROOT`` and imported by a django-q2 task (``run_import_job``) through ``run_import``, so the
+# request returns at once and the result page follows the job.
+#
+# Progress while the import's transaction is open: on PostgreSQL the task updates the job row from a second
+# connection of its own (committed at once, so visible to the result page while the import is not). On
+# SQLite the import transaction holds the database's only write lock (IMMEDIATE transactions), so no other
+# connection can write the row: the task writes a small progress file beside the uploads instead
+# (``IMPORT_ROOT/progress/<job>.json``; the worker must see IMPORT_ROOT anyway to read the upload). Not the
+# cache: the embedded default is a per-process memory cache the web process cannot read.
+
+#: The job's progress is written at most every this many rows.
+PROGRESS_EVERY = 500
+
+
+class ImportJobError(Exception):
+    """A background import cannot be started or confirmed (bad file, file changed, nothing to confirm)."""
+
+
+def background_threshold() -> int:
+    return int(getattr(settings, "IMPORT_BACKGROUND_THRESHOLD", 5000))
+
+
+def import_root() -> Path:
+    return Path(settings.IMPORT_ROOT)
+
+
+def dotted_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def import_permission(resource_class: type[resources.ModelResource]) -> str:
+    """``<app_label>.import_<model>``: what django-import-export's admin asks of whoever imports this model."""
+    opts = resource_class._meta.model._meta
+    code = getattr(settings, "IMPORT_EXPORT_IMPORT_PERMISSION_CODE", None) or "import"
+    return f"{opts.app_label}.{get_permission_codename(code, opts)}"
+
+
+def may_import(user, resource_class: type[resources.ModelResource]) -> bool:
+    return bool(user is not None and user.is_active and user.has_perm(import_permission(resource_class)))
+
+
+def job_resource_class(job: ImportJob) -> type[BookResource]:
+    """The job's resource class; ``ImportJobError`` unless it is a ``BookResource``."""
+    try:
+        resource_class = import_string(job.resource)
+    except ImportError as exc:
+        raise ImportJobError(f"Unknown resource “{job.resource}”.") from exc
+    if not (isinstance(resource_class, type) and issubclass(resource_class, BookResource)):
+        raise ImportJobError(f"“{job.resource}” is not an import of the back office.")
+    return resource_class
+
+
+def may_see_import_job(user, job: ImportJob) -> bool:
+    """The job's owner, or a user holding the import permission of the job's resource."""
+    if user is None or not user.is_active:
+        return False
+    if job.user_id == user.pk:
+        return True
+    try:
+        return may_import(user, job_resource_class(job))
+    except ImportJobError:
+        return False
+
+
+def count_rows(data: bytes, format_name: str) -> int:
+    """The number of data rows of a file, cheaply: lines of a text file (a quoted cell spanning lines counts
+    once per line), the sheet's recorded dimension of an XLSX file; other formats are read in full."""
+    from import_export.command_utils import get_format_class
+
+    input_format = get_format_class(format_name, None, None)
+    if not input_format.is_binary():
+        lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        return max(lines - 1, 0)
+    if type(input_format).__name__ == "XLSX":
+        import io
+
+        import openpyxl
+
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        try:
+            sheet = workbook.active
+            rows = sheet.max_row
+            if rows is None:  # no dimension recorded: count them
+                rows = sum(1 for _row in sheet.iter_rows(values_only=True))
+        finally:
+            workbook.close()
+        return max(rows - 1, 0)
+    return len(input_format.create_dataset(data))
+
+
+def store_upload(data: bytes, file_name: str) -> str:
+    """Write an upload under IMPORT_ROOT (complete or not at all) and return its path relative to it."""
+    suffix = "".join(ch for ch in Path(file_name).suffix.lower() if ch.isalnum() or ch == ".")[:10]
+    relative = Path(timezone.now().strftime("%Y/%m")) / f"{uuid.uuid4().hex}{suffix}"
+    path = import_root() / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return str(relative)
+
+
+def _enqueue(job_id: int) -> None:
+    def enqueue():
+        from django_q.tasks import async_task
+
+        async_task("backoffice.importing.run_import_job", job_id, task_name=f"import-{job_id}", group="imports")
+
+    # After commit: a worker must find the job row (and the task must not run if the request rolls back).
+    transaction.on_commit(enqueue)
+
+
+def start_import_job(
+    user,
+    resource_class: type[BookResource],
+    data: bytes,
+    *,
+    file_name: str,
+    format_name: str,
+    dry_run: bool = True,
+) -> ImportJob:
+    """Store ``data`` under IMPORT_ROOT, create the ``ImportJob`` of ``user`` and queue its task (after commit).
+
+    Raises ``PermissionError`` when the user may not import this resource's model, ``ImportJobError`` when
+    the resource is not a ``BookResource``, ``OSError`` when the file cannot be stored."""
+    from .models import ImportJob
+
+    if not (isinstance(resource_class, type) and issubclass(resource_class, BookResource)):
+        raise ImportJobError(f"{resource_class!r} is not an import of the back office.")
+    if not may_import(user, resource_class):
+        raise PermissionError(f"{user} may not import {resource_class._meta.model._meta.verbose_name_plural}.")
+    try:
+        rows = count_rows(data, format_name)
+    except Exception:  # an unreadable file: the task reports why, with the import's own message
+        rows = None
+    job = ImportJob.objects.create(
+        user=user,
+        resource=dotted_path(resource_class),
+        file_name=Path(file_name).name[:255] or "upload",
+        file_path=store_upload(data, file_name),
+        file_sha256=file_sha256(data),
+        format=format_name,
+        is_dry_run=dry_run,
+        rows_total=rows,
+    )
+    _enqueue(job.pk)
+    return job
+
+
+def confirm_import_job(user, dry_run_job_id: int) -> ImportJob:
+    """Queue the real import of a successful dry run's stored file (a new job, ``confirmed_from`` the dry run).
+
+    Confirming twice returns the job of the first confirmation. Raises ``PermissionError`` when the user may
+    not import the resource, ``ImportJobError`` when the job is not a successful dry run or its stored file
+    is missing or no longer has the SHA-256 the dry run checked."""
+    from .models import ImportJob
+
+    dry = ImportJob.objects.get(pk=dry_run_job_id)
+    resource_class = job_resource_class(dry)
+    if not may_import(user, resource_class):
+        raise PermissionError(f"{user} may not import {resource_class._meta.model._meta.verbose_name_plural}.")
+    if not dry.is_dry_run or dry.status != ImportJob.Status.SUCCEEDED:
+        raise ImportJobError("Only a dry run without errors can be confirmed.")
+    existing = ImportJob.objects.filter(confirmed_from=dry).first()
+    if existing is not None:
+        return existing
+    try:
+        data = (import_root() / dry.file_path).read_bytes()
+    except OSError as exc:
+        raise ImportJobError("The uploaded file is not stored any more: upload it again.") from exc
+    if file_sha256(data) != dry.file_sha256:
+        raise ImportJobError("The stored file changed since the dry run: upload it again.")
+    try:
+        with transaction.atomic():
+            job = ImportJob.objects.create(
+                user=user,
+                resource=dry.resource,
+                file_name=dry.file_name,
+                file_path=dry.file_path,
+                file_sha256=dry.file_sha256,
+                format=dry.format,
+                is_dry_run=False,
+                confirmed_from=dry,
+                rows_total=dry.rows_total,
+            )
+    except IntegrityError:  # confirmed at the same moment by another request
+        return ImportJob.objects.get(confirmed_from=dry)
+    _enqueue(job.pk)
+    return job
+
+
+def progress_path(job_id: int) -> Path:
+    return import_root() / "progress" / f"{job_id}.json"
+
+
+class ProgressReporter:
+    """``progress(rows_done, rows_total)`` for ``run_import``: writes the job's progress every PROGRESS_EVERY
+    rows where the result page can read it while the import's transaction is still open (see above)."""
+
+    def __init__(self, job_id: int, every: int | None = None):
+        self.job_id = job_id
+        self.every = every or PROGRESS_EVERY
+        self.last = 0
+        self.use_file = connection.vendor == "sqlite"
+        self._side = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if done - self.last < self.every and done != total:
+            return
+        self.last = done
+        if self.use_file:
+            path = progress_path(self.job_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.partial")
+            partial.write_text(json.dumps({"rows_done": done, "rows_total": total}))
+            os.replace(partial, path)
+            return
+        from .models import ImportJob
+
+        if self._side is None:
+            # Its own connection, in autocommit: the update is visible before the import commits.
+            main = connections[DEFAULT_DB_ALIAS]
+            self._side = type(main)(dict(main.settings_dict), alias=DEFAULT_DB_ALIAS)
+        table = self._side.ops.quote_name(ImportJob._meta.db_table)
+        with self._side.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET rows_done = %s, rows_total = COALESCE(%s, rows_total) WHERE id = %s",
+                [done, total, self.job_id],
+            )
+
+    def close(self) -> None:
+        if self._side is not None:
+            self._side.close()
+            self._side = None
+        progress_path(self.job_id).unlink(missing_ok=True)
+
+
+def current_progress(job: ImportJob) -> tuple[int, int | None]:
+    """``(rows_done, rows_total)`` of a job as the result page shows it (the progress file while it runs)."""
+    done, total = job.rows_done, job.rows_total
+    if job.status == job.Status.RUNNING:
+        try:
+            data = json.loads(progress_path(job.pk).read_text())
+        except (OSError, ValueError):
+            data = {}
+        done = max(done, int(data.get("rows_done") or 0))
+        total = data.get("rows_total") or total
+    return done, total
+
+
+def _cap_errors(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from .models import ImportJob
+
+    return records[: ImportJob.MAX_STORED_ERRORS]
+
+
+def run_import_job(job_id: int) -> dict[str, Any]:
+    """Run one queued import job (the django-q2 task) through ``run_import``: all or nothing, errors by line
+    and column, ``backoffice.import.completed`` in the audit trail after a real import.
+
+    Safe to run twice: a conditional UPDATE claims only a queued job (or one left running by a worker killed
+    at the cluster's timeout, whose transaction was rolled back), so a second run of a finished job returns
+    without importing. Any failure is stored on the job (status ``failed``, errors), never raised."""
+    from .models import ImportJob
+
+    now = timezone.now()
+    stale = now - dt.timedelta(seconds=int(settings.Q_CLUSTER.get("timeout", 900)))
+    claimable = Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, started_at__lt=stale)
+    claimed = ImportJob.objects.filter(claimable, pk=job_id).update(
+        status=ImportJob.Status.RUNNING, started_at=now, rows_done=0, finished_at=None
+    )
+    if not claimed:
+        return {"job": job_id, "skipped": "not queued"}
+    job = ImportJob.objects.select_related("user").get(pk=job_id)
+    reporter = ProgressReporter(job_id)
+    try:
+        resource_class = job_resource_class(job)
+        data = (import_root() / job.file_path).read_bytes()
+        if file_sha256(data) != job.file_sha256:
+            raise ImportJobError("The stored file does not have the SHA-256 it was uploaded with.")
+        result, _lines = run_import(
+            resource_class(),
+            data,
+            format_name=job.format,
+            file_name=job.file_name,
+            dry_run=job.is_dry_run,
+            user=job.user,
+            progress=reporter,
+            import_job_id=job.pk,
+        )
+    except Exception as exc:
+        logger.exception("import job %s failed", job_id)
+        ImportJob.objects.filter(pk=job_id).update(
+            status=ImportJob.Status.FAILED,
+            error_count=1,
+            errors=[{"line": None, "column": None, "message": describe_exception(exc)[:2000]}],
+            finished_at=timezone.now(),
+        )
+        return {"job": job_id, "failed": describe_exception(exc)}
+    finally:
+        reporter.close()
+    records = result.book_error_records
+    totals = result.totals
+    succeeded = not records
+    ImportJob.objects.filter(pk=job_id).update(
+        status=ImportJob.Status.SUCCEEDED if succeeded else ImportJob.Status.FAILED,
+        rows_total=result.total_rows,
+        rows_done=result.total_rows,
+        # A failed file saved nothing: it has no new or updated rows.
+        rows_new=totals[RowResult.IMPORT_TYPE_NEW] if succeeded else 0,
+        rows_updated=totals[RowResult.IMPORT_TYPE_UPDATE] if succeeded else 0,
+        rows_skipped=totals[RowResult.IMPORT_TYPE_SKIP] if succeeded else 0,
+        error_count=len(records),
+        errors=_cap_errors(records),
+        finished_at=timezone.now(),
+    )
+    outcome = "succeeded" if succeeded else "failed"
+    return {"job": job_id, outcome: True, "rows": result.total_rows, "errors": len(records)}
 
 
 __all__ = [
@@ -568,6 +978,16 @@ __all__ = [
     "MoneyWidget",
     "RefWidget",
     "TextWidget",
+    "ImportJobError",
+    "ProgressReporter",
+    "confirm_import_job",
+    "count_rows",
+    "current_progress",
     "file_sha256",
+    "format_error",
+    "may_import",
+    "may_see_import_job",
     "run_import",
+    "run_import_job",
+    "start_import_job",
 ]

@@ -121,3 +121,77 @@ EXPORT_PERMISSIONS = {
     ExportJob.Kind.NOTIFICATIONS: "notifications.export_notificationlog",
     ExportJob.Kind.AUDIT: "backoffice.export_auditevent",
 }
+
+
+class ImportJob(models.Model):
+    """One admin import of a large file, run as a background django-q2 task (``backoffice.importing``).
+
+    The uploaded file is stored under ``settings.IMPORT_ROOT`` (never under static files) with its SHA-256; a
+    successful dry run can be confirmed, which queues the real import of the same stored file as a new job
+    (``confirmed_from``). Only the owner, or a user with the resource's import permission, sees a job."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    #: At most this many errors are stored on the job; ``error_count`` keeps the full number.
+    MAX_STORED_ERRORS = 500
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="import_jobs",
+        verbose_name=_("requested by"),
+    )
+    resource = models.CharField(_("resource"), max_length=200, help_text=_("Dotted path of the resource class."))
+    file_name = models.CharField(_("file name"), max_length=255)
+    file_path = models.CharField(_("stored file"), max_length=500, help_text=_("Relative to IMPORT_ROOT."))
+    file_sha256 = models.CharField(_("file SHA-256"), max_length=64)
+    format = models.CharField(_("format"), max_length=100)
+    is_dry_run = models.BooleanField(_("dry run"), default=True)
+    confirmed_from = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="confirmation",
+        verbose_name=_("confirms the dry run"),
+    )
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveBigIntegerField(_("rows in the file"), null=True, blank=True)
+    rows_done = models.PositiveBigIntegerField(_("rows done"), default=0)
+    rows_new = models.PositiveBigIntegerField(_("new"), default=0)
+    rows_updated = models.PositiveBigIntegerField(_("updated"), default=0)
+    rows_skipped = models.PositiveBigIntegerField(_("unchanged"), default=0)
+    error_count = models.PositiveBigIntegerField(_("errors"), default=0)
+    errors = models.JSONField(
+        _("errors by line"), default=list, blank=True, help_text=_("[{line, column, message}], the first ones.")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("import")
+        verbose_name_plural = _("imports")
+        default_permissions = ("view",)
+        indexes = [models.Index(fields=["user", "-created_at"], name="importjob_user_created_idx")]
+
+    def __str__(self):
+        return f"import {self.file_name} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def may_be_confirmed(self) -> bool:
+        """A dry run that found no error and has not been confirmed yet."""
+        return (
+            self.is_dry_run
+            and self.status == self.Status.SUCCEEDED
+            and not ImportJob.objects.filter(confirmed_from=self).exists()
+        )

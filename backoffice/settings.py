@@ -115,6 +115,11 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
 EXPORT_ROOT = env.path("EXPORT_ROOT", default=BASE_DIR / "var" / "exports")
 # Exports with more rows than this run as a background django-q2 task with a progress page.
 EXPORT_BACKGROUND_THRESHOLD = env.int("EXPORT_BACKGROUND_THRESHOLD", default=20000)
+# Uploads of background imports are kept here (personal data: never under STATIC_ROOT) so a worker can read
+# them and a dry run can be confirmed without uploading again.
+IMPORT_ROOT = env.path("IMPORT_ROOT", default=BASE_DIR / "var" / "imports")
+# Admin imports of files with more data rows than this run as a background django-q2 task with a result page.
+IMPORT_BACKGROUND_THRESHOLD = env.int("IMPORT_BACKGROUND_THRESHOLD", default=5000)
 # The audit chain head is written outside the database so a rewrite of the table can be detected.
 AUDIT_ANCHOR_PATH = env.path("AUDIT_ANCHOR_PATH", default=BASE_DIR / "var" / "audit-anchor.jsonl")
 

@@ -4,6 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", include("backoffice.ui_urls")),
+    path("admin/imports/", include("backoffice.import_views")),
     path("admin/", admin.site.urls),
     path("webhooks/", include("notifications.urls")),
 ]
