@@ -50,6 +50,8 @@ PROMISE_MAX_DAYS_AHEAD = 31
 # Reason codes of the reminder engine (SPEC.md) used when collections cancel what is pending.
 REASON_PAID = "paid"
 REASON_DO_NOT_CONTACT = "do_not_contact"
+# Dedupe keys of the ladder's messages in the reminder engine's log: f"{LADDER_KEY_PREFIX}{case}:step:{step}".
+LADDER_KEY_PREFIX = "case:"
 
 
 # --- where a loan stands ---------------------------------------------------------------------------------
@@ -580,7 +582,7 @@ def _plan_step_message(
         kind=step.kind,
         installments=installments,
         now=now,
-        dedupe_key=f"case:{case.pk}:step:{step.pk}",
+        dedupe_key=f"{LADDER_KEY_PREFIX}{case.pk}:step:{step.pk}",
         channels=[step.action],
         actor=actor,
     )

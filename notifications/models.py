@@ -95,6 +95,21 @@ class ReminderRule(models.Model):
                 {"offset_days": _("Day %(offset)s is past the tier's grace period of %(grace)s days.")
                  % {"offset": self.offset_days, "grace": self.tier.grace_period_days}}
             )
+        # Inside the grace period a late payment is not yet overdue: only grace reminders go out.
+        if self.kind == Kind.OVERDUE and self.tier_id and self.offset_days <= self.tier.grace_period_days:
+            raise ValidationError(
+                {"offset_days": _("Day %(offset)s is inside the tier's grace period of %(grace)s days: "
+                                  "use a grace reminder, or a day after the grace period.")
+                 % {"offset": self.offset_days, "grace": self.tier.grace_period_days}}
+            )
+
+    def fits_grace_period(self, grace_period_days: int) -> bool:
+        """Whether the rule's kind suits its day: inside the grace period only grace reminders, after it none."""
+        if self.offset_days <= 0:
+            return self.kind not in (Kind.GRACE, Kind.OVERDUE)
+        if self.offset_days <= grace_period_days:
+            return self.kind == Kind.GRACE
+        return self.kind != Kind.GRACE
 
 
 class ContactPolicy(models.Model):

@@ -31,7 +31,7 @@ from backoffice.audit import Event, log_events
 from loans.models import Customer, Installment, Loan
 
 from . import compliance
-from .choices import Channel
+from .choices import Channel, Kind
 from .models import ContactPolicy, NotificationItem, NotificationLog, ReminderRule, ReminderTemplate
 from .templating import render
 
@@ -93,8 +93,11 @@ def plan_contacts(
     """
     totals = Counter(planned=0, customers=0, already_planned=0)
     rules_by_tier: dict[int, list[ReminderRule]] = defaultdict(list)
-    for rule in ReminderRule.objects.filter(is_active=True).order_by("id"):
-        rules_by_tier[rule.tier_id].append(rule)
+    for rule in ReminderRule.objects.filter(is_active=True).select_related("tier").order_by("id"):
+        # A rule that no longer suits its tier's grace period (the period was changed after the rule was
+        # written) is left out: inside the grace period only grace reminders go out.
+        if rule.fits_grace_period(rule.tier.grace_period_days):
+            rules_by_tier[rule.tier_id].append(rule)
     if not rules_by_tier:
         return dict(totals)
     offsets = {rule.offset_days for rules in rules_by_tier.values() for rule in rules}
@@ -327,6 +330,9 @@ def plan_notice(
 
 
 # --- cancelling --------------------------------------------------------------------------------------------
+_ANY_TIER = object()
+
+
 def cancel_pending(
     *,
     reason: str,
@@ -336,11 +342,14 @@ def cancel_pending(
     customer_ids: Iterable[int] | None = None,
     kinds: Iterable[str] | None = None,
     dedupe_prefix: str | None = None,
+    except_tier_id: int | None | object = _ANY_TIER,
 ) -> int:
     """Cancel contacts still ``planned`` or ``deferred`` with ``reason``; returns how many.
 
     With ``installment_ids``, a contact listing several instalments is cancelled only when every one of them is
     in ``installment_ids`` or already paid (a consolidated reminder still goes out for the loan left unpaid).
+    ``except_tier_id`` (a tier id, or None for "no tier") keeps the contacts planned under that tier: after a
+    tier change only what the old tier planned is cancelled, whichever of the two ran first.
     With reason ``tier_changed`` the cancelled rows give up their dedupe key so the new tier can plan the
     same contact again. Writes ``notifications.contact.cancelled`` per contact.
     """
@@ -351,6 +360,8 @@ def cancel_pending(
         qs = qs.filter(kind__in=list(kinds))
     if dedupe_prefix:
         qs = qs.filter(dedupe_key__startswith=dedupe_prefix)
+    if except_tier_id is not _ANY_TIER:
+        qs = qs.exclude(tier__isnull=True) if except_tier_id is None else qs.exclude(tier_id=except_tier_id)
     with transaction.atomic():
         if installment_ids is not None:
             paid_now = set(installment_ids)
@@ -408,17 +419,31 @@ def cancel_pending(
     return count
 
 
-def replan_after_tier_change(customer_ids: list[int], at: dt.datetime, actor: str = "system") -> dict:
-    """Cancel the rule contacts not yet sent of these customers (``tier_changed``) and plan the current local
-    day again under their new tier's rules."""
-    cancelled = cancel_pending(
-        reason=Reason.TIER_CHANGED,
-        actor=actor,
-        at=at,
-        customer_ids=customer_ids,
-        dedupe_prefix=RULE_KEY_PREFIX,
+def replan_after_tier_change(
+    changes: Iterable[tuple[int, int | None, int | None]], at: dt.datetime, actor: str = "system"
+) -> dict:
+    """Re-plan the contacts not yet sent of customers who moved tier (receiver of ``loans.signals.tier_changed``).
+
+    ``changes`` are ``(customer_id, old_tier_id, new_tier_id)``. The rule contacts still pending that were not
+    planned under the customer's new tier are cancelled with reason ``tier_changed`` (their dedupe keys are
+    freed), then the customers' current local day is planned again under the new tier's rules; a contact
+    already sent is not sent again. Writes ``notifications.contact.cancelled`` / ``.planned``. Returns counts.
+    """
+    by_new_tier: dict[int | None, list[int]] = defaultdict(list)
+    for customer_id, _old, new in changes:
+        by_new_tier[new].append(customer_id)
+    cancelled = sum(
+        cancel_pending(
+            reason=Reason.TIER_CHANGED,
+            actor=actor,
+            at=at,
+            customer_ids=customer_ids,
+            dedupe_prefix=RULE_KEY_PREFIX,
+            except_tier_id=new_tier,
+        )
+        for new_tier, customer_ids in by_new_tier.items()
     )
-    result = plan_contacts(at, customer_ids=customer_ids)
+    result = plan_contacts(at, customer_ids=sorted({c for ids in by_new_tier.values() for c in ids}))
     return {"cancelled": cancelled, **result}
 
 
@@ -691,6 +716,24 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
                 )
             )
             continue
+        stale_after = _last_day_for_kind(log, tier)
+        if stale_after is not None and customer.local_now(now).date() > stale_after:
+            # A "due in 3 days" or "due today" message after the due date, or a grace reminder after the grace
+            # period, would say something false (a deferral or a late run carried it past its day).
+            decisions.append(
+                _Decision(
+                    log,
+                    Status.CANCELLED,
+                    Reason.EXPIRED,
+                    {
+                        **inputs,
+                        "due_date": log.due_date,
+                        "local_date": customer.local_now(now).date(),
+                        "last_day_for_kind": stale_after,
+                    },
+                )
+            )
+            continue
         if not compliance.is_within_contact_window(customer.timezone, now, policy):
             opening = compliance.next_window_opening(customer.timezone, now, policy)
             decisions.append(
@@ -750,6 +793,17 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
     _record_decisions(decisions, now, totals)
     for log, inputs, unpaid in sends:
         _send_one(log, inputs, unpaid, now, policy, totals, backends, get_backend)
+
+
+def _last_day_for_kind(log: NotificationLog, tier) -> dt.date | None:
+    """The customer's last local day on which a reminder of this kind still tells the truth (None: any day)."""
+    if log.due_date is None:
+        return None
+    if log.kind in (Kind.PRE_DUE, Kind.DUE_TODAY):
+        return log.due_date
+    if log.kind == Kind.GRACE:
+        return log.due_date + dt.timedelta(days=tier.grace_period_days if tier is not None else 0)
+    return None
 
 
 def _contact_of(log: NotificationLog) -> tuple:

@@ -21,6 +21,5 @@ def on_installments_paid(sender, installment_ids, at=None, **kwargs):
 def on_tier_changed(sender, changes, at=None, **kwargs):
     from .services import replan_after_tier_change
 
-    customer_ids = sorted({customer_id for customer_id, _old, _new in changes})
-    if customer_ids:
-        replan_after_tier_change(customer_ids, at or timezone.now(), actor="event:tier_changed")
+    if changes:
+        replan_after_tier_change(list(changes), at or timezone.now(), actor="event:tier_changed")
