@@ -119,6 +119,18 @@ def test_a_bad_row_fails_the_job_with_its_line_and_column_and_saves_nothing(oper
     assert not AuditEvent.objects.filter(action="backoffice.import.completed").exists()
 
 
+def test_the_result_page_of_a_failed_job_lists_its_errors_by_line_and_column(client, operator):
+    job = start(operator, customer_file(12, bad_line=9))
+    run_import_job(job.pk)
+    client.force_login(operator)
+    html = client.get(reverse("imports:job", args=[job.pk])).content.decode()
+    assert "Nothing of this file was saved." in html
+    assert "<td>9</td><td>phone</td><td>“12ab” is not a phone number.</td>" in html
+    assert 'id="bo-import-confirm"' not in html
+    download = client.get(reverse("imports:errors", args=[job.pk]))
+    assert download.content.decode("utf-8-sig").splitlines() == ["line,column,message", "9,phone,“12ab” is not a phone number."]
+
+
 def test_only_the_first_errors_are_stored_but_all_are_counted(operator, monkeypatch):
     monkeypatch.setattr(ImportJob, "MAX_STORED_ERRORS", 3)
     data = customer_file(12).replace(b",en,", b",xx,")
@@ -176,6 +188,8 @@ def test_the_progress_endpoint_reports_rows_and_the_outcome(client, operator):
     before = client.get(status_url).json()
     assert before["status"] == "queued" and not before["is_finished"]
     assert (before["rows_done"], before["rows_total"], before["percent"]) == (0, 12, 0)
+    page = client.get(reverse("imports:job", args=[job.pk])).content.decode()
+    assert f'data-status-url="{status_url}"' in page and 'id="bo-import-progress"' in page
     run_import_job(job.pk)
     after = client.get(status_url).json()
     assert after["status"] == "succeeded" and after["is_finished"]
