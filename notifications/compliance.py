@@ -80,3 +80,26 @@ def contacts_in_last_7_days(customer_ids: Iterable[int], now: dt.datetime) -> di
 
 def is_over_weekly_cap(sent_in_window: int, max_contacts_per_week: int | None) -> bool:
     return max_contacts_per_week is not None and sent_in_window >= max_contacts_per_week
+
+
+def contacts_in_flight(
+    customer_ids: Iterable[int], now: dt.datetime, exclude_ids: Iterable[int]
+) -> dict[int, list[tuple[dt.datetime, int]]]:
+    """Due contacts of these customers that another worker has claimed and may be sending right now, as
+    ``(scheduled_for, id)`` per customer (one query).
+
+    Several workers dispatch at once (the minute sweep and the chunks of the daily run): the weekly cap of a
+    customer whose contacts were split between workers counts the ones claimed elsewhere that come first in
+    the dispatch order, so two workers never both send the customer's last allowed contact.
+    """
+    rows = (
+        NotificationLog.objects.pending()
+        .filter(customer_id__in=list(customer_ids), scheduled_for__lte=now, claimed_until__gt=now)
+        .exclude(id__in=list(exclude_ids))
+        .order_by()
+        .values_list("customer_id", "scheduled_for", "id")
+    )
+    in_flight: dict[int, list[tuple[dt.datetime, int]]] = {}
+    for customer_id, scheduled_for, id_ in rows:
+        in_flight.setdefault(customer_id, []).append((scheduled_for, id_))
+    return in_flight

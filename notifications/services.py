@@ -89,7 +89,9 @@ def plan_contacts(
 
     Set-based: a fixed number of queries per time-zone date and per chunk of ``PLAN_CHUNK`` contacts, whatever
     the size of the loan book. Writes ``notifications.contact.planned`` for each new contact.
-    Returns ``{"planned": n, "customers": m, "already_planned": k}``.
+    An instalment that appeared after its day was planned (a loan loaded later, due the same day) joins the
+    customer's contact while it is not sent yet (``notifications.contact.extended``).
+    Returns ``{"planned": n, "customers": m, "already_planned": k}`` (and ``"extended"`` when contacts grew).
     """
     totals = Counter(planned=0, customers=0, already_planned=0)
     rules_by_tier: dict[int, list[ReminderRule]] = defaultdict(list)
@@ -183,11 +185,21 @@ def _save_plan_groups(
         for g in groups
     }
     with transaction.atomic():
-        existing = set(
-            NotificationLog.objects.filter(dedupe_key__in=list(by_key)).values_list("dedupe_key", flat=True)
+        existing_rows = list(
+            NotificationLog.objects.filter(dedupe_key__in=list(by_key)).values_list(
+                "dedupe_key", "id", "status", "claimed_until", "loan_refs"
+            )
         )
+        existing = {row[0] for row in existing_rows}
         new = {key: g for key, g in by_key.items() if key not in existing}
         totals["already_planned"] += len(existing)
+        waiting = [
+            (id_, by_key[key], loan_refs)
+            for key, id_, status, claimed_until, loan_refs in existing_rows
+            if status in NotificationLog.PENDING_STATUSES and (claimed_until is None or claimed_until <= now)
+        ]
+        if waiting:
+            _add_late_installments(waiting, now, totals)
         if not new:
             return
         NotificationLog.objects.bulk_create(
@@ -209,6 +221,48 @@ def _save_plan_groups(
             ignore_conflicts=True,
         )
         _attach_and_audit(new, now, PLANNER_ACTOR, planned_customers, totals)
+
+
+def _add_late_installments(waiting: list[tuple[int, _PlanGroup, str]], now: dt.datetime, totals: Counter) -> None:
+    """Add to contacts planned earlier and not yet sent the instalments that appeared since (a loan loaded after
+    the day was planned, due the same day): the one message still lists every loan, so the weekly cap can never
+    cost that loan its reminder. Writes ``notifications.contact.extended`` for each contact that grew."""
+    ids = [id_ for id_, _group, _refs in waiting]
+    have = set(
+        NotificationItem.objects.filter(notification_id__in=ids).values_list("notification_id", "installment_id")
+    )
+    items, grown, events = [], [], []
+    for id_, group, loan_refs in waiting:
+        added = [i for i in group.installment_ids if (id_, i) not in have]
+        if not added:
+            continue
+        items.extend(NotificationItem(notification_id=id_, installment_id=i) for i in added)
+        refs = [r for r in loan_refs.split(",") if r]
+        refs += [r for r in group.loan_refs if r not in refs]
+        grown.append(NotificationLog(id=id_, loan_refs=",".join(refs)[:500], updated_at=timezone.now()))
+        events.append(
+            Event(
+                action="notifications.contact.extended",
+                actor=PLANNER_ACTOR,
+                object_type=LOG_TYPE,
+                object_id=str(id_),
+                at=now,
+                before={"loan_refs": loan_refs},
+                after={
+                    "customer_id": group.customer_id,
+                    "due_date": group.due_date,
+                    "added_installment_ids": added,
+                    "loan_refs": grown[-1].loan_refs,
+                    "rule_id": group.rule.id,
+                },
+            )
+        )
+    if not items:
+        return
+    NotificationItem.objects.bulk_create(items, batch_size=1000, ignore_conflicts=True)
+    NotificationLog.objects.bulk_update(grown, ["loan_refs", "updated_at"], batch_size=500)
+    log_events(events)
+    totals["extended"] += len(grown)
 
 
 def _attach_and_audit(
@@ -639,6 +693,7 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
         .order_by("scheduled_for", "id")
     )
     sent_counts = Counter(compliance.contacts_in_last_7_days({log.customer_id for log in logs}, now))
+    in_flight = compliance.contacts_in_flight({log.customer_id for log in logs}, now, ids)
     frozen = frozen_loans({item.installment.loan_id for log in logs for item in log.items.all()})
     used_channels = _channels_used(logs)
     decisions: list[_Decision] = []
@@ -754,13 +809,19 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
             log.scheduled_for = opening
             continue
         cap = tier.max_contacts_per_week if tier else None
-        if compliance.is_over_weekly_cap(sent_counts[customer.id], cap):
+        ahead_elsewhere = sum(1 for key in in_flight.get(customer.id, ()) if key < (log.scheduled_for, log.id))
+        if compliance.is_over_weekly_cap(sent_counts[customer.id] + ahead_elsewhere, cap):
             decisions.append(
                 _Decision(
                     log,
                     Status.SUPPRESSED,
                     Reason.FREQUENCY_CAP,
-                    {**inputs, "sent_in_last_7_days": sent_counts[customer.id], "max_contacts_per_week": cap},
+                    {
+                        **inputs,
+                        "sent_in_last_7_days": sent_counts[customer.id],
+                        "sending_elsewhere": ahead_elsewhere,
+                        "max_contacts_per_week": cap,
+                    },
                 )
             )
             continue

@@ -277,6 +277,35 @@ def test_the_cap_applies_between_contacts_of_the_same_batch():
     assert OutboxMessage.objects.count() == 1
 
 
+def test_the_cap_counts_a_contact_another_worker_is_sending_first():
+    customer, _ = pre_due_setup(channels=("sms", "push"), tier=make_tier(max_contacts_per_week=1))
+    # Another worker claimed the customer's first contact (the SMS) and is still sending it.
+    [sms_id] = claim_due(SEND_AT, 1)
+    assert NotificationLog.objects.get(id=sms_id).channel == "sms"
+
+    dispatch_due(SEND_AT)  # this worker gets the push
+
+    assert statuses(customer) == [("push", Status.SUPPRESSED, Reason.FREQUENCY_CAP), ("sms", Status.PLANNED, "")]
+    event = AuditEvent.objects.get(action="notifications.contact.suppressed")
+    assert (event.after["sent_in_last_7_days"], event.after["sending_elsewhere"]) == (0, 1)
+    # The other worker died; once its claim lapses the SMS goes out: one contact in all.
+    dispatch_due(SEND_AT + dt.timedelta(hours=1))
+    assert statuses(customer) == [("push", Status.SUPPRESSED, Reason.FREQUENCY_CAP), ("sms", Status.SENT, "")]
+    assert OutboxMessage.objects.count() == 1
+
+
+def test_a_contact_claimed_elsewhere_later_in_the_order_does_not_hold_back_the_first():
+    customer, _ = pre_due_setup(channels=("sms", "push"), tier=make_tier(max_contacts_per_week=1))
+    push = NotificationLog.objects.get(customer=customer, channel="push")
+    NotificationLog.objects.filter(id=push.id).update(claimed_until=SEND_AT + dt.timedelta(minutes=10))
+
+    dispatch_due(SEND_AT)
+
+    assert statuses(customer) == [("push", Status.PLANNED, ""), ("sms", Status.SENT, "")]
+    dispatch_due(SEND_AT + dt.timedelta(minutes=11))  # the push, once its worker's claim lapsed, sees the SMS
+    assert statuses(customer) == [("push", Status.SUPPRESSED, Reason.FREQUENCY_CAP), ("sms", Status.SENT, "")]
+
+
 def test_a_customer_without_a_template_in_their_language_gets_the_default_language():
     customer, _ = pre_due_setup(language="en")  # only zh-hans templates exist
 
@@ -553,9 +582,9 @@ def test_decisions_that_send_nothing_take_the_same_number_of_queries_for_any_bat
         make_debtor(tier, due_date=DUE, do_not_contact=True, do_not_contact_reason="dispute")
     plan_contacts(PLAN_AT)
 
-    # Constant in the batch size: policy, templates, claim, the batch with its items, the weekly counts, the
-    # legal holds, the channels used, one bulk update and the audit chain.
-    with django_assert_max_num_queries(22):
+    # Constant in the batch size: policy, templates, claim, the batch with its items, the weekly counts and what
+    # other workers are sending, the legal holds, the channels used, one bulk update and the audit chain.
+    with django_assert_max_num_queries(23):
         result = dispatch_due(SEND_AT)
 
     assert result["suppressed:do_not_contact"] == size

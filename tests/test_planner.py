@@ -212,3 +212,50 @@ def test_chunks_never_split_the_loans_of_one_customer(monkeypatch):
     for customer in customers:
         loans = customer.loans.count()
         assert [log.installments.count() for log in logs_of(customer)] == [loans, loans]
+
+
+def test_a_loan_loaded_after_its_day_was_planned_joins_the_message_not_yet_sent():
+    from notifications.models import OutboxMessage
+    from notifications.services import dispatch_due
+
+    from .factories_reminders import make_template
+
+    tier = make_tier(max_contacts_per_week=1)
+    make_rule(tier, -3, "sms")
+    make_template("pre_due", "sms", "zh-hans")
+    customer, [first] = make_debtor(tier, due_date=DUE)
+    plan_contacts(local(SHANGHAI, 2026, 11, 28, 0, 30))
+    late = make_installment(make_loan(customer), due_date=DUE)
+
+    result = plan_contacts(local(SHANGHAI, 2026, 11, 28, 9, 0))
+
+    assert result["extended"] == 1 and result["planned"] == 0
+    [log] = logs_of(customer)
+    assert sorted(log.installments.values_list("id", flat=True)) == [first.id, late.id]
+    assert log.loan_refs == f"{first.loan.ref},{late.loan.ref}"
+    event = AuditEvent.objects.get(action="notifications.contact.extended")
+    assert event.after["added_installment_ids"] == [late.id]
+    assert "extended" not in plan_contacts(local(SHANGHAI, 2026, 11, 28, 9, 30))  # nothing more the next time
+    dispatch_due(local(SHANGHAI, 2026, 11, 28, 10, 5))
+    body = OutboxMessage.objects.get().body  # the cap of 1 still lets both loans be reminded
+    assert first.loan.ref in body and late.loan.ref in body
+
+
+def test_a_contact_already_sent_is_not_extended():
+    from notifications.services import dispatch_due
+
+    from .factories_reminders import make_template
+
+    tier = make_tier()
+    make_rule(tier, -3, "sms")
+    make_template("pre_due", "sms", "zh-hans")
+    customer, [first] = make_debtor(tier, due_date=DUE)
+    plan_contacts(local(SHANGHAI, 2026, 11, 28, 0, 30))
+    dispatch_due(local(SHANGHAI, 2026, 11, 28, 10, 5))
+    make_installment(make_loan(customer), due_date=DUE)
+
+    result = plan_contacts(local(SHANGHAI, 2026, 11, 28, 11, 0))
+
+    assert "extended" not in result
+    [log] = logs_of(customer)
+    assert list(log.installments.values_list("id", flat=True)) == [first.id]

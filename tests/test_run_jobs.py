@@ -147,3 +147,62 @@ def test_run_jobs_enqueue_reports_the_chunks(monkeypatch):
     output = run_jobs("--now", "2026-11-28T10:30:00+08:00", "--enqueue", "--chunk-size", "1000")
     assert "(chunks enqueued)" in output and "chunks: enqueued=1" in output
     assert NotificationLog.objects.get(customer=shanghai).status == NotificationLog.Status.SENT
+
+
+# --- auto-debit through the whole pipeline --------------------------------------------------------------------
+def autopay_book():
+    from .factories import make_customer, make_installment, make_loan
+
+    tier = make_tier(channel_order="sms,push")
+    # The reminder of the day before goes at 22:00, outside the window: it waits for 08:00 on the due date.
+    make_rule(tier, -1, "sms", send_time=dt.time(22, 0))
+    make_template("pre_due", "sms", "zh-hans")
+    make_template("autodebit_failed", "sms", "zh-hans", body="{customer_name}: auto-debit of {amount_due} failed.")
+    customer = make_customer(tier=tier, name="赵敏")
+    loan = make_loan(customer, autopay=True)
+    return customer, make_installment(loan, due_date=dt.date(2026, 12, 1))
+
+
+def test_a_successful_auto_debit_in_run_jobs_cancels_what_is_pending_with_paid(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.PAYMENT_SIMULATOR_FAILURES = ""
+    customer, inst = autopay_book()
+    run_jobs("--now", local(SHANGHAI, 2026, 11, 30, 22, 5).isoformat())
+    [reminder] = NotificationLog.objects.filter(customer=customer)
+    assert (reminder.status, reminder.reason) == (NotificationLog.Status.DEFERRED, "outside_contact_window")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        output = run_jobs("--now", local(SHANGHAI, 2026, 12, 1, 0, 30).isoformat())
+
+    assert "autodebit: claimed=1, failed=0, succeeded=1" in output
+    reminder.refresh_from_db()
+    assert (reminder.status, reminder.reason) == (NotificationLog.Status.CANCELLED, "paid")
+    assert AuditEvent.objects.filter(
+        action="notifications.contact.cancelled", object_id=str(reminder.id), after__reason="paid"
+    ).exists()
+    run_jobs("--now", local(SHANGHAI, 2026, 12, 1, 8, 30).isoformat())
+    assert OutboxMessage.objects.count() == 0
+    assert not NotificationLog.objects.filter(customer=customer).exclude(id=reminder.id).exists()
+
+
+def test_a_declined_auto_debit_in_run_jobs_sends_the_autodebit_failed_notice_once():
+    from loans.gateways import simulate_failure
+    from loans.models import AutoDebitAttempt
+
+    customer, inst = autopay_book()
+    moment = local(SHANGHAI, 2026, 12, 1, 9, 0).isoformat()
+
+    with simulate_failure("insufficient_funds"):
+        output = run_jobs("--now", moment)
+        before = state()
+        run_jobs("--now", moment)
+
+    assert "autodebit: claimed=1, failed=1, succeeded=0" in output
+    attempt = AutoDebitAttempt.objects.get(installment=inst)
+    assert (attempt.status, attempt.failure_reason) == ("failed", "insufficient_funds")
+    notice = NotificationLog.objects.get(customer=customer, kind="autodebit_failed")
+    assert (notice.status, notice.channel) == (NotificationLog.Status.SENT, "sms")
+    message = OutboxMessage.objects.get()
+    assert message.body == "赵敏: auto-debit of 500.00 failed." and message.destination == customer.phone
+    assert state() == before
