@@ -67,7 +67,9 @@ class LoanPosition:
     is_do_not_contact: bool
     is_opted_out_of_calls: bool
     today: dt.date
+    loan_ref: str = ""
     past_due_ids: list[int] = field(default_factory=list)
+    first_due_date: dt.date | None = None
     dpd: int = 0
     amount_overdue: Decimal = ZERO
 
@@ -101,10 +103,12 @@ def loan_positions(
             "loan__customer__tier_id",
             "loan__customer__do_not_contact",
             "loan__customer__opt_out_call",
+            "loan__ref",
         )
     )
     positions: dict[int, LoanPosition] = {}
-    for inst_id, loan_id, due, amount_due, amount_paid, customer_id, tz_name, tier_id, dnc, no_calls in rows:
+    for row in rows:
+        inst_id, loan_id, due, amount_due, amount_paid, customer_id, tz_name, tier_id, dnc, no_calls, ref = row
         pos = positions.get(loan_id)
         if pos is None:
             pos = positions[loan_id] = LoanPosition(
@@ -116,9 +120,12 @@ def loan_positions(
                 is_do_not_contact=dnc,
                 is_opted_out_of_calls=no_calls,
                 today=local_date(at, tz_name),
+                loan_ref=ref,
             )
         if due < pos.today:
             pos.past_due_ids.append(inst_id)
+            if pos.first_due_date is None or due < pos.first_due_date:
+                pos.first_due_date = due
             pos.dpd = max(pos.dpd, days_past_due(due, pos.today))
             pos.amount_overdue += max(amount_due - amount_paid, ZERO)
     return {k: v for k, v in positions.items() if v.past_due_ids}
@@ -524,12 +531,18 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                 agency_cases, Agency.objects.get(pk=agency_id), actor=actor, at=now, reason="ladder"
             )
             counts["cases_placed"] += len(agency_cases)
-    for case, step in referrals:
-        refer_to_legal(case, actor=actor, at=now, note="ladder", stage=step.stage)
-        counts["cases_referred_to_legal"] += 1
-    for case, step, pos in messages:
-        _plan_step_message(case, step, pos, now, actor)
-        counts["messages_planned"] += 1
+    if referrals:
+        _refer_many_to_legal(
+            [case for case, _step in referrals],
+            actor=actor,
+            at=now,
+            note="ladder",
+            stages={case.pk: step.stage for case, step in referrals},
+        )
+        counts["cases_referred_to_legal"] += len(referrals)
+    if messages:
+        _plan_step_messages(messages, now, actor)
+        counts["messages_planned"] += len(messages)
 
 
 def _run_row(case, step, pos, now, result, detail) -> CaseStepRun:
@@ -570,20 +583,28 @@ def _choose_steps(reached: list[EscalationStep]) -> dict[int, str]:
     return decision
 
 
-def _plan_step_message(
-    case: CollectionCase, step: EscalationStep, pos: LoanPosition, now: dt.datetime, actor: str
+def _plan_step_messages(
+    messages: list[tuple[CollectionCase, EscalationStep, LoanPosition]], now: dt.datetime, actor: str
 ) -> None:
-    from notifications.services import plan_notice
+    """The ladder's SMS, email and push of this chunk, planned in the reminder engine's log in one batch."""
+    from notifications.services import Notice, plan_notices
 
-    customer = Customer.objects.select_related("tier").get(pk=pos.customer_id)
-    installments = list(Installment.objects.filter(pk__in=pos.past_due_ids).select_related("loan"))
-    plan_notice(
-        customer=customer,
-        kind=step.kind,
-        installments=installments,
+    plan_notices(
+        [
+            Notice(
+                customer_id=pos.customer_id,
+                tier_id=pos.tier_id,
+                tz_name=pos.tz_name,
+                kind=step.kind,
+                channel=step.action,
+                dedupe_key=f"{LADDER_KEY_PREFIX}{case.pk}:step:{step.pk}",
+                installment_ids=list(pos.past_due_ids),
+                loan_refs=[pos.loan_ref],
+                due_date=pos.first_due_date,
+            )
+            for case, step, pos in messages
+        ],
         now=now,
-        dedupe_key=f"{LADDER_KEY_PREFIX}{case.pk}:step:{step.pk}",
-        channels=[step.action],
         actor=actor,
     )
 
@@ -1185,29 +1206,46 @@ def refer_to_legal(
     ``do_not_contact``). Writes ``collections.case.referred_to_legal``. Raises ``ValidationError`` for a
     closed or already referred case.
     """
+    at = at or timezone.now()
+    with transaction.atomic():
+        locked = CollectionCase.objects.select_for_update().get(pk=case.pk)
+        if not locked.is_open:
+            raise ValidationError("A closed case cannot be referred to legal.")
+        if LegalReferral.objects.filter(case=locked).exists():
+            raise ValidationError("This case was already referred to legal.")
+        [referral] = _refer_many_to_legal([locked], actor=actor, at=at, note=note, stages={locked.pk: stage})
+    return referral
+
+
+def _refer_many_to_legal(
+    cases: list[CollectionCase], *, actor: Any, at: dt.datetime, note: str, stages: dict[int, str]
+) -> list[LegalReferral]:
+    """``refer_to_legal`` for open cases not yet referred (the caller checked), a fixed number of queries for
+    any number of cases (the daily ladder refers a day's cohort at once)."""
     from notifications.services import cancel_pending
 
-    at = at or timezone.now()
     actor_str = actor_name(actor)
+    ids = [c.pk for c in cases]
     with transaction.atomic():
-        case = CollectionCase.objects.select_for_update().get(pk=case.pk)
-        if not case.is_open:
-            raise ValidationError("A closed case cannot be referred to legal.")
-        if LegalReferral.objects.filter(case=case).exists():
-            raise ValidationError("This case was already referred to legal.")
-        referral = LegalReferral.objects.create(
-            case=case,
-            referred_at=at,
-            referred_by=actor_str,
-            dpd=case.dpd,
-            amount_overdue=case.amount_overdue,
-            note=note,
+        referrals = LegalReferral.objects.bulk_create(
+            [
+                LegalReferral(
+                    case=c, referred_at=at, referred_by=actor_str, dpd=c.dpd, amount_overdue=c.amount_overdue, note=note
+                )
+                for c in cases
+            ]
         )
-        before = {"stage": case.stage, "is_frozen": case.is_frozen}
-        case.is_frozen, case.paused_until = True, None
-        case.stage = stage
-        case.save(update_fields=["is_frozen", "paused_until", "stage", "updated_at"])
-        tasks = CallTask.objects.filter(case=case, status=CallTask.Status.OPEN).update(
+        if any(r.pk is None for r in referrals):  # backends that do not return ids from bulk inserts
+            by_case = {r.case_id: r for r in LegalReferral.objects.filter(case_id__in=ids)}
+            referrals = [by_case[c.pk] for c in cases]
+        before = {c.pk: {"stage": c.stage, "is_frozen": c.is_frozen} for c in cases}
+        for c in cases:
+            c.is_frozen, c.paused_until, c.stage, c.updated_at = True, None, stages.get(c.pk, "legal"), at
+        CollectionCase.objects.bulk_update(cases, ["is_frozen", "paused_until", "stage", "updated_at"], batch_size=500)
+        tasks_by_case = Counter(
+            CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).values_list("case_id", flat=True)
+        )
+        CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).update(
             status=CallTask.Status.CANCELLED, cancel_reason="legal"
         )
         events = [
@@ -1215,27 +1253,32 @@ def refer_to_legal(
                 action="collections.case.referred_to_legal",
                 actor=actor_str,
                 object_type="collections.CollectionCase",
-                object_id=str(case.pk),
+                object_id=str(c.pk),
                 at=at,
-                before=before,
+                before=before[c.pk],
                 after={
-                    "referral_id": referral.pk,
+                    "referral_id": r.pk,
                     "is_frozen": True,
-                    "dpd": case.dpd,
-                    "amount_overdue": case.amount_overdue,
-                    "call_tasks_cancelled": tasks,
+                    "dpd": c.dpd,
+                    "amount_overdue": c.amount_overdue,
+                    "call_tasks_cancelled": tasks_by_case[c.pk],
                     "note": note,
                 },
             )
+            for c, r in zip(cases, referrals, strict=True)
         ]
-        for placement in AgencyPlacement.objects.filter(cases=case, recalled_at__isnull=True):
+        placements = list(AgencyPlacement.objects.filter(cases__in=ids, recalled_at__isnull=True).distinct())
+        for placement in placements:
             events.append(_recall_event(placement, actor_str, at, "legal"))
             placement.recalled_at, placement.recalled_by, placement.recall_reason = at, actor_str, "legal"
-            placement.save(update_fields=["recalled_at", "recalled_by", "recall_reason"])
+        if placements:
+            AgencyPlacement.objects.bulk_update(placements, ["recalled_at", "recalled_by", "recall_reason"])
         log_events(events)
-        installment_ids = list(Installment.objects.filter(loan_id=case.loan_id).values_list("pk", flat=True))
+        installment_ids = list(
+            Installment.objects.filter(loan_id__in=[c.loan_id for c in cases]).values_list("pk", flat=True)
+        )
         cancel_pending(reason=REASON_DO_NOT_CONTACT, actor=actor_str, at=at, installment_ids=installment_ids)
-    return referral
+    return referrals
 
 
 def enforce_legal_freeze(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counter | None = None) -> int:

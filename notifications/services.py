@@ -383,6 +383,63 @@ def plan_notice(
     return [rows[key] for key in keys if key in rows]
 
 
+@dataclass
+class Notice:
+    """One event-driven contact for ``plan_notices``: what ``plan_notice`` takes, as plain ids for a batch."""
+
+    customer_id: int
+    tier_id: int | None
+    tz_name: str
+    kind: str
+    channel: str
+    dedupe_key: str
+    installment_ids: list[int]
+    loan_refs: list[str]
+    due_date: dt.date | None
+
+
+def plan_notices(notices: Iterable[Notice], *, now: dt.datetime, actor: str = "system") -> int:
+    """Plan many event-driven contacts at once for ``now`` (the collections ladder's messages of a day), set-based:
+    a fixed number of queries whatever their number. Each row gets exactly its notice's ``dedupe_key``; a key
+    already planned adds nothing. The dispatcher sends them through the same gates as any reminder. Writes
+    ``notifications.contact.planned`` per new row; returns how many were planned. Raises ValueError for a
+    channel that is not a messaging channel.
+    """
+    by_key = {n.dedupe_key: n for n in notices}
+    if not by_key:
+        return 0
+    unknown = sorted({n.channel for n in by_key.values() if n.channel not in MESSAGING_CHANNELS})
+    if unknown:
+        raise ValueError(f"Not a messaging channel: {', '.join(unknown)}")
+    totals: Counter = Counter()
+    with transaction.atomic():
+        existing = set(
+            NotificationLog.objects.filter(dedupe_key__in=list(by_key)).values_list("dedupe_key", flat=True)
+        )
+        new = {key: n for key, n in by_key.items() if key not in existing}
+        if not new:
+            return 0
+        rows = []
+        for key, n in new.items():
+            local_day = now.astimezone(zoneinfo.ZoneInfo(n.tz_name)).date()
+            rows.append(
+                NotificationLog(
+                    customer_id=n.customer_id,
+                    tier_id=n.tier_id,
+                    channel=n.channel,
+                    kind=n.kind,
+                    due_date=n.due_date,
+                    offset_days=(local_day - n.due_date).days if n.due_date else None,
+                    scheduled_for=now,
+                    loan_refs=",".join(n.loan_refs)[:500],
+                    dedupe_key=key,
+                )
+            )
+        NotificationLog.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+        _attach_and_audit(new, now, actor, set(), totals)
+    return totals["planned"]
+
+
 # --- cancelling --------------------------------------------------------------------------------------------
 _ANY_TIER = object()
 

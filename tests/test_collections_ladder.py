@@ -340,3 +340,31 @@ def test_run_jobs_includes_the_collections_step_and_a_second_run_changes_nothing
         AuditEvent.objects.count(),
     )
     assert open_case(loan).stage == "call"
+
+
+def test_query_count_of_the_job_does_not_grow_with_the_number_of_loans_for_messages_and_legal():
+    overdue_templates()
+    tier = make_tier(grace_period_days=2)
+    make_ladder(
+        tier,
+        [(1, "early", "sms", "overdue"), (4, "firm", "email", "overdue"), (5, "legal", "legal", "")],
+    )
+    advance_collections(day(0))
+
+    def queries_for(n_loans, due):
+        for _ in range(n_loans):
+            make_overdue_loan(tier, due_date=due)
+        return [count_queries(advance_collections, day(n, due=due)) for n in (3, 4, 5, 6)]
+
+    small = queries_for(3, DUE)
+    Loan.objects.update(status="written_off")
+    advance_collections(day(7))
+    large = queries_for(15, DUE + dt.timedelta(days=60))
+
+    assert [q for q, _ in small] == [q for q, _ in large]
+    opened, firm, legal, steady = (result for _, result in large)
+    assert opened["cases_opened"] == 15 and opened["messages_planned"] == 15
+    assert firm["messages_planned"] == 15
+    assert legal["cases_referred_to_legal"] == 15
+    assert steady.get("steps_performed", 0) == 0
+    assert NotificationLog.objects.filter(dedupe_key__startswith="case:").count() == 2 * 18
