@@ -105,6 +105,20 @@ class PlaceWithAgencyForm(forms.Form):
     agency = forms.ModelChoiceField(queryset=Agency.objects.filter(is_active=True), label=_("Agency"))
 
 
+class StageFilter(admin.SimpleListFilter):
+    """Stages as the ladders name them (a small table), not the distinct stages of every case ever opened."""
+
+    title = _("stage")
+    parameter_name = "stage"
+
+    def lookups(self, request, model_admin):
+        stages = EscalationStep.objects.order_by("stage").values_list("stage", flat=True).distinct()
+        return [(stage, stage) for stage in stages]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(stage=self.value()) if self.value() else queryset
+
+
 @admin.register(CollectionCase)
 class CollectionCaseAdmin(admin.ModelAdmin):
     list_display = [
@@ -121,7 +135,7 @@ class CollectionCaseAdmin(admin.ModelAdmin):
         "is_frozen",
         "opened_at",
     ]
-    list_filter = ["status", "stage", "is_frozen", "tier"]
+    list_filter = ["status", StageFilter, "is_frozen", "tier"]
     list_select_related = ["loan__customer", "tier"]
     search_fields = ["loan__ref", "loan__customer__ref"]
     raw_id_fields = ["loan"]

@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 
-from backoffice.admin import AuditedModelAdmin
+from backoffice.admin import AuditedModelAdmin, LargeTablePaginator
 from backoffice.importing import BookImportAdminMixin
 from backoffice.masking import can_see_personal_data, mask_destination, mask_text
 from loans.admin import CreditTierAdmin
@@ -154,6 +154,9 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     list_filter = ("channel",)
     search_fields = ("provider_message_id", "=idempotency_key")
     date_hierarchy = "created_at"
+    # The outbox grows with every message sent: page it without counting the whole table.
+    show_full_result_count = False
+    paginator = LargeTablePaginator
     fields = (
         "created_at",
         "channel",

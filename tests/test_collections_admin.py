@@ -115,3 +115,21 @@ def test_operations_can_import_escalation_steps_in_the_admin(client):
     collector = make_collector("nope")
     client.force_login(collector)
     assert client.get(reverse("admin:collections_escalationstep_import")).status_code == 403
+
+
+def test_cases_are_filtered_by_the_stages_the_ladders_name(client):
+    from .factories import make_user
+    from .factories_collections import low_risk_tier
+
+    high, low = high_risk_tier(), low_risk_tier()
+    at_call, early = make_overdue_loan(high), make_overdue_loan(low)
+    advance_collections(day(6))
+    client.force_login(make_user("stages", is_superuser=True, password=None))
+    url = reverse("admin:collections_collectioncase_changelist")
+
+    response = client.get(url, {"stage": "call"})
+
+    assert [case.loan_id for case in response.context["cl"].result_list] == [at_call.pk]
+    stage_filter = next(f for f in response.context["cl"].filter_specs if getattr(f, "parameter_name", "") == "stage")
+    assert [value for value, _label in stage_filter.lookup_choices] == ["agency", "call", "early", "firm", "legal"]
+    assert open_case(early).stage == "early"
