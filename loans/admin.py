@@ -12,8 +12,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 
-from backoffice.admin import AuditedModelAdmin, LargeTablePaginator
+from backoffice.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
 from backoffice.audit import log_event
+from backoffice.compliance_admin import InputFilter
 from backoffice.importing import BookImportAdminMixin
 from backoffice.masking import can_see_personal_data, mask_destination, mask_email, mask_name, mask_phone
 
@@ -37,7 +38,7 @@ class BigTableAdmin(admin.ModelAdmin):
     list_per_page = 50
 
 
-class BookImportExportAdmin(BookImportAdminMixin, ImportExportMixin, BigTableAdmin):
+class BookImportExportAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, BigTableAdmin):
     # The import is recorded once in the audit trail (backoffice.import.completed), not as one admin log
     # entry per row.
     skip_admin_log = True
@@ -45,7 +46,7 @@ class BookImportExportAdmin(BookImportAdminMixin, ImportExportMixin, BigTableAdm
 
 # --- configuration --------------------------------------------------------------------------------------
 @admin.register(CreditTier)
-class CreditTierAdmin(BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
+class CreditTierAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
     change_form_template = "admin/loans/credittier/change_form.html"
     resource_classes = [CreditTierResource]
     skip_admin_log = True
@@ -108,6 +109,45 @@ def masked_push_token(obj):
 PERSONAL = {"name": masked_name, "phone": masked_phone, "email": masked_email, "push_token": masked_push_token}
 
 
+class MaskedCustomerResource(CustomerResource):
+    """The customer export of a user without ``loans.view_personal_data``: the columns of the import file, with
+    names, phones, emails and push tokens masked (and formula-like cells escaped, as in every export)."""
+
+    def dehydrate_name(self, customer):
+        return mask_name(customer.name)
+
+    def dehydrate_phone(self, customer):
+        return mask_phone(customer.phone)
+
+    def dehydrate_email(self, customer):
+        return mask_email(customer.email)
+
+    def dehydrate_push_token(self, customer):
+        return mask_destination(customer.push_token)
+
+
+class CurrencyFilter(InputFilter):
+    """Typed, not listed: listing the currencies would scan the whole loan table."""
+
+    title = _("currency")
+    parameter_name = "currency"
+
+    def queryset(self, request, queryset):
+        value = (self.value() or "").strip().upper()
+        return queryset.filter(currency=value) if value else queryset
+
+
+class FailureReasonFilter(InputFilter):
+    """Typed, not listed: the gateways' reasons are free text, listing them would scan every attempt."""
+
+    title = _("failure reason")
+    parameter_name = "failure_reason"
+
+    def queryset(self, request, queryset):
+        value = (self.value() or "").strip()
+        return queryset.filter(failure_reason=value) if value else queryset
+
+
 @admin.register(Customer)
 class CustomerAdmin(BookImportExportAdmin):
     """Names, phones and emails are masked for users without ``loans.view_personal_data`` (read-only to them)."""
@@ -143,6 +183,12 @@ class CustomerAdmin(BookImportExportAdmin):
 
     def _masks(self, request) -> bool:
         return not can_see_personal_data(request.user)
+
+    def is_export_masked(self, request) -> bool:
+        return self._masks(request)
+
+    def get_export_resource_classes(self, request):
+        return [MaskedCustomerResource] if self._masks(request) else super().get_export_resource_classes(request)
 
     def get_list_display(self, request):
         fields = super().get_list_display(request)
@@ -234,7 +280,7 @@ class LoanAdmin(BookImportExportAdmin):
     change_form_template = "admin/loans/loan/change_form.html"
     resource_classes = [LoanResource]
     list_display = ("ref", "customer__ref", "principal", "currency", "disbursed_on", "status", "autopay")
-    list_filter = ("status", "autopay", "currency")
+    list_filter = ("status", "autopay", CurrencyFilter)
     list_select_related = ("customer",)
     search_fields = ("=ref", "=customer__ref")
     raw_id_fields = ("customer",)
@@ -310,7 +356,7 @@ class PaymentAdmin(BookImportExportAdmin):
 @admin.register(AutoDebitAttempt)
 class AutoDebitAttemptAdmin(BigTableAdmin):
     list_display = ("installment", "attempted_on", "amount", "status", "failure_reason", "gateway_reference")
-    list_filter = ("status", "failure_reason", "attempted_on")
+    list_filter = ("status", FailureReasonFilter, "attempted_on")
     list_select_related = ("installment__loan",)
     search_fields = ("=installment__loan__ref", "=gateway_reference")
     raw_id_fields = ("installment", "payment")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -202,3 +203,111 @@ def test_compliance_officers_see_customers_masked_and_operations_see_them_in_ful
     client.logout()
     login(client, roles.OPERATIONS)
     assert "13812345678" in client.get(url).content.decode()
+
+
+def admin_urls(model) -> dict[str, str]:
+    info = model._meta.app_label, model._meta.model_name
+    return {
+        "add": reverse("admin:{}_{}_add".format(*info)),
+        "change": reverse("admin:{}_{}_change".format(*info), args=["1"]),
+        "delete": reverse("admin:{}_{}_delete".format(*info), args=["1"]),
+        "changelist": reverse("admin:{}_{}_changelist".format(*info)),
+    }
+
+
+def test_compliance_officers_can_add_change_or_delete_nothing_in_any_admin(client, rf):
+    """Every registered model of every app (loan book, reminders, collections, audit, django-q2, auth)."""
+    officer = login(client, roles.COMPLIANCE_OFFICER)
+    request = rf.get("/admin/")
+    request.user = officer
+    refused = []
+    for model, model_admin in admin.site._registry.items():
+        urls = admin_urls(model)
+        label = model._meta.label
+        if client.get(urls["add"]).status_code != 403:
+            refused.append(f"{label}: add page opens")
+        if client.post(urls["add"], {}).status_code != 403:
+            refused.append(f"{label}: add accepted")
+        if client.post(urls["change"], {}).status_code != 403:
+            refused.append(f"{label}: change accepted")
+        if client.post(urls["delete"], {"post": "yes"}).status_code != 403:
+            refused.append(f"{label}: delete accepted")
+        if model_admin.has_add_permission(request) or model_admin.has_change_permission(request) or model_admin.has_delete_permission(request):
+            refused.append(f"{label}: add, change or delete permission")
+        actions = set(model_admin.get_actions(request))
+        if actions:
+            refused.append(f"{label}: actions {sorted(actions)}")
+    assert refused == []
+
+
+def test_compliance_officers_see_every_product_list_they_may_review(client):
+    from django_q.models import Failure, Schedule
+
+    from backoffice.models import AuditEvent
+    from notifications.models import NotificationLog
+
+    login(client, roles.COMPLIANCE_OFFICER)
+    for model in (Customer, CreditTier, AuditEvent, NotificationLog, Schedule, Failure):
+        assert client.get(admin_urls(model)["changelist"]).status_code == 200, model
+
+
+def make_failed_task():
+    import uuid
+
+    from django.utils import timezone
+    from django_q.models import Task
+
+    now = timezone.now()
+    return Task.objects.create(
+        id=uuid.uuid4().hex, name="failed-one", func="math.floor", args=(1.5,), kwargs={}, started=now,
+        stopped=now, success=False, result="boom",
+    )
+
+
+def resubmit(client, task):
+    return client.post(
+        reverse("admin:django_q_failure_changelist"),
+        {"action": "resubmit_task", "_selected_action": [task.pk], "index": 0},
+    )
+
+
+def test_viewing_background_tasks_does_not_allow_resubmitting_them(client):
+    from django_q.models import Failure, OrmQ
+
+    task = make_failed_task()
+    for role in (roles.COMPLIANCE_OFFICER, roles.OPERATIONS):
+        client.force_login(make_user(f"tasks-{role.lower().replace(' ', '-')}", group=role))
+        assert client.get(reverse("admin:django_q_failure_changelist")).status_code == 200
+        resubmit(client, task)
+        assert Failure.objects.filter(pk=task.pk).exists() and not OrmQ.objects.exists()
+
+
+def test_an_administrator_resubmits_a_failed_task_and_it_is_audited(client):
+    from django_q.models import Failure, OrmQ
+
+    task = make_failed_task()
+    login(client, roles.ADMINISTRATOR)
+    assert resubmit(client, task).status_code == 302
+    assert not Failure.objects.filter(pk=task.pk).exists() and OrmQ.objects.count() == 1
+    event = AuditEvent.objects.get(action="django_q.failure.resubmitted")
+    assert event.actor == "user-administrator" and event.after == {"tasks": ["failed-one"]}
+
+
+def test_adding_and_changing_customers_does_not_allow_importing_them(client):
+    user = make_user("clerk")
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="loans", codename__in=["view_customer", "add_customer", "change_customer", "view_personal_data"]
+        )
+    )
+    client.force_login(user)
+    assert client.get(reverse("admin:loans_customer_add")).status_code == 200
+    assert client.get(reverse("admin:loans_customer_import")).status_code == 403
+    response = client.post(
+        reverse("admin:loans_customer_import"),
+        {"format": csv_format_index(), "import_file": SimpleUploadedFile("c.csv", CUSTOMER_FILE.encode())},
+    )
+    assert response.status_code == 403 and not Customer.objects.filter(ref="RC1").exists()
+    user.user_permissions.add(Permission.objects.get(codename="import_customer"))
+    client.force_login(get_user_model().objects.get(pk=user.pk))
+    assert client.get(reverse("admin:loans_customer_import")).status_code == 200
