@@ -294,9 +294,13 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     }
     events: list[Event] = []
 
-    # Close what is no longer overdue (paid, or back inside grace after a payment, or the loan was closed).
+    # Close what is no longer overdue: paid, or back inside grace after a payment (the oldest instalment past
+    # due was paid, so the days past due dropped), or the loan was closed. A loan back inside grace only because
+    # its customer moved to a tier with a longer grace period paid nothing: its case waits (see below).
     to_close = [
-        c for loan_id, c in cases.items() if loan_id not in positions or not positions[loan_id].is_overdue
+        c
+        for loan_id, c in cases.items()
+        if loan_id not in positions or (not positions[loan_id].is_overdue and positions[loan_id].dpd < c.dpd)
     ]
     if to_close:
         close_cases(to_close, at=now, actor=actor, counts=counts)
@@ -379,6 +383,9 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
         case.dpd, case.amount_overdue, case.tier_id = pos.dpd, pos.amount_overdue, pos.tier_id
         if case.is_frozen or case.is_paused or pos.is_do_not_contact:
             counts["cases_on_hold"] += 1
+            continue
+        if not pos.is_overdue:  # inside the new tier's grace period: only grace reminders, no ladder step
+            counts["cases_in_grace"] += 1
             continue
         reached = [
             s
@@ -607,6 +614,87 @@ def _plan_step_messages(
         now=now,
         actor=actor,
     )
+
+
+def follow_tier_change(
+    changes: list[tuple[int, int | None, int | None]], at: dt.datetime, actor: Any = "system"
+) -> dict[str, int]:
+    """Open cases of customers who moved tier follow the new tier's ladder (receiver of ``tier_changed``).
+
+    ``changes`` are ``(customer_id, old_tier_id, new_tier_id)``. Effects: ladder messages not sent yet that the
+    old tier planned are cancelled (``tier_changed``); an open call task is cancelled (``tier_changed``) when
+    the new ladder has no call step at the case's days past due (a low-risk ladder calls later); the next run
+    of the ladder performs the new tier's steps. Writes ``collections.case.tier_changed`` per open case and
+    ``collections.call.cancelled`` per task. Returns counts.
+    """
+    from notifications.services import cancel_pending
+
+    actor = actor_name(actor)
+    by_customer = {customer_id: (old, new) for customer_id, old, new in changes}
+    by_new_tier: dict[int | None, list[int]] = defaultdict(list)
+    for customer_id, (_old, new) in by_customer.items():
+        by_new_tier[new].append(customer_id)
+    counts: Counter = Counter()
+    with transaction.atomic():
+        for new, customer_ids in by_new_tier.items():
+            counts["contacts_cancelled"] += cancel_pending(
+                reason="tier_changed",
+                actor=actor,
+                at=at,
+                customer_ids=customer_ids,
+                dedupe_prefix=LADDER_KEY_PREFIX,
+                except_tier_id=new,
+            )
+        first_call_dpd: dict[int, int] = {}
+        for tier_id, min_dpd in EscalationStep.objects.filter(
+            tier_id__in=[t for t in by_new_tier if t is not None], action=EscalationStep.Action.CALL_TASK
+        ).values_list("tier_id", "min_dpd"):
+            first_call_dpd[tier_id] = min(min_dpd, first_call_dpd.get(tier_id, min_dpd))
+        cases = list(
+            CollectionCase.objects.open()
+            .filter(loan__customer_id__in=list(by_customer))
+            .select_related("loan")
+            .select_for_update(of=("self",))
+        )
+        too_early = {
+            c.pk
+            for c in cases
+            if c.dpd < first_call_dpd.get(by_customer[c.loan.customer_id][1], 10**6)
+        }
+        tasks = list(
+            CallTask.objects.filter(case_id__in=too_early, status=CallTask.Status.OPEN).values_list("pk", "case_id")
+        )
+        if tasks:
+            CallTask.objects.filter(pk__in=[pk for pk, _ in tasks]).update(
+                status=CallTask.Status.CANCELLED, cancel_reason="tier_changed"
+            )
+        dpd_of = {c.pk: c.dpd for c in cases}
+        events = [
+            Event(
+                action="collections.case.tier_changed",
+                actor=actor,
+                object_type="collections.CollectionCase",
+                object_id=str(c.pk),
+                at=at,
+                before={"tier_id": by_customer[c.loan.customer_id][0]},
+                after={"tier_id": by_customer[c.loan.customer_id][1], "stage": c.stage, "dpd": c.dpd},
+            )
+            for c in cases
+        ]
+        events.extend(
+            Event(
+                action="collections.call.cancelled",
+                actor=actor,
+                object_type="collections.CallTask",
+                object_id=str(pk),
+                at=at,
+                after={"case_id": case_id, "reason": "tier_changed", "dpd": dpd_of[case_id]},
+            )
+            for pk, case_id in tasks
+        )
+        log_events(events)
+    counts["call_tasks_cancelled"] += len(tasks)
+    return dict(counts)
 
 
 # --- closing -----------------------------------------------------------------------------------------------

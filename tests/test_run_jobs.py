@@ -105,6 +105,16 @@ def test_the_schedules_are_registered_on_migrate_once_by_name():
     assert Schedule.objects.get(name="dispatch-due").func == "backoffice.tasks.dispatch_due"
 
 
+def test_the_schedules_are_listed_in_the_admin(admin_client):
+    from django.urls import reverse
+
+    register_schedules()
+
+    page = admin_client.get(reverse("admin:django_q_schedule_changelist")).content.decode()
+
+    assert all(spec["name"] in page for spec in SCHEDULES)
+
+
 def test_registering_repairs_an_edited_schedule_without_duplicating_it():
     register_schedules()
     Schedule.objects.filter(name="dispatch-due").update(func="backoffice.tasks.gone", minutes=60)

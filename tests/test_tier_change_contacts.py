@@ -131,3 +131,34 @@ def test_a_tier_change_moves_an_open_case_to_the_new_ladder_and_cancels_the_old_
 
     run_jobs(day(6, hour=8), django_capture_on_commit_callbacks)
     assert OutboxMessage.objects.filter(destination=loan.customer.phone).count() == 1
+
+
+def test_moving_to_a_tier_that_calls_later_cancels_the_open_call_until_its_ladder_reaches_the_phone(
+    tmp_path, django_capture_on_commit_callbacks
+):
+    overdue_templates()
+    low, high = low_risk_tier(), high_risk_tier()
+    make_collector("mu")
+    loan = make_overdue_loan(high)
+    run_jobs(day(3), django_capture_on_commit_callbacks)
+    [task] = open_tasks(loan)
+
+    import_scores(tmp_path, [(loan.customer.ref, low.min_score, day(4, hour=7))])
+    run_jobs(day(4), django_capture_on_commit_callbacks)
+
+    task.refresh_from_db()
+    assert (task.status, task.cancel_reason) == ("cancelled", "tier_changed")
+    assert AuditEvent.objects.filter(action="collections.call.cancelled", object_id=str(task.pk)).exists()
+    case = open_case(loan)  # nothing was paid: the case stays open, waiting out the low tier's longer grace
+    assert (case.tier, case.stage, case.close_reason) == (low, "call", "")
+    assert not open_tasks(loan)
+    stages = {}
+    for n in range(5, 16):
+        run_jobs(day(n), django_capture_on_commit_callbacks)
+        case.refresh_from_db()
+        stages[n] = case.stage
+        assert len(open_tasks(loan)) == (1 if n >= 15 else 0), n  # the low-risk ladder calls from 15 DPD
+    assert (stages[5], stages[6], stages[8], stages[15]) == ("call", "early", "firm", "call")
+    low_messages = NotificationLog.objects.filter(customer=loan.customer, tier=low, dedupe_key__startswith="case:")
+    assert min(log.scheduled_for for log in low_messages) == day(6)  # nothing from the ladder inside grace
+    assert CaseStepRun.objects.filter(case=case).count() == 2 + 4  # high: SMS and call; low: up to its call
