@@ -7,6 +7,7 @@ column, and re-importing a file updates rows instead of duplicating them.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from import_export.fields import Field
 
@@ -61,6 +62,32 @@ class CreditTierResource(BookResource):
             "channel_order",
         )
         import_id_fields = ("code",)
+
+    def before_import(self, dataset, **kwargs):
+        super().before_import(dataset, **kwargs)
+        self.ranges_in_file: list[tuple[str, int, int, int]] = []  # code, min, max, line
+
+    def import_instance(self, instance, row, **kwargs):
+        # The model's clean() compares a row with the tiers in the database only: rows are written in batches
+        # at the end, so two rows of this file that overlap each other must be caught here.
+        errors = {}
+        try:
+            super().import_instance(instance, row, **kwargs)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        low, high = instance.min_score, instance.max_score
+        if isinstance(low, int) and isinstance(high, int) and low <= high:
+            other = next((r for r in self.ranges_in_file if r[1] <= high and low <= r[2] and r[0] != instance.code), None)
+            if other is not None and "min_score" not in errors:
+                errors["min_score"] = [
+                    ValidationError(
+                        f"Scores {low}-{high} overlap tier {other[0]} ({other[1]}-{other[2]}) of line {other[3]}.",
+                        code="overlap",
+                    )
+                ]
+            self.ranges_in_file.append((instance.code, low, high, (kwargs.get("row_number") or 0) + 1))
+        if errors:
+            raise ValidationError(errors)
 
     def after_import(self, dataset, result, **kwargs):
         super().after_import(dataset, result, **kwargs)

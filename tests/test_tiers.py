@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from backoffice.models import AuditEvent
 from loans import signals
-from loans.models import CreditScore, Customer
+from loans.models import CreditScore, CreditTier, Customer
 from loans.services import apply_credit_scores, pin_tier, rederive_customer_tiers
 from tests.factories import make_customer, make_score, make_tier
 
@@ -136,3 +136,25 @@ def test_changing_tier_ranges_moves_unpinned_customers(tiers):
     assert rederive_customer_tiers(reason="test")["tiers_changed"] == 1
     assert Customer.objects.get(pk=customer.pk).tier == tiers["A"]
     assert Customer.objects.get(pk=pinned.pk).tier == tiers["B"]
+
+
+TIER_HEADER = "code,name,min_score,max_score,risk_level,grace_period_days,max_contacts_per_week,channel_order"
+
+
+def test_two_rows_of_one_tier_file_that_overlap_each_other_save_nothing():
+    from backoffice.importing import run_import
+    from loans.resources import CreditTierResource
+
+    data = "\n".join([TIER_HEADER, "FA,Prime,9800,9950,low,7,2,sms", "FB,Good,9850,9900,medium,5,3,sms", ""])
+    _result, errors = run_import(CreditTierResource(), data, file_name="tiers.csv")
+    assert errors == ["line 3, column min_score: Scores 9850-9900 overlap tier FA (9800-9950) of line 2."]
+    assert not CreditTier.objects.filter(code__in=["FA", "FB"]).exists()
+
+
+def test_a_tier_file_of_adjacent_ranges_imports():
+    from backoffice.importing import run_import
+    from loans.resources import CreditTierResource
+
+    data = "\n".join([TIER_HEADER, "FC,Prime,9800,9899,low,7,2,sms", "FD,Good,9900,9999,medium,5,3,sms", ""])
+    _result, errors = run_import(CreditTierResource(), data, file_name="tiers.csv")
+    assert errors == [] and CreditTier.objects.filter(code__in=["FC", "FD"]).count() == 2
