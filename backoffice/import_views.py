@@ -13,6 +13,7 @@ import io
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -95,6 +96,28 @@ def job_view(request, pk: int):
     return TemplateResponse(request, "admin/backoffice/import_job.html", context)
 
 
+RECENT_JOBS = 50
+
+
+@require_GET
+def list_view(request):
+    """The latest background imports the user may see: their own and those of models they may import."""
+    allowed = []
+    for resource in ImportJob.objects.values_list("resource", flat=True).distinct().order_by():
+        try:
+            if may_import(request.user, job_resource_class(ImportJob(resource=resource))):
+                allowed.append(resource)
+        except ImportJobError:
+            continue
+    jobs = ImportJob.objects.filter(Q(user=request.user) | Q(resource__in=allowed)).select_related("user")
+    context = {
+        **admin.site.each_context(request),
+        "title": _("Background imports"),
+        "jobs": jobs[:RECENT_JOBS],
+    }
+    return TemplateResponse(request, "admin/backoffice/import_job_list.html", context)
+
+
 @require_GET
 def status_view(request, pk: int):
     return JsonResponse(status_payload(_job(request, pk)))
@@ -130,6 +153,7 @@ def errors_view(request, pk: int):
 
 
 urlpatterns = [
+    path("", admin.site.admin_view(list_view), name="list"),
     path("<int:pk>/", admin.site.admin_view(job_view), name="job"),
     path("<int:pk>/status/", admin.site.admin_view(status_view), name="status"),
     path("<int:pk>/confirm/", admin.site.admin_view(confirm_view), name="confirm"),

@@ -226,8 +226,11 @@ def test_only_the_owner_or_an_importer_sees_a_job_and_only_an_importer_confirms(
     assert client.post(reverse("imports:confirm", args=[job.pk])).status_code == 403
     assert not ImportJob.objects.filter(confirmed_from=job).exists()
 
+    assert list(client.get(reverse("imports:list")).context["jobs"]) == []
+
     client.force_login(make_user("operator-3", group=roles.OPERATIONS))
     assert client.get(reverse("imports:job", args=[job.pk])).status_code == 200
+    assert list(client.get(reverse("imports:list")).context["jobs"]) == [job]
 
 
 def test_the_owner_who_lost_the_import_permission_sees_the_job_but_cannot_confirm(client):
