@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 
-from backoffice.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
+from backoffice.admin import AuditedAdminMixin, AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
 from backoffice.audit import log_event
 from backoffice.compliance_admin import InputFilter
 from backoffice.importing import BookImportAdminMixin
@@ -40,7 +40,8 @@ class BigTableAdmin(admin.ModelAdmin):
 
 class BookImportExportAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, BigTableAdmin):
     # The import is recorded once in the audit trail (backoffice.import.completed), not as one admin log
-    # entry per row.
+    # entry per row. Edits by hand (a do-not-contact flag, an amount due) are audited with before and after
+    # by ``AuditedAdminMixin`` on each admin below; payments write their own events.
     skip_admin_log = True
 
 
@@ -149,7 +150,7 @@ class FailureReasonFilter(InputFilter):
 
 
 @admin.register(Customer)
-class CustomerAdmin(BookImportExportAdmin):
+class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
     """Names, phones and emails are masked for users without ``loans.view_personal_data`` (read-only to them)."""
     change_form_template = "admin/loans/customer/change_form.html"
 
@@ -243,7 +244,7 @@ class CustomerAdmin(BookImportExportAdmin):
 
 
 @admin.register(CreditScore)
-class CreditScoreAdmin(BookImportExportAdmin):
+class CreditScoreAdmin(AuditedAdminMixin, BookImportExportAdmin):
     resource_classes = [CreditScoreResource]
     list_display = ("customer__ref", "score", "scored_at", "applied_at")
     list_filter = (("applied_at", admin.EmptyFieldListFilter),)
@@ -276,7 +277,7 @@ class PaidFilter(admin.SimpleListFilter):
 
 
 @admin.register(Loan)
-class LoanAdmin(BookImportExportAdmin):
+class LoanAdmin(AuditedAdminMixin, BookImportExportAdmin):
     change_form_template = "admin/loans/loan/change_form.html"
     resource_classes = [LoanResource]
     list_display = ("ref", "customer__ref", "principal", "currency", "disbursed_on", "status", "autopay")
@@ -288,7 +289,7 @@ class LoanAdmin(BookImportExportAdmin):
 
 
 @admin.register(Installment)
-class InstallmentAdmin(BookImportExportAdmin):
+class InstallmentAdmin(AuditedAdminMixin, BookImportExportAdmin):
     resource_classes = [InstallmentResource]
     list_display = ("loan", "seq", "due_date", "amount_due", "amount_paid", "paid_at")
     list_filter = (PaidFilter,)

@@ -114,3 +114,21 @@ def test_a_compliance_officer_cannot_change_the_contact_policy(client):
     policy.refresh_from_db()
     assert policy.window_start == dt.time(8, 0)
     assert not AuditEvent.objects.filter(action="notifications.contactpolicy.changed").exists()
+
+
+def test_a_do_not_contact_flag_set_on_a_customer_page_is_audited_with_before_and_after(client):
+    from loans.models import Customer
+    from tests.factories import make_customer
+
+    customer = make_customer(ref="DNC1")
+    client.force_login(make_user("ops", group=roles.OPERATIONS))
+    url = reverse("admin:loans_customer_change", args=[customer.pk])
+    data = form_data(client.get(url))
+    data.update({"do_not_contact": "on", "do_not_contact_reason": "dispute"})
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context and response.context["adminform"].form.errors
+    assert Customer.objects.get(pk=customer.pk).do_not_contact
+    event = AuditEvent.objects.get(action="loans.customer.changed")
+    assert event.actor == "ops" and event.object_id == str(customer.pk)
+    assert (event.before["do_not_contact"], event.before["do_not_contact_reason"]) == (False, "")
+    assert (event.after["do_not_contact"], event.after["do_not_contact_reason"]) == (True, "dispute")
