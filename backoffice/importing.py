@@ -561,10 +561,11 @@ class BookImportAdminMixin:
                     rows = count_rows(data, format_name)
                 except Exception:  # unreadable: the usual flow shows the library's message on the form
                     rows = 0
-                if rows > background_threshold():
+                resource_class = self.choose_import_resource_class(form, request)
+                if rows > background_threshold() and issubclass(resource_class, BookResource):
                     job = start_import_job(
                         request.user,
-                        self.choose_import_resource_class(form, request),
+                        resource_class,
                         data,
                         file_name=upload.name,
                         format_name=format_name,
