@@ -40,3 +40,4 @@ def _audit_anchor_and_exports_in_tmp(settings, tmp_path_factory):
     base = tmp_path_factory.mktemp("files")
     settings.AUDIT_ANCHOR_PATH = base / "audit-anchor.jsonl"
     settings.EXPORT_ROOT = base / "exports"
+    settings.IMPORT_ROOT = base / "imports"
