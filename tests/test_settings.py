@@ -37,3 +37,23 @@ def test_check_deploy_is_clean_in_production_settings():
 def test_the_embedded_default_needs_no_variable():
     result = run_manage("check", DATABASE_URL="", REDIS_URL="")
     assert result.returncode == 0, result.stderr
+
+
+def test_django_q_follows_its_documented_pitfalls_and_redis_url_switches_the_broker():
+    from django.conf import settings
+
+    q = settings.Q_CLUSTER
+    assert q["timeout"] < q["retry"]  # else a task still running is handed to a second worker
+    assert q["max_attempts"] >= 1 and q["catch_up"] is False
+    result = run_manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from django.conf import settings as s; print(s.Q_CLUSTER.get('redis'), s.Q_CLUSTER.get('orm'))",
+        REDIS_URL="redis://127.0.0.1:6379/9",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["redis://127.0.0.1:6379/9", "None"]
+    result = run_manage("shell", "-v", "0", "-c", "from django.conf import settings as s; print(s.Q_CLUSTER.get('orm'))", REDIS_URL="")
+    assert result.stdout.split() == ["default"]
