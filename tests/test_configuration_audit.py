@@ -132,3 +132,18 @@ def test_a_do_not_contact_flag_set_on_a_customer_page_is_audited_with_before_and
     assert event.actor == "ops" and event.object_id == str(customer.pk)
     assert (event.before["do_not_contact"], event.before["do_not_contact_reason"]) == (False, "")
     assert (event.after["do_not_contact"], event.after["do_not_contact_reason"]) == (True, "dispute")
+
+
+def test_an_administrator_changing_a_schedule_is_audited(client):
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.create(name="audit-me", func="math.floor", schedule_type=Schedule.DAILY, repeats=-1)
+    client.force_login(make_user("root", group=roles.ADMINISTRATOR))
+    url = reverse("admin:django_q_schedule_change", args=[schedule.pk])
+    data = form_data(client.get(url))
+    data["next_run_0"], data["next_run_1"] = "2026-12-01", "02:00:00"
+    data["repeats"] = 5
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context and response.context["adminform"].form.errors
+    event = AuditEvent.objects.get(action="django_q.schedule.changed")
+    assert event.actor == "root" and event.before["repeats"] == -1 and event.after["repeats"] == 5
