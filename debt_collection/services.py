@@ -506,6 +506,36 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
             for t in new_tasks
         )
 
+    # A customer who may no longer be called (put on do-not-contact or opted out of calls since the task was
+    # made) leaves the collectors' queue.
+    barred = {}
+    for case in working:
+        pos = positions[case.loan_id]
+        reason = "do_not_contact" if pos.is_do_not_contact else "opted_out" if pos.is_opted_out_of_calls else ""
+        if reason:
+            for task in open_tasks.get(case.pk, []):
+                if task.pk:
+                    barred[task.pk] = (case, reason)
+    if barred:
+        for reason in {r for _c, r in barred.values()}:
+            CallTask.objects.filter(
+                pk__in=[pk for pk, (_c, r) in barred.items() if r == reason], status=CallTask.Status.OPEN
+            ).update(status=CallTask.Status.CANCELLED, cancel_reason=reason)
+        for case in {c.pk: c for c, _r in barred.values()}.values():
+            open_tasks[case.pk] = []
+        counts["call_tasks_cancelled"] += len(barred)
+        events.extend(
+            Event(
+                action="collections.call.cancelled",
+                actor=actor,
+                object_type="collections.CallTask",
+                object_id=str(pk),
+                at=now,
+                after={"case_id": case.pk, "reason": reason, "customer_id": positions[case.loan_id].customer_id},
+            )
+            for pk, (case, reason) in barred.items()
+        )
+
     # Keep the queue order current for tasks already open.
     stale = []
     for case in working:

@@ -249,3 +249,27 @@ def test_no_more_than_7_calls_in_7_days_for_a_loan():
         assert sum(1 for t in times[i:] if t < start + dt.timedelta(days=7)) <= 7
     assert times[7] >= times[0] + dt.timedelta(days=7)
     assert times[1] - times[0] < dt.timedelta(days=1)  # retries are hours apart while the cap allows
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"do_not_contact": True, "do_not_contact_reason": "bereavement"}, "do_not_contact"),
+        ({"opt_out_call": True}, "opted_out"),
+    ],
+)
+def test_a_customer_who_may_no_longer_be_called_leaves_the_queue(change, reason):
+    tier = call_tier()
+    make_collector("yu")
+    loan = make_overdue_loan(tier)
+    advance_collections(day(3))
+    [task] = open_tasks(loan)
+    Customer.objects.filter(pk=loan.customer_id).update(**change)
+
+    advance_collections(day(3, hour=11))
+
+    task.refresh_from_db()
+    assert (task.status, task.cancel_reason) == ("cancelled", reason)
+    assert AuditEvent.objects.get(action="collections.call.cancelled", object_id=str(task.pk)).after["reason"] == reason
+    advance_collections(day(6))  # the next call step is not taken either
+    assert not open_tasks(loan)
