@@ -200,6 +200,9 @@ def test_it_defers_sms_outside_contact_window_to_the_next_opening():
     [log] = logs_of(customer)
     assert (log.status, log.reason) == (Status.DEFERRED, Reason.OUTSIDE_CONTACT_WINDOW)
     assert log.scheduled_for == local(SHANGHAI, 2026, 11, 29, 8, 0)
+    event = AuditEvent.objects.get(action="notifications.contact.deferred", object_id=str(log.id))
+    assert event.after["reason"] == "outside_contact_window" and event.after["window"] == "08:00-21:00"
+    assert event.after["local_time"].startswith("2026-11-28T22:01") and event.after["timezone"] == SHANGHAI
 
     dispatch_due(local(SHANGHAI, 2026, 11, 29, 7, 59))
     assert logs_of(customer)[0].status == Status.DEFERRED
@@ -384,6 +387,11 @@ def test_a_provider_error_is_retried_with_backoff_then_fails():
         ).count()
         == 1
     )
+    retries = AuditEvent.objects.filter(action="notifications.contact.deferred", after__reason="provider_error")
+    assert sorted((e.after["attempt"], e.after["retry_at"]) for e in retries) == [
+        (1, (SEND_AT + dt.timedelta(seconds=300)).isoformat().replace("+00:00", "Z")),
+        (2, (second + dt.timedelta(seconds=600)).isoformat().replace("+00:00", "Z")),
+    ]
 
 
 @override_settings(NOTIFICATION_BACKENDS={"sms": "tests.test_dispatcher.RejectingBackend"})

@@ -216,3 +216,29 @@ def test_a_declined_auto_debit_in_run_jobs_sends_the_autodebit_failed_notice_onc
     message = OutboxMessage.objects.get()
     assert message.body == "赵敏: auto-debit of 500.00 failed." and message.destination == customer.phone
     assert state() == before
+
+
+@pytest.mark.parametrize(
+    "due, send_utc",
+    [
+        # Daylight time ends on 2026-11-01 in Los Angeles: 09:00 that day is 17:00 UTC (16:00 the day before).
+        (dt.date(2026, 11, 2), dt.datetime(2026, 11, 1, 17, 0, tzinfo=dt.UTC)),
+        # It starts on 2027-03-14: 09:00 that day is 16:00 UTC (17:00 the day before).
+        (dt.date(2027, 3, 15), dt.datetime(2027, 3, 14, 16, 0, tzinfo=dt.UTC)),
+    ],
+)
+def test_run_jobs_sends_at_the_local_hour_on_the_day_los_angeles_changes_clocks(due, send_utc):
+    tier = make_tier()
+    make_rule(tier, -1, "sms", send_time=dt.time(9, 0))
+    make_template("pre_due", "sms", "zh-hans")
+    customer, _ = make_debtor(tier, due_date=due, timezone=LOS_ANGELES)
+    day_before = due - dt.timedelta(days=1)
+
+    run_jobs("--now", local(LOS_ANGELES, day_before.year, day_before.month, day_before.day, 0, 30).isoformat())
+    run_jobs("--now", (send_utc - dt.timedelta(minutes=1)).isoformat())
+    assert OutboxMessage.objects.count() == 0
+    run_jobs("--now", send_utc.isoformat())
+
+    log = NotificationLog.objects.get(customer=customer)
+    assert (log.status, log.sent_at) == (NotificationLog.Status.SENT, send_utc)
+    assert log.sent_at.astimezone(customer.zone).hour == 9
