@@ -142,13 +142,18 @@ class ContactPolicy(models.Model):
 
     def clean(self):
         super().clean()
+        errors = {}
         if self.window_start and self.window_end and self.window_start >= self.window_end:
-            raise ValidationError({"window_end": _("The window must close after it opens.")})
+            errors["window_end"] = _("The window must close after it opens.")
         if self.holiday_country:
             import holidays
 
             if self.holiday_country.upper() not in holidays.list_supported_countries():
-                raise ValidationError({"holiday_country": _("Unknown country code.")})
+                errors["holiday_country"] = _("Unknown country code.")
+        if self.no_contact_on_holidays and not self.holiday_country:
+            errors["holiday_country"] = _("Name the country whose public holidays have no contact.")
+        if errors:
+            raise ValidationError(errors)
 
     @classmethod
     def get(cls) -> ContactPolicy:

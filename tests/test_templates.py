@@ -237,3 +237,26 @@ def test_the_outbox_is_a_read_only_list(admin_client):
 
     assert response.status_code == 200 and "您好" in response.content.decode()
     assert admin_client.get(reverse("admin:notifications_outboxmessage_add")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_an_unknown_holiday_country_and_a_window_that_closes_before_it_opens(admin_client):
+    url = reverse("admin:notifications_contactpolicy_change", args=[1])
+    admin_client.get(url)
+    data = {
+        "window_start": "21:00",
+        "window_end": "08:00",
+        "holiday_country": "XX",
+        "no_contact_on_holidays": "on",
+        "default_language": "zh-hans",
+        "max_send_attempts": "3",
+        "retry_backoff_seconds": "300",
+        "expire_after_hours": "48",
+    }
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"holiday_country", "window_end"}
+    assert ContactPolicy.get().window_start == dt.time(8, 0)
