@@ -674,6 +674,9 @@ def follow_tier_change(
                 customer_ids=customer_ids,
                 dedupe_prefix=LADDER_KEY_PREFIX,
                 except_tier_id=new,
+                details_by_customer={
+                    c: {"old_tier_id": by_customer[c][0], "new_tier_id": new} for c in customer_ids
+                },
             )
         first_call_dpd: dict[int, int] = {}
         for tier_id, min_dpd in EscalationStep.objects.filter(

@@ -454,6 +454,7 @@ def cancel_pending(
     kinds: Iterable[str] | None = None,
     dedupe_prefix: str | None = None,
     except_tier_id: int | None | object = _ANY_TIER,
+    details_by_customer: dict[int, dict] | None = None,
 ) -> int:
     """Cancel contacts still ``planned`` or ``deferred`` with ``reason``; returns how many.
 
@@ -461,6 +462,7 @@ def cancel_pending(
     in ``installment_ids`` or already paid (a consolidated reminder still goes out for the loan left unpaid).
     ``except_tier_id`` (a tier id, or None for "no tier") keeps the contacts planned under that tier: after a
     tier change only what the old tier planned is cancelled, whichever of the two ran first.
+    ``details_by_customer`` adds the inputs of the decision (such as the old and new tier) to each event.
     With reason ``tier_changed`` the cancelled rows give up their dedupe key so the new tier can plan the
     same contact again. Writes ``notifications.contact.cancelled`` per contact.
     """
@@ -487,7 +489,7 @@ def cancel_pending(
             qs = NotificationLog.objects.pending().filter(id__in=list(candidates - still_due))
         rows = list(
             qs.order_by().values(
-                "id", "status", "customer_id", "channel", "kind", "due_date", "scheduled_for"
+                "id", "status", "customer_id", "channel", "kind", "due_date", "scheduled_for", "tier_id"
             )
         )
         if not rows:
@@ -523,6 +525,8 @@ def cancel_pending(
                     "due_date": row["due_date"],
                     "scheduled_for": row["scheduled_for"],
                     "installment_ids": sorted(installment_ids) if installment_ids is not None else None,
+                    "tier_id": row["tier_id"],
+                    **(details_by_customer or {}).get(row["customer_id"], {}),
                 },
             )
             for row in rows
@@ -541,8 +545,10 @@ def replan_after_tier_change(
     already sent is not sent again. Writes ``notifications.contact.cancelled`` / ``.planned``. Returns counts.
     """
     by_new_tier: dict[int | None, list[int]] = defaultdict(list)
-    for customer_id, _old, new in changes:
+    details = {}
+    for customer_id, old, new in changes:
         by_new_tier[new].append(customer_id)
+        details[customer_id] = {"old_tier_id": old, "new_tier_id": new}
     cancelled = sum(
         cancel_pending(
             reason=Reason.TIER_CHANGED,
@@ -551,6 +557,7 @@ def replan_after_tier_change(
             customer_ids=customer_ids,
             dedupe_prefix=RULE_KEY_PREFIX,
             except_tier_id=new_tier,
+            details_by_customer=details,
         )
         for new_tier, customer_ids in by_new_tier.items()
     )

@@ -76,6 +76,7 @@ def test_an_imported_score_that_moves_the_tier_cancels_the_old_tiers_contacts_an
     assert all(log.installments.count() == 2 for log in new.values())  # still one message for both loans
     cancelled = AuditEvent.objects.get(action="notifications.contact.cancelled", object_id=str(old.id))
     assert cancelled.after["reason"] == "tier_changed" and cancelled.after["customer_id"] == customer.id
+    assert (cancelled.after["old_tier_id"], cancelled.after["new_tier_id"]) == (low.id, high.id)
     assert AuditEvent.objects.filter(action="loans.customer.tier_changed", object_id=str(customer.id)).exists()
 
     run_jobs(local(SHANGHAI, 2026, 11, 28, 11, 5), django_capture_on_commit_callbacks)
