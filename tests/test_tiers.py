@@ -158,3 +158,25 @@ def test_a_tier_file_of_adjacent_ranges_imports():
     data = "\n".join([TIER_HEADER, "FC,Prime,9800,9899,low,7,2,sms", "FD,Good,9900,9999,medium,5,3,sms", ""])
     _result, errors = run_import(CreditTierResource(), data, file_name="tiers.csv")
     assert errors == [] and CreditTier.objects.filter(code__in=["FC", "FD"]).count() == 2
+
+
+def test_a_tier_file_is_audited_tier_by_tier_with_before_and_after():
+    from backoffice.importing import run_import
+    from loans.resources import CreditTierResource
+    from tests.factories import make_user
+
+    kept = make_tier(code="FE", name="Kept", min_score=9700, max_score=9799, grace_period_days=3)
+    same = make_tier(code="FS", name="Same", min_score=9600, max_score=9699, grace_period_days=3, max_contacts_per_week=3,
+                     channel_order="sms", risk_level="medium")
+    data = "\n".join(
+        [TIER_HEADER, "FE,Kept,9700,9799,medium,5,3,sms", "FS,Same,9600,9699,medium,3,3,sms", "FF,New,9800,9899,low,7,2,sms", ""]
+    )
+    _result, errors = run_import(CreditTierResource(), data, file_name="tiers.csv", user=make_user("ops"))
+    assert errors == []
+    changed = AuditEvent.objects.get(action="loans.credittier.changed")
+    assert changed.actor == "ops" and changed.object_id == str(kept.pk)
+    assert changed.before["grace_period_days"] == 3 and changed.after["grace_period_days"] == 5
+    created = AuditEvent.objects.get(action="loans.credittier.created")
+    assert created.before is None and created.object_id == str(CreditTier.objects.get(code="FF").pk)
+    assert created.after["min_score"] == 9800 and created.after["source"] == "import"
+    assert not AuditEvent.objects.filter(object_type="loans.CreditTier", object_id=str(same.pk)).exists()
