@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 from django.contrib import admin
 from django.contrib.auth.models import Permission
 from django.core.paginator import Paginator
-from django.db import OperationalError, connection, models, transaction
+from django.db import connection, models, transaction
 from django.forms.models import model_to_dict
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
@@ -128,48 +129,47 @@ class AuditedModelAdmin(AuditedAdminMixin, admin.ModelAdmin):
 class LargeTablePaginator(Paginator):
     """A changelist paginator that never COUNTs a huge table.
 
-    On PostgreSQL an unfiltered list uses the planner's estimate (``pg_class.reltuples``) once the table is
-    big, and a filtered count that takes longer than a moment is cut off and replaced by that estimate. On
-    SQLite (the embedded mode, small books) it counts. Use it with ``show_full_result_count = False``.
+    On PostgreSQL, once the table is big: an unfiltered list uses the planner's estimate of the table
+    (``pg_class.reltuples``); a filtered list counts exactly up to ``EXACT_UP_TO`` matching rows (a capped
+    count reads at most that many index entries) and beyond that uses the planner's estimate of the filtered
+    query (EXPLAIN), so a filter matching millions of rows answers as fast as one matching a few. On SQLite
+    (the embedded mode, small books) it counts. Use it with ``show_full_result_count = False``.
     """
 
     EXACT_BELOW = 50_000
-    COUNT_TIMEOUT_MS = 300
+    EXACT_UP_TO = 10_000
 
-    def _estimate(self) -> int | None:
-        query = getattr(self.object_list, "query", None)
-        if query is None:
-            return None
+    def _table_estimate(self) -> int | None:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [query.model._meta.db_table]
+                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [self.object_list.model._meta.db_table]
             )
             row = cursor.fetchone()
         return int(row[0]) if row and row[0] and row[0] > 0 else None
+
+    def _query_estimate(self) -> int | None:
+        sql, params = self.object_list.order_by().query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0]
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
 
     @cached_property
     def count(self):
         qs = self.object_list
         if connection.vendor != "postgresql" or not hasattr(qs, "query"):
             return super().count
-        estimate = self._estimate()
+        estimate = self._table_estimate()
         if estimate is None or estimate < self.EXACT_BELOW:
             return super().count
         if not qs.query.where:
             return estimate
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SELECT current_setting('statement_timeout')")
-                previous = cursor.fetchone()[0]
-                cursor.execute(
-                    "SELECT set_config('statement_timeout', %s, true)", [str(int(self.COUNT_TIMEOUT_MS))]
-                )
-                exact = qs.count()
-                # A released savepoint keeps SET LOCAL for the whole transaction: put it back.
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
-                return exact
-        except OperationalError:
-            return estimate
+        capped = qs.order_by()[: self.EXACT_UP_TO + 1].count()
+        if capped <= self.EXACT_UP_TO:
+            return capped
+        return max(self._query_estimate() or 0, capped)
 
 
 # --- Roles and users: changes to groups (roles) and accounts are configuration too ------------------------

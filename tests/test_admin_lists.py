@@ -31,6 +31,24 @@ def test_an_unfiltered_big_table_is_paged_with_the_planner_estimate_not_a_count(
     assert estimate >= 1
 
 
+@pytest.mark.postgres_only
+def test_a_filtered_big_table_counts_exactly_up_to_a_cap_then_uses_the_planner_estimate():
+    class TinyCap(TinyThreshold):
+        EXACT_UP_TO = 3
+
+    for n in range(6):
+        make_customer(language="en" if n < 2 else "zh-hans")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE loans_customer")
+    few = TinyCap(Customer.objects.filter(language="en").order_by("pk"), 2)
+    assert few.count == 2  # under the cap: exact
+    many = TinyCap(Customer.objects.filter(language="zh-hans").order_by("pk"), 2)
+    with CaptureQueriesContext(connection) as ctx:
+        assert many.count >= 4  # over the cap: at least what was counted, then the estimate
+    assert any("LIMIT 4" in q["sql"].upper() for q in ctx.captured_queries)
+    assert any(q["sql"].startswith("EXPLAIN") for q in ctx.captured_queries)
+
+
 def test_a_small_table_is_counted_exactly():
     for _ in range(3):
         make_customer()
