@@ -129,22 +129,37 @@ def mask_text(
     sequence. Non-strings are returned unchanged."""
     if not isinstance(text, str) or not text:
         return text
-    for email in sorted({e for e in emails if e}, key=len, reverse=True):
-        text = text.replace(email, mask_email(email))
-    text = EMAIL_RE.sub(lambda m: mask_email(m.group(0)), text)
-    for phone in phones:
-        if not phone:
-            continue
-        for variant in sorted(_phone_variants(phone), key=len, reverse=True):
-            text = text.replace(variant, mask_phone(variant))
+    known_emails, known_phones, known_names = _known_replacements(tuple(names), tuple(phones), tuple(emails))
+    for old, new in known_emails:
+        if old in text:
+            text = text.replace(old, new)
+    if "@" in text:
+        text = EMAIL_RE.sub(lambda m: mask_email(m.group(0)), text)
+    for old, new in known_phones:
+        if old in text:
+            text = text.replace(old, new)
     text = PHONE_RE.sub(_mask_found_phone, text)
+    for old, new in known_names:
+        if old in text:
+            text = text.replace(old, new)
+    return text
+
+
+@functools.lru_cache(maxsize=16384)
+def _known_replacements(names: tuple, phones: tuple, emails: tuple) -> tuple[tuple, tuple, tuple]:
+    """What to replace for one customer, longest first (computed once per customer, not once per message)."""
+    known_emails = tuple((e, mask_email(e)) for e in sorted({e for e in emails if e}, key=len, reverse=True))
+    variants: set[str] = set()
+    for phone in phones:
+        if phone:
+            variants |= _phone_variants(phone)
+    known_phones = tuple((v, mask_phone(v)) for v in sorted(variants, key=len, reverse=True))
     parts: set[str] = set()
     for name in names:
         if name:
             parts |= _name_parts(name)
-    for part in sorted(parts, key=len, reverse=True):
-        text = text.replace(part, mask_name(part))
-    return text
+    known_names = tuple((p, mask_name(p)) for p in sorted(parts, key=len, reverse=True))
+    return known_emails, known_phones, known_names
 
 
 def mask_destination(destination: str) -> str:
