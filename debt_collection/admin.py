@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from backoffice.admin import AuditedModelAdmin, LargeTablePaginator
+from backoffice.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
 from backoffice.masking import can_see_personal_data, mask_name, mask_phone
 
 from . import services
@@ -57,7 +57,7 @@ def _import_mixin():
 
 
 @admin.register(EscalationStep)
-class EscalationStepAdmin(*_import_mixin(), AuditedModelAdmin):
+class EscalationStepAdmin(AuditedExportMixin, *_import_mixin(), AuditedModelAdmin):
     list_display = ["tier", "min_dpd", "stage", "action", "kind"]
     list_filter = ["tier", "action"]
     list_select_related = ["tier"]

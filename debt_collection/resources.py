@@ -21,6 +21,9 @@ class EscalationStepResource(BookResource):
     action = fields.Field(attribute="action", column_name="action", widget=TextWidget())
     kind = fields.Field(attribute="kind", column_name="kind", widget=TextWidget())
 
+    # Configuration: each object the file creates or changes is audited with before and after.
+    audit_each_object = True
+
     class Meta:
         model = EscalationStep
         fields = ("tier", "min_dpd", "stage", "action", "kind")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.forms.models import model_to_dict
 from import_export.fields import Field
 
 from backoffice.audit import Event, log_events
@@ -24,6 +23,7 @@ from backoffice.importing import (
     RefWidget,
     TextWidget,
     _text,
+    object_values,
 )
 
 from . import signals
@@ -32,7 +32,7 @@ from .models import CreditScore, CreditTier, Customer, Installment, Loan, Paymen
 
 def tier_values(tier: CreditTier) -> dict:
     """A tier's editable values, as the admin's audit records them."""
-    return {k: v for k, v in model_to_dict(tier).items() if k != "id"}
+    return object_values(tier)
 
 
 def text(column: str, **kwargs) -> Field:
@@ -69,13 +69,15 @@ class CreditTierResource(BookResource):
         )
         import_id_fields = ("code",)
 
+    # Tiers are configuration: each one the file created or changed is audited with before and after
+    # (``loans.credittier.created|changed``), as an edit in the admin is, beside the import's own event.
+    audit_each_object = True
+
     def before_import(self, dataset, **kwargs):
         super().before_import(dataset, **kwargs)
         self.ranges_in_file: list[tuple[str, int, int, int]] = []  # code, min, max, line
-        self.snapshots: list[tuple[CreditTier, dict | None]] = []  # each row's tier and its values before
 
     def import_instance(self, instance, row, **kwargs):
-        self.snapshots.append((instance, tier_values(instance) if instance.pk else None))
         # The model's clean() compares a row with the tiers in the database only: rows are written in batches
         # at the end, so two rows of this file that overlap each other must be caught here.
         errors = {}
@@ -102,31 +104,7 @@ class CreditTierResource(BookResource):
         if not self.is_dry_run and not result.has_errors() and not result.has_validation_errors():
             from .services import rederive_customer_tiers
 
-            self.log_tier_changes(kwargs.get("user"))
             rederive_customer_tiers(actor=kwargs.get("user"), reason="tier_ranges_imported")
-
-    def log_tier_changes(self, user) -> None:
-        """Tiers are configuration: each one the file created or changed is audited with before and after,
-        as an edit in the admin is (``loans.credittier.created|changed``), beside the import's own event."""
-        from backoffice.audit import actor_name
-
-        ids = dict(CreditTier.objects.filter(code__in=[t.code for t, _b in self.snapshots]).values_list("code", "pk"))
-        events = []
-        for tier, before in self.snapshots:
-            after = tier_values(tier)
-            if before == after:
-                continue
-            events.append(
-                Event(
-                    action=f"loans.credittier.{'changed' if before is not None else 'created'}",
-                    actor=actor_name(user),
-                    object_type="loans.CreditTier",
-                    object_id=str(tier.pk or ids.get(tier.code, "")),
-                    before=before,
-                    after={**after, "source": "import"},
-                )
-            )
-        log_events(events)
 
 
 class CustomerResource(BookResource):

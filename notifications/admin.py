@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 
-from backoffice.admin import AuditedModelAdmin, LargeTablePaginator
+from backoffice.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
 from backoffice.importing import BookImportAdminMixin
 from backoffice.masking import can_see_personal_data, mask_destination, mask_text
 from loans.admin import CreditTierAdmin
@@ -27,7 +27,7 @@ from .templating import sms_segments
 
 
 @admin.register(ReminderTemplate)
-class ReminderTemplateAdmin(BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
+class ReminderTemplateAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
     resource_classes = [ReminderTemplateResource]
     list_display = ("kind", "channel", "language", "subject", "sms_length", "updated_at")
     list_filter = ("kind", "channel", "language")
@@ -103,7 +103,7 @@ class ReminderRuleInline(admin.TabularInline):
 
 
 @admin.register(ReminderRule)
-class ReminderRuleAdmin(BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
+class ReminderRuleAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
     resource_classes = [ReminderRuleResource]
     list_display = ("tier", "offset_days", "channel", "kind", "send_time", "is_active")
     list_filter = ("tier", "channel", "kind", "is_active")

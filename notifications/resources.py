@@ -25,6 +25,9 @@ class ReminderTemplateResource(BookResource):
     subject = text("subject")
     body = Field(attribute="body", column_name="body", widget=TextWidget())
 
+    # Configuration: each object the file creates or changes is audited with before and after.
+    audit_each_object = True
+
     class Meta:
         model = ReminderTemplate
         fields = ("kind", "channel", "language", "subject", "body")
@@ -41,6 +44,9 @@ class ReminderRuleResource(BookResource):
     channel = text("channel")
     kind = text("kind")
     send_time = Field(attribute="send_time", column_name="send_time", widget=LocalTimeWidget())
+
+    # Configuration: each object the file creates or changes is audited with before and after.
+    audit_each_object = True
 
     class Meta:
         model = ReminderRule
