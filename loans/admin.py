@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.db import transaction
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
@@ -17,6 +18,15 @@ from backoffice.audit import log_event
 from backoffice.compliance_admin import InputFilter
 from backoffice.importing import BookImportAdminMixin
 from backoffice.masking import can_see_personal_data, mask_destination, mask_email, mask_name, mask_phone
+from debt_collection.ladder import (
+    DpdBucket,
+    InstallmentState,
+    days_past_due,
+    dpd_bucket,
+    grace_days_of,
+    installment_state,
+    local_date,
+)
 
 from . import services
 from .models import AutoDebitAttempt, CreditScore, CreditTier, Customer, Installment, Loan, Payment
@@ -30,6 +40,31 @@ from .resources import (
 )
 
 INSTALMENTS_SHOWN = 60
+
+
+def instalment_standing(installment, customer=None, at=None) -> tuple[InstallmentState, DpdBucket]:
+    """An instalment's derived state (upcoming, due, grace, overdue, paid) and DPD bucket now, in its customer's
+    calendar and with its tier's grace period. Reads ``installment.loan.customer.tier`` unless ``customer`` is
+    given: select them with the instalments, or this costs queries per row."""
+    customer = customer or installment.loan.customer
+    today = local_date(at or timezone.now(), customer.timezone)
+    paid = installment.paid_at is not None
+    state = installment_state(
+        due_date=installment.due_date, today=today, grace_period_days=grace_days_of(customer.tier), is_paid=paid
+    )
+    return state, DpdBucket(dpd_bucket(0 if paid else days_past_due(installment.due_date, today)))
+
+
+class InstalmentStandingMixin:
+    """``state`` and ``dpd_bucket`` columns for admins and inlines of instalments."""
+
+    @admin.display(description=_("state"))
+    def state(self, obj):
+        return instalment_standing(obj)[0].label if obj.pk else "—"
+
+    @admin.display(description=_("DPD bucket"))
+    def dpd_bucket(self, obj):
+        return instalment_standing(obj)[1].label if obj.pk else "—"
 
 
 class BigTableAdmin(admin.ModelAdmin):
@@ -220,17 +255,18 @@ class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
             .select_related("loan")
             .order_by("-due_date", "loan__ref", "seq")[:INSTALMENTS_SHOWN]
         )
-        body = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (i.loan.ref, i.seq, i.due_date, i.amount_due, i.amount_paid, i.paid_at.date() if i.paid_at else _("unpaid"))
-                for i in rows
-            ),
-        )
+        at = timezone.now()
+
+        def cells(i):
+            state, bucket = instalment_standing(i, customer=obj, at=at)
+            paid = i.paid_at.date() if i.paid_at else _("unpaid")
+            return (i.loan.ref, i.seq, i.due_date, i.amount_due, i.amount_paid, paid, state.label, bucket.label)
+
+        body = format_html_join("", "<tr>" + "<td>{}</td>" * 8 + "</tr>", (cells(i) for i in rows))
         head = format_html(
-            "<thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead>",
-            _("loan"), _("no."), _("due date"), _("amount due"), _("paid"), _("paid in full"),
+            "<thead><tr>" + "<th>{}</th>" * 8 + "</tr></thead>",
+            _("loan"), _("no."), _("due date"), _("amount due"), _("paid"), _("paid in full"), _("state"),
+            _("DPD bucket"),
         )
         return format_html('<table class="customer-instalments">{}<tbody>{}</tbody></table>', head, body)
 
@@ -255,10 +291,13 @@ class CreditScoreAdmin(AuditedAdminMixin, BookImportExportAdmin):
 
 
 # --- loans ----------------------------------------------------------------------------------------------
-class InstallmentInline(ReadOnlyInline):
+class InstallmentInline(InstalmentStandingMixin, ReadOnlyInline):
     model = Installment
-    fields = ("seq", "due_date", "amount_due", "amount_paid", "paid_at")
+    fields = ("seq", "due_date", "amount_due", "amount_paid", "paid_at", "state", "dpd_bucket")
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("loan__customer__tier")
 
 
 class PaidFilter(admin.SimpleListFilter):
@@ -289,11 +328,12 @@ class LoanAdmin(AuditedAdminMixin, BookImportExportAdmin):
 
 
 @admin.register(Installment)
-class InstallmentAdmin(AuditedAdminMixin, BookImportExportAdmin):
+class InstallmentAdmin(InstalmentStandingMixin, AuditedAdminMixin, BookImportExportAdmin):
     resource_classes = [InstallmentResource]
-    list_display = ("loan", "seq", "due_date", "amount_due", "amount_paid", "paid_at")
+    list_display = ("loan", "seq", "due_date", "amount_due", "amount_paid", "paid_at", "state", "dpd_bucket")
     list_filter = (PaidFilter,)
-    list_select_related = ("loan",)
+    # The state and DPD bucket need the customer's time zone and tier: read with the rows, not per row.
+    list_select_related = ("loan__customer__tier",)
     search_fields = ("=loan__ref", "=loan__customer__ref")
     raw_id_fields = ("loan",)
     readonly_fields = ("amount_paid", "paid_at")
