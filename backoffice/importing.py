@@ -739,9 +739,9 @@ def job_resource_class(job: ImportJob) -> type[BookResource]:
     try:
         resource_class = import_string(job.resource)
     except ImportError as exc:
-        raise ImportJobError(f"Unknown resource “{job.resource}”.") from exc
+        raise ImportJobError(_("Unknown resource “%(resource)s”.") % {"resource": job.resource}) from exc
     if not (isinstance(resource_class, type) and issubclass(resource_class, BookResource)):
-        raise ImportJobError(f"“{job.resource}” is not an import of the back office.")
+        raise ImportJobError(_("“%(resource)s” is not an import of the back office.") % {"resource": job.resource})
     return resource_class
 
 
@@ -855,16 +855,16 @@ def confirm_import_job(user, dry_run_job_id: int) -> ImportJob:
     if not may_import(user, resource_class):
         raise PermissionError(f"{user} may not import {resource_class._meta.model._meta.verbose_name_plural}.")
     if not dry.is_dry_run or dry.status != ImportJob.Status.SUCCEEDED:
-        raise ImportJobError("Only a dry run without errors can be confirmed.")
+        raise ImportJobError(_("Only a dry run without errors can be confirmed."))
     existing = ImportJob.objects.filter(confirmed_from=dry).first()
     if existing is not None:
         return existing
     try:
         data = (import_root() / dry.file_path).read_bytes()
     except OSError as exc:
-        raise ImportJobError("The uploaded file is not stored any more: upload it again.") from exc
+        raise ImportJobError(_("The uploaded file is not stored any more: upload it again.")) from exc
     if file_sha256(data) != dry.file_sha256:
-        raise ImportJobError("The stored file changed since the dry run: upload it again.")
+        raise ImportJobError(_("The stored file changed since the dry run: upload it again."))
     try:
         with transaction.atomic():
             job = ImportJob.objects.create(
@@ -972,7 +972,7 @@ def run_import_job(job_id: int) -> dict[str, Any]:
         resource_class = job_resource_class(job)
         data = (import_root() / job.file_path).read_bytes()
         if file_sha256(data) != job.file_sha256:
-            raise ImportJobError("The stored file does not have the SHA-256 it was uploaded with.")
+            raise ImportJobError(_("The stored file does not have the SHA-256 it was uploaded with."))
         result, _lines = run_import(
             resource_class(),
             data,
