@@ -137,7 +137,7 @@ class LargeTablePaginator(Paginator):
     """
 
     EXACT_BELOW = 50_000
-    EXACT_UP_TO = 10_000
+    EXACT_UP_TO = 1_000
 
     def _table_estimate(self) -> int | None:
         with connection.cursor() as cursor:

@@ -238,6 +238,8 @@ class NotificationLog(models.Model):
             models.Index(fields=["customer", "-scheduled_for"], name="notif_customer_timeline_idx"),
             models.Index(fields=["-scheduled_for", "-id"], name="notif_changelist_idx"),
             models.Index(fields=["status", "-scheduled_for"], name="notif_status_idx"),
+            # The compliance officer's usual filter (held back, by reason), in the changelist's order.
+            models.Index(fields=["status", "reason", "-scheduled_for"], name="notif_status_reason_idx"),
             models.Index(fields=["provider_message_id"], name="notif_provider_id_idx"),
         ]
 
