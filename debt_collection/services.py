@@ -23,6 +23,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from backoffice.audit import Event, actor_name, log_events
+from backoffice.bulk import bulk_update_rows
 from loans.models import CreditTier, Customer, Installment, Loan, Payment
 
 from .ladder import days_past_due, grace_days_of, local_date
@@ -547,13 +548,13 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                 task.priority = prio
                 stale.append(task)
     if stale:
-        CallTask.objects.bulk_update(stale, ["priority"], batch_size=500)
+        bulk_update_rows(stale, ["priority"], batch_size=500)
 
     changed = [c for c in working if before[c.pk] != (c.dpd, c.amount_overdue, c.tier_id, c.stage)]
     for case in changed:
         case.updated_at = now
     if changed:
-        CollectionCase.objects.bulk_update(
+        bulk_update_rows(
             changed, ["dpd", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500
         )
     log_events(events)
@@ -784,7 +785,7 @@ def close_cases(
                 reason,
                 None,
             )
-        CollectionCase.objects.bulk_update(
+        bulk_update_rows(
             cases, ["status", "closed_at", "close_reason", "paused_until", "updated_at"]
         )
         cancelled = CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).update(
@@ -854,7 +855,7 @@ def settle_payments(loan_ids: Iterable[int], at: dt.datetime, actor: Any = "syst
             for case in still_open:
                 pos = positions[case.loan_id]
                 case.dpd, case.amount_overdue, case.updated_at = pos.dpd, pos.amount_overdue, at
-            CollectionCase.objects.bulk_update(still_open, ["dpd", "amount_overdue", "updated_at"])
+            bulk_update_rows(still_open, ["dpd", "amount_overdue", "updated_at"])
             _keep_covered_promises(still_open, at, actor_name(actor), counts)
     return dict(counts)
 
@@ -1362,7 +1363,7 @@ def _refer_many_to_legal(
         before = {c.pk: {"stage": c.stage, "is_frozen": c.is_frozen} for c in cases}
         for c in cases:
             c.is_frozen, c.paused_until, c.stage, c.updated_at = True, None, stages.get(c.pk, "legal"), at
-        CollectionCase.objects.bulk_update(cases, ["is_frozen", "paused_until", "stage", "updated_at"], batch_size=500)
+        bulk_update_rows(cases, ["is_frozen", "paused_until", "stage", "updated_at"], batch_size=500)
         tasks_by_case = Counter(
             CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).values_list("case_id", flat=True)
         )
@@ -1393,7 +1394,7 @@ def _refer_many_to_legal(
             events.append(_recall_event(placement, actor_str, at, "legal"))
             placement.recalled_at, placement.recalled_by, placement.recall_reason = at, actor_str, "legal"
         if placements:
-            AgencyPlacement.objects.bulk_update(placements, ["recalled_at", "recalled_by", "recall_reason"])
+            bulk_update_rows(placements, ["recalled_at", "recalled_by", "recall_reason"])
         log_events(events)
         installment_ids = list(
             Installment.objects.filter(loan_id__in=[c.loan_id for c in cases]).values_list("pk", flat=True)

@@ -21,6 +21,7 @@ from django.db.models import Exists, OuterRef
 from django.utils.module_loading import import_string
 
 from backoffice.audit import Event, log_events
+from backoffice.bulk import bulk_update_rows
 
 from .gateways import DebitResult, get_gateway
 from .models import AutoDebitAttempt, Installment, Loan, Payment
@@ -171,7 +172,7 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
                     after={**inputs, "payment_ref": payment_ref_for(attempt)},
                 )
             )
-        AutoDebitAttempt.objects.bulk_update(
+        bulk_update_rows(
             [a for a, _r in done], ["status", "gateway_reference", "payment"]
         )
         log_events(events)

@@ -1,7 +1,9 @@
 """Delivery backends: one per channel, chosen by a dotted path in ``settings.NOTIFICATION_BACKENDS``.
 
 Every backend has ``send(message: OutgoingMessage) -> SendResult`` and raises ``ProviderError`` when the
-provider did not take the message. ``ProviderError.retryable`` tells the dispatcher whether trying again can
+provider did not take the message. A backend may also have ``send_many(messages) -> list[SendResult |
+ProviderError]`` (one outcome per message, in order) to send a batch at once; ``send_all`` uses it when present
+and falls back to ``send`` one message after another. ``ProviderError.retryable`` tells the dispatcher whether trying again can
 help (timeouts, connection errors, 5xx, 429) or not (any other 4xx: a bad number, a dead push token).
 
 Each message carries an idempotency key (the notification's own), sent to the provider in the way its protocol
@@ -52,6 +54,47 @@ class ProviderError(Exception):
 
 class ChannelBackend(Protocol):
     def send(self, message: OutgoingMessage) -> SendResult: ...
+
+
+def send_each(backend: ChannelBackend, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+    """Send ``messages`` one by one through ``backend.send``: one outcome per message, in order. Any exception
+    other than ``ProviderError`` (a broken backend) becomes a retryable ``ProviderError`` naming it."""
+    outcomes: list[SendResult | ProviderError] = []
+    for message in messages:
+        try:
+            outcomes.append(backend.send(message))
+        except ProviderError as exc:
+            outcomes.append(exc)
+        except Exception as exc:  # noqa: BLE001 - a broken backend fails its message, not the batch
+            outcomes.append(ProviderError(f"{type(exc).__name__}: {exc}", retryable=True))
+    return outcomes
+
+
+def send_all(backend: ChannelBackend, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+    """Send a batch through ``backend``: its ``send_many`` when it has one, else ``send`` per message.
+
+    Returns one outcome per message, in order: a ``SendResult`` or the ``ProviderError`` of that message. When
+    ``send_many`` itself raises, every message of the batch gets that error (retryable unless the error says
+    otherwise); the idempotency keys make the retry of any message the provider did take harmless.
+    """
+    if not messages:
+        return []
+    send_many = getattr(backend, "send_many", None)
+    if send_many is None:
+        return send_each(backend, messages)
+    try:
+        outcomes = list(send_many(messages))
+    except ProviderError as exc:
+        return [exc] * len(messages)
+    except Exception as exc:  # noqa: BLE001 - a broken backend must not leave the batch claimed
+        return [ProviderError(f"{type(exc).__name__}: {exc}", retryable=True)] * len(messages)
+    if len(outcomes) != len(messages):
+        error = ProviderError(
+            f"{type(backend).__name__}.send_many answered {len(outcomes)} outcomes for {len(messages)} messages",
+            retryable=True,
+        )
+        return [error] * len(messages)
+    return outcomes
 
 
 def get_backend(channel: str) -> ChannelBackend:
@@ -112,6 +155,44 @@ class OutboxBackend:
             # A concurrent send with the same key won the insert: answer as the provider would, with its id.
             row = OutboxMessage.objects.get(idempotency_key=key)
         return SendResult(provider_message_id=row.provider_message_id)
+
+    def send_many(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+        """The batch at once, in three queries whatever its size: the keys already in the outbox, one insert of
+        the new ones (a key inserted concurrently is ignored) and the read-back of their ids. A key already
+        there answers with its first message, as a provider does. A subclass that overrides ``send`` (to add
+        latency, to count calls) keeps being called once per message."""
+        from .models import OutboxMessage
+
+        if type(self).send is not OutboxBackend.send:
+            return send_each(self, messages)
+        keys = [key_as_uuid(m.idempotency_key) for m in messages]
+        ids = dict(
+            OutboxMessage.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", "provider_message_id")
+        )
+        new: dict[uuid.UUID, OutboxMessage] = {}
+        for key, message in zip(keys, messages):
+            if key not in ids and key not in new:
+                new[key] = OutboxMessage(
+                    channel=message.channel,
+                    destination=message.destination,
+                    subject=message.subject[:255],
+                    body=message.body,
+                    idempotency_key=key,
+                    provider_message_id=f"outbox-{uuid.uuid4().hex}",
+                )
+        if new:
+            OutboxMessage.objects.bulk_create(list(new.values()), batch_size=500, ignore_conflicts=True)
+            ids.update(
+                OutboxMessage.objects.filter(idempotency_key__in=list(new)).values_list(
+                    "idempotency_key", "provider_message_id"
+                )
+            )
+        return [
+            SendResult(provider_message_id=ids[key])
+            if key in ids
+            else ProviderError("outbox: the message was not stored", retryable=True)
+            for key in keys
+        ]
 
 
 class HttpBackend:

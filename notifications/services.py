@@ -28,6 +28,7 @@ from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from backoffice.audit import Event, log_events
+from backoffice.bulk import bulk_update_rows
 from loans.models import Customer, Installment, Loan
 
 from . import compliance
@@ -260,7 +261,7 @@ def _add_late_installments(waiting: list[tuple[int, _PlanGroup, str]], now: dt.d
     if not items:
         return
     NotificationItem.objects.bulk_create(items, batch_size=1000, ignore_conflicts=True)
-    NotificationLog.objects.bulk_update(grown, ["loan_refs", "updated_at"], batch_size=500)
+    bulk_update_rows(grown, ["loan_refs", "updated_at"], batch_size=500)
     log_events(events)
     totals["extended"] += len(grown)
 
@@ -705,8 +706,11 @@ def dispatch_due(
     default language -> suppressed/no_template. Then it renders and sends with the row's idempotency key.
 
     A ``ProviderError`` is retried after ``retry_backoff_seconds * 2**(attempt-1)`` (deferred/provider_error)
-    up to ``max_send_attempts``, then failed/provider_error (at once when not retryable). ``sent`` is recorded
-    in its own transaction right after the provider accepted. Returns counts per status.
+    up to ``max_send_attempts``, then failed/provider_error (at once when not retryable). Each claimed batch is
+    sent at once (``send_many`` where the backend has it) and all its outcomes are recorded in one transaction
+    with one audit write. A worker that dies between sending and recording leaves its rows claimed: when the
+    lease lapses they are sent again with the same idempotency keys, and the provider (or the outbox) answers
+    with the first message, so nothing reaches a customer twice. Returns counts per status.
 
     ``customer_id_range`` (low inclusive, high exclusive) limits it to one chunk of the book, so several
     workers can dispatch disjoint chunks; ``batch_size`` defaults to settings.DISPATCH_BATCH_SIZE.
@@ -916,8 +920,7 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
         sends.append((log, inputs, unpaid))
 
     _record_decisions(decisions, now, totals)
-    for log, inputs, unpaid in sends:
-        _send_one(log, inputs, unpaid, now, policy, totals, backends, get_backend)
+    _send_batch(sends, now, policy, totals, backends, get_backend)
 
 
 def _last_day_for_kind(log: NotificationLog, tier) -> dt.date | None:
@@ -986,7 +989,7 @@ def _record_decisions(decisions: list[_Decision], now: dt.datetime, totals: Coun
         totals[d.status] += 1
         totals[f"{d.status}:{d.reason}"] += 1
     with transaction.atomic():
-        NotificationLog.objects.bulk_update(
+        bulk_update_rows(
             [d.log for d in decisions],
             ["status", "reason", "scheduled_for", "channel", "claimed_until", "updated_at"],
             batch_size=500,
@@ -994,94 +997,126 @@ def _record_decisions(decisions: list[_Decision], now: dt.datetime, totals: Coun
         log_events(events)
 
 
-def _send_one(log, inputs, unpaid, now, policy, totals, backends, get_backend) -> None:
-    from .channels import OutgoingMessage, ProviderError
+def _send_batch(sends, now, policy, totals, backends, get_backend) -> None:
+    """Send the batch's messages (per channel, through ``send_all``: one call for a backend with ``send_many``),
+    then record every outcome in ONE transaction: the sent rows with one update of their common fields and a
+    bulk update of their own, the provider errors (retry with backoff, or failed) with a bulk update, and one
+    audit write for all of them.
 
-    message = OutgoingMessage(
-        channel=log.channel,
-        destination=log.destination,
-        subject=log.subject,
-        body=log.body,
-        idempotency_key=str(log.idempotency_key),
-        language=log.language,
-    )
-    before = log.status
-    attempts = log.attempts + 1
-    try:
-        backend = backends.get(log.channel) or backends.setdefault(log.channel, get_backend(log.channel))
-        result = backend.send(message)
-    except ProviderError as exc:
-        _record_failure(
-            log, inputs, now, policy, totals, attempts, before, str(exc) or type(exc).__name__, exc.retryable
-        )
+    Crash safety: a worker that dies after sending and before this record leaves its rows claimed; when the
+    lease lapses another run re-sends them with the same idempotency keys, and the provider (or the outbox)
+    answers with the first message: nothing reaches a customer twice."""
+    from .channels import OutgoingMessage, ProviderError, send_all
+
+    if not sends:
         return
-    except Exception as exc:  # noqa: BLE001 - a broken backend must not leave the row claimed, nor stop the batch
-        _record_failure(
-            log, inputs, now, policy, totals, attempts, before, f"{type(exc).__name__}: {exc}", True
+    by_channel: dict[str, list[int]] = defaultdict(list)
+    for index, (log, _inputs, _unpaid) in enumerate(sends):
+        by_channel[log.channel].append(index)
+    outcomes: list[Any] = [None] * len(sends)
+    for channel, indexes in by_channel.items():
+        messages = [
+            OutgoingMessage(
+                channel=sends[i][0].channel,
+                destination=sends[i][0].destination,
+                subject=sends[i][0].subject,
+                body=sends[i][0].body,
+                idempotency_key=str(sends[i][0].idempotency_key),
+                language=sends[i][0].language,
+            )
+            for i in indexes
+        ]
+        try:
+            backend = backends.get(channel) or backends.setdefault(channel, get_backend(channel))
+        except Exception as exc:  # noqa: BLE001 - a channel without a working backend fails its messages only
+            results = [ProviderError(f"{type(exc).__name__}: {exc}", retryable=True)] * len(messages)
+        else:
+            results = send_all(backend, messages)
+        for i, result in zip(indexes, results):
+            outcomes[i] = result
+
+    stamp = timezone.now()
+    sent_logs, failed_logs, events = [], [], []
+    for (log, inputs, unpaid), outcome in zip(sends, outcomes):
+        before = log.status
+        attempts = log.attempts + 1
+        log.attempts, log.claimed_until, log.updated_at = attempts, None, stamp
+        if isinstance(outcome, ProviderError):
+            error = (str(outcome) or type(outcome).__name__)[:500]
+            status = _apply_failure(log, now, policy, attempts, error, outcome.retryable)
+            details = {**inputs, "attempt": attempts, "error": error, "retryable": outcome.retryable}
+            if status == Status.DEFERRED:
+                details["retry_at"] = log.scheduled_for
+            events.append(_decision_event(log, status, Reason.PROVIDER_ERROR, before, details, now))
+            failed_logs.append(log)
+            totals[status] += 1
+            totals[f"{status}:{Reason.PROVIDER_ERROR}"] += 1
+            continue
+        loan_refs: list[str] = []
+        for inst in unpaid:
+            if inst.loan.ref not in loan_refs:
+                loan_refs.append(inst.loan.ref)
+        log.status, log.reason, log.sent_at, log.last_error = Status.SENT, "", now, ""
+        log.subject = log.subject[:255]
+        log.loan_refs = ",".join(loan_refs)[:500] or log.loan_refs
+        log.provider_message_id = outcome.provider_message_id[:128]
+        sent_logs.append(log)
+        events.append(
+            _decision_event(
+                log,
+                Status.SENT,
+                "",
+                before,
+                {
+                    **inputs,
+                    "attempt": attempts,
+                    "provider_message_id": outcome.provider_message_id,
+                    "loan_refs": loan_refs,
+                },
+                now,
+            )
         )
-        return
-    loan_refs = []
-    for inst in unpaid:
-        if inst.loan.ref not in loan_refs:
-            loan_refs.append(inst.loan.ref)
-    # Its own short transaction right after the provider accepted: the record is never lost with a batch.
+        totals[Status.SENT] += 1
     with transaction.atomic():
-        NotificationLog.objects.filter(id=log.id).update(
-            status=Status.SENT,
-            reason="",
-            channel=log.channel,
-            destination=log.destination,
-            language=log.language,
-            subject=log.subject[:255],
-            body=log.body,
-            loan_refs=",".join(loan_refs)[:500] or log.loan_refs,
-            sent_at=now,
-            attempts=attempts,
-            last_error="",
-            provider_message_id=result.provider_message_id[:128],
-            claimed_until=None,
-            updated_at=timezone.now(),
-        )
-        log_events(
-            [
-                _decision_event(
-                    log,
-                    Status.SENT,
-                    "",
-                    before,
-                    {
-                        **inputs,
-                        "attempt": attempts,
-                        "provider_message_id": result.provider_message_id,
-                        "loan_refs": loan_refs,
-                    },
-                    now,
-                )
-            ]
-        )
-    totals[Status.SENT] += 1
+        if sent_logs:
+            NotificationLog.objects.filter(id__in=[log.id for log in sent_logs]).update(
+                status=Status.SENT,
+                reason="",
+                sent_at=now,
+                last_error="",
+                claimed_until=None,
+                updated_at=stamp,
+            )
+            bulk_update_rows(
+                sent_logs,
+                [
+                    "channel",
+                    "destination",
+                    "language",
+                    "subject",
+                    "body",
+                    "loan_refs",
+                    "attempts",
+                    "provider_message_id",
+                ],
+                batch_size=500,
+            )
+        if failed_logs:
+            bulk_update_rows(
+                failed_logs,
+                ["status", "reason", "attempts", "last_error", "channel", "scheduled_for", "claimed_until", "updated_at"],
+                batch_size=500,
+            )
+        log_events(events)
 
 
-def _record_failure(log, inputs, now, policy, totals, attempts, before, error, retryable) -> None:
-    is_final = not retryable or attempts >= policy.max_send_attempts
-    changes: dict[str, Any] = {
-        "attempts": attempts,
-        "last_error": error[:500],
-        "reason": Reason.PROVIDER_ERROR,
-        "channel": log.channel,
-        "claimed_until": None,
-        "updated_at": timezone.now(),
-    }
-    details = {**inputs, "attempt": attempts, "error": error[:500], "retryable": retryable}
-    if is_final:
-        changes["status"] = status = Status.FAILED
+def _apply_failure(log, now, policy, attempts, error, retryable) -> str:
+    """Set the fields of a provider error on ``log``: retried after ``retry_backoff_seconds * 2**(attempt-1)``
+    (deferred) until ``max_send_attempts``, failed at once when retrying cannot help. Returns the status."""
+    log.last_error, log.reason = error, Reason.PROVIDER_ERROR
+    if not retryable or attempts >= policy.max_send_attempts:
+        log.status = Status.FAILED
     else:
-        retry_at = now + dt.timedelta(seconds=policy.retry_backoff_seconds * 2 ** (attempts - 1))
-        changes.update(status=Status.DEFERRED, scheduled_for=retry_at)
-        status = Status.DEFERRED
-        details["retry_at"] = retry_at
-    with transaction.atomic():
-        NotificationLog.objects.filter(id=log.id).update(**changes)
-        log_events([_decision_event(log, status, Reason.PROVIDER_ERROR, before, details, now)])
-    totals[status] += 1
-    totals[f"{status}:{Reason.PROVIDER_ERROR}"] += 1
+        log.status = Status.DEFERRED
+        log.scheduled_for = now + dt.timedelta(seconds=policy.retry_backoff_seconds * 2 ** (attempts - 1))
+    return log.status

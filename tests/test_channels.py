@@ -20,8 +20,10 @@ from notifications.channels import (
     OutboxBackend,
     OutgoingMessage,
     ProviderError,
+    SendResult,
     TwilioSmsBackend,
     get_backend,
+    send_all,
 )
 from notifications.models import OutboxMessage
 
@@ -103,6 +105,65 @@ def test_the_outbox_accepts_keys_that_are_not_uuids():
     again = OutboxBackend().send(sms("autodebit-12-20261201"))
     assert first == again
     assert OutboxMessage.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_outbox_sends_a_batch_in_three_queries_answering_known_keys_with_their_first_message(
+    django_assert_num_queries,
+):
+    known = OutboxBackend().send(sms("autodebit-12-20261201", body="first"))
+    batch = [sms("autodebit-12-20261201", body="again")] + [sms(body=f"message {i}") for i in range(40)]
+    batch.append(sms(batch[-1].idempotency_key, body="the same key twice in one batch"))
+
+    with django_assert_num_queries(3):
+        outcomes = OutboxBackend().send_many(batch)
+
+    assert outcomes[0] == known
+    assert outcomes[-1] == outcomes[-2]
+    assert len({o.provider_message_id for o in outcomes}) == 41
+    assert OutboxMessage.objects.count() == 41
+    assert OutboxMessage.objects.get(idempotency_key=known_key_uuid()).body == "first"
+    by_key = dict(OutboxMessage.objects.values_list("body", "provider_message_id"))
+    assert outcomes[5].provider_message_id == by_key["message 4"]
+
+
+def known_key_uuid():
+    from notifications.channels import key_as_uuid
+
+    return key_as_uuid("autodebit-12-20261201")
+
+
+class HalfBrokenBackend:
+    """A backend without send_many: one message fails at the provider, one breaks the backend itself."""
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        if message.body == "bad number":
+            raise ProviderError("invalid number", retryable=False, status_code=400)
+        if message.body == "bug":
+            raise KeyError("oops")
+        return SendResult(provider_message_id=f"id-{message.idempotency_key}")
+
+
+def test_send_all_falls_back_to_one_send_per_message_and_keeps_each_outcome():
+    batch = [sms("a"), sms("b", body="bad number"), sms("c", body="bug"), sms("d")]
+
+    outcomes = send_all(HalfBrokenBackend(), batch)
+
+    assert outcomes[0] == SendResult("id-a") and outcomes[3] == SendResult("id-d")
+    assert isinstance(outcomes[1], ProviderError) and outcomes[1].retryable is False
+    assert isinstance(outcomes[2], ProviderError) and outcomes[2].retryable is True
+    assert "KeyError" in str(outcomes[2])
+
+
+def test_a_send_many_that_raises_fails_every_message_of_the_batch_retryably():
+    class Down:
+        def send_many(self, messages):
+            raise ConnectionError("provider unreachable")
+
+    outcomes = send_all(Down(), [sms("a"), sms("b")])
+
+    assert [type(o) for o in outcomes] == [ProviderError, ProviderError]
+    assert all(o.retryable and "ConnectionError" in str(o) for o in outcomes)
 
 
 # --- JSON SMS gateway -------------------------------------------------------------------------------------

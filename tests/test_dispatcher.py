@@ -404,6 +404,38 @@ def test_an_error_that_retrying_cannot_fix_fails_at_once():
     assert (log.status, log.reason, log.attempts) == (Status.FAILED, Reason.PROVIDER_ERROR, 1)
 
 
+def test_a_crash_after_sending_a_batch_and_before_recording_it_sends_nothing_twice(monkeypatch):
+    from notifications import services
+
+    tier = make_tier(max_contacts_per_week=5)
+    make_rule(tier, -3, "sms")
+    make_template("pre_due", "sms", "zh-hans")
+    customers = [make_debtor(tier, due_date=DUE)[0] for _ in range(6)]
+    plan_contacts(PLAN_AT)
+
+    def die(*args, **kwargs):
+        raise SystemExit("killed after sending, before recording")
+
+    # The worker dies when the provider took the whole batch and nothing of it was recorded yet.
+    monkeypatch.setattr(services, "log_events", die)
+    with pytest.raises(SystemExit):
+        dispatch_due(SEND_AT)
+    monkeypatch.undo()
+    first = dict(OutboxMessage.objects.values_list("idempotency_key", "provider_message_id"))
+    assert len(first) == 6
+    assert NotificationLog.objects.filter(status=Status.SENT).count() == 0
+    assert dispatch_due(SEND_AT + dt.timedelta(minutes=5)) == {}  # still claimed by the dead worker
+
+    result = dispatch_due(SEND_AT + dt.timedelta(minutes=11))  # its lease lapsed: another run takes the rows
+
+    assert result["sent"] == 6
+    assert OutboxMessage.objects.count() == 6  # the outbox answered the re-send with the first messages
+    for customer in customers:
+        [log] = logs_of(customer)
+        assert log.status == Status.SENT and log.provider_message_id == first[log.idempotency_key]
+    assert AuditEvent.objects.filter(action="notifications.contact.sent").count() == 6
+
+
 def test_a_crash_between_sending_and_recording_does_not_send_twice():
     customer, _ = pre_due_setup()
     [log] = logs_of(customer)
@@ -596,3 +628,21 @@ def test_decisions_that_send_nothing_take_the_same_number_of_queries_for_any_bat
         result = dispatch_due(SEND_AT)
 
     assert result["suppressed:do_not_contact"] == size
+
+
+@pytest.mark.parametrize("size", [10, 60])
+def test_sending_a_batch_takes_the_same_number_of_queries_for_any_batch(size, django_assert_max_num_queries):
+    tier = make_tier(max_contacts_per_week=5)
+    make_rule(tier, -3, "sms")
+    make_template("pre_due", "sms", "zh-hans")
+    for _ in range(size):
+        make_debtor(tier, due_date=DUE)
+    plan_contacts(PLAN_AT)
+
+    # Constant in the batch size: the decisions' reads as above, the outbox's three queries (known keys, one
+    # insert, the ids read back), then one transaction: the common fields, the rows' own fields, the audit chain.
+    with django_assert_max_num_queries(27):
+        result = dispatch_due(SEND_AT)
+
+    assert result["sent"] == size
+    assert OutboxMessage.objects.count() == size

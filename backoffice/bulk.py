@@ -1,0 +1,72 @@
+"""A fast ``bulk_update`` for the daily jobs: one ``UPDATE ... FROM (VALUES ...)`` statement per batch.
+
+Django's ``QuerySet.bulk_update`` writes a ``CASE WHEN pk = ... THEN ...`` expression per field and row; building
+those expressions costs far more Python time than the database spends on the update (tens of milliseconds per
+hundred rows). ``bulk_update_rows`` sends the same rows as a ``VALUES`` list joined on the primary key, on
+PostgreSQL and on SQLite (3.33 or later); on any other database it falls back to ``bulk_update``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from django.db import connections, models, router, transaction
+
+_SQLITE_HAS_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+
+
+def bulk_update_rows(objs: Sequence[models.Model], fields: Sequence[str], *, batch_size: int = 500) -> int:
+    """Write ``fields`` of every object in ``objs`` (all of one model, saved already) to its row; returns how many
+    rows were updated. Values go through each field's ``get_db_prep_save`` as in ``bulk_update``. No signals,
+    no ``auto_now`` (set ``updated_at`` yourself), like ``bulk_update``. Raises ValueError for an object without
+    a primary key or for the primary key among ``fields``. Atomic: all batches in one transaction.
+    """
+    objs = list(objs)
+    if not objs:
+        return 0
+    model = type(objs[0])
+    opts = model._meta
+    concrete = [opts.get_field(name) for name in fields]
+    if any(f.primary_key for f in concrete):
+        raise ValueError("bulk_update_rows cannot update the primary key.")
+    if any(obj.pk is None for obj in objs):
+        raise ValueError("All objects passed to bulk_update_rows must have a primary key.")
+    using = router.db_for_write(model)
+    connection = connections[using]
+    if connection.vendor not in ("postgresql", "sqlite") or (
+        connection.vendor == "sqlite" and not _SQLITE_HAS_UPDATE_FROM
+    ):
+        return model._default_manager.using(using).bulk_update(objs, fields, batch_size=batch_size)
+
+    qn = connection.ops.quote_name
+    pk = opts.pk
+    columns = [pk, *concrete]
+    max_params = getattr(connection.features, "max_query_params", None) or 32766
+    per_batch = max(1, min(batch_size, max_params // len(columns)))
+    table = qn(opts.db_table)
+    if connection.vendor == "postgresql":
+        placeholder = "(" + ", ".join(f"CAST(%s AS {f.cast_db_type(connection)})" for f in columns) + ")"
+        names = ", ".join(qn(f.column) for f in columns)
+        source = f'AS "v" ({names})'
+        ref = {f: f'"v".{qn(f.column)}' for f in columns}
+    else:
+        placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        source = 'AS "v"'
+        ref = {f: f'"v"."column{i}"' for i, f in enumerate(columns, start=1)}
+    assignments = ", ".join(f"{qn(f.column)} = {ref[f]}" for f in concrete)
+    updated = 0
+    with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
+        for start in range(0, len(objs), per_batch):
+            batch = objs[start : start + per_batch]
+            params = []
+            for obj in batch:
+                params.append(pk.get_db_prep_value(obj.pk, connection))
+                params.extend(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in concrete)
+            sql = (
+                f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([placeholder] * len(batch))}) {source} "
+                f"WHERE {table}.{qn(pk.column)} = {ref[pk]}"
+            )
+            cursor.execute(sql, params)
+            updated += cursor.rowcount
+    return updated
