@@ -1405,16 +1405,24 @@ def _refer_many_to_legal(
 
 def enforce_legal_freeze(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counter | None = None) -> int:
     """Cancel whatever automatic contact was planned for loans frozen by legal since the last run."""
+    from notifications.models import NotificationItem, NotificationLog
     from notifications.services import cancel_pending
 
+    # Only the instalments some pending contact lists can change anything (the planner leaves frozen loans
+    # out), so the daily run reads those rather than every instalment frozen since the first referral.
+    pending = NotificationItem.objects.filter(
+        notification__status__in=NotificationLog.PENDING_STATUSES
+    ).values("installment_id")
     rows = (
         Installment.objects.filter(
             paid_at__isnull=True,
             loan__collection_cases__status=CollectionCase.Status.OPEN,
             loan__collection_cases__is_frozen=True,
+            pk__in=pending,
         )
         .order_by("loan__customer_id", "pk")
         .values_list("loan__customer_id", "pk")
+        .distinct()
     )
     # A consolidated contact lists a customer's loans together: a chunk never splits a customer.
     chunks: list[list[int]] = [[]]

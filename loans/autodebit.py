@@ -44,11 +44,16 @@ def payment_ref_for(attempt: AutoDebitAttempt) -> str:
 
 
 def _plan_notice():
+    """The batch notice service of the reminder engine and its ``Notice`` (``plan_notices``, ``Notice``)."""
     try:
-        return import_string("notifications.services.plan_notice")
+        return (
+            import_string("notifications.services.plan_notices"),
+            import_string("notifications.services.Notice"),
+            import_string("notifications.services.default_notice_channel"),
+        )
     except ImportError as exc:
         raise ImproperlyConfigured(
-            "Auto-debit failed but notifications.services.plan_notice is missing, so the autodebit_failed notice "
+            "Auto-debit failed but notifications.services.plan_notices is missing, so the autodebit_failed notice "
             "cannot be planned; the attempt stays pending and is recorded on the next run."
         ) from exc
 
@@ -181,17 +186,28 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
     return len(done)
 
 
-def _record_failure(attempt: AutoDebitAttempt, result: DebitResult, now: dt.datetime) -> bool:
-    plan_notice = _plan_notice()
+def _record_failures(declined: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.datetime) -> int:
+    """Record the declines of a chunk in one transaction: the attempts still pending become ``failed`` with their
+    reason (one bulk update), one audit write, and one ``autodebit_failed`` notice each (one batch of notices).
+    Returns how many were recorded (another worker may have recorded some meanwhile)."""
+    if not declined:
+        return 0
+    plan_notices, Notice, notice_channel = _plan_notice()
     with transaction.atomic():
-        if not AutoDebitAttempt.objects.select_for_update().filter(pk=attempt.pk, status=PENDING).exists():
-            return False
-        attempt.status = AutoDebitAttempt.Status.FAILED
-        attempt.failure_reason = (result.failure_reason or "declined")[:64]
-        attempt.gateway_reference = result.reference[:64]
-        attempt.save(update_fields=["status", "failure_reason", "gateway_reference"])
-        log_events(
-            [
+        claimed = set(
+            AutoDebitAttempt.objects.select_for_update()
+            .filter(pk__in=[a.pk for a, _r in declined], status=PENDING)
+            .values_list("pk", flat=True)
+        )
+        declined = [(a, r) for a, r in declined if a.pk in claimed]
+        if not declined:
+            return 0
+        events, notices = [], []
+        for attempt, result in declined:
+            attempt.status = AutoDebitAttempt.Status.FAILED
+            attempt.failure_reason = (result.failure_reason or "declined")[:64]
+            attempt.gateway_reference = result.reference[:64]
+            events.append(
                 Event(
                     action="loans.autodebit.failed",
                     actor=ACTOR,
@@ -199,17 +215,26 @@ def _record_failure(attempt: AutoDebitAttempt, result: DebitResult, now: dt.date
                     object_id=str(attempt.pk),
                     after={**_inputs(attempt, result), "reason": attempt.failure_reason},
                 )
-            ]
-        )
-        plan_notice(
-            customer=attempt.installment.loan.customer,
-            kind="autodebit_failed",
-            installments=[attempt.installment],
-            now=now,
-            dedupe_key=f"autodebit:{attempt.id}",
-            actor=ACTOR,
-        )
-    return True
+            )
+            inst = attempt.installment
+            customer = inst.loan.customer
+            notices.append(
+                Notice(
+                    customer_id=customer.pk,
+                    tier_id=customer.tier_id,
+                    tz_name=customer.timezone,
+                    kind="autodebit_failed",
+                    channel=notice_channel(customer.tier),
+                    dedupe_key=f"autodebit:{attempt.id}",
+                    installment_ids=[inst.pk],
+                    loan_refs=[inst.loan.ref],
+                    due_date=inst.due_date,
+                )
+            )
+        bulk_update_rows([a for a, _r in declined], ["status", "failure_reason", "gateway_reference"])
+        log_events(events)
+        plan_notices(notices, now=now, actor=ACTOR)
+    return len(declined)
 
 
 def run_autodebit(now: dt.datetime) -> dict[str, int]:
@@ -239,7 +264,7 @@ def run_autodebit(now: dt.datetime) -> dict[str, int]:
         for start in range(0, len(pending_ids), CHUNK):
             attempts = list(
                 AutoDebitAttempt.objects.filter(pk__in=pending_ids[start : start + CHUNK], status=PENDING)
-                .select_related("installment__loan__customer")
+                .select_related("installment__loan__customer__tier")
                 .order_by("pk")
             )
             _process(attempts, gateway, now, counts)
@@ -264,5 +289,4 @@ def _process(attempts: list[AutoDebitAttempt], gateway, now: dt.datetime, counts
             continue
         (succeeded if result.succeeded else declined).append((attempt, result))
     counts["succeeded"] += _record_successes(succeeded, now)
-    for attempt, result in declined:
-        counts["failed"] += _record_failure(attempt, result, now)
+    counts["failed"] += _record_failures(declined, now)

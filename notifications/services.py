@@ -317,6 +317,13 @@ def _attach_and_audit(
     totals["planned"] += len(events)
 
 
+def default_notice_channel(tier) -> str:
+    """The channel of an event notice: the first messaging channel of the tier's ``channel_order`` (SMS without a
+    tier or without one); an opted-out channel falls back at send time."""
+    preferred = [c for c in (tier.channels if tier else []) if c in MESSAGING_CHANNELS]
+    return preferred[0] if preferred else Channel.SMS.value
+
+
 @dataclass
 class _NoticeGroup:
     installment_ids: list[int]
@@ -342,8 +349,7 @@ def plan_notice(
     """
     tier = customer.tier
     if channels is None:
-        preferred = [c for c in (tier.channels if tier else []) if c in MESSAGING_CHANNELS]
-        channels = preferred[:1] or [Channel.SMS.value]
+        channels = [default_notice_channel(tier)]
     unknown = [c for c in channels if c not in MESSAGING_CHANNELS]
     if unknown:
         raise ValueError(f"Not a messaging channel: {', '.join(unknown)}")

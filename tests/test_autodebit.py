@@ -201,6 +201,19 @@ def test_the_query_count_does_not_grow_with_the_number_of_loans():
     assert queries_for(2, DUE) == queries_for(8, DUE + dt.timedelta(days=1))
 
 
+def test_declines_take_the_same_number_of_queries_for_any_number_of_loans():
+    def queries_for(n: int, day: dt.date) -> int:
+        for _ in range(n):
+            autopay_installment(due=day)
+        now = dt.datetime.combine(day, dt.time(1, 0), tzinfo=dt.timezone.utc)
+        with simulate_failure("insufficient_funds"), CaptureQueriesContext(connection) as ctx:
+            counts = run_autodebit(now)
+        assert counts["failed"] == n
+        return len(ctx.captured_queries)
+
+    assert queries_for(2, DUE) == queries_for(8, DUE + dt.timedelta(days=1))
+
+
 # --- declines ---------------------------------------------------------------------------------------------
 
 
@@ -250,7 +263,7 @@ def test_a_decline_is_not_recorded_without_the_notice_service(settings, monkeypa
     import loans.autodebit as autodebit
 
     def missing():
-        raise ImproperlyConfigured("notifications.services.plan_notice is missing")
+        raise ImproperlyConfigured("notifications.services.plan_notices is missing")
 
     monkeypatch.setattr(autodebit, "_plan_notice", missing)
     settings.PAYMENT_SIMULATOR_FAILURES = "insufficient_funds:1"

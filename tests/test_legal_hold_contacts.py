@@ -63,3 +63,24 @@ def test_the_planner_never_plans_a_contact_about_a_frozen_loan(debtor):
     freeze(free)
     assert plan_contacts(PLAN_AT)["planned"] == 0
     assert not NotificationLog.objects.filter(customer=customer).exists()
+
+
+def test_the_daily_freeze_cancels_pending_contacts_only_about_frozen_loans():
+    from debt_collection.services import enforce_legal_freeze
+
+    tier = make_tier()
+    make_rule(tier, -3, "sms", send_time=dt.time(10, 0))
+    _alone, (only_frozen,) = make_debtor(tier, due_date=dt.date(2026, 12, 1), timezone=SHANGHAI)
+    _both, (held, free) = make_debtor(tier, loans=2, due_date=dt.date(2026, 12, 1), timezone=SHANGHAI)
+    _quiet, (paid_up,) = make_debtor(tier, due_date=dt.date(2026, 12, 1), timezone=SHANGHAI)
+    plan_contacts(PLAN_AT)
+    NotificationLog.objects.filter(customer=_quiet).update(status=NotificationLog.Status.SENT)
+    for installment in (only_frozen, held, paid_up):
+        freeze(installment)
+
+    assert enforce_legal_freeze(PLAN_AT) == 1
+
+    assert [log.status for log in NotificationLog.objects.filter(customer=_alone)] == ["cancelled"]
+    assert [log.status for log in NotificationLog.objects.filter(customer=_both)] == ["planned"]  # a loan still free
+    assert [log.status for log in NotificationLog.objects.filter(customer=_quiet)] == ["sent"]
+    assert enforce_legal_freeze(PLAN_AT) == 0
