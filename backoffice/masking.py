@@ -45,9 +45,9 @@ def mask_name(name: str) -> str:
     return " ".join(words)
 
 
-# Exports mask millions of rows of the same customers: parsing each phone once per process is what keeps an
-# export near the speed of writing the file. Bounded, so memory stays flat whatever the export's size.
-@functools.lru_cache(maxsize=65536)
+# Exports mask millions of rows of the same customers: each phone is worked out once per process. Bounded, so
+# memory stays flat whatever the export's size.
+@functools.lru_cache(maxsize=8192)
 def mask_phone(phone: str) -> str:
     """``+8613812345678`` -> ``+86138****5678``: country code, first three and last four digits stay."""
     if not phone:
@@ -56,20 +56,28 @@ def mask_phone(phone: str) -> str:
     digits = re.sub(r"\D", "", raw)
     prefix, national = "", digits
     if raw.startswith("+"):
-        try:
-            parsed = phonenumbers.parse(raw, None)
-            cc = str(parsed.country_code)
-            if digits.startswith(cc):
-                prefix, national = f"+{cc}", digits[len(cc) :]
-            else:
-                prefix = "+"
-        except phonenumbers.NumberParseException:
+        cc = country_code_of(digits)
+        if cc:
+            prefix, national = f"+{cc}", digits[len(cc) :]
+        else:
             prefix = "+"
     if len(national) >= 8:
         return prefix + national[:3] + MASK * (len(national) - 7) + national[-4:]
     if len(national) > 2:
         return prefix + MASK * (len(national) - 2) + national[-2:]
     return prefix + MASK * len(national)
+
+
+def country_code_of(digits: str) -> str:
+    """The calling code an international number's digits start with ("86" of "8613812345678"), or "".
+
+    Calling codes are a prefix code (no code is the start of another), so the first 1-3 digit prefix that is
+    a known code is the one: a dictionary look-up instead of a full parse, for millions of exported rows.
+    """
+    for size in (1, 2, 3):
+        if len(digits) > size and int(digits[:size]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return digits[:size]
+    return ""
 
 
 def mask_email(email: str) -> str:
@@ -82,7 +90,7 @@ def mask_email(email: str) -> str:
     return (local[:1] or MASK) + MASK * 3 + "@" + domain
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=8192)
 def _phone_variants(phone: str) -> frozenset[str]:
     """The spellings a known phone may take inside text: E.164, without the plus, the national number."""
     variants = {phone}
@@ -90,15 +98,13 @@ def _phone_variants(phone: str) -> frozenset[str]:
     if digits:
         variants.add(digits)
     if phone.startswith("+"):
-        try:
-            parsed = phonenumbers.parse(phone, None)
-            variants.add(str(parsed.national_number))
-        except phonenumbers.NumberParseException:
-            pass
+        cc = country_code_of(digits)
+        if cc:
+            variants.add(digits[len(cc) :].lstrip("0") or digits[len(cc) :])
     return frozenset(v for v in variants if len(v) >= 5)
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=8192)
 def _name_parts(name: str) -> frozenset[str]:
     """Parts of a name that identify the person on their own inside a message (given name, family name)."""
     parts = {name}
@@ -145,7 +151,7 @@ def mask_text(
     return text
 
 
-@functools.lru_cache(maxsize=16384)
+@functools.lru_cache(maxsize=8192)
 def _known_replacements(names: tuple, phones: tuple, emails: tuple) -> tuple[tuple, tuple, tuple]:
     """What to replace for one customer, longest first (computed once per customer, not once per message)."""
     known_emails = tuple((e, mask_email(e)) for e in sorted({e for e in emails if e}, key=len, reverse=True))
