@@ -229,8 +229,10 @@ def log_event(
     object_id: str = "",
     before: Any = None,
     after: Any = None,
+    at: Any = None,
 ) -> AuditEvent:
-    """Append one event (dotted past-tense ``action`` such as ``notifications.contact.suppressed``)."""
+    """Append one event (dotted past-tense ``action`` such as ``notifications.contact.suppressed``) at ``at``
+    (default now)."""
     if obj is not None:
         object_type, object_id = describe(obj)
     return log_events(
@@ -242,6 +244,7 @@ def log_event(
                 object_id=str(object_id),
                 before=before,
                 after=after,
+                at=at,
             )
         ]
     )[0]

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from backoffice.audit import Event, actor_name, log_events
+from backoffice.audit import Event, actor_name, log_event, log_events
 from backoffice.bulk import bulk_update_rows
 from loans.models import CreditTier, Customer, Installment, Loan, Payment
 
@@ -932,23 +932,19 @@ def resolve_promises(
                 case.broken_promises += 1
                 case.paused_until = None
                 case.save(update_fields=["broken_promises", "paused_until", "updated_at"])
-                log_events(
-                    [
-                        Event(
-                            action="collections.promise.broken",
-                            actor=actor,
-                            object_type="collections.PromiseToPay",
-                            object_id=str(promise.pk),
-                            at=now,
-                            after={
-                                "case_id": case.pk,
-                                "amount": promise.amount,
-                                "promised_date": promise.promised_date,
-                                "customer_local_date": today,
-                                "broken_promises": case.broken_promises,
-                            },
-                        )
-                    ]
+                log_event(
+                    "collections.promise.broken",
+                    actor=actor,
+                    object_type="collections.PromiseToPay",
+                    object_id=str(promise.pk),
+                    at=now,
+                    after={
+                        "case_id": case.pk,
+                        "amount": promise.amount,
+                        "promised_date": promise.promised_date,
+                        "customer_local_date": today,
+                        "broken_promises": case.broken_promises,
+                    },
                 )
                 if _schedule_follow_up_call(case, customer, promise, now, actor):
                     counts["call_tasks_created"] += 1
@@ -974,21 +970,17 @@ def resolve_promises(
                 )
                 promise.reminder_planned_at = now
                 promise.save(update_fields=["reminder_planned_at"])
-                log_events(
-                    [
-                        Event(
-                            action="collections.promise.reminder_planned",
-                            actor=actor,
-                            object_type="collections.PromiseToPay",
-                            object_id=str(promise.pk),
-                            at=now,
-                            after={
-                                "case_id": case.pk,
-                                "promised_date": promise.promised_date,
-                                "customer_local_date": today,
-                            },
-                        )
-                    ]
+                log_event(
+                    "collections.promise.reminder_planned",
+                    actor=actor,
+                    object_type="collections.PromiseToPay",
+                    object_id=str(promise.pk),
+                    at=now,
+                    after={
+                        "case_id": case.pk,
+                        "promised_date": promise.promised_date,
+                        "customer_local_date": today,
+                    },
                 )
             counts["promise_reminders_planned"] += 1
     return dict(counts)
@@ -1024,23 +1016,19 @@ def _schedule_follow_up_call(
             broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd
         ),
     )
-    log_events(
-        [
-            Event(
-                action="collections.call.scheduled",
-                actor=actor,
-                object_type="collections.CallTask",
-                object_id=str(task.pk),
-                at=now,
-                after={
-                    "case_id": case.pk,
-                    "assigned_to_id": assignee,
-                    "scheduled_for": task.scheduled_for,
-                    "after": "promise_broken",
-                    "promise_id": promise.pk,
-                },
-            )
-        ]
+    log_event(
+        "collections.call.scheduled",
+        actor=actor,
+        object_type="collections.CallTask",
+        object_id=str(task.pk),
+        at=now,
+        after={
+            "case_id": case.pk,
+            "assigned_to_id": assignee,
+            "scheduled_for": task.scheduled_for,
+            "after": "promise_broken",
+            "promise_id": promise.pk,
+        },
     )
     return task
 
