@@ -142,7 +142,8 @@ class LargeTablePaginator(Paginator):
     def _table_estimate(self) -> int | None:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [self.object_list.model._meta.db_table]
+                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                [self.object_list.model._meta.db_table],
             )
             row = cursor.fetchone()
         return int(row[0]) if row and row[0] and row[0] > 0 else None
@@ -292,7 +293,11 @@ class QueueAdmin(q_admin.QueueAdmin):
     list_filter = ()
 
 
-for _model, _model_admin in ((Success, SuccessAdmin), (Failure, FailureAdmin), (Schedule, AuditedScheduleAdmin)):
+for _model, _model_admin in (
+    (Success, SuccessAdmin),
+    (Failure, FailureAdmin),
+    (Schedule, AuditedScheduleAdmin),
+):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
     admin.site.register(_model, _model_admin)

@@ -171,14 +171,28 @@ def _normalised(value: Any) -> tuple[Any, str | None]:
     return json.loads(text), text
 
 
-_EVENT_COLUMNS = ("seq", "at", "actor", "action", "object_type", "object_id", "before", "after", "prev_hash", "hash")
+_EVENT_COLUMNS = (
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "before",
+    "after",
+    "prev_hash",
+    "hash",
+)
 
 
 def _insert_events(rows: list[AuditEvent], texts: list[tuple[str | None, str | None]]) -> None:
     """Insert the rows as ``bulk_create`` would (the same statements per batch, ids set on the rows), without its
     per-field Python overhead: multi-row ``INSERT ... RETURNING id`` with the JSON already serialised."""
     connection = connections[AuditEvent.objects.db]
-    if not connection.features.can_return_rows_from_bulk_insert or connection.vendor not in ("postgresql", "sqlite"):
+    if not connection.features.can_return_rows_from_bulk_insert or connection.vendor not in (
+        "postgresql",
+        "sqlite",
+    ):
         AuditEvent.objects.bulk_create(rows, batch_size=1000)
         return
     qn = connection.ops.quote_name

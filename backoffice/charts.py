@@ -65,7 +65,9 @@ def _frame(title: str, top: float, series: Sequence[Series]) -> list[str]:
     for i in range(5):
         value = top * i / 4
         y = TOP + plot_h - plot_h * i / 4
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ccc" stroke-width="0.5"/>')
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ccc" stroke-width="0.5"/>'
+        )
         parts.append(
             f'<text x="{LEFT - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="currentColor">{_fmt(value)}</text>'
         )
@@ -74,7 +76,9 @@ def _frame(title: str, top: float, series: Sequence[Series]) -> list[str]:
     for s in reversed(series):
         x -= _text_width(s.label) + 26
         parts.append(f'<rect x="{x:.1f}" y="7" width="10" height="10" fill="{s.color}"/>')
-        parts.append(f'<text x="{x + 14:.1f}" y="16" font-size="10" fill="currentColor">{escape(s.label)}</text>')
+        parts.append(
+            f'<text x="{x + 14:.1f}" y="16" font-size="10" fill="currentColor">{escape(s.label)}</text>'
+        )
     return parts
 
 

@@ -150,7 +150,8 @@ def overdue_book(today: dt.date) -> list[dict[str, Any]]:
         aggregates[f"amount_{key}"] = Coalesce(Sum(owed, filter=in_bucket), ZERO, output_field=MONEY)
     totals = _book().filter(paid_at__isnull=True, due_date__lt=today).aggregate(**aggregates)
     return [
-        {"bucket": key, "count": totals[f"n_{key}"], "amount": totals[f"amount_{key}"]} for key, _f, _l in DPD_BUCKETS
+        {"bucket": key, "count": totals[f"n_{key}"], "amount": totals[f"amount_{key}"]}
+        for key, _f, _l in DPD_BUCKETS
     ]
 
 
@@ -167,9 +168,7 @@ def roll_rates(today: dt.date) -> list[dict[str, Any]]:
     oldest = snapshot - dt.timedelta(days=ROLL_BUCKETS[-1][2])
     newest = snapshot - dt.timedelta(days=ROLL_BUCKETS[0][1])
     totals = (
-        _book()
-        .filter(unpaid_at_snapshot, due_date__gte=oldest, due_date__lte=newest)
-        .aggregate(**aggregates)
+        _book().filter(unpaid_at_snapshot, due_date__gte=oldest, due_date__lte=newest).aggregate(**aggregates)
     )
     rows = []
     for key, _f, _l in ROLL_BUCKETS:
@@ -204,7 +203,9 @@ def cure_rates(today: dt.date) -> list[dict[str, Any]]:
             "tier_name": r["loan__customer__tier__name"] or "",
             "overdue": r["overdue"],
             "cured": r["cured"],
-            "rate": (Decimal(r["cured"]) / Decimal(r["overdue"])).quantize(Decimal("0.0001")) if r["overdue"] else None,
+            "rate": (Decimal(r["cured"]) / Decimal(r["overdue"])).quantize(Decimal("0.0001"))
+            if r["overdue"]
+            else None,
         }
         for r in rows
     ]
@@ -240,7 +241,10 @@ def collector_tasks(today: dt.date) -> list[dict[str, Any]] | None:
         )
         .order_by("assigned_to__username")
     )
-    return [{"collector": r["assigned_to__username"] or "", "open": r["open"], "due_now": r["due_now"]} for r in rows]
+    return [
+        {"collector": r["assigned_to__username"] or "", "open": r["open"], "due_now": r["due_now"]}
+        for r in rows
+    ]
 
 
 def dashboard_figures(today: dt.date | None = None) -> dict[str, Any]:

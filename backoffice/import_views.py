@@ -145,7 +145,9 @@ def errors_view(request, pk: int):
     writer = csv.writer(out)
     writer.writerow(["line", "column", "message"])
     for error in job.errors:
-        writer.writerow([error.get("line") or "", error.get("column") or "", escape_formula(error.get("message", ""))])
+        writer.writerow(
+            [error.get("line") or "", error.get("column") or "", escape_formula(error.get("message", ""))]
+        )
     response = HttpResponse(out.getvalue().encode("utf-8-sig"), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-errors.csv"'
     response["Cache-Control"] = "private, no-store"

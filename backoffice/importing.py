@@ -168,7 +168,9 @@ class ISODateTimeWidget(widgets.DateTimeWidget):
         try:
             parsed = dt.datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"“{text}” is not a date and time (write it like 2026-11-30T10:00:00+08:00).") from None
+            raise ValueError(
+                f"“{text}” is not a date and time (write it like 2026-11-30T10:00:00+08:00)."
+            ) from None
         if parsed.tzinfo is None:
             raise ValueError(f"“{text}” has no UTC offset (write it like 2026-11-30T10:00:00+08:00).")
         return parsed
@@ -389,7 +391,9 @@ class BookResource(resources.ModelResource):
             model = self._meta.model
             imported = {f.attribute for f in self._import_fields if f.attribute}
             # Model fields the file does not set (ids, amounts computed later) need no validation per row.
-            self._not_imported = [f.name for f in model._meta.concrete_fields if f.name not in imported] if model else []
+            self._not_imported = (
+                [f.name for f in model._meta.concrete_fields if f.name not in imported] if model else []
+            )
         return self._import_fields
 
     def import_row(self, row, instance_loader, **kwargs):
@@ -416,7 +420,9 @@ class BookResource(resources.ModelResource):
         if repeated:
             key = self.fields[self.get_import_id_fields()[-1]]
             errors.setdefault(key.attribute, []).append(
-                ValidationError(f"this key repeats line {repeated + 1}; each row must have its own key.", code="duplicate")
+                ValidationError(
+                    f"this key repeats line {repeated + 1}; each row must have its own key.", code="duplicate"
+                )
             )
         if errors:
             raise ValidationError(errors)
@@ -431,12 +437,16 @@ class BookResource(resources.ModelResource):
         resolved = [
             f.name
             for f in instance._meta.concrete_fields
-            if f.is_relation and f.is_cached(instance) and getattr(f.get_cached_value(instance), "pk", None) is not None
+            if f.is_relation
+            and f.is_cached(instance)
+            and getattr(f.get_cached_value(instance), "pk", None) is not None
         ]
         try:
             self.get_import_fields()
             instance.full_clean(
-                exclude=[*errors, *resolved, *self._not_imported], validate_unique=False, validate_constraints=False
+                exclude=[*errors, *resolved, *self._not_imported],
+                validate_unique=False,
+                validate_constraints=False,
             )
         except ValidationError as exc:
             errors = exc.update_error_dict(errors)
@@ -548,7 +558,9 @@ class BookResource(resources.ModelResource):
             records.append({"line": None, "column": None, "message": describe_exception(error.error)})
         for number, errors in result.row_errors():
             for error in errors:
-                records.append({"line": number + 1, "column": None, "message": describe_exception(error.error)})
+                records.append(
+                    {"line": number + 1, "column": None, "message": describe_exception(error.error)}
+                )
         for invalid in result.invalid_rows:
             for name, messages in invalid.error_dict.items():
                 column = None if name == NON_FIELD_ERRORS else self.column_for(name)
@@ -621,7 +633,9 @@ class BookImportAdminMixin:
                     )
                     admin_messages.info(
                         request,
-                        _("The file has %(rows)s rows: it is checked in the background; this page shows the result.")
+                        _(
+                            "The file has %(rows)s rows: it is checked in the background; this page shows the result."
+                        )
                         % {"rows": rows},
                     )
                     return HttpResponseRedirect(reverse("imports:job", args=[job.pk]))
@@ -631,7 +645,9 @@ class BookImportAdminMixin:
         confirm_form = self.create_confirm_form(request)
         if self.has_import_permission(request) and confirm_form.is_valid():
             import_formats = self.get_import_formats()
-            input_format = import_formats[int(confirm_form.cleaned_data["format"])](encoding=self.from_encoding)
+            input_format = import_formats[int(confirm_form.cleaned_data["format"])](
+                encoding=self.from_encoding
+            )
             storage = self.get_tmp_storage_class()(
                 name=confirm_form.cleaned_data["import_file_name"],
                 encoding=None if input_format.is_binary() else self.from_encoding,
@@ -741,7 +757,9 @@ def job_resource_class(job: ImportJob) -> type[BookResource]:
     except ImportError as exc:
         raise ImportJobError(_("Unknown resource “%(resource)s”.") % {"resource": job.resource}) from exc
     if not (isinstance(resource_class, type) and issubclass(resource_class, BookResource)):
-        raise ImportJobError(_("“%(resource)s” is not an import of the back office.") % {"resource": job.resource})
+        raise ImportJobError(
+            _("“%(resource)s” is not an import of the back office.") % {"resource": job.resource}
+        )
     return resource_class
 
 
@@ -799,7 +817,9 @@ def _enqueue(job_id: int) -> None:
     def enqueue():
         from django_q.tasks import async_task
 
-        async_task("backoffice.importing.run_import_job", job_id, task_name=f"import-{job_id}", group="imports")
+        async_task(
+            "backoffice.importing.run_import_job", job_id, task_name=f"import-{job_id}", group="imports"
+        )
 
     # After commit: a worker must find the job row (and the task must not run if the request rolls back).
     transaction.on_commit(enqueue)
@@ -823,7 +843,9 @@ def start_import_job(
     if not (isinstance(resource_class, type) and issubclass(resource_class, BookResource)):
         raise ImportJobError(f"{resource_class!r} is not an import of the back office.")
     if not may_import(user, resource_class):
-        raise PermissionError(f"{user} may not import {resource_class._meta.model._meta.verbose_name_plural}.")
+        raise PermissionError(
+            f"{user} may not import {resource_class._meta.model._meta.verbose_name_plural}."
+        )
     try:
         rows = count_rows(data, format_name)
     except Exception:  # an unreadable file: the task reports why, with the import's own message
@@ -853,7 +875,9 @@ def confirm_import_job(user, dry_run_job_id: int) -> ImportJob:
     dry = ImportJob.objects.get(pk=dry_run_job_id)
     resource_class = job_resource_class(dry)
     if not may_import(user, resource_class):
-        raise PermissionError(f"{user} may not import {resource_class._meta.model._meta.verbose_name_plural}.")
+        raise PermissionError(
+            f"{user} may not import {resource_class._meta.model._meta.verbose_name_plural}."
+        )
     if not dry.is_dry_run or dry.status != ImportJob.Status.SUCCEEDED:
         raise ImportJobError(_("Only a dry run without errors can be confirmed."))
     existing = ImportJob.objects.filter(confirmed_from=dry).first()

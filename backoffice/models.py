@@ -145,7 +145,9 @@ class ImportJob(models.Model):
         related_name="import_jobs",
         verbose_name=_("requested by"),
     )
-    resource = models.CharField(_("resource"), max_length=200, help_text=_("Dotted path of the resource class."))
+    resource = models.CharField(
+        _("resource"), max_length=200, help_text=_("Dotted path of the resource class.")
+    )
     file_name = models.CharField(_("file name"), max_length=255)
     file_path = models.CharField(_("stored file"), max_length=500, help_text=_("Relative to IMPORT_ROOT."))
     file_sha256 = models.CharField(_("file SHA-256"), max_length=64)
@@ -167,7 +169,10 @@ class ImportJob(models.Model):
     rows_skipped = models.PositiveBigIntegerField(_("unchanged"), default=0)
     error_count = models.PositiveBigIntegerField(_("errors"), default=0)
     errors = models.JSONField(
-        _("errors by line"), default=list, blank=True, help_text=_("[{line, column, message}], the first ones.")
+        _("errors by line"),
+        default=list,
+        blank=True,
+        help_text=_("[{line, column, message}], the first ones."),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)

@@ -84,7 +84,9 @@ class Policy:
         """The tier's saved policy (2 queries: its active rules and its ladder)."""
         rules = tuple(
             RuleSpec(r.offset_days, r.channel, r.kind, r.send_time)
-            for r in ReminderRule.objects.filter(tier=tier, is_active=True).order_by("offset_days", "channel", "id")
+            for r in ReminderRule.objects.filter(tier=tier, is_active=True).order_by(
+                "offset_days", "channel", "id"
+            )
         )
         return cls(
             grace_period_days=tier.grace_period_days,
@@ -128,7 +130,9 @@ def parse_rules(text: str) -> tuple[RuleSpec, ...]:
         except ValueError as exc:
             raise ValidationError(_("Rule line %(n)s: %(error)s") % {"n": number, "error": exc}) from exc
         if channel not in MESSAGING:
-            raise ValidationError(_("Rule line %(n)s: unknown channel “%(v)s”.") % {"n": number, "v": channel})
+            raise ValidationError(
+                _("Rule line %(n)s: unknown channel “%(v)s”.") % {"n": number, "v": channel}
+            )
         if kind not in Kind.values:
             raise ValidationError(_("Rule line %(n)s: unknown kind “%(v)s”.") % {"n": number, "v": kind})
         if not -60 <= offset_days <= 60:
@@ -149,7 +153,10 @@ def parse_ladder(text: str) -> tuple[StepSpec, ...]:
         except ValueError as exc:
             raise ValidationError(_("Ladder line %(n)s: %(error)s") % {"n": number, "error": exc}) from exc
         if min_dpd < 1 or parts[1] not in LADDER_ACTIONS:
-            raise ValidationError(_("Ladder line %(n)s: DPD from 1, action one of %(a)s.") % {"n": number, "a": ", ".join(LADDER_ACTIONS)})
+            raise ValidationError(
+                _("Ladder line %(n)s: DPD from 1, action one of %(a)s.")
+                % {"n": number, "a": ", ".join(LADDER_ACTIONS)}
+            )
         steps.append(StepSpec(min_dpd, parts[1], parts[2] if len(parts) == 3 else ""))
     return tuple(steps)
 
@@ -214,7 +221,9 @@ def load_sample(tier: CreditTier, start: dt.date, end: dt.date, size: int) -> Sa
     sent_before: dict[int, list[dt.datetime]] = defaultdict(list)
     for customer_id, sent_at in (
         NotificationLog.objects.counted_for_cap()
-        .filter(customer_id__in=ids, sent_at__gte=range_start - compliance.CAP_WINDOW, sent_at__lt=range_start)
+        .filter(
+            customer_id__in=ids, sent_at__gte=range_start - compliance.CAP_WINDOW, sent_at__lt=range_start
+        )
         .values_list("customer_id", "sent_at")
     ):
         sent_before[customer_id].append(sent_at)
@@ -249,9 +258,13 @@ class _Contact:
     installments: list[_Inst] = field(compare=False)
 
 
-def simulate(policy: Policy, sample: Sample, start: dt.date, end: dt.date, contact_policy: ContactPolicy, templates) -> Outcome:
+def simulate(
+    policy: Policy, sample: Sample, start: dt.date, end: dt.date, contact_policy: ContactPolicy, templates
+) -> Outcome:
     """Replay the planner, the dispatcher's gates and the ladder for ``policy`` in memory (no query)."""
-    outcome = Outcome(per_day={start + dt.timedelta(days=i): Counter() for i in range((end - start).days + 1)})
+    outcome = Outcome(
+        per_day={start + dt.timedelta(days=i): Counter() for i in range((end - start).days + 1)}
+    )
     queue: list[_Contact] = []
     seq = 0
     for customer in sample.customers:
@@ -264,7 +277,11 @@ def simulate(policy: Policy, sample: Sample, start: dt.date, end: dt.date, conta
             plan_moment = dt.datetime.combine(day, dt.time.min, tzinfo=zone)
             for rule in policy.rules:
                 # One contact per rule listing every loan due that day that is still unpaid when planning.
-                due = [i for i in by_due.get(day - dt.timedelta(days=rule.offset_days), []) if i.is_unpaid_at(plan_moment)]
+                due = [
+                    i
+                    for i in by_due.get(day - dt.timedelta(days=rule.offset_days), [])
+                    if i.is_unpaid_at(plan_moment)
+                ]
                 if not due:
                     continue
                 seq += 1
@@ -273,7 +290,9 @@ def simulate(policy: Policy, sample: Sample, start: dt.date, end: dt.date, conta
                 outcome.planned += 1
 
     sends: dict[int, list[dt.datetime]] = {cid: list(times) for cid, times in sample.sent_before.items()}
-    last_moment = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC) + dt.timedelta(days=1)
+    last_moment = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC) + dt.timedelta(
+        days=1
+    )
     while queue:
         contact = heapq.heappop(queue)
         status, reason, channel = _decide(contact, policy, contact_policy, templates, sends)
@@ -312,7 +331,9 @@ def simulate(policy: Policy, sample: Sample, start: dt.date, end: dt.date, conta
     return outcome
 
 
-def _decide(contact: _Contact, policy: Policy, contact_policy: ContactPolicy, templates, sends) -> tuple[str, str, str]:
+def _decide(
+    contact: _Contact, policy: Policy, contact_policy: ContactPolicy, templates, sends
+) -> tuple[str, str, str]:
     customer, at, channel = contact.customer, contact.at, contact.rule.channel
     S = NotificationLog.Status
     if not any(i.is_unpaid_at(at) for i in contact.installments):
@@ -324,7 +345,10 @@ def _decide(contact: _Contact, policy: Policy, contact_policy: ContactPolicy, te
             (
                 c
                 for c in policy.channel_order
-                if c in MESSAGING and c != channel and not customer.is_opted_out(c) and customer.destination(c)
+                if c in MESSAGING
+                and c != channel
+                and not customer.is_opted_out(c)
+                and customer.destination(c)
             ),
             None,
         )
@@ -338,7 +362,12 @@ def _decide(contact: _Contact, policy: Policy, contact_policy: ContactPolicy, te
     recent = sum(1 for t in sends.get(customer.id, ()) if at - compliance.CAP_WINDOW < t <= at)
     if compliance.is_over_weekly_cap(recent, policy.max_contacts_per_week):
         return S.SUPPRESSED, Reason.FREQUENCY_CAP, channel
-    if pick_template(templates, contact.rule.kind, channel, customer.language, contact_policy.default_language) is None:
+    if (
+        pick_template(
+            templates, contact.rule.kind, channel, customer.language, contact_policy.default_language
+        )
+        is None
+    ):
         return S.SUPPRESSED, Reason.NO_TEMPLATE, channel
     return S.SENT, "", channel
 
@@ -352,7 +381,9 @@ def _escalate(policy: Policy, sample: Sample, start: dt.date, end: dt.date, outc
         zone = customer.zone
         for insts in loans.values():
             before = _dpd_on(start - dt.timedelta(days=1), insts, zone)
-            fired: set[StepSpec] = {s for s in policy.ladder if before >= s.min_dpd and before > policy.grace_period_days}
+            fired: set[StepSpec] = {
+                s for s in policy.ladder if before >= s.min_dpd and before > policy.grace_period_days
+            }
             for day in outcome.per_day:
                 dpd = _dpd_on(day, insts, zone)
                 if dpd <= policy.grace_period_days:
@@ -443,9 +474,15 @@ PREVIEW_PERMISSION = "loans.view_credittier"
 class PreviewForm(forms.Form):
     start = forms.DateField(label=gettext_lazy("from"), widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(label=gettext_lazy("to"), widget=forms.DateInput(attrs={"type": "date"}))
-    sample_size = forms.IntegerField(label=gettext_lazy("customers in the sample"), min_value=1, max_value=MAX_SAMPLE, initial=200)
-    grace_period_days = forms.IntegerField(label=gettext_lazy("grace period (days)"), min_value=0, max_value=14)
-    max_contacts_per_week = forms.IntegerField(label=gettext_lazy("max contacts per customer in any 7 days"), min_value=1)
+    sample_size = forms.IntegerField(
+        label=gettext_lazy("customers in the sample"), min_value=1, max_value=MAX_SAMPLE, initial=200
+    )
+    grace_period_days = forms.IntegerField(
+        label=gettext_lazy("grace period (days)"), min_value=0, max_value=14
+    )
+    max_contacts_per_week = forms.IntegerField(
+        label=gettext_lazy("max contacts per customer in any 7 days"), min_value=1
+    )
     channel_order = forms.CharField(label=gettext_lazy("channel order"))
     rules = forms.CharField(
         label=gettext_lazy("reminder rules"),
@@ -477,7 +514,12 @@ class PreviewForm(forms.Form):
 def _comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     current, proposed = result["current"], result["proposed"]
     rows = [
-        {"label": _("Contacts planned"), "current": current.planned, "proposed": proposed.planned, "strong": True},
+        {
+            "label": _("Contacts planned"),
+            "current": current.planned,
+            "proposed": proposed.planned,
+            "strong": True,
+        },
         {"label": _("Sent"), "current": current.sent, "proposed": proposed.sent, "strong": True},
     ]
     for channel in sorted(set(current.sent_by_channel) | set(proposed.sent_by_channel)):
@@ -488,7 +530,14 @@ def _comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "proposed": proposed.sent_by_channel[channel],
             }
         )
-    rows.append({"label": _("Held back"), "current": current.held_back_total, "proposed": proposed.held_back_total, "strong": True})
+    rows.append(
+        {
+            "label": _("Held back"),
+            "current": current.held_back_total,
+            "proposed": proposed.held_back_total,
+            "strong": True,
+        }
+    )
     for status, reason in sorted(set(current.held_back) | set(proposed.held_back)):
         rows.append(
             {
@@ -498,7 +547,13 @@ def _comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "proposed": proposed.held_back[(status, reason)],
             }
         )
-    rows.append({"label": _("Times deferred to the next window"), "current": current.deferrals, "proposed": proposed.deferrals})
+    rows.append(
+        {
+            "label": _("Times deferred to the next window"),
+            "current": current.deferrals,
+            "proposed": proposed.deferrals,
+        }
+    )
     rows.append(
         {
             "label": _("Escalations"),

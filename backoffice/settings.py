@@ -109,7 +109,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
-STATICFILES_DIRS = [BASE_DIR / "backoffice" / "static"] if (BASE_DIR / "backoffice" / "static").is_dir() else []
+STATICFILES_DIRS = (
+    [BASE_DIR / "backoffice" / "static"] if (BASE_DIR / "backoffice" / "static").is_dir() else []
+)
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
 # Exports and placement files are written here; they hold personal data, so never under STATIC_ROOT.
 EXPORT_ROOT = env.path("EXPORT_ROOT", default=BASE_DIR / "var" / "exports")

@@ -35,7 +35,9 @@ def customer_id_ranges(chunk: int) -> list[tuple[int, int]]:
     bounds = Customer.objects.aggregate(low=Min("id"), high=Max("id"))
     if bounds["low"] is None:
         return []
-    return [(low, min(low + chunk, bounds["high"] + 1)) for low in range(bounds["low"], bounds["high"] + 1, chunk)]
+    return [
+        (low, min(low + chunk, bounds["high"] + 1)) for low in range(bounds["low"], bounds["high"] + 1, chunk)
+    ]
 
 
 def fan_out_daily_run(now: dt.datetime, *, chunk: int | None = None) -> dict:
@@ -60,7 +62,9 @@ def fan_out_daily_run(now: dt.datetime, *, chunk: int | None = None) -> dict:
     ranges = customer_id_ranges(chunk or settings.DAILY_RUN_CHUNK_CUSTOMERS)
     group = f"daily-run-{now:%Y%m%dT%H%M%S}"
     for low, high in ranges:
-        async_task("backoffice.tasks.run_chunk", now.isoformat(), low, high, group=group, task_name=f"{group}-{low}")
+        async_task(
+            "backoffice.tasks.run_chunk", now.isoformat(), low, high, group=group, task_name=f"{group}-{low}"
+        )
     summary["chunks"] = {"enqueued": len(ranges)}
     steps = dict(available_steps())
     if "collections" in steps:

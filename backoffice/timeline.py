@@ -29,7 +29,9 @@ from notifications.models import NotificationLog
 
 PER_PAGE = 50
 VIEW_PERMISSION = "notifications.view_notificationlog"
-LOG_OBJECT_TYPE = NotificationLog._meta.label  # "notifications.NotificationLog", as backoffice.audit writes it
+LOG_OBJECT_TYPE = (
+    NotificationLog._meta.label
+)  # "notifications.NotificationLog", as backoffice.audit writes it
 
 
 @dataclass
@@ -55,7 +57,9 @@ class TimelineEntry:
     audit_events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def timeline_queryset(*, customer: Customer | None = None, loan: Loan | None = None) -> QuerySet[NotificationLog]:
+def timeline_queryset(
+    *, customer: Customer | None = None, loan: Loan | None = None
+) -> QuerySet[NotificationLog]:
     """The contacts of ``customer`` across all their loans, or those that covered an instalment of ``loan``
     (through NotificationItem), newest first. Raises ValueError when neither is given."""
     if loan is not None:
@@ -85,7 +89,9 @@ def audit_events_for(logs: list[NotificationLog]) -> dict[str, list[AuditEvent]]
     by_log: dict[str, list[AuditEvent]] = {}
     if not logs:
         return by_log
-    events = AuditEvent.objects.filter(object_type=LOG_OBJECT_TYPE, object_id__in=[str(log.pk) for log in logs]).order_by("seq")
+    events = AuditEvent.objects.filter(
+        object_type=LOG_OBJECT_TYPE, object_id__in=[str(log.pk) for log in logs]
+    ).order_by("seq")
     for event in events:
         by_log.setdefault(event.object_id, []).append(event)
     return by_log
@@ -98,7 +104,9 @@ def _change_url_pattern() -> str | None:
         return None
 
 
-def timeline_entries(logs: list[NotificationLog], customer: Customer, *, unmasked: bool) -> list[TimelineEntry]:
+def timeline_entries(
+    logs: list[NotificationLog], customer: Customer, *, unmasked: bool
+) -> list[TimelineEntry]:
     """Rows for ``logs`` of ``customer``: times in the customer's zone and in UTC, labels in the active language,
     personal data masked unless ``unmasked``, and the audit events behind each row (one query for them all)."""
     zone = customer.zone
@@ -145,7 +153,9 @@ def timeline_entries(logs: list[NotificationLog], customer: Customer, *, unmaske
     return rows
 
 
-def _filtered(qs: QuerySet[NotificationLog], request: HttpRequest) -> tuple[QuerySet[NotificationLog], dict[str, str]]:
+def _filtered(
+    qs: QuerySet[NotificationLog], request: HttpRequest
+) -> tuple[QuerySet[NotificationLog], dict[str, str]]:
     filters = {}
     status = request.GET.get("status", "")
     if status in NotificationLog.Status.values:
@@ -211,4 +221,11 @@ def loan_timeline_view(request: HttpRequest, loan_id: int) -> HttpResponse:
     return _render(request, customer=loan.customer, loan=loan, qs=timeline_queryset(loan=loan))
 
 
-__all__ = ["TimelineEntry", "audit_events_for", "customer_timeline_view", "loan_timeline_view", "timeline_entries", "timeline_queryset"]
+__all__ = [
+    "TimelineEntry",
+    "audit_events_for",
+    "customer_timeline_view",
+    "loan_timeline_view",
+    "timeline_entries",
+    "timeline_queryset",
+]

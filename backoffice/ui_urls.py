@@ -15,7 +15,11 @@ urlpatterns = [
         admin.site.admin_view(timeline.customer_timeline_view),
         name="customer_timeline",
     ),
-    path("loans/loan/<int:loan_id>/timeline/", admin.site.admin_view(timeline.loan_timeline_view), name="loan_timeline"),
+    path(
+        "loans/loan/<int:loan_id>/timeline/",
+        admin.site.admin_view(timeline.loan_timeline_view),
+        name="loan_timeline",
+    ),
     path(
         "loans/credittier/<int:tier_id>/preview/",
         admin.site.admin_view(policy_preview.tier_preview_view),

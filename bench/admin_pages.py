@@ -33,13 +33,22 @@ def fill_to(total: int, customer_ids: list[int], batch: int = 10_000) -> None:
         rows = []
         for i in range(have, have + n):
             status = statuses[i % len(statuses)]
-            rows.append(NotificationLog(
-                customer_id=customer_ids[i % len(customer_ids)], channel=("sms", "push", "email")[i % 3], kind="pre_due",
-                status=status, reason=reasons.get(status, ""), scheduled_for=base + dt.timedelta(seconds=i * 5),
-                sent_at=base + dt.timedelta(seconds=i * 5) if status in ("sent", "delivered") else None,
-                destination="+8613900000000", loan_refs=f"BL{i:09d}", body="reminder", dedupe_key=f"adm:{i}",
-                idempotency_key=uuid.uuid4(),
-            ))
+            rows.append(
+                NotificationLog(
+                    customer_id=customer_ids[i % len(customer_ids)],
+                    channel=("sms", "push", "email")[i % 3],
+                    kind="pre_due",
+                    status=status,
+                    reason=reasons.get(status, ""),
+                    scheduled_for=base + dt.timedelta(seconds=i * 5),
+                    sent_at=base + dt.timedelta(seconds=i * 5) if status in ("sent", "delivered") else None,
+                    destination="+8613900000000",
+                    loan_refs=f"BL{i:09d}",
+                    body="reminder",
+                    dedupe_key=f"adm:{i}",
+                    idempotency_key=uuid.uuid4(),
+                )
+            )
         with transaction.atomic():
             NotificationLog.objects.bulk_create(rows, batch_size=batch)
         have += n
@@ -79,7 +88,9 @@ def main() -> int:
     book.wipe()
     book.generate(20_000, dt.date.today())
     customer_ids = list(Customer.objects.order_by("id").values_list("id", flat=True))
-    user, _ = get_user_model().objects.get_or_create(username="bench-admin", defaults={"is_staff": True, "is_superuser": True})
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
+    )
     client = Client()
     client.force_login(user)
     # The timeline's customer has the same 60 contacts in both measurements (so the page holds the same),
@@ -100,7 +111,13 @@ def main() -> int:
 
     report = Report(f"Admin pages over {args.rows:,} notification rows")
     for name in urls:
-        report.ratio(f"{name} ({args.rows:,} rows)", large[name], f"same page over {SMALL:,} rows", small[name], at_most=1.5)
+        report.ratio(
+            f"{name} ({args.rows:,} rows)",
+            large[name],
+            f"same page over {SMALL:,} rows",
+            small[name],
+            at_most=1.5,
+        )
     report.print()
     return 1 if report.failed else 0
 

@@ -22,13 +22,41 @@ RULES = {
     "A": [(-3, "push", "pre_due"), (0, "sms", "due_today")],
     "B": [(-3, "sms", "pre_due"), (0, "sms", "due_today"), (2, "sms", "grace")],
     "C": [(-7, "sms", "pre_due"), (-3, "sms", "pre_due"), (0, "sms", "due_today"), (1, "sms", "grace")],
-    "D": [(-7, "sms", "pre_due"), (-3, "sms", "pre_due"), (-1, "push", "pre_due"), (0, "sms", "due_today"), (1, "sms", "grace")],
+    "D": [
+        (-7, "sms", "pre_due"),
+        (-3, "sms", "pre_due"),
+        (-1, "push", "pre_due"),
+        (0, "sms", "due_today"),
+        (1, "sms", "grace"),
+    ],
 }
 STEPS = {
-    "A": [(8, "early", "sms", "overdue"), (15, "firm", "email", "overdue"), (30, "call", "call_task", ""), (60, "agency", "agency", ""), (90, "legal", "legal", "")],
-    "B": [(6, "early", "sms", "overdue"), (12, "firm", "sms", "overdue"), (20, "call", "call_task", ""), (60, "agency", "agency", ""), (90, "legal", "legal", "")],
-    "C": [(4, "early", "sms", "overdue"), (8, "call", "call_task", ""), (45, "agency", "agency", ""), (75, "legal", "legal", "")],
-    "D": [(4, "early", "sms", "overdue"), (5, "call", "call_task", ""), (30, "agency", "agency", ""), (60, "legal", "legal", "")],
+    "A": [
+        (8, "early", "sms", "overdue"),
+        (15, "firm", "email", "overdue"),
+        (30, "call", "call_task", ""),
+        (60, "agency", "agency", ""),
+        (90, "legal", "legal", ""),
+    ],
+    "B": [
+        (6, "early", "sms", "overdue"),
+        (12, "firm", "sms", "overdue"),
+        (20, "call", "call_task", ""),
+        (60, "agency", "agency", ""),
+        (90, "legal", "legal", ""),
+    ],
+    "C": [
+        (4, "early", "sms", "overdue"),
+        (8, "call", "call_task", ""),
+        (45, "agency", "agency", ""),
+        (75, "legal", "legal", ""),
+    ],
+    "D": [
+        (4, "early", "sms", "overdue"),
+        (5, "call", "call_task", ""),
+        (30, "agency", "agency", ""),
+        (60, "legal", "legal", ""),
+    ],
 }
 ZONES = ["Asia/Shanghai"] * 18 + ["Asia/Hong_Kong", "America/Los_Angeles"]
 
@@ -49,21 +77,43 @@ def configure() -> None:
     for code, name, lo, hi, risk, grace, cap, order in TIERS:
         tiers[code], _ = CreditTier.objects.update_or_create(
             code=code,
-            defaults=dict(name=name, min_score=lo, max_score=hi, risk_level=risk, grace_period_days=grace,
-                          max_contacts_per_week=cap, channel_order=order),
+            defaults=dict(
+                name=name,
+                min_score=lo,
+                max_score=hi,
+                risk_level=risk,
+                grace_period_days=grace,
+                max_contacts_per_week=cap,
+                channel_order=order,
+            ),
         )
     for code, rules in RULES.items():
         for offset, channel, kind in rules:
-            ReminderRule.objects.get_or_create(tier=tiers[code], offset_days=offset, channel=channel, kind=kind,
-                                               defaults={"send_time": dt.time(10, 0)})
+            ReminderRule.objects.get_or_create(
+                tier=tiers[code],
+                offset_days=offset,
+                channel=channel,
+                kind=kind,
+                defaults={"send_time": dt.time(10, 0)},
+            )
     for kind in ("pre_due", "due_today", "grace", "overdue", "autodebit_failed", "promise_reminder"):
         for channel in ("sms", "email", "push"):
             for language, body in (
-                ("zh-hans", "{customer_name}您好,您的借款{loan_ref}应还{amount_due}{currency},到期日{due_date}。{loans}"),
-                ("en", "Dear {customer_name}, {amount_due} {currency} for loan {loan_ref} is due on {due_date}. {loans}"),
+                (
+                    "zh-hans",
+                    "{customer_name}您好,您的借款{loan_ref}应还{amount_due}{currency},到期日{due_date}。{loans}",
+                ),
+                (
+                    "en",
+                    "Dear {customer_name}, {amount_due} {currency} for loan {loan_ref} is due on {due_date}. {loans}",
+                ),
             ):
-                ReminderTemplate.objects.get_or_create(kind=kind, channel=channel, language=language,
-                                                       defaults={"subject": "Repayment reminder", "body": body})
+                ReminderTemplate.objects.get_or_create(
+                    kind=kind,
+                    channel=channel,
+                    language=language,
+                    defaults={"subject": "Repayment reminder", "body": body},
+                )
     ContactPolicy.get()
     if apps.is_installed("debt_collection") and hasattr(apps.get_app_config("collections").module, "models"):
         try:
@@ -72,8 +122,9 @@ def configure() -> None:
             return
         for code, steps in STEPS.items():
             for min_dpd, stage, action, kind in steps:
-                step_model.objects.get_or_create(tier=tiers[code], min_dpd=min_dpd, action=action,
-                                                 defaults={"stage": stage, "kind": kind})
+                step_model.objects.get_or_create(
+                    tier=tiers[code], min_dpd=min_dpd, action=action, defaults={"stage": stage, "kind": kind}
+                )
 
 
 def book_size() -> int:
@@ -88,9 +139,17 @@ def wipe() -> None:
     from django.db import connection
 
     tables = []
-    for label in ("notifications.NotificationItem", "notifications.NotificationLog", "notifications.OutboxMessage",
-                  "loans.AutoDebitAttempt", "loans.Payment", "loans.Installment", "loans.Loan", "loans.CreditScore",
-                  "loans.Customer"):
+    for label in (
+        "notifications.NotificationItem",
+        "notifications.NotificationLog",
+        "notifications.OutboxMessage",
+        "loans.AutoDebitAttempt",
+        "loans.Payment",
+        "loans.Installment",
+        "loans.Loan",
+        "loans.CreditScore",
+        "loans.Customer",
+    ):
         tables.append(apps.get_model(label)._meta.db_table)
     if apps.is_installed("debt_collection"):
         for model in apps.get_app_config("collections").get_models():
@@ -124,13 +183,22 @@ def generate(n_loans: int, today: dt.date, *, seed: int = 7, batch: int = 5000) 
                 cust_no += 1
                 tier = rng.choice(tiers)
                 score = rng.randint(tier.min_score, tier.max_score)
-                customers.append(Customer(
-                    ref=f"BC{cust_no:08d}", name=f"Customer {cust_no}", phone=f"+86139{cust_no:08d}",
-                    email=f"c{cust_no}@example.com", push_token=f"tok{cust_no}",
-                    language="zh-hans" if rng.random() < 0.8 else "en", timezone=rng.choice(ZONES),
-                    credit_score=score, tier=tier, opt_out_sms=rng.random() < 0.03,
-                    created_at=now, updated_at=now,
-                ))
+                customers.append(
+                    Customer(
+                        ref=f"BC{cust_no:08d}",
+                        name=f"Customer {cust_no}",
+                        phone=f"+86139{cust_no:08d}",
+                        email=f"c{cust_no}@example.com",
+                        push_token=f"tok{cust_no}",
+                        language="zh-hans" if rng.random() < 0.8 else "en",
+                        timezone=rng.choice(ZONES),
+                        credit_score=score,
+                        tier=tier,
+                        opt_out_sms=rng.random() < 0.03,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
                 loans_per_customer.append(2 if rng.random() < 0.1 else 1)
             Customer.objects.bulk_create(customers, batch_size=batch)
             loans = []
@@ -139,11 +207,18 @@ def generate(n_loans: int, today: dt.date, *, seed: int = 7, batch: int = 5000) 
                     if loan_no >= n_loans:
                         break
                     loan_no += 1
-                    loans.append(Loan(
-                        ref=f"BL{loan_no:09d}", customer=customer, principal=Decimal(rng.choice([1200, 3000, 6000, 12000])),
-                        currency="CNY", disbursed_on=today - dt.timedelta(days=rng.randint(100, 700)),
-                        autopay=rng.random() < 0.3, created_at=now, updated_at=now,
-                    ))
+                    loans.append(
+                        Loan(
+                            ref=f"BL{loan_no:09d}",
+                            customer=customer,
+                            principal=Decimal(rng.choice([1200, 3000, 6000, 12000])),
+                            currency="CNY",
+                            disbursed_on=today - dt.timedelta(days=rng.randint(100, 700)),
+                            autopay=rng.random() < 0.3,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
             Loan.objects.bulk_create(loans, batch_size=batch)
             installments = []
             for loan in loans:
@@ -154,11 +229,16 @@ def generate(n_loans: int, today: dt.date, *, seed: int = 7, batch: int = 5000) 
                     due = add_months(today, months, cycle)
                     past = due < today
                     paid = past and (rng.random() < 0.93) and not (deep and i == 1)
-                    installments.append(Installment(
-                        loan=loan, seq=i, due_date=due if not (deep and i == 1) else due - dt.timedelta(days=60),
-                        amount_due=amount, amount_paid=amount if paid else Decimal("0"),
-                        paid_at=now if paid else None,
-                    ))
+                    installments.append(
+                        Installment(
+                            loan=loan,
+                            seq=i,
+                            due_date=due if not (deep and i == 1) else due - dt.timedelta(days=60),
+                            amount_due=amount,
+                            amount_paid=amount if paid else Decimal("0"),
+                            paid_at=now if paid else None,
+                        )
+                    )
             Installment.objects.bulk_create(installments, batch_size=batch)
             counts["customers"] += len(customers)
             counts["loans"] += len(loans)

@@ -24,13 +24,17 @@ DEFAULT_SQLITE = ROOT / "var" / "bench.sqlite3"
 
 def parse_args(description: str, default_rows: int, extra=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--rows", type=int, default=default_rows, help=f"size of the run (default {default_rows:,})")
+    parser.add_argument(
+        "--rows", type=int, default=default_rows, help=f"size of the run (default {default_rows:,})"
+    )
     parser.add_argument(
         "--database-url",
         default=os.environ.get("BENCH_DATABASE_URL", ""),
         help="database to fill (default: a SQLite file under var/; e.g. postgres://postgres@127.0.0.1:5432/bench)",
     )
-    parser.add_argument("--keep", action="store_true", help="reuse the generated book if it has the same size")
+    parser.add_argument(
+        "--keep", action="store_true", help="reuse the generated book if it has the same size"
+    )
     if extra:
         extra(parser)
     return parser.parse_args()
@@ -96,8 +100,17 @@ class Report:
     lines: list[str] = field(default_factory=list)
     failed: bool = False
 
-    def ratio(self, name: str, seconds: float, floor_name: str, floor_seconds: float, *, at_most: float | None = None,
-              at_least_rate: float | None = None, rows: int | None = None) -> None:
+    def ratio(
+        self,
+        name: str,
+        seconds: float,
+        floor_name: str,
+        floor_seconds: float,
+        *,
+        at_most: float | None = None,
+        at_least_rate: float | None = None,
+        rows: int | None = None,
+    ) -> None:
         """``at_most``: the figure may take at most N times the floor; ``at_least_rate``: its rate must reach N x."""
         if at_most is not None:
             ratio = seconds / floor_seconds if floor_seconds else float("inf")
@@ -107,7 +120,11 @@ class Report:
             ratio = floor_seconds / seconds if seconds else float("inf")
             ok = ratio >= (at_least_rate or 0)
             verdict = f"{ratio:.2f}x the floor's rate (needs >= {at_least_rate}x) {'OK' if ok else 'UNDER'}"
-        per = f" ({rows / seconds:,.0f} rows/s vs {rows / floor_seconds:,.0f} rows/s)" if rows and seconds and floor_seconds else ""
+        per = (
+            f" ({rows / seconds:,.0f} rows/s vs {rows / floor_seconds:,.0f} rows/s)"
+            if rows and seconds and floor_seconds
+            else ""
+        )
         self.lines.append(f"{name}: {seconds:.2f}s; floor {floor_name}: {floor_seconds:.2f}s; {verdict}{per}")
         self.failed |= not ok
 
@@ -117,7 +134,9 @@ class Report:
     def print(self) -> None:
         print()
         print(f"## {self.title}")
-        print(f"database: {vendor()}; python {platform.python_version()}; {os.cpu_count()} cores; {platform.machine()}")
+        print(
+            f"database: {vendor()}; python {platform.python_version()}; {os.cpu_count()} cores; {platform.machine()}"
+        )
         for line in self.lines:
             print(f"- {line}")
         print()

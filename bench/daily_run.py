@@ -88,8 +88,15 @@ def main() -> int:
 
     customer_id = Customer.objects.order_by("id").values_list("id", flat=True).first()
     rows = [
-        NotificationLog(customer_id=customer_id, channel="sms", kind="pre_due", status="planned",
-                        scheduled_for=now, dedupe_key=f"floor:{i}", idempotency_key=uuid.uuid4())
+        NotificationLog(
+            customer_id=customer_id,
+            channel="sms",
+            kind="pre_due",
+            status="planned",
+            scheduled_for=now,
+            dedupe_key=f"floor:{i}",
+            idempotency_key=uuid.uuid4(),
+        )
         for i in range(max(produced, 1))
     ]
     with timed("floor", times):
@@ -100,8 +107,12 @@ def main() -> int:
     report = Report(f"Daily run over {args.rows:,} loans")
     report.note(f"pipeline summary: {summary}")
     report.note(f"notification rows written: {produced:,} ({sent:,} sent to the outbox)")
-    report.ratio("run_jobs (one day)", times["run"], f"bulk_create of {produced:,} log rows", times["floor"], at_most=4)
-    report.note(f"queries: {queries['n']:,} in all, {queries['n'] / max(args.rows / 1000, 1):.2f} per 1,000 loans")
+    report.ratio(
+        "run_jobs (one day)", times["run"], f"bulk_create of {produced:,} log rows", times["floor"], at_most=4
+    )
+    report.note(
+        f"queries: {queries['n']:,} in all, {queries['n'] / max(args.rows / 1000, 1):.2f} per 1,000 loans"
+    )
     report.note("steps: " + ", ".join(steps))
     report.note(f"moment: {timezone.localtime(now, shanghai):%Y-%m-%d %H:%M %Z}")
     report.print()

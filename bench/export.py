@@ -22,8 +22,23 @@ import uuid
 
 from common import ROOT, Report, parse_args, setup_django
 
-COLUMNS = ["id", "customer__ref", "customer__name", "loan_refs", "channel", "kind", "status", "reason", "scheduled_for",
-           "sent_at", "destination", "subject", "body", "attempts", "provider_message_id"]
+COLUMNS = [
+    "id",
+    "customer__ref",
+    "customer__name",
+    "loan_refs",
+    "channel",
+    "kind",
+    "status",
+    "reason",
+    "scheduled_for",
+    "sent_at",
+    "destination",
+    "subject",
+    "body",
+    "attempts",
+    "provider_message_id",
+]
 
 
 def fill(rows: int, batch: int = 5000) -> None:
@@ -40,8 +55,16 @@ def fill(rows: int, batch: int = 5000) -> None:
     customers = min(max(rows // 20, 100), 50_000)
     base = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
     Customer.objects.bulk_create(
-        [Customer(ref=f"EC{i:07d}", name=f"王小明{i}" if i % 3 else f"Alice Walker {i}", phone=f"+86137{i:08d}",
-                  email=f"person{i}@example.com", timezone="Asia/Shanghai") for i in range(customers)],
+        [
+            Customer(
+                ref=f"EC{i:07d}",
+                name=f"王小明{i}" if i % 3 else f"Alice Walker {i}",
+                phone=f"+86137{i:08d}",
+                email=f"person{i}@example.com",
+                timezone="Asia/Shanghai",
+            )
+            for i in range(customers)
+        ],
         batch_size=batch,
     )
     ids = list(Customer.objects.values_list("id", flat=True))
@@ -49,16 +72,27 @@ def fill(rows: int, batch: int = 5000) -> None:
     while done < rows:
         n = min(batch, rows - done)
         with transaction.atomic():
-            NotificationLog.objects.bulk_create([
-                NotificationLog(
-                    customer_id=ids[(done + i) % len(ids)], channel="sms", kind="pre_due", status="sent",
-                    scheduled_for=base + dt.timedelta(seconds=done + i), sent_at=base + dt.timedelta(seconds=done + i),
-                    destination=f"+86137{(done + i) % len(ids):08d}", loan_refs=f"BL{done + i:09d}",
-                    body=f"王小明您好,您的借款BL{done + i:09d}应还500.00CNY,请致电+8613700000000或邮件pay@example.com",
-                    attempts=1, provider_message_id=f"outbox-{done + i}", dedupe_key=f"bench:{done + i}",
-                    idempotency_key=uuid.uuid4(),
-                ) for i in range(n)
-            ], batch_size=batch)
+            NotificationLog.objects.bulk_create(
+                [
+                    NotificationLog(
+                        customer_id=ids[(done + i) % len(ids)],
+                        channel="sms",
+                        kind="pre_due",
+                        status="sent",
+                        scheduled_for=base + dt.timedelta(seconds=done + i),
+                        sent_at=base + dt.timedelta(seconds=done + i),
+                        destination=f"+86137{(done + i) % len(ids):08d}",
+                        loan_refs=f"BL{done + i:09d}",
+                        body=f"王小明您好,您的借款BL{done + i:09d}应还500.00CNY,请致电+8613700000000或邮件pay@example.com",
+                        attempts=1,
+                        provider_message_id=f"outbox-{done + i}",
+                        dedupe_key=f"bench:{done + i}",
+                        idempotency_key=uuid.uuid4(),
+                    )
+                    for i in range(n)
+                ],
+                batch_size=batch,
+            )
         done += n
 
 
@@ -93,8 +127,11 @@ def run_child(args: list[str]) -> tuple[float, float, str]:
 
 
 def main() -> int:
-    args = parse_args(__doc__.splitlines()[0], default_rows=1_000_000,
-                      extra=lambda p: p.add_argument("--stock-rows", type=int, default=100_000))
+    args = parse_args(
+        __doc__.splitlines()[0],
+        default_rows=1_000_000,
+        extra=lambda p: p.add_argument("--stock-rows", type=int, default=100_000),
+    )
     setup_django(args.database_url)
     from import_export import resources
 
@@ -115,8 +152,18 @@ def main() -> int:
 
     # The product, as its command, in its own process.
     output = out_dir / "notifications.csv"
-    seconds, rss, _ = run_child([sys.executable, "manage.py", "export_log", "notifications", "--format", "csv",
-                                 "--output", str(output)])
+    seconds, rss, _ = run_child(
+        [
+            sys.executable,
+            "manage.py",
+            "export_log",
+            "notifications",
+            "--format",
+            "csv",
+            "--output",
+            str(output),
+        ]
+    )
 
     # Floor 2: stock django-import-export resource on a slice, compared by rate.
     stock_rows = min(args.stock_rows, args.rows)
@@ -131,15 +178,25 @@ def main() -> int:
     stock = time.perf_counter() - start
 
     report = Report(f"Export of {args.rows:,} notification rows to CSV")
-    report.ratio("export_log notifications --format csv", seconds, "values_list().iterator() + csv.writer", floor,
-                 at_least_rate=0.6, rows=args.rows)
+    report.ratio(
+        "export_log notifications --format csv",
+        seconds,
+        "values_list().iterator() + csv.writer",
+        floor,
+        at_least_rate=0.6,
+        rows=args.rows,
+    )
     product_rate = args.rows / seconds
     stock_rate = stock_rows / stock
     ok = product_rate >= 5 * stock_rate
-    report.note(f"vs stock ModelResource export ({stock_rows:,} rows, {stock:.2f}s): {product_rate / stock_rate:.1f}x its rate"
-                f" (needs >= 5x) {'OK' if ok else 'UNDER'}")
+    report.note(
+        f"vs stock ModelResource export ({stock_rows:,} rows, {stock:.2f}s): {product_rate / stock_rate:.1f}x its rate"
+        f" (needs >= 5x) {'OK' if ok else 'UNDER'}"
+    )
     report.failed |= not ok
-    report.note(f"peak memory of the export process: {rss:.0f} MB (limit 200 MB) {'OK' if rss < 200 else 'OVER'}")
+    report.note(
+        f"peak memory of the export process: {rss:.0f} MB (limit 200 MB) {'OK' if rss < 200 else 'OVER'}"
+    )
     report.failed |= rss >= 200
     report.print()
     return 1 if report.failed else 0

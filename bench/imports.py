@@ -46,8 +46,15 @@ def main() -> int:
     csv_path.write_text(tablib.Dataset(*rows, headers=header).export("csv"), encoding="utf-8")
 
     # Floor: bulk_create of the same rows, rolled back.
-    objs = [Installment(loan_id=loans[i // per_loan][0], seq=i % per_loan + 1, due_date=dt.date(2026, 2, 14),
-                        amount_due=Decimal("250.00")) for i in range(args.rows)]
+    objs = [
+        Installment(
+            loan_id=loans[i // per_loan][0],
+            seq=i % per_loan + 1,
+            due_date=dt.date(2026, 2, 14),
+            amount_due=Decimal("250.00"),
+        )
+        for i in range(args.rows)
+    ]
     start = time.perf_counter()
     with transaction.atomic():
         Installment.objects.bulk_create(objs, batch_size=2000)
@@ -56,15 +63,25 @@ def main() -> int:
 
     dataset = tablib.Dataset().load(csv_path.read_text(encoding="utf-8"), format="csv")
     start = time.perf_counter()
-    result = InstallmentResource().import_data(dataset, dry_run=False, raise_errors=False, use_transactions=True)
+    result = InstallmentResource().import_data(
+        dataset, dry_run=False, raise_errors=False, use_transactions=True
+    )
     seconds = time.perf_counter() - start
     imported = Installment.objects.count()
 
     report = Report(f"Import of {args.rows:,} instalments")
-    report.note(f"rows imported: {imported:,}; errors: {result.has_errors() or result.has_validation_errors()}")
+    report.note(
+        f"rows imported: {imported:,}; errors: {result.has_errors() or result.has_validation_errors()}"
+    )
     report.failed |= imported != args.rows
-    report.ratio("InstallmentResource import", seconds, "bulk_create of the same rows", floor, at_least_rate=0.25,
-                 rows=args.rows)
+    report.ratio(
+        "InstallmentResource import",
+        seconds,
+        "bulk_create of the same rows",
+        floor,
+        at_least_rate=0.25,
+        rows=args.rows,
+    )
     report.print()
     return 1 if report.failed else 0
 

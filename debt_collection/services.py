@@ -109,7 +109,9 @@ def loan_positions(
     )
     positions: dict[int, LoanPosition] = {}
     for row in rows:
-        inst_id, loan_id, due, amount_due, amount_paid, customer_id, tz_name, tier_id, dnc, no_calls, ref = row
+        inst_id, loan_id, due, amount_due, amount_paid, customer_id, tz_name, tier_id, dnc, no_calls, ref = (
+            row
+        )
         pos = positions.get(loan_id)
         if pos is None:
             pos = positions[loan_id] = LoanPosition(
@@ -512,7 +514,9 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     barred = {}
     for case in working:
         pos = positions[case.loan_id]
-        reason = "do_not_contact" if pos.is_do_not_contact else "opted_out" if pos.is_opted_out_of_calls else ""
+        reason = (
+            "do_not_contact" if pos.is_do_not_contact else "opted_out" if pos.is_opted_out_of_calls else ""
+        )
         if reason:
             for task in open_tasks.get(case.pk, []):
                 if task.pk:
@@ -532,7 +536,11 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                 object_type="collections.CallTask",
                 object_id=str(pk),
                 at=now,
-                after={"case_id": case.pk, "reason": reason, "customer_id": positions[case.loan_id].customer_id},
+                after={
+                    "case_id": case.pk,
+                    "reason": reason,
+                    "customer_id": positions[case.loan_id].customer_id,
+                },
             )
             for pk, (case, reason) in barred.items()
         )
@@ -554,9 +562,7 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     for case in changed:
         case.updated_at = now
     if changed:
-        bulk_update_rows(
-            changed, ["dpd", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500
-        )
+        bulk_update_rows(changed, ["dpd", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500)
     log_events(events)
 
     if placements:
@@ -691,12 +697,12 @@ def follow_tier_change(
             .select_for_update(of=("self",))
         )
         too_early = {
-            c.pk
-            for c in cases
-            if c.dpd < first_call_dpd.get(by_customer[c.loan.customer_id][1], 10**6)
+            c.pk for c in cases if c.dpd < first_call_dpd.get(by_customer[c.loan.customer_id][1], 10**6)
         }
         tasks = list(
-            CallTask.objects.filter(case_id__in=too_early, status=CallTask.Status.OPEN).values_list("pk", "case_id")
+            CallTask.objects.filter(case_id__in=too_early, status=CallTask.Status.OPEN).values_list(
+                "pk", "case_id"
+            )
         )
         if tasks:
             CallTask.objects.filter(pk__in=[pk for pk, _ in tasks]).update(
@@ -785,9 +791,7 @@ def close_cases(
                 reason,
                 None,
             )
-        bulk_update_rows(
-            cases, ["status", "closed_at", "close_reason", "paused_until", "updated_at"]
-        )
+        bulk_update_rows(cases, ["status", "closed_at", "close_reason", "paused_until", "updated_at"])
         cancelled = CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).update(
             status=CallTask.Status.CANCELLED, cancel_reason=REASON_PAID
         )
@@ -1340,7 +1344,12 @@ def _refer_many_to_legal(
         referrals = LegalReferral.objects.bulk_create(
             [
                 LegalReferral(
-                    case=c, referred_at=at, referred_by=actor_str, dpd=c.dpd, amount_overdue=c.amount_overdue, note=note
+                    case=c,
+                    referred_at=at,
+                    referred_by=actor_str,
+                    dpd=c.dpd,
+                    amount_overdue=c.amount_overdue,
+                    note=note,
                 )
                 for c in cases
             ]
@@ -1353,7 +1362,9 @@ def _refer_many_to_legal(
             c.is_frozen, c.paused_until, c.stage, c.updated_at = True, None, stages.get(c.pk, "legal"), at
         bulk_update_rows(cases, ["is_frozen", "paused_until", "stage", "updated_at"], batch_size=500)
         tasks_by_case = Counter(
-            CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).values_list("case_id", flat=True)
+            CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).values_list(
+                "case_id", flat=True
+            )
         )
         CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).update(
             status=CallTask.Status.CANCELLED, cancel_reason="legal"

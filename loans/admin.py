@@ -50,7 +50,10 @@ def instalment_standing(installment, customer=None, at=None) -> tuple[Installmen
     today = local_date(at or timezone.now(), customer.timezone)
     paid = installment.paid_at is not None
     state = installment_state(
-        due_date=installment.due_date, today=today, grace_period_days=grace_days_of(customer.tier), is_paid=paid
+        due_date=installment.due_date,
+        today=today,
+        grace_period_days=grace_days_of(customer.tier),
+        is_paid=paid,
     )
     return state, DpdBucket(dpd_bucket(0 if paid else days_past_due(installment.due_date, today)))
 
@@ -86,7 +89,16 @@ class CreditTierAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixi
     change_form_template = "admin/loans/credittier/change_form.html"
     resource_classes = [CreditTierResource]
     skip_admin_log = True
-    list_display = ("code", "name", "min_score", "max_score", "risk_level", "grace_period_days", "max_contacts_per_week", "channel_order")
+    list_display = (
+        "code",
+        "name",
+        "min_score",
+        "max_score",
+        "risk_level",
+        "grace_period_days",
+        "max_contacts_per_week",
+        "channel_order",
+    )
     list_filter = ("risk_level",)
     search_fields = ("code", "name")
     ordering = ("min_score",)
@@ -142,7 +154,12 @@ def masked_push_token(obj):
     return mask_destination(obj.push_token)
 
 
-PERSONAL = {"name": masked_name, "phone": masked_phone, "email": masked_email, "push_token": masked_push_token}
+PERSONAL = {
+    "name": masked_name,
+    "phone": masked_phone,
+    "email": masked_email,
+    "push_token": masked_push_token,
+}
 
 
 class MaskedCustomerResource(CustomerResource):
@@ -187,11 +204,28 @@ class FailureReasonFilter(InputFilter):
 @admin.register(Customer)
 class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
     """Names, phones and emails are masked for users without ``loans.view_personal_data`` (read-only to them)."""
+
     change_form_template = "admin/loans/customer/change_form.html"
 
     resource_classes = [CustomerResource]
-    list_display = ("ref", "name", "phone", "tier", "credit_score", "is_tier_pinned", "language", "do_not_contact")
-    list_filter = ("tier", "is_tier_pinned", "language", "do_not_contact", "do_not_contact_reason", "opt_out_sms")
+    list_display = (
+        "ref",
+        "name",
+        "phone",
+        "tier",
+        "credit_score",
+        "is_tier_pinned",
+        "language",
+        "do_not_contact",
+    )
+    list_filter = (
+        "tier",
+        "is_tier_pinned",
+        "language",
+        "do_not_contact",
+        "do_not_contact_reason",
+        "opt_out_sms",
+    )
     list_select_related = ("tier",)
     search_fields = ("=ref", "=phone", "name")
     readonly_fields = ("credit_score", "instalments", "created_at", "updated_at")
@@ -211,7 +245,16 @@ class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
         ),
         (
             _("Consent"),
-            {"fields": ("opt_out_sms", "opt_out_email", "opt_out_push", "opt_out_call", "do_not_contact", "do_not_contact_reason")},
+            {
+                "fields": (
+                    "opt_out_sms",
+                    "opt_out_email",
+                    "opt_out_push",
+                    "opt_out_call",
+                    "do_not_contact",
+                    "do_not_contact_reason",
+                )
+            },
         ),
         (_("Loan book"), {"fields": ("instalments",)}),
         (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
@@ -224,7 +267,9 @@ class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
         return self._masks(request)
 
     def get_export_resource_classes(self, request):
-        return [MaskedCustomerResource] if self._masks(request) else super().get_export_resource_classes(request)
+        return (
+            [MaskedCustomerResource] if self._masks(request) else super().get_export_resource_classes(request)
+        )
 
     def get_list_display(self, request):
         fields = super().get_list_display(request)
@@ -235,7 +280,8 @@ class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
         if not self._masks(request):
             return fieldsets
         return [
-            (title, {**opts, "fields": tuple(PERSONAL.get(f, f) for f in opts["fields"])}) for title, opts in fieldsets
+            (title, {**opts, "fields": tuple(PERSONAL.get(f, f) for f in opts["fields"])})
+            for title, opts in fieldsets
         ]
 
     def get_readonly_fields(self, request, obj=None):
@@ -260,19 +306,38 @@ class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
         def cells(i):
             state, bucket = instalment_standing(i, customer=obj, at=at)
             paid = i.paid_at.date() if i.paid_at else _("unpaid")
-            return (i.loan.ref, i.seq, i.due_date, i.amount_due, i.amount_paid, paid, state.label, bucket.label)
+            return (
+                i.loan.ref,
+                i.seq,
+                i.due_date,
+                i.amount_due,
+                i.amount_paid,
+                paid,
+                state.label,
+                bucket.label,
+            )
 
         body = format_html_join("", "<tr>" + "<td>{}</td>" * 8 + "</tr>", (cells(i) for i in rows))
         head = format_html(
             "<thead><tr>" + "<th>{}</th>" * 8 + "</tr></thead>",
-            _("loan"), _("no."), _("due date"), _("amount due"), _("paid"), _("paid in full"), _("state"),
+            _("loan"),
+            _("no."),
+            _("due date"),
+            _("amount due"),
+            _("paid"),
+            _("paid in full"),
+            _("state"),
             _("DPD bucket"),
         )
         return format_html('<table class="customer-instalments">{}<tbody>{}</tbody></table>', head, body)
 
     def save_model(self, request, obj, form, change):
         pin_fields = {"tier", "is_tier_pinned", "tier_pin_reason"}
-        before = Customer.objects.filter(pk=obj.pk).values("tier_id", "is_tier_pinned", "tier_pin_reason").first() if change else None
+        before = (
+            Customer.objects.filter(pk=obj.pk).values("tier_id", "is_tier_pinned", "tier_pin_reason").first()
+            if change
+            else None
+        )
         with transaction.atomic():
             super().save_model(request, obj, form, change)
             if before and pin_fields & set(form.changed_data):
@@ -384,7 +449,12 @@ class PaymentAdmin(BookImportExportAdmin):
     def delete_model(self, request, obj):
         with transaction.atomic():
             installment_id = obj.installment_id
-            log_event("loans.payment.deleted", actor=request.user, obj=obj, before={"ref": obj.ref, "amount": obj.amount})
+            log_event(
+                "loans.payment.deleted",
+                actor=request.user,
+                obj=obj,
+                before={"ref": obj.ref, "amount": obj.amount},
+            )
             super().delete_model(request, obj)
             if installment_id:
                 services.refresh_installments([installment_id], payments_recorded=False, actor=request.user)

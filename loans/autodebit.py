@@ -177,9 +177,7 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
                     after={**inputs, "payment_ref": payment_ref_for(attempt)},
                 )
             )
-        bulk_update_rows(
-            [a for a, _r in done], ["status", "gateway_reference", "payment"]
-        )
+        bulk_update_rows([a for a, _r in done], ["status", "gateway_reference", "payment"])
         log_events(events)
         # Marks the instalments paid and, on commit, sends the signals that cancel what is still pending.
         refresh_installments([a.installment_id for a, _r in done], now, actor=ACTOR)

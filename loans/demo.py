@@ -85,8 +85,14 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
         ),
     },
     "due_today": {
-        "zh-hans": ("今日到期：{amount_due}{currency}", "{customer_name}您好，今天（{due_date}）是还款日，应还{amount_due}{currency}：{loans}。"),
-        "en": ("Due today: {amount_due} {currency}", "Hello {customer_name}, today ({due_date}) {amount_due} {currency} is due: {loans}."),
+        "zh-hans": (
+            "今日到期：{amount_due}{currency}",
+            "{customer_name}您好，今天（{due_date}）是还款日，应还{amount_due}{currency}：{loans}。",
+        ),
+        "en": (
+            "Due today: {amount_due} {currency}",
+            "Hello {customer_name}, today ({due_date}) {amount_due} {currency} is due: {loans}.",
+        ),
     },
     "grace": {
         "zh-hans": (
@@ -121,7 +127,10 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
         ),
     },
     "promise_reminder": {
-        "zh-hans": ("还款承诺提醒", "{customer_name}您好，您承诺于{due_date}前偿还借款{loan_ref}的{amount_due}{currency}，请按时还款。"),
+        "zh-hans": (
+            "还款承诺提醒",
+            "{customer_name}您好，您承诺于{due_date}前偿还借款{loan_ref}的{amount_due}{currency}，请按时还款。",
+        ),
         "en": (
             "Your promise to pay",
             "Hello {customer_name}, as promised, please pay {amount_due} {currency} for loan {loan_ref} by {due_date}.",
@@ -129,14 +138,83 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+)
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华建国志强晓东海燕玉兰红梅俊杰文博子涵欣怡浩然雨轩思远嘉怡"
-FIRST_EN = ["James", "Mary", "John", "Linda", "Michael", "Sarah", "David", "Emily", "Daniel", "Grace", "Kevin",
-            "Amy", "Jason", "Helen", "Eric", "Vivian", "Tony", "Cindy", "Peter", "Jessica", "Andy", "Lily"]
-LAST_EN = ["Smith", "Wong", "Chan", "Lee", "Brown", "Taylor", "Ng", "Lau", "Cheung", "Johnson", "Tan", "Lim",
-           "Miller", "Davis", "Ho", "Chow", "Walker", "Young"]
-MOBILE_PREFIXES = ["130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151", "152", "155",
-                   "156", "157", "158", "159", "176", "177", "180", "181", "182", "185", "186", "187", "188", "189"]
+FIRST_EN = [
+    "James",
+    "Mary",
+    "John",
+    "Linda",
+    "Michael",
+    "Sarah",
+    "David",
+    "Emily",
+    "Daniel",
+    "Grace",
+    "Kevin",
+    "Amy",
+    "Jason",
+    "Helen",
+    "Eric",
+    "Vivian",
+    "Tony",
+    "Cindy",
+    "Peter",
+    "Jessica",
+    "Andy",
+    "Lily",
+]
+LAST_EN = [
+    "Smith",
+    "Wong",
+    "Chan",
+    "Lee",
+    "Brown",
+    "Taylor",
+    "Ng",
+    "Lau",
+    "Cheung",
+    "Johnson",
+    "Tan",
+    "Lim",
+    "Miller",
+    "Davis",
+    "Ho",
+    "Chow",
+    "Walker",
+    "Young",
+]
+MOBILE_PREFIXES = [
+    "130",
+    "131",
+    "132",
+    "133",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "155",
+    "156",
+    "157",
+    "158",
+    "159",
+    "176",
+    "177",
+    "180",
+    "181",
+    "182",
+    "185",
+    "186",
+    "187",
+    "188",
+    "189",
+]
 
 # What the loans look like today: days past due of the focus instalment (negative = due in that many days).
 SCENARIOS = [
@@ -193,8 +271,13 @@ def seed_configuration() -> dict[str, int]:
         CreditTier.objects.update_or_create(
             code=code,
             defaults={
-                "name": name, "min_score": lo, "max_score": hi, "risk_level": risk,
-                "grace_period_days": grace, "max_contacts_per_week": cap, "channel_order": order,
+                "name": name,
+                "min_score": lo,
+                "max_score": hi,
+                "risk_level": risk,
+                "grace_period_days": grace,
+                "max_contacts_per_week": cap,
+                "channel_order": order,
             },
         )
         counts["tiers"] += 1
@@ -207,7 +290,9 @@ def seed_configuration() -> dict[str, int]:
                 elif channel == "sms":
                     text = ("【信贷】" if language == "zh-hans" else "[Lender] ") + body
                 ReminderTemplate.objects.update_or_create(
-                    kind=kind, channel=channel, language=language,
+                    kind=kind,
+                    channel=channel,
+                    language=language,
                     defaults={"subject": "" if channel == "sms" else subject, "body": text},
                 )
                 counts["templates"] += 1
@@ -215,7 +300,10 @@ def seed_configuration() -> dict[str, int]:
     for code, rules in RULES.items():
         for offset, channel, kind, at in rules:
             ReminderRule.objects.update_or_create(
-                tier=tiers[code], offset_days=offset, channel=channel, kind=kind,
+                tier=tiers[code],
+                offset_days=offset,
+                channel=channel,
+                kind=kind,
                 defaults={"send_time": dt.time.fromisoformat(at), "is_active": True},
             )
             counts["rules"] += 1
@@ -260,12 +348,21 @@ def seed_book(today: dt.date, rnd: random.Random) -> dict[str, int]:
             continue
         tier = tier_for(score)
         customer = Customer(
-            ref=ref, name=name, phone=phone, email=email if rnd.random() < 0.8 else "",
+            ref=ref,
+            name=name,
+            phone=phone,
+            email=email if rnd.random() < 0.8 else "",
             push_token=f"demo-push-{n:05d}" if rnd.random() < 0.75 else "",
-            language="en" if english else "zh-hans", timezone=zone, credit_score=score, tier=tier,
+            language="en" if english else "zh-hans",
+            timezone=zone,
+            credit_score=score,
+            tier=tier,
         )
         if flags < 0.03:
-            customer.do_not_contact, customer.do_not_contact_reason = True, rnd.choice(["dispute", "bereavement", "legal_hold"])
+            customer.do_not_contact, customer.do_not_contact_reason = (
+                True,
+                rnd.choice(["dispute", "bereavement", "legal_hold"]),
+            )
         elif flags < 0.08:
             customer.opt_out_sms = True
         elif flags < 0.1:
@@ -287,7 +384,13 @@ def seed_book(today: dt.date, rnd: random.Random) -> dict[str, int]:
     fresh_at = timezone.make_aware(dt.datetime.combine(today - dt.timedelta(days=1), dt.time(3, 0)))
     for ref, *_rest, score in plans[::15]:
         if ref not in existing_customers:
-            scores.append(CreditScore(customer_id=by_ref[ref], score=max(300, min(950, score + rnd.choice([-140, -90, 90, 140]))), scored_at=fresh_at))
+            scores.append(
+                CreditScore(
+                    customer_id=by_ref[ref],
+                    score=max(300, min(950, score + rnd.choice([-140, -90, 90, 140]))),
+                    scored_at=fresh_at,
+                )
+            )
     CreditScore.objects.bulk_create(scores, batch_size=500, ignore_conflicts=True)
 
     existing_loans = set(Loan.objects.filter(ref__startswith="L2").values_list("ref", flat=True))
@@ -300,7 +403,9 @@ def seed_book(today: dt.date, rnd: random.Random) -> dict[str, int]:
             # The second loan of a customer often falls due the same day: one consolidated message.
             same_day = k == 1 and rnd.random() < 0.6
             loan_dpd = dpd if (k == 0 or same_day) else rnd.choice([-5, -10, None])
-            loan_state = state if (k == 0 or same_day) else ("paid_off" if loan_dpd is None else "not_yet_due")
+            loan_state = (
+                state if (k == 0 or same_day) else ("paid_off" if loan_dpd is None else "not_yet_due")
+            )
             if loan_ref in existing_loans:
                 continue
             focus = rnd.randint(1, months) if loan_state != "paid_off" else months
@@ -308,7 +413,10 @@ def seed_book(today: dt.date, rnd: random.Random) -> dict[str, int]:
             first_due = _add_days(focus_due, -(focus - 1))
             loans.append(
                 Loan(
-                    ref=loan_ref, customer_id=by_ref[ref], principal=principal, currency="CNY",
+                    ref=loan_ref,
+                    customer_id=by_ref[ref],
+                    principal=principal,
+                    currency="CNY",
                     disbursed_on=first_due - dt.timedelta(days=30),
                     status=Loan.Status.PAID_OFF if loan_state == "paid_off" else Loan.Status.ACTIVE,
                     autopay=autopay and k == 0,
@@ -327,7 +435,9 @@ def seed_book(today: dt.date, rnd: random.Random) -> dict[str, int]:
             is_paid = state == "paid_off" or seq < focus
             inst = Installment(loan_id=loan_ids[loan_ref], seq=seq, due_date=due, amount_due=amount)
             if is_paid:
-                received = timezone.make_aware(dt.datetime.combine(due - dt.timedelta(days=rnd.randint(0, 3)), dt.time(12, 0)))
+                received = timezone.make_aware(
+                    dt.datetime.combine(due - dt.timedelta(days=rnd.randint(0, 3)), dt.time(12, 0))
+                )
                 inst.amount_paid, inst.paid_at = amount, received
                 paid.append((loan_ref, seq, amount, received))
             installments.append(inst)
@@ -335,19 +445,30 @@ def seed_book(today: dt.date, rnd: random.Random) -> dict[str, int]:
 
     inst_ids = {
         (loan_ref, seq): pk
-        for loan_ref, seq, pk in Installment.objects.filter(loan__ref__in=list(loan_ids)).values_list("loan__ref", "seq", "pk")
+        for loan_ref, seq, pk in Installment.objects.filter(loan__ref__in=list(loan_ids)).values_list(
+            "loan__ref", "seq", "pk"
+        )
     }
     sources = [Payment.Source.APP] * 6 + [Payment.Source.BANK_TRANSFER] * 2 + [Payment.Source.AUTODEBIT]
     payments = [
         Payment(
-            ref=f"P-{loan_ref}-{seq:02d}", loan_id=loan_ids[loan_ref], installment_id=inst_ids[(loan_ref, seq)],
-            amount=amount, received_at=received, source=rnd.choice(sources),
+            ref=f"P-{loan_ref}-{seq:02d}",
+            loan_id=loan_ids[loan_ref],
+            installment_id=inst_ids[(loan_ref, seq)],
+            amount=amount,
+            received_at=received,
+            source=rnd.choice(sources),
         )
         for loan_ref, seq, amount, received in paid
     ]
     Payment.objects.bulk_create(payments, batch_size=1000, ignore_conflicts=True)
     del now
-    return {"customers": len(customers), "loans": len(loans), "installments": len(installments), "payments": len(payments)}
+    return {
+        "customers": len(customers),
+        "loans": len(loans),
+        "installments": len(installments),
+        "payments": len(payments),
+    }
 
 
 def seed_users() -> list[tuple[str, str, str]]:
@@ -355,7 +476,9 @@ def seed_users() -> list[tuple[str, str, str]]:
     User = get_user_model()
     rows = []
     for username, group_name, password, superuser in DEMO_USERS:
-        user, _created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@lender.example"})
+        user, _created = User.objects.get_or_create(
+            username=username, defaults={"email": f"{username}@lender.example"}
+        )
         user.is_staff = True
         user.is_superuser = superuser
         user.set_password(password)

@@ -23,7 +23,9 @@ def validate_timezone(value: str) -> None:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
-        raise ValidationError(_("“%(value)s” is not a known time zone."), code="invalid_timezone", params={"value": value}) from exc
+        raise ValidationError(
+            _("“%(value)s” is not a known time zone."), code="invalid_timezone", params={"value": value}
+        ) from exc
 
 
 def validate_channel_order(value: str) -> None:
@@ -55,11 +57,15 @@ class CreditTier(models.Model):
         HIGH = "high", _("High")
         VERY_HIGH = "very_high", _("Very high")
 
-    code = models.CharField(_("code"), max_length=16, unique=True, validators=[RegexValidator(r"^[A-Za-z0-9_-]+$")])
+    code = models.CharField(
+        _("code"), max_length=16, unique=True, validators=[RegexValidator(r"^[A-Za-z0-9_-]+$")]
+    )
     name = models.CharField(_("name"), max_length=100)
     min_score = models.IntegerField(_("minimum score"), validators=[MinValueValidator(0)])
     max_score = models.IntegerField(_("maximum score"), validators=[MinValueValidator(0)])
-    risk_level = models.CharField(_("risk level"), max_length=16, choices=RiskLevel.choices, default=RiskLevel.MEDIUM)
+    risk_level = models.CharField(
+        _("risk level"), max_length=16, choices=RiskLevel.choices, default=RiskLevel.MEDIUM
+    )
     grace_period_days = models.PositiveSmallIntegerField(
         _("grace period (days)"), default=3, validators=[MaxValueValidator(MAX_GRACE_PERIOD_DAYS)]
     )
@@ -81,10 +87,15 @@ class CreditTier(models.Model):
         ordering = ["min_score"]
         verbose_name = _("credit tier")
         verbose_name_plural = _("credit tiers")
-        permissions = [("import_credittier", "Can import credit tiers"), ("export_credittier", "Can export credit tiers")]
+        permissions = [
+            ("import_credittier", "Can import credit tiers"),
+            ("export_credittier", "Can export credit tiers"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(min_score__gte=0), name="tier_min_score_non_negative"),
-            models.CheckConstraint(condition=Q(min_score__lte=F("max_score")), name="tier_min_score_lte_max_score"),
+            models.CheckConstraint(
+                condition=Q(min_score__lte=F("max_score")), name="tier_min_score_lte_max_score"
+            ),
             models.CheckConstraint(
                 condition=Q(grace_period_days__lte=MAX_GRACE_PERIOD_DAYS), name="tier_grace_period_at_most_14"
             ),
@@ -102,8 +113,12 @@ class CreditTier(models.Model):
         super().clean()
         if self.min_score is not None and self.max_score is not None:
             if self.min_score > self.max_score:
-                raise ValidationError({"max_score": _("The maximum score must not be below the minimum score.")})
-            overlapping = CreditTier.objects.filter(min_score__lte=self.max_score, max_score__gte=self.min_score)
+                raise ValidationError(
+                    {"max_score": _("The maximum score must not be below the minimum score.")}
+                )
+            overlapping = CreditTier.objects.filter(
+                min_score__lte=self.max_score, max_score__gte=self.min_score
+            )
             if self.pk:
                 overlapping = overlapping.exclude(pk=self.pk)
             if self.code:
@@ -141,14 +156,27 @@ class Customer(models.Model):
     phone = PhoneNumberField(_("phone"), blank=True, help_text=_("Stored as E.164, e.g. +8613800138000."))
     email = models.EmailField(_("email"), blank=True)
     push_token = models.CharField(_("push token"), max_length=255, blank=True)
-    language = models.CharField(_("language"), max_length=10, choices=Language.choices, default=Language.ZH_HANS)
-    timezone = models.CharField(_("time zone"), max_length=64, default="Asia/Shanghai", validators=[validate_timezone])
-    credit_score = models.IntegerField(_("latest credit score"), null=True, blank=True, validators=[MinValueValidator(0)])
+    language = models.CharField(
+        _("language"), max_length=10, choices=Language.choices, default=Language.ZH_HANS
+    )
+    timezone = models.CharField(
+        _("time zone"), max_length=64, default="Asia/Shanghai", validators=[validate_timezone]
+    )
+    credit_score = models.IntegerField(
+        _("latest credit score"), null=True, blank=True, validators=[MinValueValidator(0)]
+    )
     tier = models.ForeignKey(
-        CreditTier, verbose_name=_("credit tier"), null=True, blank=True, on_delete=models.PROTECT, related_name="customers"
+        CreditTier,
+        verbose_name=_("credit tier"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="customers",
     )
     is_tier_pinned = models.BooleanField(
-        _("tier pinned by an operator"), default=False, help_text=_("A pinned tier no longer follows the credit score.")
+        _("tier pinned by an operator"),
+        default=False,
+        help_text=_("A pinned tier no longer follows the credit score."),
     )
     tier_pin_reason = models.CharField(_("reason for pinning"), max_length=255, blank=True)
     opt_out_sms = models.BooleanField(_("opted out of SMS"), default=False)
@@ -173,12 +201,17 @@ class Customer(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(is_tier_pinned=False) | ~Q(tier_pin_reason=""), name="customer_pinned_tier_has_reason"
+                condition=Q(is_tier_pinned=False) | ~Q(tier_pin_reason=""),
+                name="customer_pinned_tier_has_reason",
             ),
             models.CheckConstraint(
-                condition=Q(do_not_contact=False) | ~Q(do_not_contact_reason=""), name="customer_dnc_has_reason"
+                condition=Q(do_not_contact=False) | ~Q(do_not_contact_reason=""),
+                name="customer_dnc_has_reason",
             ),
-            models.CheckConstraint(condition=Q(credit_score__gte=0) | Q(credit_score__isnull=True), name="customer_score_non_negative"),
+            models.CheckConstraint(
+                condition=Q(credit_score__gte=0) | Q(credit_score__isnull=True),
+                name="customer_score_non_negative",
+            ),
         ]
 
     def __str__(self):
@@ -200,7 +233,9 @@ class Customer(models.Model):
         if self.is_tier_pinned and not self.tier_id:
             raise ValidationError({"tier": _("Choose the tier to pin.")})
         if self.do_not_contact and not self.do_not_contact_reason:
-            raise ValidationError({"do_not_contact_reason": _("Say why this customer must not be contacted.")})
+            raise ValidationError(
+                {"do_not_contact_reason": _("Say why this customer must not be contacted.")}
+            )
 
     def derived_tier(self) -> CreditTier | None:
         """The tier whose score range holds the latest credit score (None without a score or a tier)."""
@@ -217,7 +252,9 @@ class Customer(models.Model):
         return bool(getattr(self, f"opt_out_{channel}", False))
 
     def destination(self, channel: str) -> str:
-        return {"sms": self.phone, "call": self.phone, "email": self.email, "push": self.push_token}.get(channel, "")
+        return {"sms": self.phone, "call": self.phone, "email": self.email, "push": self.push_token}.get(
+            channel, ""
+        )
 
 
 class CreditScore(models.Model):
@@ -230,12 +267,21 @@ class CreditScore(models.Model):
         ordering = ["-scored_at"]
         verbose_name = _("credit score")
         verbose_name_plural = _("credit scores")
-        permissions = [("import_creditscore", "Can import credit scores"), ("export_creditscore", "Can export credit scores")]
+        permissions = [
+            ("import_creditscore", "Can import credit scores"),
+            ("export_creditscore", "Can export credit scores"),
+        ]
         constraints = [
-            models.UniqueConstraint(fields=["customer", "scored_at"], name="credit_score_unique_per_customer_time"),
+            models.UniqueConstraint(
+                fields=["customer", "scored_at"], name="credit_score_unique_per_customer_time"
+            ),
             models.CheckConstraint(condition=Q(score__gte=0), name="credit_score_non_negative"),
         ]
-        indexes = [models.Index(fields=["scored_at"], condition=Q(applied_at__isnull=True), name="credit_score_unapplied_idx")]
+        indexes = [
+            models.Index(
+                fields=["scored_at"], condition=Q(applied_at__isnull=True), name="credit_score_unapplied_idx"
+            )
+        ]
 
     def __str__(self):
         return f"{self.customer_id}: {self.score} @ {self.scored_at:%Y-%m-%d}"
@@ -249,12 +295,18 @@ class Loan(models.Model):
 
     ref = models.CharField(_("reference"), max_length=32, unique=True)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="loans")
-    principal = models.DecimalField(_("principal"), max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0"))])
-    currency = models.CharField(_("currency"), max_length=3, default="CNY", validators=[RegexValidator(r"^[A-Z]{3}$")])
+    principal = models.DecimalField(
+        _("principal"), max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+    currency = models.CharField(
+        _("currency"), max_length=3, default="CNY", validators=[RegexValidator(r"^[A-Z]{3}$")]
+    )
     disbursed_on = models.DateField(_("disbursed on"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
     autopay = models.BooleanField(
-        _("auto-debit mandate"), default=False, help_text=_("The customer gave a card mandate: debit on the due date.")
+        _("auto-debit mandate"),
+        default=False,
+        help_text=_("The customer gave a card mandate: debit on the due date."),
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -264,7 +316,9 @@ class Loan(models.Model):
         verbose_name = _("loan")
         verbose_name_plural = _("loans")
         permissions = [("import_loan", "Can import loans"), ("export_loan", "Can export loans")]
-        constraints = [models.CheckConstraint(condition=Q(principal__gte=0), name="loan_principal_non_negative")]
+        constraints = [
+            models.CheckConstraint(condition=Q(principal__gte=0), name="loan_principal_non_negative")
+        ]
 
     def __str__(self):
         return self.ref
@@ -282,8 +336,12 @@ class Installment(models.Model):
     loan = models.ForeignKey(Loan, on_delete=models.CASCADE, related_name="installments")
     seq = models.PositiveSmallIntegerField(_("number"))
     due_date = models.DateField(_("due date"))
-    amount_due = models.DecimalField(_("amount due"), max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0"))])
-    amount_paid = models.DecimalField(_("amount paid"), max_digits=14, decimal_places=2, default=Decimal("0"), editable=False)
+    amount_due = models.DecimalField(
+        _("amount due"), max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
+    )
+    amount_paid = models.DecimalField(
+        _("amount paid"), max_digits=14, decimal_places=2, default=Decimal("0"), editable=False
+    )
     paid_at = models.DateTimeField(_("paid in full at"), null=True, blank=True, editable=False)
 
     objects = InstallmentQuerySet.as_manager()
@@ -292,15 +350,24 @@ class Installment(models.Model):
         ordering = ["loan", "seq"]
         verbose_name = _("instalment")
         verbose_name_plural = _("instalments")
-        permissions = [("import_installment", "Can import instalments"), ("export_installment", "Can export instalments")]
+        permissions = [
+            ("import_installment", "Can import instalments"),
+            ("export_installment", "Can export instalments"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["loan", "seq"], name="installment_unique_loan_seq"),
-            models.CheckConstraint(condition=Q(amount_due__gte=0), name="installment_amount_due_non_negative"),
-            models.CheckConstraint(condition=Q(amount_paid__gte=0), name="installment_amount_paid_non_negative"),
+            models.CheckConstraint(
+                condition=Q(amount_due__gte=0), name="installment_amount_due_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_paid__gte=0), name="installment_amount_paid_non_negative"
+            ),
         ]
         indexes = [
             # What the daily jobs ask: unpaid instalments by due date.
-            models.Index(fields=["due_date"], condition=Q(paid_at__isnull=True), name="installment_unpaid_due_idx"),
+            models.Index(
+                fields=["due_date"], condition=Q(paid_at__isnull=True), name="installment_unpaid_due_idx"
+            ),
         ]
 
     def __str__(self):
@@ -329,7 +396,9 @@ class Payment(models.Model):
     installment = models.ForeignKey(
         Installment, null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
     )
-    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))])
+    amount = models.DecimalField(
+        _("amount"), max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
+    )
     received_at = models.DateTimeField(_("received at"))
     source = models.CharField(_("source"), max_length=16, choices=Source.choices, default=Source.APP)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -362,7 +431,9 @@ class AutoDebitAttempt(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices)
     failure_reason = models.CharField(_("failure reason"), max_length=64, blank=True)
     gateway_reference = models.CharField(_("gateway reference"), max_length=64, blank=True)
-    payment = models.OneToOneField(Payment, null=True, blank=True, on_delete=models.SET_NULL, related_name="autodebit_attempt")
+    payment = models.OneToOneField(
+        Payment, null=True, blank=True, on_delete=models.SET_NULL, related_name="autodebit_attempt"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -372,7 +443,9 @@ class AutoDebitAttempt(models.Model):
         permissions = [("export_autodebitattempt", "Can export auto-debit attempts")]
         constraints = [
             # One debit per instalment per day, whatever crashes or re-runs happen.
-            models.UniqueConstraint(fields=["installment", "attempted_on"], name="autodebit_once_per_installment_day"),
+            models.UniqueConstraint(
+                fields=["installment", "attempted_on"], name="autodebit_once_per_installment_day"
+            ),
         ]
 
     def __str__(self):

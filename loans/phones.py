@@ -20,7 +20,9 @@ def normalize_phone(value: str, region: str | None = None) -> str:
     try:
         parsed = phonenumbers.parse(value, region or settings.PHONE_DEFAULT_REGION)
     except phonenumbers.NumberParseException as exc:
-        raise ValidationError(_("“%(value)s” is not a phone number."), code="invalid_phone", params={"value": value}) from exc
+        raise ValidationError(
+            _("“%(value)s” is not a phone number."), code="invalid_phone", params={"value": value}
+        ) from exc
     if not phonenumbers.is_valid_number(parsed):
         raise ValidationError(
             _("“%(value)s” is not a valid phone number."), code="invalid_phone", params={"value": value}

@@ -49,7 +49,9 @@ class CreditTierResource(BookResource):
     min_score = Field(attribute="min_score", column_name="min_score", widget=IntWidget())
     max_score = Field(attribute="max_score", column_name="max_score", widget=IntWidget())
     risk_level = text("risk_level", default=CreditTier.RiskLevel.MEDIUM)
-    grace_period_days = Field(attribute="grace_period_days", column_name="grace_period_days", widget=IntWidget(), default=3)
+    grace_period_days = Field(
+        attribute="grace_period_days", column_name="grace_period_days", widget=IntWidget(), default=3
+    )
     max_contacts_per_week = Field(
         attribute="max_contacts_per_week", column_name="max_contacts_per_week", widget=IntWidget(), default=3
     )
@@ -87,7 +89,10 @@ class CreditTierResource(BookResource):
             errors = exc.update_error_dict(errors)
         low, high = instance.min_score, instance.max_score
         if isinstance(low, int) and isinstance(high, int) and low <= high:
-            other = next((r for r in self.ranges_in_file if r[1] <= high and low <= r[2] and r[0] != instance.code), None)
+            other = next(
+                (r for r in self.ranges_in_file if r[1] <= high and low <= r[2] and r[0] != instance.code),
+                None,
+            )
             if other is not None and "min_score" not in errors:
                 errors["min_score"] = [
                     ValidationError(
@@ -157,7 +162,9 @@ class CustomerResource(BookResource):
         before = instance.tier_id
         if not instance.is_tier_pinned:
             score = instance.credit_score
-            instance.tier = next((t for t in self.tiers if score is not None and t.min_score <= score <= t.max_score), None)
+            instance.tier = next(
+                (t for t in self.tiers if score is not None and t.min_score <= score <= t.max_score), None
+            )
         if not instance.do_not_contact:
             instance.do_not_contact_reason = ""
         if instance.pk and before != instance.tier_id:
@@ -190,7 +197,9 @@ class CustomerResource(BookResource):
 
 class LoanResource(BookResource):
     ref = text("ref")
-    customer_ref = Field(attribute="customer", column_name="customer_ref", widget=RefWidget(Customer, label="customer"))
+    customer_ref = Field(
+        attribute="customer", column_name="customer_ref", widget=RefWidget(Customer, label="customer")
+    )
     principal = Field(attribute="principal", column_name="principal", widget=MoneyWidget())
     currency = text("currency", default=settings.DEFAULT_CURRENCY)
     disbursed_on = Field(attribute="disbursed_on", column_name="disbursed_on", widget=ISODateWidget())
@@ -236,7 +245,9 @@ class InstallmentResource(BookResource):
         ids = {i.pk for i, is_new in self.saved if (not is_new or i.amount_due <= 0)}
         if None in ids:  # a database that does not return ids from bulk inserts
             ids = set(
-                Installment.objects.filter(loan_id__in={i.loan_id for i, _new in self.saved}).values_list("pk", flat=True)
+                Installment.objects.filter(loan_id__in={i.loan_id for i, _new in self.saved}).values_list(
+                    "pk", flat=True
+                )
             )
         if ids:
             from .services import refresh_installments
@@ -256,7 +267,9 @@ class InstallmentSeqWidget(IntWidget):
         refs = sorted({_text(v) for v in loan_refs} - {""})
         self._cache = {}
         for start in range(0, len(refs), 2000):
-            for inst in Installment.objects.filter(loan__ref__in=refs[start : start + 2000]).select_related("loan"):
+            for inst in Installment.objects.filter(loan__ref__in=refs[start : start + 2000]).select_related(
+                "loan"
+            ):
                 self._cache[(inst.loan.ref, inst.seq)] = inst
 
     def clean(self, value, row=None, **kwargs):
@@ -286,7 +299,9 @@ class PaymentResource(BookResource):
 
     ref = text("ref")
     loan_ref = Field(attribute="loan", column_name="loan_ref", widget=RefWidget(Loan, label="loan"))
-    installment_seq = Field(attribute="installment", column_name="installment_seq", widget=InstallmentSeqWidget())
+    installment_seq = Field(
+        attribute="installment", column_name="installment_seq", widget=InstallmentSeqWidget()
+    )
     amount = Field(attribute="amount", column_name="amount", widget=MoneyWidget())
     received_at = Field(attribute="received_at", column_name="received_at", widget=ISODateTimeWidget())
     source = text("source", default=Payment.Source.OTHER)
@@ -337,9 +352,9 @@ class PaymentResource(BookResource):
         touched = set(self.touched)
         for start in range(0, len(refs), 2000):
             touched.update(
-                Payment.objects.filter(ref__in=refs[start : start + 2000], installment__isnull=False).values_list(
-                    "installment_id", flat=True
-                )
+                Payment.objects.filter(
+                    ref__in=refs[start : start + 2000], installment__isnull=False
+                ).values_list("installment_id", flat=True)
             )
         refresh_installments(touched, payments_recorded=False, actor=actor)
         # Payments without an instalment number pay the earliest instalment still open, in file order.
@@ -357,7 +372,9 @@ class PaymentResource(BookResource):
 class CreditScoreResource(BookResource):
     """Scores from the bureau; applied (latest score -> tier) by the ``apply_scores`` step of ``run_jobs``."""
 
-    customer_ref = Field(attribute="customer", column_name="customer_ref", widget=RefWidget(Customer, label="customer"))
+    customer_ref = Field(
+        attribute="customer", column_name="customer_ref", widget=RefWidget(Customer, label="customer")
+    )
     score = Field(attribute="score", column_name="score", widget=IntWidget())
     scored_at = Field(attribute="scored_at", column_name="scored_at", widget=ISODateTimeWidget())
 

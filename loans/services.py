@@ -34,7 +34,11 @@ def _chunks(ids: Iterable[int], size: int = CHUNK):
 
 
 def refresh_installments(
-    installment_ids: Iterable[int], at: dt.datetime | None = None, *, payments_recorded: bool = True, actor: Any = None
+    installment_ids: Iterable[int],
+    at: dt.datetime | None = None,
+    *,
+    payments_recorded: bool = True,
+    actor: Any = None,
 ) -> dict[str, int]:
     """Recompute the paid state of the given instalments from their payments (set-based, idempotent).
 
@@ -87,7 +91,13 @@ def refresh_installments(
                             actor=actor,
                             object_type="loans.Installment",
                             object_id=str(inst.pk),
-                            after={"loan_id": inst.loan_id, "seq": inst.seq, "amount_due": inst.amount_due, "amount_paid": total, "paid_at": covered_at},
+                            after={
+                                "loan_id": inst.loan_id,
+                                "seq": inst.seq,
+                                "amount_due": inst.amount_due,
+                                "amount_paid": total,
+                                "paid_at": covered_at,
+                            },
                         )
                     )
                 elif was_paid and not covered_at:
@@ -98,7 +108,12 @@ def refresh_installments(
                             actor=actor,
                             object_type="loans.Installment",
                             object_id=str(inst.pk),
-                            after={"loan_id": inst.loan_id, "seq": inst.seq, "amount_due": inst.amount_due, "amount_paid": total},
+                            after={
+                                "loan_id": inst.loan_id,
+                                "seq": inst.seq,
+                                "amount_due": inst.amount_due,
+                                "amount_paid": total,
+                            },
                         )
                     )
             Installment.objects.bulk_update(changed, ["amount_paid", "paid_at"], batch_size=500)
@@ -109,32 +124,56 @@ def refresh_installments(
         if payments_recorded and all_ids:
             ids = sorted(all_ids)
             transaction.on_commit(
-                lambda: signals.payments_recorded.send(sender=Payment, installment_ids=ids, loan_ids=loan_ids, at=at)
+                lambda: signals.payments_recorded.send(
+                    sender=Payment, installment_ids=ids, loan_ids=loan_ids, at=at
+                )
             )
         if newly_paid:
             paid = sorted(newly_paid)
-            transaction.on_commit(lambda: signals.installments_paid.send(sender=Installment, installment_ids=paid, at=at))
+            transaction.on_commit(
+                lambda: signals.installments_paid.send(sender=Installment, installment_ids=paid, at=at)
+            )
     return {"installments": len(all_ids), "paid": len(newly_paid), "reopened": reopened, **loan_changes}
 
 
 def _refresh_loan_status(loan_ids: set[int], actor: str, events: list[Event]) -> dict[str, int]:
     paid_off = reopened = 0
     for chunk in _chunks(loan_ids):
-        unpaid = set(Installment.objects.filter(loan_id__in=chunk, paid_at__isnull=True).values_list("loan_id", flat=True).distinct())
-        has_any = set(Installment.objects.filter(loan_id__in=chunk).values_list("loan_id", flat=True).distinct())
+        unpaid = set(
+            Installment.objects.filter(loan_id__in=chunk, paid_at__isnull=True)
+            .values_list("loan_id", flat=True)
+            .distinct()
+        )
+        has_any = set(
+            Installment.objects.filter(loan_id__in=chunk).values_list("loan_id", flat=True).distinct()
+        )
         done = [pk for pk in chunk if pk in has_any and pk not in unpaid]
-        to_close = list(Loan.objects.filter(pk__in=done, status=Loan.Status.ACTIVE).values_list("pk", flat=True))
+        to_close = list(
+            Loan.objects.filter(pk__in=done, status=Loan.Status.ACTIVE).values_list("pk", flat=True)
+        )
         to_reopen = list(
-            Loan.objects.filter(pk__in=[pk for pk in chunk if pk in unpaid], status=Loan.Status.PAID_OFF).values_list("pk", flat=True)
+            Loan.objects.filter(
+                pk__in=[pk for pk in chunk if pk in unpaid], status=Loan.Status.PAID_OFF
+            ).values_list("pk", flat=True)
         )
         if to_close:
-            paid_off += Loan.objects.filter(pk__in=to_close).update(status=Loan.Status.PAID_OFF, updated_at=timezone.now())
+            paid_off += Loan.objects.filter(pk__in=to_close).update(
+                status=Loan.Status.PAID_OFF, updated_at=timezone.now()
+            )
             events.extend(
-                Event(action="loans.loan.paid_off", actor=actor, object_type="loans.Loan", object_id=str(pk), after={"status": "paid_off"})
+                Event(
+                    action="loans.loan.paid_off",
+                    actor=actor,
+                    object_type="loans.Loan",
+                    object_id=str(pk),
+                    after={"status": "paid_off"},
+                )
                 for pk in to_close
             )
         if to_reopen:
-            reopened += Loan.objects.filter(pk__in=to_reopen).update(status=Loan.Status.ACTIVE, updated_at=timezone.now())
+            reopened += Loan.objects.filter(pk__in=to_reopen).update(
+                status=Loan.Status.ACTIVE, updated_at=timezone.now()
+            )
             events.extend(
                 Event(
                     action="loans.loan.reopened",
@@ -179,7 +218,12 @@ def record_payment(
         if installment is None:
             installment = earliest_unpaid_installment(loan)
         payment = Payment(
-            ref=ref, loan=loan, installment=installment, amount=Decimal(amount), received_at=received_at, source=source
+            ref=ref,
+            loan=loan,
+            installment=installment,
+            amount=Decimal(amount),
+            received_at=received_at,
+            source=source,
         )
         payment.full_clean()
         if payment.installment_id is None and not loan.installments.exists():
@@ -299,7 +343,10 @@ def rederive_customer_tiers(*, actor: Any = None, reason: str = "tier_ranges_cha
     with transaction.atomic():
         tiers = list(CreditTier.objects.order_by("min_score"))
         unpinned = Customer.objects.filter(is_tier_pinned=False)
-        targets = [(t.pk, unpinned.filter(credit_score__gte=t.min_score, credit_score__lte=t.max_score)) for t in tiers]
+        targets = [
+            (t.pk, unpinned.filter(credit_score__gte=t.min_score, credit_score__lte=t.max_score))
+            for t in tiers
+        ]
         in_no_range = unpinned.exclude(tier__isnull=True)
         for t in tiers:
             in_no_range = in_no_range.exclude(credit_score__gte=t.min_score, credit_score__lte=t.max_score)
@@ -341,7 +388,11 @@ def pin_tier(customer: Customer, tier: CreditTier | None, *, reason: str, actor:
 
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
-        before = {"tier_id": customer.tier_id, "is_tier_pinned": customer.is_tier_pinned, "tier_pin_reason": customer.tier_pin_reason}
+        before = {
+            "tier_id": customer.tier_id,
+            "is_tier_pinned": customer.is_tier_pinned,
+            "tier_pin_reason": customer.tier_pin_reason,
+        }
         if tier is not None:
             if not reason.strip():
                 raise ValidationError({"tier_pin_reason": "Say why the tier is pinned."})
@@ -392,4 +443,3 @@ def outstanding_by_loan(loan_ids: Iterable[int]) -> dict[int, Decimal]:
         .annotate(due=Sum("amount_due"), paid=Sum("amount_paid"))
     )
     return {r["loan_id"]: max((r["due"] or ZERO) - (r["paid"] or ZERO), ZERO) for r in rows}
-

@@ -167,7 +167,9 @@ class OutboxBackend:
             return send_each(self, messages)
         keys = [key_as_uuid(m.idempotency_key) for m in messages]
         ids = dict(
-            OutboxMessage.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", "provider_message_id")
+            OutboxMessage.objects.filter(idempotency_key__in=keys).values_list(
+                "idempotency_key", "provider_message_id"
+            )
         )
         new: dict[uuid.UUID, OutboxMessage] = {}
         for key, message in zip(keys, messages):

@@ -28,7 +28,9 @@ class ReminderTemplate(models.Model):
         verbose_name = _("reminder template")
         verbose_name_plural = _("reminder templates")
         constraints = [
-            models.UniqueConstraint(fields=["kind", "channel", "language"], name="template_unique_kind_channel_language")
+            models.UniqueConstraint(
+                fields=["kind", "channel", "language"], name="template_unique_kind_channel_language"
+            )
         ]
 
     def __str__(self):
@@ -57,9 +59,12 @@ class ReminderTemplate(models.Model):
 
 
 class ReminderRule(models.Model):
-    tier = models.ForeignKey(CreditTier, on_delete=models.CASCADE, related_name="reminder_rules", verbose_name=_("tier"))
+    tier = models.ForeignKey(
+        CreditTier, on_delete=models.CASCADE, related_name="reminder_rules", verbose_name=_("tier")
+    )
     offset_days = models.SmallIntegerField(
-        _("offset (days)"), help_text=_("Days relative to the due date: -7 is a week before, 0 the due day, 2 two days after.")
+        _("offset (days)"),
+        help_text=_("Days relative to the due date: -7 is a week before, 0 the due day, 2 two days after."),
     )
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.messaging_choices())
     kind = models.CharField(_("template kind"), max_length=32, choices=Kind.choices)
@@ -71,8 +76,13 @@ class ReminderRule(models.Model):
         verbose_name = _("reminder rule")
         verbose_name_plural = _("reminder rules")
         constraints = [
-            models.UniqueConstraint(fields=["tier", "offset_days", "channel", "kind"], name="rule_unique_per_tier_offset_channel_kind"),
-            models.CheckConstraint(condition=Q(offset_days__gte=-60) & Q(offset_days__lte=60), name="rule_offset_within_60_days"),
+            models.UniqueConstraint(
+                fields=["tier", "offset_days", "channel", "kind"],
+                name="rule_unique_per_tier_offset_channel_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(offset_days__gte=-60) & Q(offset_days__lte=60), name="rule_offset_within_60_days"
+            ),
         ]
 
     def __str__(self):
@@ -83,7 +93,10 @@ class ReminderRule(models.Model):
         if self.offset_days is None or not self.kind:
             return
         expected = {
-            Kind.PRE_DUE: (self.offset_days < 0, _("A reminder before the due date needs a negative offset.")),
+            Kind.PRE_DUE: (
+                self.offset_days < 0,
+                _("A reminder before the due date needs a negative offset."),
+            ),
             Kind.DUE_TODAY: (self.offset_days == 0, _("A due-day reminder needs offset 0.")),
             Kind.GRACE: (self.offset_days > 0, _("A grace reminder needs a positive offset.")),
             Kind.OVERDUE: (self.offset_days > 0, _("An overdue reminder needs a positive offset.")),
@@ -92,15 +105,21 @@ class ReminderRule(models.Model):
             raise ValidationError({"offset_days": expected[self.kind][1]})
         if self.kind == Kind.GRACE and self.tier_id and self.offset_days > self.tier.grace_period_days:
             raise ValidationError(
-                {"offset_days": _("Day %(offset)s is past the tier's grace period of %(grace)s days.")
-                 % {"offset": self.offset_days, "grace": self.tier.grace_period_days}}
+                {
+                    "offset_days": _("Day %(offset)s is past the tier's grace period of %(grace)s days.")
+                    % {"offset": self.offset_days, "grace": self.tier.grace_period_days}
+                }
             )
         # Inside the grace period a late payment is not yet overdue: only grace reminders go out.
         if self.kind == Kind.OVERDUE and self.tier_id and self.offset_days <= self.tier.grace_period_days:
             raise ValidationError(
-                {"offset_days": _("Day %(offset)s is inside the tier's grace period of %(grace)s days: "
-                                  "use a grace reminder, or a day after the grace period.")
-                 % {"offset": self.offset_days, "grace": self.tier.grace_period_days}}
+                {
+                    "offset_days": _(
+                        "Day %(offset)s is inside the tier's grace period of %(grace)s days: "
+                        "use a grace reminder, or a day after the grace period."
+                    )
+                    % {"offset": self.offset_days, "grace": self.tier.grace_period_days}
+                }
             )
 
     def fits_grace_period(self, grace_period_days: int) -> bool:
@@ -119,16 +138,24 @@ class ContactPolicy(models.Model):
     window_start = models.TimeField(_("contact window opens (local time)"), default=dt.time(8, 0))
     window_end = models.TimeField(_("contact window closes (local time)"), default=dt.time(21, 0))
     holiday_country = models.CharField(
-        _("public holidays of country"), max_length=2, blank=True, help_text=_("ISO code such as CN; empty for none.")
+        _("public holidays of country"),
+        max_length=2,
+        blank=True,
+        help_text=_("ISO code such as CN; empty for none."),
     )
     no_contact_on_holidays = models.BooleanField(_("no contact on public holidays"), default=False)
     default_language = models.CharField(
-        _("default language"), max_length=10, choices=Customer.Language.choices, default=Customer.Language.ZH_HANS
+        _("default language"),
+        max_length=10,
+        choices=Customer.Language.choices,
+        default=Customer.Language.ZH_HANS,
     )
     max_send_attempts = models.PositiveSmallIntegerField(_("send attempts before failing"), default=3)
     retry_backoff_seconds = models.PositiveIntegerField(_("first retry after (seconds)"), default=300)
     expire_after_hours = models.PositiveSmallIntegerField(
-        _("planned contact expires after (hours)"), default=48, help_text=_("A contact still unsent this long after its time is dropped as expired.")
+        _("planned contact expires after (hours)"),
+        default=48,
+        help_text=_("A contact still unsent this long after its time is dropped as expired."),
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -198,7 +225,9 @@ class NotificationLog(models.Model):
     CONTACTED_STATUSES = (Status.SENT, Status.DELIVERED)
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="notifications")
-    installments = models.ManyToManyField(Installment, through="NotificationItem", related_name="notifications")
+    installments = models.ManyToManyField(
+        Installment, through="NotificationItem", related_name="notifications"
+    )
     tier = models.ForeignKey(CreditTier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
     kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
@@ -213,7 +242,9 @@ class NotificationLog(models.Model):
     language = models.CharField(_("language"), max_length=10, blank=True)
     subject = models.CharField(_("subject"), max_length=255, blank=True)
     body = models.TextField(_("body"), blank=True)
-    loan_refs = models.CharField(_("loans"), max_length=500, blank=True, help_text=_("Comma-separated loan references."))
+    loan_refs = models.CharField(
+        _("loans"), max_length=500, blank=True, help_text=_("Comma-separated loan references.")
+    )
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     last_error = models.CharField(_("last error"), max_length=500, blank=True)
     provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True)
@@ -233,7 +264,11 @@ class NotificationLog(models.Model):
         verbose_name_plural = _("notification log")
         permissions = [("export_notificationlog", "Can export the notification log")]
         indexes = [
-            models.Index(fields=["scheduled_for"], condition=Q(status__in=["planned", "deferred"]), name="notif_pending_due_idx"),
+            models.Index(
+                fields=["scheduled_for"],
+                condition=Q(status__in=["planned", "deferred"]),
+                name="notif_pending_due_idx",
+            ),
             models.Index(fields=["customer", "sent_at"], name="notif_customer_sent_idx"),
             models.Index(fields=["customer", "-scheduled_for"], name="notif_customer_timeline_idx"),
             models.Index(fields=["-scheduled_for", "-id"], name="notif_changelist_idx"),
@@ -258,7 +293,9 @@ class NotificationItem(models.Model):
     installment = models.ForeignKey(Installment, on_delete=models.PROTECT, related_name="notification_items")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["notification", "installment"], name="notif_item_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["notification", "installment"], name="notif_item_unique")
+        ]
         indexes = [models.Index(fields=["installment"], name="notif_item_installment_idx")]
 
     def __str__(self):

@@ -141,7 +141,9 @@ def plan_contacts(
         if customer_ids is not None:
             rows = rows.filter(loan__customer_id__in=list(customer_ids))
         if customer_id_range is not None:
-            rows = rows.filter(loan__customer_id__gte=customer_id_range[0], loan__customer_id__lt=customer_id_range[1])
+            rows = rows.filter(
+                loan__customer_id__gte=customer_id_range[0], loan__customer_id__lt=customer_id_range[1]
+            )
         groups: dict[tuple, _PlanGroup] = {}
         current_customer = None
         for row in rows.iterator(chunk_size=PLAN_CHUNK):
@@ -224,13 +226,17 @@ def _save_plan_groups(
         _attach_and_audit(new, now, PLANNER_ACTOR, planned_customers, totals)
 
 
-def _add_late_installments(waiting: list[tuple[int, _PlanGroup, str]], now: dt.datetime, totals: Counter) -> None:
+def _add_late_installments(
+    waiting: list[tuple[int, _PlanGroup, str]], now: dt.datetime, totals: Counter
+) -> None:
     """Add to contacts planned earlier and not yet sent the instalments that appeared since (a loan loaded after
     the day was planned, due the same day): the one message still lists every loan, so the weekly cap can never
     cost that loan its reminder. Writes ``notifications.contact.extended`` for each contact that grew."""
     ids = [id_ for id_, _group, _refs in waiting]
     have = set(
-        NotificationItem.objects.filter(notification_id__in=ids).values_list("notification_id", "installment_id")
+        NotificationItem.objects.filter(notification_id__in=ids).values_list(
+            "notification_id", "installment_id"
+        )
     )
     items, grown, events = [], [], []
     for id_, group, loan_refs in waiting:
@@ -666,7 +672,9 @@ def preview_template(template: ReminderTemplate, customer: Customer, now: dt.dat
 
 
 # --- dispatching -------------------------------------------------------------------------------------------
-def claim_due(now: dt.datetime, batch_size: int, customer_id_range: tuple[int, int] | None = None) -> list[int]:
+def claim_due(
+    now: dt.datetime, batch_size: int, customer_id_range: tuple[int, int] | None = None
+) -> list[int]:
     """Claim up to ``batch_size`` due contacts for this worker (a lease until ``now + claim_lease(n)``).
 
     On PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` lets concurrent workers take disjoint rows; on SQLite
@@ -883,7 +891,9 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
             log.scheduled_for = opening
             continue
         cap = tier.max_contacts_per_week if tier else None
-        ahead_elsewhere = sum(1 for key in in_flight.get(customer.id, ()) if key < (log.scheduled_for, log.id))
+        ahead_elsewhere = sum(
+            1 for key in in_flight.get(customer.id, ()) if key < (log.scheduled_for, log.id)
+        )
         if compliance.is_over_weekly_cap(sent_counts[customer.id] + ahead_elsewhere, cap):
             decisions.append(
                 _Decision(
@@ -1110,7 +1120,16 @@ def _send_batch(sends, now, policy, totals, backends, get_backend) -> None:
         if failed_logs:
             bulk_update_rows(
                 failed_logs,
-                ["status", "reason", "attempts", "last_error", "channel", "scheduled_for", "claimed_until", "updated_at"],
+                [
+                    "status",
+                    "reason",
+                    "attempts",
+                    "last_error",
+                    "channel",
+                    "scheduled_for",
+                    "claimed_until",
+                    "updated_at",
+                ],
                 batch_size=500,
             )
         log_events(events)

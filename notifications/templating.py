@@ -28,7 +28,9 @@ def placeholders_in(text: str) -> list[str]:
     try:
         return [field for _lit, field, _spec, _conv in _formatter.parse(text) if field is not None]
     except ValueError as exc:
-        raise ValidationError(_("Malformed placeholder: %(error)s. Write {name}, or {{ for a literal brace.") % {"error": exc}) from exc
+        raise ValidationError(
+            _("Malformed placeholder: %(error)s. Write {name}, or {{ for a literal brace.") % {"error": exc}
+        ) from exc
 
 
 def validate_template_text(text: str) -> None:
@@ -37,7 +39,10 @@ def validate_template_text(text: str) -> None:
     if unknown:
         raise ValidationError(
             _("Unknown placeholder(s): %(unknown)s. Known: %(known)s.")
-            % {"unknown": ", ".join(f"{{{n}}}" for n in unknown), "known": ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)},
+            % {
+                "unknown": ", ".join(f"{{{n}}}" for n in unknown),
+                "known": ", ".join(f"{{{p}}}" for p in PLACEHOLDERS),
+            },
             code="unknown_placeholder",
         )
 

@@ -68,7 +68,9 @@ def make_payment(installment, **kwargs) -> Payment:
 
 def make_score(customer, score, scored_at=None) -> CreditScore:
     return CreditScore.objects.create(
-        customer=customer, score=score, scored_at=scored_at or dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+        customer=customer,
+        score=score,
+        scored_at=scored_at or dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
     )
 
 

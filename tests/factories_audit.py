@@ -72,5 +72,7 @@ def make_compliance_officer(username="compliance"):
             ("notifications", "view_notificationlog"),
             ("notifications", "export_notificationlog"),
         ):
-            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
     return type(user).objects.get(pk=user.pk)

@@ -28,5 +28,7 @@ def make_log(customer, *, installments=(), **kwargs) -> NotificationLog:
     if installments and "loan_refs" not in kwargs:
         kwargs["loan_refs"] = ",".join(sorted({i.loan.ref for i in installments}))
     log = NotificationLog.objects.create(customer=customer, **kwargs)
-    NotificationItem.objects.bulk_create([NotificationItem(notification=log, installment=i) for i in installments])
+    NotificationItem.objects.bulk_create(
+        [NotificationItem(notification=log, installment=i) for i in installments]
+    )
     return log

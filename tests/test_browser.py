@@ -97,7 +97,14 @@ def book(transactional_db):
     first, second = make_loan(customer, ref="L-FIRST"), make_loan(customer, ref="L-SECOND")
     i1, i2 = make_installment(first), make_installment(second)
     now = timezone.now()
-    sent = make_log(customer, installments=[i1, i2], status="sent", scheduled_for=now, sent_at=now, body="Alice Smith, 2 loans due")
+    sent = make_log(
+        customer,
+        installments=[i1, i2],
+        status="sent",
+        scheduled_for=now,
+        sent_at=now,
+        body="Alice Smith, 2 loans due",
+    )
     held = make_log(
         customer,
         installments=[i2],
@@ -150,7 +157,9 @@ def test_an_operator_previews_an_import_before_it_is_saved(open_as, live_server,
         page.select_option("select[name=format]", label="csv")
     page.locator("form input[type=submit], form button[type=submit]").last.click()
 
-    confirm = page.locator("input[name=confirm], button[name=confirm], form[action*='process_import'] [type=submit]").first
+    confirm = page.locator(
+        "input[name=confirm], button[name=confirm], form[action*='process_import'] [type=submit]"
+    ).first
     confirm.wait_for()
     preview = page.locator("table.import-preview, #content-main table").first.inner_text()
     assert "LOW" in preview and "HIGH" in preview
@@ -226,9 +235,16 @@ def test_a_collector_records_a_promise_to_pay(open_as, live_server, book):
     collector = make_user("kim", group=COLLECTOR)
     now = timezone.now()
     case = CollectionCase.objects.create(
-        loan=book["loans"][1], tier=book["tier"], stage="call", opened_at=now, dpd=12, amount_overdue=Decimal("500.00")
+        loan=book["loans"][1],
+        tier=book["tier"],
+        stage="call",
+        opened_at=now,
+        dpd=12,
+        amount_overdue=Decimal("500.00"),
     )
-    task = CallTask.objects.create(case=case, assigned_to=collector, scheduled_for=now, created_at=now, priority=10)
+    task = CallTask.objects.create(
+        case=case, assigned_to=collector, scheduled_for=now, created_at=now, priority=10
+    )
     page = open_as(collector)
 
     page.goto(f"{live_server.url}/admin/collections/calltask/")

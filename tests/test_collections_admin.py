@@ -130,6 +130,14 @@ def test_cases_are_filtered_by_the_stages_the_ladders_name(client):
     response = client.get(url, {"stage": "call"})
 
     assert [case.loan_id for case in response.context["cl"].result_list] == [at_call.pk]
-    stage_filter = next(f for f in response.context["cl"].filter_specs if getattr(f, "parameter_name", "") == "stage")
-    assert [value for value, _label in stage_filter.lookup_choices] == ["agency", "call", "early", "firm", "legal"]
+    stage_filter = next(
+        f for f in response.context["cl"].filter_specs if getattr(f, "parameter_name", "") == "stage"
+    )
+    assert [value for value, _label in stage_filter.lookup_choices] == [
+        "agency",
+        "call",
+        "early",
+        "firm",
+        "legal",
+    ]
     assert open_case(early).stage == "early"

@@ -270,6 +270,9 @@ def test_a_customer_who_may_no_longer_be_called_leaves_the_queue(change, reason)
 
     task.refresh_from_db()
     assert (task.status, task.cancel_reason) == ("cancelled", reason)
-    assert AuditEvent.objects.get(action="collections.call.cancelled", object_id=str(task.pk)).after["reason"] == reason
+    assert (
+        AuditEvent.objects.get(action="collections.call.cancelled", object_id=str(task.pk)).after["reason"]
+        == reason
+    )
     advance_collections(day(6))  # the next call step is not taken either
     assert not open_tasks(loan)

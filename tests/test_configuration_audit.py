@@ -23,7 +23,9 @@ def form_data(page) -> dict:
         value = form.initial.get(name, field.initial)
         if value is None or value is False:
             continue
-        data[name] = "on" if value is True else (value.strftime("%H:%M") if isinstance(value, dt.time) else value)
+        data[name] = (
+            "on" if value is True else (value.strftime("%H:%M") if isinstance(value, dt.time) else value)
+        )
     for inline in page.context["inline_admin_formsets"]:
         formset = inline.formset
         data.update({f"{formset.prefix}-{k}": v for k, v in formset.management_form.initial.items()})
@@ -66,9 +68,15 @@ def test_a_rule_added_inline_on_a_tier_is_audited_with_its_values(client):
     rule = ReminderRule.objects.get(tier=tier, offset_days=-1)
     event = AuditEvent.objects.get(action="notifications.reminderrule.created")
     assert event.actor == "ops" and event.object_id == str(rule.pk) and event.before is None
-    assert event.after["tier"] == tier.pk and event.after["channel"] == "email" and event.after["send_time"] == "09:30:00"
+    assert (
+        event.after["tier"] == tier.pk
+        and event.after["channel"] == "email"
+        and event.after["send_time"] == "09:30:00"
+    )
     # The unchanged rule and the unchanged tier write nothing.
-    assert not AuditEvent.objects.filter(action__in=["notifications.reminderrule.changed", "loans.credittier.changed"]).exists()
+    assert not AuditEvent.objects.filter(
+        action__in=["notifications.reminderrule.changed", "loans.credittier.changed"]
+    ).exists()
 
 
 def test_a_rule_changed_and_one_deleted_inline_are_audited_with_before_and_after(client):
@@ -137,7 +145,9 @@ def test_a_do_not_contact_flag_set_on_a_customer_page_is_audited_with_before_and
 def test_an_administrator_changing_a_schedule_is_audited(client):
     from django_q.models import Schedule
 
-    schedule = Schedule.objects.create(name="audit-me", func="math.floor", schedule_type=Schedule.DAILY, repeats=-1)
+    schedule = Schedule.objects.create(
+        name="audit-me", func="math.floor", schedule_type=Schedule.DAILY, repeats=-1
+    )
     client.force_login(make_user("root", group=roles.ADMINISTRATOR))
     url = reverse("admin:django_q_schedule_change", args=[schedule.pk])
     data = form_data(client.get(url))

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.django_db
 
 def test_a_template_file_audits_each_template_it_created_or_changed_with_before_and_after():
     changed = make_template(kind="pre_due", channel="sms", language="en", body="Old {customer_name}")
-    same = make_template(kind="pre_due", channel="push", language="en", subject="Hi", body="Same {customer_name}")
+    same = make_template(
+        kind="pre_due", channel="push", language="en", subject="Hi", body="Same {customer_name}"
+    )
     data = (
         "kind,channel,language,subject,body\n"
         "pre_due,sms,en,,New {customer_name}\n"
@@ -32,7 +34,9 @@ def test_a_template_file_audits_each_template_it_created_or_changed_with_before_
         "due_today,sms,en,,Today {customer_name}\n"
     )
 
-    _result, errors = run_import(ReminderTemplateResource(), data, file_name="templates.csv", user=make_user("ops"))
+    _result, errors = run_import(
+        ReminderTemplateResource(), data, file_name="templates.csv", user=make_user("ops")
+    )
 
     assert errors == []
     event = AuditEvent.objects.get(action="notifications.remindertemplate.changed")
@@ -40,8 +44,12 @@ def test_a_template_file_audits_each_template_it_created_or_changed_with_before_
     assert event.before["body"] == "Old {customer_name}" and event.after["body"] == "New {customer_name}"
     assert event.after["source"] == "import"
     created = AuditEvent.objects.get(action="notifications.remindertemplate.created")
-    assert created.before is None and created.object_id == str(ReminderTemplate.objects.get(kind="due_today").pk)
-    assert not AuditEvent.objects.filter(object_type="notifications.ReminderTemplate", object_id=str(same.pk)).exists()
+    assert created.before is None and created.object_id == str(
+        ReminderTemplate.objects.get(kind="due_today").pk
+    )
+    assert not AuditEvent.objects.filter(
+        object_type="notifications.ReminderTemplate", object_id=str(same.pk)
+    ).exists()
     assert AuditEvent.objects.filter(action="backoffice.import.completed").count() == 1
 
 
@@ -67,9 +75,13 @@ def test_a_ladder_file_audits_each_step_and_a_failed_file_audits_none():
     _result, errors = run_import(EscalationStepResource(), bad)
     assert errors and not AuditEvent.objects.filter(object_type="collections.EscalationStep").exists()
 
-    _result, errors = run_import(EscalationStepResource(), "tier_code,min_dpd,stage,action,kind\nLA,15,call,call_task,\n")
+    _result, errors = run_import(
+        EscalationStepResource(), "tier_code,min_dpd,stage,action,kind\nLA,15,call,call_task,\n"
+    )
     assert errors == []
-    _result, errors = run_import(EscalationStepResource(), "tier_code,min_dpd,stage,action,kind\nLA,15,phone,call_task,\n")
+    _result, errors = run_import(
+        EscalationStepResource(), "tier_code,min_dpd,stage,action,kind\nLA,15,phone,call_task,\n"
+    )
 
     assert errors == []
     step = EscalationStep.objects.get(tier=tier)

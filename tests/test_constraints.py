@@ -43,12 +43,20 @@ def test_it_refuses_two_instalments_with_the_same_number_on_one_loan():
 
 def test_it_refuses_negative_amounts_in_the_database():
     loan = make_loan()
-    assert refused(lambda: Installment.objects.create(loan=loan, seq=9, due_date=dt.date(2026, 1, 1), amount_due=Decimal("-1")))
+    assert refused(
+        lambda: Installment.objects.create(
+            loan=loan, seq=9, due_date=dt.date(2026, 1, 1), amount_due=Decimal("-1")
+        )
+    )
     assert refused(lambda: Loan.objects.filter(pk=loan.pk).update(principal=Decimal("-0.01")))
     installment = make_installment(loan)
     assert refused(
         lambda: Payment.objects.create(
-            ref="P-ZERO", loan=loan, installment=installment, amount=Decimal("0"), received_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+            ref="P-ZERO",
+            loan=loan,
+            installment=installment,
+            amount=Decimal("0"),
+            received_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         )
     )
 
@@ -86,4 +94,6 @@ def test_it_refuses_an_unknown_time_zone():
 def test_it_refuses_a_pinned_tier_without_a_reason_in_the_database():
     tier = make_tier()
     customer = make_customer(tier=tier)
-    assert refused(lambda: Customer.objects.filter(pk=customer.pk).update(is_tier_pinned=True, tier_pin_reason=""))
+    assert refused(
+        lambda: Customer.objects.filter(pk=customer.pk).update(is_tier_pinned=True, tier_pin_reason="")
+    )

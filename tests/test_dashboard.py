@@ -47,14 +47,24 @@ def book(db):
         "tiers": (tier_a, tier_b),
         "customers": (alice, bob),
         "i1": make_installment(loan_a, due_date=days_ago(5), amount_due=Decimal("100")),  # DPD 5
-        "i2": make_installment(loan_a, due_date=days_ago(45), amount_due=Decimal("200"), amount_paid=Decimal("50")),
+        "i2": make_installment(
+            loan_a, due_date=days_ago(45), amount_due=Decimal("200"), amount_paid=Decimal("50")
+        ),
         "i3": make_installment(loan_a, due_date=days_ago(75), amount_due=Decimal("300")),  # DPD 75
         "i4": make_installment(loan_a, due_date=days_ago(120), amount_due=Decimal("400")),  # DPD 120
-        "i8": make_installment(loan_a, due_date=days_ago(40), amount_due=Decimal("80"), **paid(days_ago(35), "80")),
+        "i8": make_installment(
+            loan_a, due_date=days_ago(40), amount_due=Decimal("80"), **paid(days_ago(35), "80")
+        ),
         "i7": make_installment(written_off, due_date=days_ago(5), amount_due=Decimal("999")),  # never counted
-        "i5": make_installment(loan_b, due_date=days_ago(10), amount_due=Decimal("50"), **paid(days_ago(8), "50")),
-        "i9": make_installment(loan_b, due_date=days_ago(50), amount_due=Decimal("60"), **paid(days_ago(20), "60")),
-        "i10": make_installment(loan_b, due_date=days_ago(20), amount_due=Decimal("70"), **paid(days_ago(21), "70")),
+        "i5": make_installment(
+            loan_b, due_date=days_ago(10), amount_due=Decimal("50"), **paid(days_ago(8), "50")
+        ),
+        "i9": make_installment(
+            loan_b, due_date=days_ago(50), amount_due=Decimal("60"), **paid(days_ago(20), "60")
+        ),
+        "i10": make_installment(
+            loan_b, due_date=days_ago(20), amount_due=Decimal("70"), **paid(days_ago(21), "70")
+        ),
         "i6": make_installment(loan_b, due_date=TODAY + dt.timedelta(days=3), amount_due=Decimal("90")),
     }
 
@@ -183,7 +193,9 @@ def test_collectors_open_tasks_count_per_collector(book):
     noon = local(TODAY)
 
     def task(user, at, status=CallTask.Status.OPEN, outcome=""):
-        CallTask.objects.create(case=case, assigned_to=user, scheduled_for=at, created_at=noon, status=status, outcome=outcome)
+        CallTask.objects.create(
+            case=case, assigned_to=user, scheduled_for=at, created_at=noon, status=status, outcome=outcome
+        )
 
     task(kim, noon)
     task(kim, local(TODAY + dt.timedelta(days=1)))  # not callable before tomorrow
@@ -193,4 +205,8 @@ def test_collectors_open_tasks_count_per_collector(book):
 
     rows = {r["collector"]: r for r in dashboard_figures(TODAY)["collector_tasks"]}
 
-    assert {k: (v["open"], v["due_now"]) for k, v in rows.items()} == {"kim": (2, 1), "lee": (1, 1), "": (1, 1)}
+    assert {k: (v["open"], v["due_now"]) for k, v in rows.items()} == {
+        "kim": (2, 1),
+        "lee": (1, 1),
+        "": (1, 1),
+    }

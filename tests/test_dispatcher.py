@@ -288,7 +288,10 @@ def test_the_cap_counts_a_contact_another_worker_is_sending_first():
 
     dispatch_due(SEND_AT)  # this worker gets the push
 
-    assert statuses(customer) == [("push", Status.SUPPRESSED, Reason.FREQUENCY_CAP), ("sms", Status.PLANNED, "")]
+    assert statuses(customer) == [
+        ("push", Status.SUPPRESSED, Reason.FREQUENCY_CAP),
+        ("sms", Status.PLANNED, ""),
+    ]
     event = AuditEvent.objects.get(action="notifications.contact.suppressed")
     assert (event.after["sent_in_last_7_days"], event.after["sending_elsewhere"]) == (0, 1)
     # The other worker died; once its claim lapses the SMS goes out: one contact in all.
@@ -387,7 +390,9 @@ def test_a_provider_error_is_retried_with_backoff_then_fails():
         ).count()
         == 1
     )
-    retries = AuditEvent.objects.filter(action="notifications.contact.deferred", after__reason="provider_error")
+    retries = AuditEvent.objects.filter(
+        action="notifications.contact.deferred", after__reason="provider_error"
+    )
     assert sorted((e.after["attempt"], e.after["retry_at"]) for e in retries) == [
         (1, (SEND_AT + dt.timedelta(seconds=300)).isoformat().replace("+00:00", "Z")),
         (2, (second + dt.timedelta(seconds=600)).isoformat().replace("+00:00", "Z")),

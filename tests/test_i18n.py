@@ -65,7 +65,11 @@ def test_every_model_name_of_the_product_is_translated(label):
 
 def test_the_committed_mo_files_match_their_po_files():
     result = subprocess.run(
-        [sys.executable, "scripts/compile_messages.py", "--check"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "scripts/compile_messages.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
 

@@ -65,7 +65,9 @@ def upload(client, data: bytes, name: str = "customers.csv"):
 
 
 def start(user, data: bytes, *, dry_run: bool = False) -> ImportJob:
-    return start_import_job(user, CustomerResource, data, file_name="customers.csv", format_name=CSV, dry_run=dry_run)
+    return start_import_job(
+        user, CustomerResource, data, file_name="customers.csv", format_name=CSV, dry_run=dry_run
+    )
 
 
 def test_a_big_file_goes_to_the_background_and_the_request_saves_nothing(
@@ -100,7 +102,13 @@ def test_the_task_imports_every_row_and_records_the_counts(operator):
     assert outcome["succeeded"] and job.status == ImportJob.Status.SUCCEEDED
     assert Customer.objects.filter(ref__startswith="BG").count() == 12
     assert Customer.objects.get(ref="BG001").name == "Customer 1"
-    assert (job.rows_total, job.rows_done, job.rows_new, job.rows_updated, job.error_count) == (12, 12, 11, 1, 0)
+    assert (job.rows_total, job.rows_done, job.rows_new, job.rows_updated, job.error_count) == (
+        12,
+        12,
+        11,
+        1,
+        0,
+    )
     assert job.started_at and job.finished_at and job.errors == []
     event = AuditEvent.objects.get(action="backoffice.import.completed")
     assert event.actor == "operator-1" and event.after["import_job"] == job.pk
@@ -128,7 +136,10 @@ def test_the_result_page_of_a_failed_job_lists_its_errors_by_line_and_column(cli
     assert "<td>9</td><td>phone</td><td>“12ab” is not a phone number.</td>" in html
     assert 'id="bo-import-confirm"' not in html
     download = client.get(reverse("imports:errors", args=[job.pk]))
-    assert download.content.decode("utf-8-sig").splitlines() == ["line,column,message", "9,phone,“12ab” is not a phone number."]
+    assert download.content.decode("utf-8-sig").splitlines() == [
+        "line,column,message",
+        "9,phone,“12ab” is not a phone number.",
+    ]
 
 
 def test_only_the_first_errors_are_stored_but_all_are_counted(operator, monkeypatch):

@@ -74,7 +74,12 @@ def test_it_imports_customers_with_e164_phones_booleans_and_a_derived_tier():
     assert zhang.phone == "+8613800138000"
     assert zhang.tier == tier and zhang.opt_out_sms and not zhang.opt_out_push
     assert amy.phone == "+14155552671" and amy.timezone == "America/Los_Angeles"
-    assert amy.tier is None and amy.opt_out_push and amy.do_not_contact and amy.do_not_contact_reason == "dispute"
+    assert (
+        amy.tier is None
+        and amy.opt_out_push
+        and amy.do_not_contact
+        and amy.do_not_contact_reason == "dispute"
+    )
 
 
 def test_reimporting_the_same_file_updates_and_never_duplicates():
@@ -91,14 +96,19 @@ def test_it_imports_loans_and_instalments_keyed_by_loan_ref_and_seq():
     customer = make_customer(ref="IC4")
     _r, errors = run(
         resources.LoanResource,
-        csv("ref,customer_ref,principal,currency,disbursed_on,status,autopay", "IL1,IC4,3000.00,,2026-01-05,,yes"),
+        csv(
+            "ref,customer_ref,principal,currency,disbursed_on,status,autopay",
+            "IL1,IC4,3000.00,,2026-01-05,,yes",
+        ),
     )
     assert errors == []
     loan = Loan.objects.get(ref="IL1")
     assert loan.customer == customer and loan.currency == "CNY" and loan.autopay and loan.status == "active"
     data = csv("loan_ref,seq,due_date,amount_due", "IL1,1,2026-02-05,1000.00", "IL1,2,2026-03-05,1000.00")
     run(resources.InstallmentResource, data)
-    _r, errors = run(resources.InstallmentResource, data.replace("IL1,2,2026-03-05,1000.00", "IL1,2,2026-03-06,1100.00"))
+    _r, errors = run(
+        resources.InstallmentResource, data.replace("IL1,2,2026-03-05,1000.00", "IL1,2,2026-03-06,1100.00")
+    )
     assert errors == []
     assert list(loan.installments.values_list("seq", "due_date", "amount_due")) == [
         (1, dt.date(2026, 2, 5), Decimal("1000.00")),
@@ -123,7 +133,9 @@ def test_payment_import_updates_the_instalment_and_a_second_import_does_not_coun
     second.refresh_from_db()
     assert first.amount_paid == Decimal("1000.00")
     assert first.paid_at == dt.datetime(2026, 2, 3, 1, 30, tzinfo=dt.UTC)  # the payment that covered it
-    assert second.amount_paid == Decimal("500.00") and second.paid_at is not None  # blank seq: earliest unpaid
+    assert (
+        second.amount_paid == Decimal("500.00") and second.paid_at is not None
+    )  # blank seq: earliest unpaid
     assert Payment.objects.get(ref="IP3").source == "other"
     loan.refresh_from_db()
     assert loan.status == Loan.Status.PAID_OFF
@@ -132,45 +144,71 @@ def test_payment_import_updates_the_instalment_and_a_second_import_does_not_coun
 
 def test_it_imports_credit_scores_keyed_by_customer_and_time():
     make_customer(ref="IC5")
-    data = csv("customer_ref,score,scored_at", "IC5,640,2026-03-01T00:00:00+08:00", "IC5,655,2026-04-01T00:00:00+08:00")
+    data = csv(
+        "customer_ref,score,scored_at",
+        "IC5,640,2026-03-01T00:00:00+08:00",
+        "IC5,655,2026-04-01T00:00:00+08:00",
+    )
     run(resources.CreditScoreResource, data)
     _r, errors = run(resources.CreditScoreResource, data.replace("655", "660"))
     assert errors == []
-    assert list(CreditScore.objects.filter(customer__ref="IC5").order_by("scored_at").values_list("score", flat=True)) == [640, 660]
+    assert list(
+        CreditScore.objects.filter(customer__ref="IC5").order_by("scored_at").values_list("score", flat=True)
+    ) == [640, 660]
 
 
 BAD_ROWS = [
     pytest.param(
         resources.LoanResource,
-        ["ref,customer_ref,principal,currency,disbursed_on,status,autopay", "BL1,BC1,100,CNY,2026-01-01,active,0", "BL2,NOPE,100,CNY,2026-01-01,active,0"],
+        [
+            "ref,customer_ref,principal,currency,disbursed_on,status,autopay",
+            "BL1,BC1,100,CNY,2026-01-01,active,0",
+            "BL2,NOPE,100,CNY,2026-01-01,active,0",
+        ],
         "line 3, column customer_ref: no customer with reference “NOPE”.",
         Loan,
         id="unknown customer ref",
     ),
     pytest.param(
         resources.LoanResource,
-        ["ref,customer_ref,principal,currency,disbursed_on,status,autopay", "BL1,BC1,100,CNY,2026-01-01,active,0", "BL2,BC1,100,CNY,2026-13-01,active,0"],
+        [
+            "ref,customer_ref,principal,currency,disbursed_on,status,autopay",
+            "BL1,BC1,100,CNY,2026-01-01,active,0",
+            "BL2,BC1,100,CNY,2026-13-01,active,0",
+        ],
         "line 3, column disbursed_on: “2026-13-01” is not a date (write it as YYYY-MM-DD).",
         Loan,
         id="bad date",
     ),
     pytest.param(
         resources.LoanResource,
-        ["ref,customer_ref,principal,currency,disbursed_on,status,autopay", "BL1,BC1,100,CNY,2026-01-01,active,0", "BL2,BC1,100,CNY,2026-01-01,active,maybe"],
+        [
+            "ref,customer_ref,principal,currency,disbursed_on,status,autopay",
+            "BL1,BC1,100,CNY,2026-01-01,active,0",
+            "BL2,BC1,100,CNY,2026-01-01,active,maybe",
+        ],
         "line 3, column autopay: “maybe” is not a yes/no value (use 1/0, true/false or yes/no).",
         Loan,
         id="bad boolean",
     ),
     pytest.param(
         resources.CustomerResource,
-        [CUSTOMER_HEADER, "BC2,Ann,13800138002,,,en,Asia/Shanghai,,,,,,,", "BC3,Ben,12ab,,,en,Asia/Shanghai,,,,,,,"],
+        [
+            CUSTOMER_HEADER,
+            "BC2,Ann,13800138002,,,en,Asia/Shanghai,,,,,,,",
+            "BC3,Ben,12ab,,,en,Asia/Shanghai,,,,,,,",
+        ],
         "line 3, column phone: “12ab” is not a phone number.",
         Customer,
         id="bad phone",
     ),
     pytest.param(
         resources.CustomerResource,
-        [CUSTOMER_HEADER, "BC2,Ann,13800138002,,,en,Asia/Shanghai,,,,,,,", "BC3,Ben,13800138003,,,en,Mars/Base,,,,,,,"],
+        [
+            CUSTOMER_HEADER,
+            "BC2,Ann,13800138002,,,en,Asia/Shanghai,,,,,,,",
+            "BC3,Ben,13800138003,,,en,Mars/Base,,,,,,,",
+        ],
         "line 3, column timezone: “Mars/Base” is not a known time zone.",
         Customer,
         id="bad time zone",
@@ -198,21 +236,33 @@ BAD_ROWS = [
     ),
     pytest.param(
         resources.PaymentResource,
-        ["ref,loan_ref,installment_seq,amount,received_at,source", "BP1,BL0,1,10,2026-02-01T10:00:00+08:00,app", "BP2,BL0,1,-10,2026-02-01T10:00:00+08:00,app"],
+        [
+            "ref,loan_ref,installment_seq,amount,received_at,source",
+            "BP1,BL0,1,10,2026-02-01T10:00:00+08:00,app",
+            "BP2,BL0,1,-10,2026-02-01T10:00:00+08:00,app",
+        ],
         "line 3, column amount: Ensure this value is greater than or equal to 0.01.",
         Payment,
         id="negative payment",
     ),
     pytest.param(
         resources.PaymentResource,
-        ["ref,loan_ref,installment_seq,amount,received_at,source", "BP1,BL0,1,10,2026-02-01T10:00:00+08:00,app", "BP2,BL0,1,10,2026-02-01 10:00,app"],
+        [
+            "ref,loan_ref,installment_seq,amount,received_at,source",
+            "BP1,BL0,1,10,2026-02-01T10:00:00+08:00,app",
+            "BP2,BL0,1,10,2026-02-01 10:00,app",
+        ],
         "line 3, column received_at: “2026-02-01 10:00” has no UTC offset (write it like 2026-11-30T10:00:00+08:00).",
         Payment,
         id="time without offset",
     ),
     pytest.param(
         resources.PaymentResource,
-        ["ref,loan_ref,installment_seq,amount,received_at,source", "BP1,BL0,1,10,2026-02-01T10:00:00+08:00,app", "BP2,BL0,7,10,2026-02-01T10:00:00+08:00,app"],
+        [
+            "ref,loan_ref,installment_seq,amount,received_at,source",
+            "BP1,BL0,1,10,2026-02-01T10:00:00+08:00,app",
+            "BP2,BL0,7,10,2026-02-01T10:00:00+08:00,app",
+        ],
         "line 3, column installment_seq: loan “BL0” has no instalment 7.",
         Payment,
         id="unknown instalment",
@@ -232,7 +282,9 @@ BAD_ROWS = [
 
 
 @pytest.mark.parametrize(("resource_class", "lines", "message", "model"), BAD_ROWS)
-def test_a_bad_row_is_reported_with_line_and_column_and_nothing_is_saved(resource_class, lines, message, model):
+def test_a_bad_row_is_reported_with_line_and_column_and_nothing_is_saved(
+    resource_class, lines, message, model
+):
     customer = make_customer(ref="BC1")
     make_installment(make_loan(customer, ref="BL0"), seq=1)
     make_tier(code="BZ", min_score=700, max_score=799)
@@ -260,7 +312,11 @@ def test_a_payment_file_with_an_error_changes_no_instalment():
 
 
 def test_a_dry_run_checks_everything_and_saves_nothing():
-    result, errors = run(resources.CustomerResource, csv(CUSTOMER_HEADER, "DC1,Dee,13800138009,,,en,Asia/Shanghai,,,,,,,"), dry_run=True)
+    result, errors = run(
+        resources.CustomerResource,
+        csv(CUSTOMER_HEADER, "DC1,Dee,13800138009,,,en,Asia/Shanghai,,,,,,,"),
+        dry_run=True,
+    )
     assert errors == [] and result.totals["new"] == 1
     assert not Customer.objects.filter(ref="DC1").exists()
     assert not AuditEvent.objects.filter(action="backoffice.import.completed").exists()
@@ -280,13 +336,17 @@ def test_it_imports_an_xlsx_file_with_native_date_and_number_cells():
     _r, errors = run(resources.LoanResource, buffer.getvalue(), format_name="XLSX")
     assert errors == []
     first, second = Loan.objects.get(ref="XL1"), Loan.objects.get(ref="1002")
-    assert first.principal == Decimal("2500.50") and first.disbursed_on == dt.date(2026, 5, 6) and first.autopay
+    assert (
+        first.principal == Decimal("2500.50") and first.disbursed_on == dt.date(2026, 5, 6) and first.autopay
+    )
     assert second.currency == "CNY" and not second.autopay
 
 
 def test_the_import_command_saves_a_good_file_and_writes_the_audit_event(tmp_path):
     path = tmp_path / "customers.csv"
-    path.write_text(csv(CUSTOMER_HEADER, "MC1,梅,13800138011,,,zh-hans,Asia/Shanghai,,,,,,,"), encoding="utf-8")
+    path.write_text(
+        csv(CUSTOMER_HEADER, "MC1,梅,13800138011,,,zh-hans,Asia/Shanghai,,,,,,,"), encoding="utf-8"
+    )
     out = io.StringIO()
     call_command("import", "loans.resources.CustomerResource", str(path), "--noinput", stdout=out)
     assert "1 new" in out.getvalue()
@@ -301,7 +361,11 @@ def test_the_import_command_saves_a_good_file_and_writes_the_audit_event(tmp_pat
 def test_the_import_command_prints_line_and_column_and_fails_on_a_bad_file(tmp_path):
     path = tmp_path / "customers.csv"
     path.write_text(
-        csv(CUSTOMER_HEADER, "MC2,Ann,13800138012,,,en,Asia/Shanghai,,,,,,,", "MC3,Ben,12ab,,,en,Asia/Shanghai,,,,,,,"),
+        csv(
+            CUSTOMER_HEADER,
+            "MC2,Ann,13800138012,,,en,Asia/Shanghai,,,,,,,",
+            "MC3,Ben,12ab,,,en,Asia/Shanghai,,,,,,,",
+        ),
         encoding="utf-8",
     )
     err = io.StringIO()
@@ -315,15 +379,17 @@ def test_the_import_command_dry_run_saves_nothing(tmp_path):
     path = tmp_path / "customers.csv"
     path.write_text(csv(CUSTOMER_HEADER, "MC4,Ann,13800138014,,,en,Asia/Shanghai,,,,,,,"), encoding="utf-8")
     out = io.StringIO()
-    call_command("import", "loans.resources.CustomerResource", str(path), "--noinput", "--dry-run", stdout=out)
+    call_command(
+        "import", "loans.resources.CustomerResource", str(path), "--noinput", "--dry-run", stdout=out
+    )
     assert "nothing saved" in out.getvalue()
     assert not Customer.objects.filter(ref="MC4").exists()
 
 
 def test_an_export_escapes_cells_a_spreadsheet_would_run_as_formulas():
-    make_customer(ref="EX1", name="=HYPERLINK(\"http://evil\")")
+    make_customer(ref="EX1", name='=HYPERLINK("http://evil")')
     dataset = resources.CustomerResource().export(Customer.objects.filter(ref="EX1"))
-    assert dataset.dict[0]["name"] == "'=HYPERLINK(\"http://evil\")"
+    assert dataset.dict[0]["name"] == '\'=HYPERLINK("http://evil")'
     assert dataset.dict[0]["phone"].startswith("+86")  # a number, not a formula: it re-imports as it is
 
 
@@ -331,4 +397,6 @@ def test_an_export_reimports_as_the_same_rows():
     make_tier(code="RT1", min_score=100, max_score=199)
     exported = resources.CreditTierResource().export(CreditTier.objects.filter(code="RT1")).export("csv")
     result, errors = run(resources.CreditTierResource, exported)
-    assert errors == [] and result.totals["update"] == 1 and CreditTier.objects.filter(code="RT1").count() == 1
+    assert (
+        errors == [] and result.totals["update"] == 1 and CreditTier.objects.filter(code="RT1").count() == 1
+    )

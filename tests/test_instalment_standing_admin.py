@@ -26,7 +26,9 @@ def book():
     loan = make_loan(customer, ref="LSTATE1")
     today = local_date(timezone.now(), "Asia/Shanghai")
     for seq, days in ((1, -40), (2, -2), (3, 0), (4, 5)):
-        make_installment(loan, seq=seq, due_date=today + dt.timedelta(days=days), amount_due=Decimal("100.00"))
+        make_installment(
+            loan, seq=seq, due_date=today + dt.timedelta(days=days), amount_due=Decimal("100.00")
+        )
     make_installment(loan, seq=5, due_date=today - dt.timedelta(days=70), paid_at=timezone.now())
     return loan
 
@@ -49,7 +51,16 @@ def test_the_instalment_list_shows_each_state_and_dpd_bucket_with_a_fixed_number
     with CaptureQueriesContext(connection) as many:
         text_of(client.get(url))
 
-    for label in ("Overdue", "In grace period", "Due today", "Upcoming", "Paid", "31-60", "1-30", "Not past due"):
+    for label in (
+        "Overdue",
+        "In grace period",
+        "Due today",
+        "Upcoming",
+        "Paid",
+        "31-60",
+        "1-30",
+        "Not past due",
+    ):
         assert f">{label}<" in page, label
     assert len(many) == len(few)
 

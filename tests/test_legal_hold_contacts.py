@@ -20,7 +20,11 @@ PLAN_AT = local(SHANGHAI, 2026, 11, 28, 10, 30)  # three days before the 1 Decem
 
 def freeze(installment):
     return CollectionCase.objects.create(
-        loan=installment.loan, tier=installment.loan.customer.tier, stage="legal", opened_at=PLAN_AT, is_frozen=True
+        loan=installment.loan,
+        tier=installment.loan.customer.tier,
+        stage="legal",
+        opened_at=PLAN_AT,
+        is_frozen=True,
     )
 
 
@@ -81,6 +85,8 @@ def test_the_daily_freeze_cancels_pending_contacts_only_about_frozen_loans():
     assert enforce_legal_freeze(PLAN_AT) == 1
 
     assert [log.status for log in NotificationLog.objects.filter(customer=_alone)] == ["cancelled"]
-    assert [log.status for log in NotificationLog.objects.filter(customer=_both)] == ["planned"]  # a loan still free
+    assert [log.status for log in NotificationLog.objects.filter(customer=_both)] == [
+        "planned"
+    ]  # a loan still free
     assert [log.status for log in NotificationLog.objects.filter(customer=_quiet)] == ["sent"]
     assert enforce_legal_freeze(PLAN_AT) == 0

@@ -18,7 +18,14 @@ from tests.factories import make_customer, make_tier, make_user
 
 pytestmark = pytest.mark.django_db
 
-FORMULAS = ["=HYPERLINK(\"http://evil.example\")", "+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)*cmd", "\tTAB", "\rCR"]
+FORMULAS = [
+    '=HYPERLINK("http://evil.example")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd",
+    "\tTAB",
+    "\rCR",
+]
 
 
 def export(client, model_name: str, fmt: str, query: str = "") -> bytes:
@@ -29,7 +36,9 @@ def export(client, model_name: str, fmt: str, query: str = "") -> bytes:
     choices = dict((label, value) for value, label in form.fields["format"].choices)
     data.update({"format": choices[fmt], "resource": "0"})
     response = client.post(url, data)
-    assert response.status_code == 200 and response.get("Content-Disposition", "").startswith("attachment"), response
+    assert response.status_code == 200 and response.get("Content-Disposition", "").startswith("attachment"), (
+        response
+    )
     return b"".join(response) if response.streaming else response.content
 
 
@@ -38,7 +47,10 @@ def rows(payload: bytes, fmt: str) -> list[dict]:
         return list(csv.DictReader(io.StringIO(payload.decode("utf-8-sig"), newline="")))
     sheet = openpyxl.load_workbook(io.BytesIO(payload)).active
     # XML turns a carriage return into a line feed: compare them as one.
-    values = [[v.replace("\n", "\r") if isinstance(v, str) else v for v in r] for r in sheet.iter_rows(values_only=True)]
+    values = [
+        [v.replace("\n", "\r") if isinstance(v, str) else v for v in r]
+        for r in sheet.iter_rows(values_only=True)
+    ]
     for row in sheet.iter_rows(min_row=2):
         for cell in row:
             assert cell.data_type != "f", f"{cell.coordinate} is a formula"
@@ -47,13 +59,31 @@ def rows(payload: bytes, fmt: str) -> list[dict]:
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
 def test_a_compliance_officer_exports_customers_masked_and_the_export_is_audited(client, fmt):
-    make_customer(ref="MX1", name="王小明", phone="+8613812345678", email="wang.xiaoming@example.com", push_token="tok-abcdef123", language="en")
-    make_customer(ref="MX2", name="Alice Smith", phone="+8613987654321", email="alice@example.com", language="en")
+    make_customer(
+        ref="MX1",
+        name="王小明",
+        phone="+8613812345678",
+        email="wang.xiaoming@example.com",
+        push_token="tok-abcdef123",
+        language="en",
+    )
+    make_customer(
+        ref="MX2", name="Alice Smith", phone="+8613987654321", email="alice@example.com", language="en"
+    )
     make_customer(ref="MX9", language="zh-hans")
     client.force_login(make_user("officer", group=roles.COMPLIANCE_OFFICER))
     payload = export(client, "customer", fmt, "language__exact=en")
     text = payload.decode("utf-8-sig", errors="ignore") if fmt == "csv" else str(rows(payload, fmt))
-    for secret in ("王小明", "小明", "13812345678", "wang.xiaoming@example.com", "Alice Smith", "13987654321", "alice@example.com", "tok-abcdef123"):
+    for secret in (
+        "王小明",
+        "小明",
+        "13812345678",
+        "wang.xiaoming@example.com",
+        "Alice Smith",
+        "13987654321",
+        "alice@example.com",
+        "tok-abcdef123",
+    ):
         assert secret not in text
     by_ref = {r["ref"]: r for r in rows(payload, fmt)}
     assert by_ref["MX1"]["name"] == "王**" and by_ref["MX1"]["phone"] == "'+86138****5678"
@@ -75,10 +105,15 @@ def test_a_user_with_the_personal_data_permission_exports_customers_in_clear(cli
 
 def test_exporting_from_the_admin_needs_the_export_permission(client):
     user = make_user("viewer")
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_customer", "view_personal_data"]))
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_customer", "view_personal_data"])
+    )
     client.force_login(user)
     assert client.get(reverse("admin:loans_customer_export")).status_code == 403
-    assert client.post(reverse("admin:loans_customer_export"), {"format": "0", "resource": "0"}).status_code == 403
+    assert (
+        client.post(reverse("admin:loans_customer_export"), {"format": "0", "resource": "0"}).status_code
+        == 403
+    )
     assert not AuditEvent.objects.filter(action="backoffice.export.completed").exists()
 
 

@@ -36,34 +36,52 @@ def received():
     signals.payments_recorded.disconnect(on_recorded)
 
 
-def test_a_partial_payment_is_counted_but_does_not_mark_the_instalment_paid(received, django_capture_on_commit_callbacks):
+def test_a_partial_payment_is_counted_but_does_not_mark_the_instalment_paid(
+    received, django_capture_on_commit_callbacks
+):
     installment = make_installment(amount_due=Decimal("500.00"))
     with django_capture_on_commit_callbacks(execute=True):
-        record_payment(loan=installment.loan, installment=installment, amount=Decimal("200"), received_at=AT, ref="RP1")
+        record_payment(
+            loan=installment.loan, installment=installment, amount=Decimal("200"), received_at=AT, ref="RP1"
+        )
     installment.refresh_from_db()
     assert installment.amount_paid == Decimal("200.00") and installment.paid_at is None
     assert received["recorded"] == [([installment.pk], [installment.loan_id])]
     assert received["paid"] == []
 
 
-def test_the_payment_that_covers_the_instalment_sets_paid_at_and_pays_off_the_loan(received, django_capture_on_commit_callbacks):
+def test_the_payment_that_covers_the_instalment_sets_paid_at_and_pays_off_the_loan(
+    received, django_capture_on_commit_callbacks
+):
     installment = make_installment(amount_due=Decimal("500.00"))
-    record_payment(loan=installment.loan, installment=installment, amount=Decimal("200"), received_at=AT, ref="RP2")
+    record_payment(
+        loan=installment.loan, installment=installment, amount=Decimal("200"), received_at=AT, ref="RP2"
+    )
     later = AT + dt.timedelta(days=1)
     with django_capture_on_commit_callbacks(execute=True):
-        record_payment(loan=installment.loan, installment=installment, amount=Decimal("300"), received_at=later, ref="RP3")
+        record_payment(
+            loan=installment.loan,
+            installment=installment,
+            amount=Decimal("300"),
+            received_at=later,
+            ref="RP3",
+        )
     installment.refresh_from_db()
     assert installment.amount_paid == Decimal("500.00") and installment.paid_at == later
     assert received["paid"] == [[installment.pk]]
     assert Loan.objects.get(pk=installment.loan_id).status == Loan.Status.PAID_OFF
-    assert AuditEvent.objects.filter(action="loans.loan.paid_off", object_id=str(installment.loan_id)).exists()
+    assert AuditEvent.objects.filter(
+        action="loans.loan.paid_off", object_id=str(installment.loan_id)
+    ).exists()
     assert AuditEvent.objects.filter(action="loans.payment.recorded").count() == 2
 
 
 def test_recording_the_same_payment_twice_counts_it_once():
     installment = make_installment(amount_due=Decimal("500.00"))
     for _ in range(2):
-        record_payment(loan=installment.loan, installment=installment, amount=Decimal("200"), received_at=AT, ref="RP4")
+        record_payment(
+            loan=installment.loan, installment=installment, amount=Decimal("200"), received_at=AT, ref="RP4"
+        )
     installment.refresh_from_db()
     assert installment.amount_paid == Decimal("200.00")
     assert Payment.objects.filter(ref="RP4").count() == 1
@@ -83,7 +101,9 @@ def test_a_payment_without_instalment_pays_the_earliest_one_still_open():
 def test_a_payment_must_be_positive():
     installment = make_installment()
     with pytest.raises(ValidationError):
-        record_payment(loan=installment.loan, installment=installment, amount=Decimal("-1"), received_at=AT, ref="RP7")
+        record_payment(
+            loan=installment.loan, installment=installment, amount=Decimal("-1"), received_at=AT, ref="RP7"
+        )
 
 
 def test_refreshing_recomputes_from_the_payments_and_reopens_what_is_no_longer_covered():

@@ -19,11 +19,21 @@ DO_NOT_CONTACT = ("suppressed", "do_not_contact")
 
 @pytest.fixture
 def tier(db):
-    tier = make_tier(code="MID", name="Medium", grace_period_days=3, max_contacts_per_week=1, channel_order="sms,push,email")
+    tier = make_tier(
+        code="MID",
+        name="Medium",
+        grace_period_days=3,
+        max_contacts_per_week=1,
+        channel_order="sms,push,email",
+    )
     for offset in (-3, -1):
-        ReminderRule.objects.create(tier=tier, offset_days=offset, channel="sms", kind="pre_due", send_time=dt.time(10))
+        ReminderRule.objects.create(
+            tier=tier, offset_days=offset, channel="sms", kind="pre_due", send_time=dt.time(10)
+        )
     for channel in ("sms", "push"):
-        ReminderTemplate.objects.create(kind="pre_due", channel=channel, language="zh-hans", body="{customer_name} {loans}")
+        ReminderTemplate.objects.create(
+            kind="pre_due", channel=channel, language="zh-hans", body="{customer_name} {loans}"
+        )
     EscalationStep.objects.create(tier=tier, min_dpd=5, stage="early", action="sms", kind="overdue")
     EscalationStep.objects.create(tier=tier, min_dpd=15, stage="call", action="call_task")
 
@@ -42,7 +52,9 @@ def tier(db):
 
 
 def test_it_compares_the_current_policy_with_a_higher_cap_and_a_later_ladder(tier):
-    result = preview_policy(tier, START, END, max_contacts_per_week=2, ladder=(StepSpec(30, "call_task", "call"),))
+    result = preview_policy(
+        tier, START, END, max_contacts_per_week=2, ladder=(StepSpec(30, "call_task", "call"),)
+    )
     current, proposed = result["current"], result["proposed"]
 
     assert result["sample"]["customers"] == 5
@@ -74,7 +86,11 @@ def test_the_preview_writes_nothing_and_reads_in_a_few_queries(tier, django_asse
     with django_assert_max_num_queries(7):
         preview_policy(tier, START, END, max_contacts_per_week=3)
 
-    assert (NotificationLog.objects.count(), AuditEvent.objects.count(), OutboxMessage.objects.count()) == before
+    assert (
+        NotificationLog.objects.count(),
+        AuditEvent.objects.count(),
+        OutboxMessage.objects.count(),
+    ) == before
 
 
 def test_it_refuses_a_bad_proposal_naming_the_line():
@@ -91,9 +107,15 @@ def test_the_tier_page_shows_both_policies_side_by_side(client, tier):
     url = f"/admin/loans/credittier/{tier.pk}/preview/"
 
     params = {
-        "run": "1", "start": "2026-07-01", "end": "2026-07-10", "sample_size": "50", "grace_period_days": "3",
-        "max_contacts_per_week": "2", "channel_order": "sms,push,email",
-        "rules": "-3,sms,pre_due,10:00\n-1,sms,pre_due,10:00", "ladder": "5,sms,early\n15,call_task,call",
+        "run": "1",
+        "start": "2026-07-01",
+        "end": "2026-07-10",
+        "sample_size": "50",
+        "grace_period_days": "3",
+        "max_contacts_per_week": "2",
+        "channel_order": "sms,push,email",
+        "rules": "-3,sms,pre_due,10:00\n-1,sms,pre_due,10:00",
+        "ladder": "5,sms,early\n15,call_task,call",
     }
     html = client.get(url, params).content.decode()
 
@@ -111,7 +133,9 @@ def test_the_tier_change_page_links_to_the_preview(client, tier, monkeypatch):
     from loans.models import CreditTier
 
     # The tier admin names this template in change_form_template (see the README's operator screens).
-    monkeypatch.setattr(admin.site._registry[CreditTier], "change_form_template", "admin/loans/credittier/change_form.html")
+    monkeypatch.setattr(
+        admin.site._registry[CreditTier], "change_form_template", "admin/loans/credittier/change_form.html"
+    )
     client.force_login(make_user("boss", is_superuser=True))
 
     html = client.get(f"/admin/loans/credittier/{tier.pk}/change/").content.decode()

@@ -35,7 +35,12 @@ def csv_format_index() -> str:
 
 
 def test_the_migration_creates_the_four_groups():
-    assert set(Group.objects.values_list("name", flat=True)) >= {"Operations", "Collector", "Compliance officer", "Administrator"}
+    assert set(Group.objects.values_list("name", flat=True)) >= {
+        "Operations",
+        "Collector",
+        "Compliance officer",
+        "Administrator",
+    }
 
 
 def test_compliance_officers_view_and_export_but_get_403_on_change_add_and_delete(client):
@@ -43,12 +48,20 @@ def test_compliance_officers_view_and_export_but_get_403_on_change_add_and_delet
     tier = make_tier()
     login(client, roles.COMPLIANCE_OFFICER)
     assert client.get(reverse("admin:loans_customer_changelist")).status_code == 200
-    assert client.get(reverse("admin:loans_customer_change", args=[customer.pk])).status_code == 200  # read-only view
+    assert (
+        client.get(reverse("admin:loans_customer_change", args=[customer.pk])).status_code == 200
+    )  # read-only view
     assert client.get(reverse("admin:loans_customer_export")).status_code == 200
-    assert client.post(reverse("admin:loans_customer_change", args=[customer.pk]), {"name": "X"}).status_code == 403
+    assert (
+        client.post(reverse("admin:loans_customer_change", args=[customer.pk]), {"name": "X"}).status_code
+        == 403
+    )
     assert client.get(reverse("admin:loans_customer_add")).status_code == 403
     assert client.get(reverse("admin:loans_credittier_delete", args=[tier.pk])).status_code == 403
-    assert client.post(reverse("admin:loans_credittier_delete", args=[tier.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        client.post(reverse("admin:loans_credittier_delete", args=[tier.pk]), {"post": "yes"}).status_code
+        == 403
+    )
     assert client.get(reverse("admin:loans_customer_import")).status_code == 403
     assert CreditTier.objects.filter(pk=tier.pk).exists()
 
@@ -66,14 +79,25 @@ def test_collectors_see_customers_but_cannot_change_tiers(client):
     login(client, roles.COLLECTOR)
     assert client.get(reverse("admin:loans_customer_change", args=[customer.pk])).status_code == 200
     assert client.get(reverse("admin:loans_installment_changelist")).status_code == 200
-    assert client.post(reverse("admin:loans_credittier_change", args=[tier.pk]), {"name": "Mine"}).status_code == 403
+    assert (
+        client.post(reverse("admin:loans_credittier_change", args=[tier.pk]), {"name": "Mine"}).status_code
+        == 403
+    )
     assert client.get(reverse("admin:loans_credittier_add")).status_code == 403
 
 
 def test_collectors_work_call_tasks_and_promises_when_collections_has_them():
     granted = set(Group.objects.get(name=roles.COLLECTOR).permissions.values_list("codename", flat=True))
-    existing = set(Permission.objects.filter(content_type__app_label="collections").values_list("codename", flat=True))
-    for codename in ("view_calltask", "change_calltask", "view_promisetopay", "add_promisetopay", "view_collectioncase"):
+    existing = set(
+        Permission.objects.filter(content_type__app_label="collections").values_list("codename", flat=True)
+    )
+    for codename in (
+        "view_calltask",
+        "change_calltask",
+        "view_promisetopay",
+        "add_promisetopay",
+        "view_collectioncase",
+    ):
         if codename in existing:
             assert codename in granted
     assert "change_collectioncase" not in granted
@@ -94,7 +118,10 @@ def test_operations_import_with_a_preview_then_a_confirmation(client):
     login(client, roles.OPERATIONS)
     response = client.post(
         reverse("admin:loans_customer_import"),
-        {"format": csv_format_index(), "import_file": SimpleUploadedFile("customers.csv", CUSTOMER_FILE.encode())},
+        {
+            "format": csv_format_index(),
+            "import_file": SimpleUploadedFile("customers.csv", CUSTOMER_FILE.encode()),
+        },
     )
     assert response.status_code == 200
     assert not Customer.objects.filter(ref="RC1").exists()  # the preview saves nothing
@@ -123,8 +150,14 @@ def test_operations_configure_tiers_and_the_change_is_audited(client):
     tier = make_tier(code="OPS", min_score=100, max_score=199)
     login(client, roles.OPERATIONS)
     data = {
-        "code": "OPS", "name": "Renamed", "min_score": 100, "max_score": 199, "risk_level": "high",
-        "grace_period_days": 5, "max_contacts_per_week": 4, "channel_order": "sms,push",
+        "code": "OPS",
+        "name": "Renamed",
+        "min_score": 100,
+        "max_score": 199,
+        "risk_level": "high",
+        "grace_period_days": 5,
+        "max_contacts_per_week": 4,
+        "channel_order": "sms,push",
     }
     # Other apps may add inlines to the tier page: send their empty management forms.
     page = client.get(reverse("admin:loans_credittier_change", args=[tier.pk]))
@@ -132,7 +165,9 @@ def test_operations_configure_tiers_and_the_change_is_audited(client):
         prefix = formset.formset.prefix
         data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0})
     response = client.post(reverse("admin:loans_credittier_change", args=[tier.pk]), data)
-    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    assert response.status_code == 302, (
+        response.context["adminform"].form.errors if response.context else response
+    )
     tier.refresh_from_db()
     assert tier.name == "Renamed"
     assert AuditEvent.objects.filter(action="loans.credittier.changed").exists()
@@ -146,7 +181,9 @@ def test_administrators_have_every_permission():
 def test_syncing_roles_is_idempotent_and_grants_permissions_of_models_added_later():
     assert set(roles.sync_roles().values()) == {0}
     content_type = ContentType.objects.get_for_model(Customer)
-    later = Permission.objects.create(codename="export_latermodel", name="Can export later", content_type=content_type)
+    later = Permission.objects.create(
+        codename="export_latermodel", name="Can export later", content_type=content_type
+    )
     added = roles.sync_roles()
     assert added[roles.COMPLIANCE_OFFICER] == 1 and added[roles.COLLECTOR] == 0
     assert Group.objects.get(name=roles.COMPLIANCE_OFFICER).permissions.filter(pk=later.pk).exists()
@@ -170,7 +207,10 @@ def management_forms(page) -> dict:
 def test_a_customer_page_shows_loans_and_instalments_and_operations_pin_the_tier_with_a_reason(client):
     from tests.factories import make_installment, make_loan
 
-    low, high = make_tier(code="PLOW", min_score=700, max_score=799), make_tier(code="PHI", min_score=300, max_score=699)
+    low, high = (
+        make_tier(code="PLOW", min_score=700, max_score=799),
+        make_tier(code="PHI", min_score=300, max_score=699),
+    )
     customer = make_customer(credit_score=650)
     assert customer.tier == high
     make_installment(make_loan(customer, ref="L-PAGE"), seq=1)
@@ -189,7 +229,9 @@ def test_a_customer_page_shows_loans_and_instalments_and_operations_pin_the_tier
     customer.refresh_from_db()
     assert customer.tier == low and customer.is_tier_pinned
     event = AuditEvent.objects.get(action="loans.customer.tier_pinned")
-    assert event.before["tier_id"] == high.pk and event.after["tier_pin_reason"] == "Restructured repayment plan"
+    assert (
+        event.before["tier_id"] == high.pk and event.after["tier_pin_reason"] == "Restructured repayment plan"
+    )
 
 
 def test_compliance_officers_see_customers_masked_and_operations_see_them_in_full(client):
@@ -232,7 +274,11 @@ def test_compliance_officers_can_add_change_or_delete_nothing_in_any_admin(clien
             refused.append(f"{label}: change accepted")
         if client.post(urls["delete"], {"post": "yes"}).status_code != 403:
             refused.append(f"{label}: delete accepted")
-        if model_admin.has_add_permission(request) or model_admin.has_change_permission(request) or model_admin.has_delete_permission(request):
+        if (
+            model_admin.has_add_permission(request)
+            or model_admin.has_change_permission(request)
+            or model_admin.has_delete_permission(request)
+        ):
             refused.append(f"{label}: add, change or delete permission")
         actions = set(model_admin.get_actions(request))
         if actions:
@@ -259,8 +305,15 @@ def make_failed_task():
 
     now = timezone.now()
     return Task.objects.create(
-        id=uuid.uuid4().hex, name="failed-one", func="math.floor", args=(1.5,), kwargs={}, started=now,
-        stopped=now, success=False, result="boom",
+        id=uuid.uuid4().hex,
+        name="failed-one",
+        func="math.floor",
+        args=(1.5,),
+        kwargs={},
+        started=now,
+        stopped=now,
+        success=False,
+        result="boom",
     )
 
 
@@ -297,7 +350,8 @@ def test_adding_and_changing_customers_does_not_allow_importing_them(client):
     user = make_user("clerk")
     user.user_permissions.add(
         *Permission.objects.filter(
-            content_type__app_label="loans", codename__in=["view_customer", "add_customer", "change_customer", "view_personal_data"]
+            content_type__app_label="loans",
+            codename__in=["view_customer", "add_customer", "change_customer", "view_personal_data"],
         )
     )
     client.force_login(user)

@@ -167,7 +167,9 @@ def autopay_book():
     # The reminder of the day before goes at 22:00, outside the window: it waits for 08:00 on the due date.
     make_rule(tier, -1, "sms", send_time=dt.time(22, 0))
     make_template("pre_due", "sms", "zh-hans")
-    make_template("autodebit_failed", "sms", "zh-hans", body="{customer_name}: auto-debit of {amount_due} failed.")
+    make_template(
+        "autodebit_failed", "sms", "zh-hans", body="{customer_name}: auto-debit of {amount_due} failed."
+    )
     customer = make_customer(tier=tier, name="赵敏")
     loan = make_loan(customer, autopay=True)
     return customer, make_installment(loan, due_date=dt.date(2026, 12, 1))
@@ -234,7 +236,9 @@ def test_run_jobs_sends_at_the_local_hour_on_the_day_los_angeles_changes_clocks(
     customer, _ = make_debtor(tier, due_date=due, timezone=LOS_ANGELES)
     day_before = due - dt.timedelta(days=1)
 
-    run_jobs("--now", local(LOS_ANGELES, day_before.year, day_before.month, day_before.day, 0, 30).isoformat())
+    run_jobs(
+        "--now", local(LOS_ANGELES, day_before.year, day_before.month, day_before.day, 0, 30).isoformat()
+    )
     run_jobs("--now", (send_utc - dt.timedelta(minutes=1)).isoformat())
     assert OutboxMessage.objects.count() == 0
     run_jobs("--now", send_utc.isoformat())

@@ -63,7 +63,11 @@ def cluster_env(redis_url: str, tmp_path: Path, label: str) -> dict[str, str]:
 def start_cluster(env: dict[str, str], log: Path) -> subprocess.Popen:
     # Its own session, so the sentinel, pusher, workers and monitor can be killed together.
     return subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -82,8 +86,21 @@ def kill_group(proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
 
 def enqueue_daily_run(env: dict[str, str], now: dt.datetime) -> str:
     result = subprocess.run(
-        [sys.executable, "manage.py", "run_jobs", "--enqueue", "--chunk-size", "10", "--now", now.isoformat()],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "manage.py",
+            "run_jobs",
+            "--enqueue",
+            "--chunk-size",
+            "10",
+            "--now",
+            now.isoformat(),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -95,8 +112,12 @@ def book_due_today():
     policy.window_start, policy.window_end = dt.time(0, 0), dt.time(23, 59, 59, 999999)
     policy.save()
     tier = make_tier(code="S", max_contacts_per_week=3, channel_order="sms,email")
-    ReminderRule.objects.create(tier=tier, offset_days=0, channel="sms", kind="due_today", send_time=dt.time(0, 0))
-    ReminderTemplate.objects.create(kind="due_today", channel="sms", language="zh-hans", body="{customer_name}: {amount_due} {due_date}")
+    ReminderRule.objects.create(
+        tier=tier, offset_days=0, channel="sms", kind="due_today", send_time=dt.time(0, 0)
+    )
+    ReminderTemplate.objects.create(
+        kind="due_today", channel="sms", language="zh-hans", body="{customer_name}: {amount_due} {due_date}"
+    )
     today = dt.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date()
     for _ in range(CUSTOMERS):
         make_installment(make_loan(make_customer(tier=tier)), due_date=today)
@@ -119,10 +140,15 @@ def test_two_clusters_one_killed_midway_send_every_contact_exactly_once(book_due
             return {label: lines[0::2].count(label) for label in ("A", "B")}
 
         # Whichever cluster the broker fed first is killed once it has sent a few messages.
-        busy = wait_for(lambda: next((k for k, n in senders_so_far().items() if n >= 3), None), 90,
-                        "a cluster to send a few messages")
+        busy = wait_for(
+            lambda: next((k for k, n in senders_so_far().items() if n >= 3), None),
+            90,
+            "a cluster to send a few messages",
+        )
         victim, survivor = (cluster_a, cluster_b) if busy == "A" else (cluster_b, cluster_a)
-        kill_group(victim)  # SIGKILL in the middle of its work: claimed rows and queued chunks are lost with it
+        kill_group(
+            victim
+        )  # SIGKILL in the middle of its work: claimed rows and queued chunks are lost with it
         assert victim.returncode is not None
         sent_before_sweep = NotificationLog.objects.filter(status="sent").count()
         assert sent_before_sweep < CUSTOMERS, "the kill came too late to prove anything"
@@ -131,9 +157,14 @@ def test_two_clusters_one_killed_midway_send_every_contact_exactly_once(book_due
         # takes over rows whose claim lapsed with the dead cluster.
         time.sleep(6.5)  # the claim lease of a 5-row batch with a 0.2 s provider timeout
         enqueue_daily_run(env_b, dt.datetime.now(dt.UTC))
-        wait_for(lambda: NotificationLog.objects.filter(status="sent").count() == CUSTOMERS
-                 and not NotificationLog.objects.filter(status__in=["planned", "deferred"]).exists(),
-                 120, "the surviving cluster to send every contact")
+        wait_for(
+            lambda: (
+                NotificationLog.objects.filter(status="sent").count() == CUSTOMERS
+                and not NotificationLog.objects.filter(status__in=["planned", "deferred"]).exists()
+            ),
+            120,
+            "the surviving cluster to send every contact",
+        )
         assert survivor.poll() is None  # the survivor did the rest
     finally:
         kill_group(cluster_a)

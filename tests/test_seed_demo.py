@@ -25,7 +25,16 @@ TODAY = dt.date(2026, 11, 23)
 def counts():
     return {
         model.__name__: model.objects.count()
-        for model in (CreditTier, Customer, CreditScore, Loan, Installment, Payment, ReminderTemplate, ReminderRule)
+        for model in (
+            CreditTier,
+            Customer,
+            CreditScore,
+            Loan,
+            Installment,
+            Payment,
+            ReminderTemplate,
+            ReminderRule,
+        )
     }
 
 
@@ -62,7 +71,10 @@ def test_it_seeds_tiers_a_to_d_with_grace_periods_and_caps(seeded):
     assert [tiers[c].grace_period_days for c in "ABCD"] == [7, 5, 3, 3]
     assert tiers["A"].max_contacts_per_week < tiers["D"].max_contacts_per_week
     assert all(ReminderRule.objects.filter(tier=tiers[c]).exists() for c in "ABCD")
-    assert ReminderRule.objects.filter(tier=tiers["D"]).count() > ReminderRule.objects.filter(tier=tiers["A"]).count()
+    assert (
+        ReminderRule.objects.filter(tier=tiers["D"]).count()
+        > ReminderRule.objects.filter(tier=tiers["A"]).count()
+    )
     assert ReminderRule.objects.filter(kind="grace").exists()
     assert ContactPolicy.objects.filter(id=1).exists()
 
@@ -77,7 +89,10 @@ def test_it_seeds_a_template_per_kind_channel_and_language(seeded):
 
 
 def test_customers_have_chinese_and_english_names_valid_phones_and_a_few_other_time_zones(seeded):
-    assert Customer.objects.filter(language="en").exists() and Customer.objects.filter(language="zh-hans").exists()
+    assert (
+        Customer.objects.filter(language="en").exists()
+        and Customer.objects.filter(language="zh-hans").exists()
+    )
     assert not Customer.objects.exclude(phone__startswith="+").exists()
     assert Customer.objects.filter(phone__startswith="+86").count() > 200
     assert Customer.objects.exclude(timezone="Asia/Shanghai").exists()

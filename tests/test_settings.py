@@ -10,7 +10,12 @@ def run_manage(*args, **env):
     full_env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -55,5 +60,12 @@ def test_django_q_follows_its_documented_pitfalls_and_redis_url_switches_the_bro
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["redis://127.0.0.1:6379/9", "None"]
-    result = run_manage("shell", "-v", "0", "-c", "from django.conf import settings as s; print(s.Q_CLUSTER.get('orm'))", REDIS_URL="")
+    result = run_manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from django.conf import settings as s; print(s.Q_CLUSTER.get('orm'))",
+        REDIS_URL="",
+    )
     assert result.stdout.split() == ["default"]

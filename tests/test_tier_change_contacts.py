@@ -44,10 +44,16 @@ def run_jobs(moment: dt.datetime, capture) -> str:
 def import_scores(tmp_path, rows: list[tuple[str, int, dt.datetime]]) -> None:
     path = tmp_path / "scores.csv"
     path.write_text(
-        "customer_ref,score,scored_at\n" + "".join(f"{ref},{score},{at.isoformat()}\n" for ref, score, at in rows)
+        "customer_ref,score,scored_at\n"
+        + "".join(f"{ref},{score},{at.isoformat()}\n" for ref, score, at in rows)
     )
     call_command(
-        "import", "loans.resources.CreditScoreResource", str(path), format="CSV", interactive=False, stdout=StringIO()
+        "import",
+        "loans.resources.CreditScoreResource",
+        str(path),
+        format="CSV",
+        interactive=False,
+        stdout=StringIO(),
     )
 
 
@@ -77,7 +83,9 @@ def test_an_imported_score_that_moves_the_tier_cancels_the_old_tiers_contacts_an
     cancelled = AuditEvent.objects.get(action="notifications.contact.cancelled", object_id=str(old.id))
     assert cancelled.after["reason"] == "tier_changed" and cancelled.after["customer_id"] == customer.id
     assert (cancelled.after["old_tier_id"], cancelled.after["new_tier_id"]) == (low.id, high.id)
-    assert AuditEvent.objects.filter(action="loans.customer.tier_changed", object_id=str(customer.id)).exists()
+    assert AuditEvent.objects.filter(
+        action="loans.customer.tier_changed", object_id=str(customer.id)
+    ).exists()
 
     run_jobs(local(SHANGHAI, 2026, 11, 28, 11, 5), django_capture_on_commit_callbacks)
     assert sorted(OutboxMessage.objects.values_list("channel", flat=True)) == ["email", "push"]
@@ -87,7 +95,9 @@ def test_an_imported_score_that_moves_the_tier_cancels_the_old_tiers_contacts_an
     assert sorted(NotificationLog.objects.values_list("id", "status")) == state
 
 
-def test_a_contact_already_sent_under_the_old_tier_is_not_sent_again(tmp_path, django_capture_on_commit_callbacks):
+def test_a_contact_already_sent_under_the_old_tier_is_not_sent_again(
+    tmp_path, django_capture_on_commit_callbacks
+):
     low, high = make_tier(), make_tier()
     make_rule(low, -3, "sms")
     make_rule(high, -3, "sms")
@@ -126,7 +136,9 @@ def test_a_tier_change_moves_an_open_case_to_the_new_ladder_and_cancels_the_old_
     assert len(open_tasks(loan)) == 1  # the high-risk ladder calls from 3 DPD
     high_runs = CaseStepRun.objects.filter(case=case, step__tier=high)
     assert dict(high_runs.values_list("min_dpd", "result")) == {1: "performed", 3: "performed"}
-    pending = NotificationLog.objects.filter(customer=loan.customer, status__in=[Status.PLANNED, Status.DEFERRED])
+    pending = NotificationLog.objects.filter(
+        customer=loan.customer, status__in=[Status.PLANNED, Status.DEFERRED]
+    )
     assert [log.tier_id for log in pending] == [high.id]  # the high tier's early SMS, once
     assert AuditEvent.objects.filter(action="collections.case.tier_changed", object_id=str(case.pk)).exists()
 
@@ -160,6 +172,8 @@ def test_moving_to_a_tier_that_calls_later_cancels_the_open_call_until_its_ladde
         stages[n] = case.stage
         assert len(open_tasks(loan)) == (1 if n >= 15 else 0), n  # the low-risk ladder calls from 15 DPD
     assert (stages[5], stages[6], stages[8], stages[15]) == ("call", "early", "firm", "call")
-    low_messages = NotificationLog.objects.filter(customer=loan.customer, tier=low, dedupe_key__startswith="case:")
+    low_messages = NotificationLog.objects.filter(
+        customer=loan.customer, tier=low, dedupe_key__startswith="case:"
+    )
     assert min(log.scheduled_for for log in low_messages) == day(6)  # nothing from the ladder inside grace
     assert CaseStepRun.objects.filter(case=case).count() == 2 + 4  # high: SMS and call; low: up to its call

@@ -75,7 +75,9 @@ def test_unpinning_lets_the_score_decide_again(tiers, tier_changes, django_captu
     assert AuditEvent.objects.filter(action="loans.customer.tier_unpinned").exists()
 
 
-def test_applying_scores_takes_the_latest_score_and_moves_the_tier(tiers, tier_changes, django_capture_on_commit_callbacks):
+def test_applying_scores_takes_the_latest_score_and_moves_the_tier(
+    tiers, tier_changes, django_capture_on_commit_callbacks
+):
     customer = make_customer(credit_score=700)
     make_score(customer, 800, scored_at=NOW - dt.timedelta(days=1))
     make_score(customer, 600, scored_at=NOW - dt.timedelta(days=5))  # older, arrived late: does not win
@@ -166,10 +168,24 @@ def test_a_tier_file_is_audited_tier_by_tier_with_before_and_after():
     from tests.factories import make_user
 
     kept = make_tier(code="FE", name="Kept", min_score=9700, max_score=9799, grace_period_days=3)
-    same = make_tier(code="FS", name="Same", min_score=9600, max_score=9699, grace_period_days=3, max_contacts_per_week=3,
-                     channel_order="sms", risk_level="medium")
+    same = make_tier(
+        code="FS",
+        name="Same",
+        min_score=9600,
+        max_score=9699,
+        grace_period_days=3,
+        max_contacts_per_week=3,
+        channel_order="sms",
+        risk_level="medium",
+    )
     data = "\n".join(
-        [TIER_HEADER, "FE,Kept,9700,9799,medium,5,3,sms", "FS,Same,9600,9699,medium,3,3,sms", "FF,New,9800,9899,low,7,2,sms", ""]
+        [
+            TIER_HEADER,
+            "FE,Kept,9700,9799,medium,5,3,sms",
+            "FS,Same,9600,9699,medium,3,3,sms",
+            "FF,New,9800,9899,low,7,2,sms",
+            "",
+        ]
     )
     _result, errors = run_import(CreditTierResource(), data, file_name="tiers.csv", user=make_user("ops"))
     assert errors == []

@@ -59,7 +59,12 @@ def two_loans(db):
         object_id=str(held.pk),
         after={"reason": "frequency_cap", "contacts_in_7_days": 3, "cap": 3, "destination": "+8613812345678"},
     )
-    log_event("notifications.contact.sent", actor="job:dispatch_due", object_type="notifications.NotificationLog", object_id=str(sent.pk))
+    log_event(
+        "notifications.contact.sent",
+        actor="job:dispatch_due",
+        object_type="notifications.NotificationLog",
+        object_id=str(sent.pk),
+    )
     return {"customer": customer, "first": first, "second": second, "sent": sent, "held": held}
 
 
@@ -109,7 +114,9 @@ def test_personal_data_shows_with_the_permission(client, operator, two_loans):
 
 
 def test_the_loan_timeline_shows_only_contacts_that_covered_that_loan(client, operator, two_loans):
-    other = make_log(two_loans["customer"], installments=[make_installment(two_loans["first"])], scheduled_for=AT)
+    other = make_log(
+        two_loans["customer"], installments=[make_installment(two_loans["first"])], scheduled_for=AT
+    )
     client.force_login(operator)
 
     html = client.get(f"/admin/loans/loan/{two_loans['second'].pk}/timeline/").content.decode()
@@ -117,7 +124,9 @@ def test_the_loan_timeline_shows_only_contacts_that_covered_that_loan(client, op
     assert f'id="contact-{two_loans["held"].pk}"' in html and f'id="contact-{two_loans["sent"].pk}"' in html
     assert f'id="contact-{other.pk}"' not in html
     first_only = client.get(f"/admin/loans/loan/{two_loans['first'].pk}/timeline/").content.decode()
-    assert f'id="contact-{two_loans["held"].pk}"' not in first_only and f'id="contact-{other.pk}"' in first_only
+    assert (
+        f'id="contact-{two_loans["held"].pk}"' not in first_only and f'id="contact-{other.pk}"' in first_only
+    )
 
 
 def test_it_refuses_staff_without_the_view_permission_on_the_log(client, two_loans):
@@ -137,11 +146,20 @@ def test_it_sends_anonymous_visitors_to_the_login(client, two_loans):
 def test_it_filters_by_status_and_paginates(client, operator, two_loans):
     customer = two_loans["customer"]
     for n in range(51):
-        make_log(customer, status=S.DEFERRED, reason=R.OUTSIDE_CONTACT_WINDOW, scheduled_for=AT - dt.timedelta(hours=n + 1))
+        make_log(
+            customer,
+            status=S.DEFERRED,
+            reason=R.OUTSIDE_CONTACT_WINDOW,
+            scheduled_for=AT - dt.timedelta(hours=n + 1),
+        )
     client.force_login(operator)
 
-    first = client.get(f"/admin/loans/customer/{customer.pk}/timeline/", {"status": "deferred"}).content.decode()
-    second = client.get(f"/admin/loans/customer/{customer.pk}/timeline/", {"status": "deferred", "page": 2}).content.decode()
+    first = client.get(
+        f"/admin/loans/customer/{customer.pk}/timeline/", {"status": "deferred"}
+    ).content.decode()
+    second = client.get(
+        f"/admin/loans/customer/{customer.pk}/timeline/", {"status": "deferred", "page": 2}
+    ).content.decode()
 
     assert first.count('data-status="deferred"') == 50 and 'data-status="sent"' not in first
     assert second.count('data-status="deferred"') == 1
@@ -157,15 +175,26 @@ def test_the_page_costs_the_same_queries_for_few_or_many_contacts(client, operat
     with CaptureQueriesContext(connection) as few:
         client.get(url)
     for n in range(20):
-        log = make_log(customer, installments=[make_installment(two_loans["first"])], scheduled_for=AT + dt.timedelta(hours=n))
-        log_event("notifications.contact.planned", actor="job:plan", object_type="notifications.NotificationLog", object_id=str(log.pk))
+        log = make_log(
+            customer,
+            installments=[make_installment(two_loans["first"])],
+            scheduled_for=AT + dt.timedelta(hours=n),
+        )
+        log_event(
+            "notifications.contact.planned",
+            actor="job:plan",
+            object_type="notifications.NotificationLog",
+            object_id=str(log.pk),
+        )
     with CaptureQueriesContext(connection) as many:
         response = client.get(url)
 
     assert response.content.decode().count("notifications.contact.planned") == 20
     assert len(many) == len(few)
     assert sum("backoffice_auditevent" in q["sql"] for q in many.captured_queries) == 1
-    assert sum("notifications_notificationlog" in q["sql"] for q in many.captured_queries) == 2  # count + page
+    assert (
+        sum("notifications_notificationlog" in q["sql"] for q in many.captured_queries) == 2
+    )  # count + page
 
 
 @pytest.mark.parametrize("model", ["customer", "loan"])

@@ -92,7 +92,11 @@ def dashboard_context(figures: dict) -> dict:
         for r in figures["roll_rates"]
     ]
     cure_rows = [
-        {**r, "tier": r["tier_code"] and f"{r['tier_code']} · {r['tier_name']}" or _("No tier"), "rate_text": percent(r["rate"])}
+        {
+            **r,
+            "tier": r["tier_code"] and f"{r['tier_code']} · {r['tier_name']}" or _("No tier"),
+            "rate_text": percent(r["rate"]),
+        }
         for r in figures["cure_rates"]
     ]
     return {

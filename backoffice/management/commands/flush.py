@@ -18,7 +18,11 @@ class Command(FlushCommand):
     def handle(self, **options):
         connection = connections[options["database"]]
         has_table = AuditEvent._meta.db_table in connection.introspection.table_names()
-        guarded = has_table and connection.vendor in ("sqlite", "postgresql") and not missing_audit_triggers(connection)
+        guarded = (
+            has_table
+            and connection.vendor in ("sqlite", "postgresql")
+            and not missing_audit_triggers(connection)
+        )
         if guarded:
             remove_audit_triggers(connection)
         try:

@@ -20,14 +20,29 @@ from backoffice.importing import BookResource, file_sha256
 
 
 class Command(BaseCommand):
-    help = "Import a CSV or XLSX file with a resource (e.g. loans.resources.CustomerResource); all or nothing."
+    help = (
+        "Import a CSV or XLSX file with a resource (e.g. loans.resources.CustomerResource); all or nothing."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("resource", help="Dotted path of the resource, e.g. loans.resources.CustomerResource.")
+        parser.add_argument(
+            "resource", help="Dotted path of the resource, e.g. loans.resources.CustomerResource."
+        )
         parser.add_argument("import_file_name", help='The file to import ("-" for standard input).')
-        parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", help="Do not ask for confirmation.")
-        parser.add_argument("-n", "--dry-run", action="store_true", help="Check the whole file and save nothing.")
-        parser.add_argument("--format", help=f"CSV or XLSX (guessed from the file name otherwise; known: {get_default_format_names()}).")
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for confirmation.",
+        )
+        parser.add_argument(
+            "-n", "--dry-run", action="store_true", help="Check the whole file and save nothing."
+        )
+        parser.add_argument(
+            "--format",
+            help=f"CSV or XLSX (guessed from the file name otherwise; known: {get_default_format_names()}).",
+        )
         parser.add_argument("--encoding", help="Character encoding of a text file (default UTF-8).")
         parser.add_argument("--actor", default="command:import", help="Who imports, for the audit trail.")
         parser.add_argument("--raise-errors", action="store_true", help="Raise the first error (debugging).")
@@ -86,6 +101,8 @@ class Command(BaseCommand):
                 f"{len(errors)} error(s) in {os.path.basename(file_name)}: nothing of this file was saved."
             )
         if options["dry_run"]:
-            self.stdout.write(self.style.NOTICE(f"Dry run, nothing saved. The file is valid: {counts} {name}."))
+            self.stdout.write(
+                self.style.NOTICE(f"Dry run, nothing saved. The file is valid: {counts} {name}.")
+            )
         else:
             self.stdout.write(self.style.SUCCESS(f"Imported {os.path.basename(file_name)}: {counts} {name}."))

@@ -40,7 +40,10 @@ class Command(BaseCommand):
             "for the django-q2 clusters (all clusters sharing the broker take them).",
         )
         parser.add_argument(
-            "--chunk-size", type=int, default=None, help="Customers per chunk with --enqueue (default DAILY_RUN_CHUNK_CUSTOMERS)."
+            "--chunk-size",
+            type=int,
+            default=None,
+            help="Customers per chunk with --enqueue (default DAILY_RUN_CHUNK_CUSTOMERS).",
         )
 
     def handle(self, *args, now=None, enqueue=False, chunk_size=None, **options):

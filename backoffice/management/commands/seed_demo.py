@@ -12,16 +12,22 @@ class Command(BaseCommand):
     help = "Load realistic demo data (tiers, templates, rules, customers, loans in every state, demo users). Idempotent."
 
     def add_arguments(self, parser):
-        parser.add_argument("--today", help="Pretend today is this date (YYYY-MM-DD); default: today in TIME_ZONE.")
         parser.add_argument(
-            "--allow-production", action="store_true", help="Seed even with DEBUG off (demo users have known passwords)."
+            "--today", help="Pretend today is this date (YYYY-MM-DD); default: today in TIME_ZONE."
+        )
+        parser.add_argument(
+            "--allow-production",
+            action="store_true",
+            help="Seed even with DEBUG off (demo users have known passwords).",
         )
 
     def handle(self, *args, **options):
         from loans.demo import seed
 
         if not settings.DEBUG and not options["allow_production"]:
-            raise CommandError("DEBUG is off: demo users with known passwords are refused (use --allow-production).")
+            raise CommandError(
+                "DEBUG is off: demo users with known passwords are refused (use --allow-production)."
+            )
         today = dt.date.fromisoformat(options["today"]) if options["today"] else None
         result = seed(today=today, stdout=self.stdout)
         config, book = result["configuration"], result["book"]
