@@ -40,7 +40,7 @@ from .models import (
 )
 
 JOB_ACTOR = "job:advance_collections"
-CHUNK = 500
+CHUNK = 2000
 ZERO = Decimal("0")
 CALL_WINDOW = dt.timedelta(days=7)
 MAX_CALLS_PER_LOAN_IN_WINDOW = 7

@@ -1095,17 +1095,17 @@ def _send_batch(sends, now, policy, totals, backends, get_backend) -> None:
         totals[Status.SENT] += 1
     with transaction.atomic():
         if sent_logs:
-            NotificationLog.objects.filter(id__in=[log.id for log in sent_logs]).update(
-                status=Status.SENT,
-                reason="",
-                sent_at=now,
-                last_error="",
-                claimed_until=None,
-                updated_at=stamp,
-            )
+            # One statement per batch writes every field of a sent row: a second UPDATE of the same rows would
+            # write each row (and every index of the log) twice.
             bulk_update_rows(
                 sent_logs,
                 [
+                    "status",
+                    "reason",
+                    "sent_at",
+                    "last_error",
+                    "claimed_until",
+                    "updated_at",
                     "channel",
                     "destination",
                     "language",
