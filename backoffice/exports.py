@@ -11,6 +11,7 @@ read, so an export of the audit trail never contains its own export event (the n
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import getpass
@@ -18,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +27,20 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Q, QuerySet
+from django.db import connections
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from .audit import log_event
-from .masking import can_see_personal_data, mask_destination, mask_name, mask_text, mask_value
+from .masking import (
+    can_see_personal_data,
+    customer_plan,
+    mask_destination,
+    mask_name,
+    mask_text_with,
+    mask_value,
+)
 from .models import AuditEvent, ExportJob
 
 logger = logging.getLogger(__name__)
@@ -195,60 +206,128 @@ def _moment(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat() if value else None
 
 
-def notification_rows(qs: QuerySet, *, masked: bool) -> Iterator[dict[str, Any]]:
-    # Hot loop of every notification export (millions of rows): positional access, no intermediate dicts.
-    for (
-        pk,
-        customer_ref,
-        customer_name,
-        loan_refs,
-        channel,
-        kind,
-        status,
-        reason,
-        scheduled_for,
-        sent_at,
-        destination,
-        subject,
-        body,
-        attempts,
-        provider_message_id,
-        phone,
-        email,
-    ) in qs.values_list(*_NOTIFICATION_FIELDS).iterator(chunk_size=CHUNK_SIZE):
-        if masked:
-            names, phones, emails = (customer_name or "",), (phone or "",), (email or "",)
-            customer_name = mask_name(customer_name or "")
-            destination = mask_destination(destination or "")
-            subject = mask_text(subject or "", names=names, phones=phones, emails=emails)
-            body = mask_text(body or "", names=names, phones=phones, emails=emails)
-        yield {
-            "id": pk,
-            "customer_ref": customer_ref,
-            "customer_name": customer_name,
-            "loan_refs": loan_refs,
-            "channel": channel,
-            "kind": kind,
-            "status": status,
-            "reason": reason,
-            "scheduled_for": _moment(scheduled_for),
-            "sent_at": _moment(sent_at),
-            "destination": destination,
-            "subject": subject,
-            "body": body,
-            "attempts": attempts,
-            "provider_message_id": provider_message_id,
-        }
+def _moment_reader(connection) -> Callable[[Any], str | None]:
+    """How a time column read without Django's converters becomes UTC ISO-8601 text (``_moment``).
+
+    PostgreSQL hands over aware datetimes. SQLite's column is read as the text Django stored, a naive UTC time
+    ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (``str(datetime)``): rearranged as text, which is what ``isoformat`` would
+    give. Any other text (another time zone, another spelling) goes through Django's own converter."""
+    if connection.vendor != "sqlite":
+        return _moment
+    utc = connection.timezone_name == "UTC"
+    convert = connection.ops.convert_datetimefield_value
+
+    def read(value: Any) -> str | None:
+        if value is None:
+            return None
+        if (
+            utc
+            and value.__class__ is str
+            and (len(value) == 19 or (len(value) == 26 and value[19] == "." and value[20:] != "000000"))
+            and value[4] == "-"
+            and value[7] == "-"
+            and value[10] == " "
+            and value[13] == ":"
+            and value[16] == ":"
+        ):
+            return value[:10] + "T" + value[11:] + "+00:00"
+        return _moment(convert(value, None, connection))
+
+    return read
 
 
-def audit_rows(qs: QuerySet, *, masked: bool) -> Iterator[dict[str, Any]]:
-    for row in qs.values_list(*AUDIT_COLUMNS).iterator(chunk_size=CHUNK_SIZE):
-        out = dict(zip(AUDIT_COLUMNS, row, strict=True))
-        out["at"] = _moment(out["at"])
+def _raw_batches(qs: QuerySet) -> Iterator[list[tuple]]:
+    """The rows of a ``values_list`` query as the database driver returns them, a chunk at a time: what
+    ``iterator(chunk_size=CHUNK_SIZE)`` reads (a server-side cursor on PostgreSQL), without Django's per-value
+    converters (the caller converts what needs it)."""
+    from django.db.models.sql.constants import MULTI
+
+    chunked = not connections[qs.db].settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+    compiler = qs.query.get_compiler(using=qs.db)
+    yield from compiler.execute_sql(MULTI, chunked_fetch=chunked, chunk_size=CHUNK_SIZE)
+
+
+_TIME_COLUMNS = ("scheduled_for", "sent_at")
+
+
+def notification_batches(qs: QuerySet, *, masked: bool) -> Iterator[list[tuple]]:
+    """The notification rows (tuples in ``NOTIFICATION_COLUMNS`` order), masked if asked, a chunk at a time.
+
+    The hot loop of every notification export (millions of rows): raw driver rows, positional access, one
+    masking plan per row for the subject and body (``customer_plan``, cached per customer)."""
+    connection = connections[qs.db]
+    fields = _NOTIFICATION_FIELDS
+    if connection.vendor == "sqlite":
+        # Read the stored text: the driver would otherwise parse every time into a datetime first.
+        qs = qs.annotate(**{f"{name}_text": Cast(name, TextField()) for name in _TIME_COLUMNS})
+        fields = tuple(f"{f}_text" if f in _TIME_COLUMNS else f for f in fields)
+    moment = _moment_reader(connection)
+    for rows in _raw_batches(qs.values_list(*fields)):
+        batch = []
+        append = batch.append
+        for (
+            pk,
+            customer_ref,
+            customer_name,
+            loan_refs,
+            channel,
+            kind,
+            status,
+            reason,
+            scheduled_for,
+            sent_at,
+            destination,
+            subject,
+            body,
+            attempts,
+            provider_message_id,
+            phone,
+            email,
+        ) in rows:
+            if masked:
+                plan = customer_plan(customer_name or "", phone or "", email or "")
+                customer_name = mask_name(customer_name or "")
+                destination = mask_destination(destination or "")
+                subject = mask_text_with(subject or "", plan)
+                body = mask_text_with(body or "", plan)
+            append(
+                (
+                    pk,
+                    customer_ref,
+                    customer_name,
+                    loan_refs,
+                    channel,
+                    kind,
+                    status,
+                    reason,
+                    moment(scheduled_for),
+                    moment(sent_at),
+                    destination,
+                    subject,
+                    body,
+                    attempts,
+                    provider_message_id,
+                )
+            )
+        yield batch
+
+
+def audit_batches(qs: QuerySet, *, masked: bool) -> Iterator[list[tuple]]:
+    """The audit rows (tuples in ``AUDIT_COLUMNS`` order), masked if asked, a chunk at a time."""
+    batch: list[tuple] = []
+    for seq, at, actor, action, object_type, object_id, before, after, prev_hash, hash_ in qs.values_list(
+        *AUDIT_COLUMNS
+    ).iterator(chunk_size=CHUNK_SIZE):
         if masked:
-            out["before"] = mask_value(out["before"])
-            out["after"] = mask_value(out["after"])
-        yield out
+            before, after = mask_value(before), mask_value(after)
+        batch.append(
+            (seq, _moment(at), actor, action, object_type, object_id, before, after, prev_hash, hash_)
+        )
+        if len(batch) == CHUNK_SIZE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 _FORMULA_FIRST = frozenset(FORMULA_PREFIXES)
@@ -270,23 +349,73 @@ def _cell(value: Any) -> Any:
     return escape_formula(value)
 
 
-class _CsvWriter:
-    def __init__(self, path: Path, columns: tuple[str, ...]):
-        # utf-8-sig: Excel opens Chinese names correctly only with the byte-order mark.
-        self.fh = path.open("w", newline="", encoding="utf-8-sig")
-        self.writer = csv.writer(self.fh)
-        self.writer.writerow(columns)
-        self.columns = columns
+class _Lines(list):
+    """Where ``csv.writer`` writes: each row's line appended (``write`` is ``list.append``, no Python call)."""
 
-    def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow([_cell(row[c]) for c in self.columns])
+    write = list.append
+
+
+# Where a cell a spreadsheet would run can begin in CSV text: at a line's start or after a comma, as it is or
+# after the opening quote of a quoted cell (a cell holding a carriage return is always quoted, so an unquoted
+# "\r" after a comma is only the end of a line whose last cell is empty).
+_CSV_FORMULA_RE = re.compile(r'[,\n](?:"[=+\-@\t\r]|[=+\-@\t])')
+
+
+def _csv_may_hold_formula(text: str) -> bool:
+    """Whether a cell of these CSV lines may start with ``= + - @`` tab or CR (a few false alarms are fine)."""
+    first = text[:1]
+    return (
+        first in _FORMULA_FIRST
+        or (first == '"' and text[1:2] in _FORMULA_FIRST)
+        or _CSV_FORMULA_RE.search(text) is not None
+    )
+
+
+class _CsvWriter:
+    """CSV in UTF-8 with a byte-order mark, written a batch at a time and hashed as it is written.
+
+    With ``plain`` rows (only text, integers and None), a batch is written as it is and its text searched once
+    for a cell a spreadsheet would run; only the lines that may hold one are written again cell by cell
+    (``_cell``). Other rows (audit: JSON values, booleans) always go cell by cell."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...], *, plain: bool = False):
+        self.fh = path.open("wb")
+        self.digest = hashlib.sha256()
+        self.plain = plain
+        self.lines = _Lines()
+        self.writer = csv.writer(self.lines)
+        # The byte-order mark: Excel opens Chinese names correctly only with it.
+        self._emit(codecs.BOM_UTF8)
+        self.writer.writerow(columns)
+        self._emit("".join(self.lines).encode("utf-8"))
+
+    def _emit(self, data: bytes) -> None:
+        self.digest.update(data)
+        self.fh.write(data)
+
+    def write_batch(self, rows: list[tuple]) -> None:
+        lines = self.lines
+        lines.clear()
+        if not self.plain:
+            self.writer.writerows([[_cell(v) for v in row] for row in rows])
+        else:
+            self.writer.writerows(rows)  # csv.writer writes one line per row
+            if _csv_may_hold_formula("".join(lines)):
+                for i, line in enumerate(lines):
+                    if _csv_may_hold_formula(line):
+                        self.writer.writerow([_cell(v) for v in rows[i]])
+                        lines[i] = lines.pop()
+        self._emit("".join(lines).encode("utf-8"))
+
+    def sha256(self) -> str | None:
+        return self.digest.hexdigest()
 
     def close(self) -> None:
         self.fh.close()
 
 
 class _XlsxWriter:
-    def __init__(self, path: Path, columns: tuple[str, ...]):
+    def __init__(self, path: Path, columns: tuple[str, ...], *, plain: bool = False):
         import xlsxwriter
 
         self.workbook = xlsxwriter.Workbook(
@@ -299,37 +428,46 @@ class _XlsxWriter:
             },
         )
         self.sheet = self.workbook.add_worksheet("export")
-        self.columns = columns
         for col, name in enumerate(columns):
             self.sheet.write_string(0, col, name)
         self.row = 1
 
-    def write(self, row: dict[str, Any]) -> None:
-        for col, name in enumerate(self.columns):
-            value = _cell(row[name])
-            if isinstance(value, int | float):
-                self.sheet.write_number(self.row, col, value)
-            else:
-                self.sheet.write_string(self.row, col, str(value)[:XLSX_MAX_CELL])
-        self.row += 1
+    def write_batch(self, rows: list[tuple]) -> None:
+        for row in rows:
+            for col, raw in enumerate(row):
+                value = _cell(raw)
+                if isinstance(value, int | float):
+                    self.sheet.write_number(self.row, col, value)
+                else:
+                    self.sheet.write_string(self.row, col, str(value)[:XLSX_MAX_CELL])
+            self.row += 1
+
+    def sha256(self) -> str | None:
+        return None  # hashed from the file once it is complete
 
     def close(self) -> None:
         self.workbook.close()
 
 
 class _JsonWriter:
-    def __init__(self, path: Path, columns: tuple[str, ...]):
+    def __init__(self, path: Path, columns: tuple[str, ...], *, plain: bool = False):
         self.fh = path.open("w", encoding="utf-8")
         self.fh.write("[")
         self.columns = columns
         self.first = True
 
-    def write(self, row: dict[str, Any]) -> None:
-        self.fh.write("\n" if self.first else ",\n")
-        self.fh.write(
-            json.dumps({c: row[c] for c in self.columns}, ensure_ascii=False, cls=DjangoJSONEncoder)
-        )
-        self.first = False
+    def write_batch(self, rows: list[tuple]) -> None:
+        for row in rows:
+            self.fh.write("\n" if self.first else ",\n")
+            self.fh.write(
+                json.dumps(
+                    dict(zip(self.columns, row, strict=True)), ensure_ascii=False, cls=DjangoJSONEncoder
+                )
+            )
+            self.first = False
+
+    def sha256(self) -> str | None:
+        return None
 
     def close(self) -> None:
         self.fh.write("\n]\n")
@@ -386,18 +524,20 @@ def export_to_file(
     output.parent.mkdir(parents=True, exist_ok=True)
     columns = COLUMNS[kind]
     qs = filtered_queryset(kind, filters)
-    rows = notification_rows(qs, masked=masked) if kind == "notifications" else audit_rows(qs, masked=masked)
+    batches = (notification_batches if kind == "notifications" else audit_batches)(qs, masked=masked)
     partial = output.with_name(f".{output.name}.partial")
-    writer = WRITERS[fmt](partial, columns)
+    # Notification rows hold only text, integers and None (the CSV writer's fast path).
+    writer = WRITERS[fmt](partial, columns, plain=kind == "notifications")
     count, last_seq = 0, None
     try:
-        for row in rows:
-            writer.write(row)
-            count += 1
-            if kind == "audit":
-                last_seq = row["seq"]
-            if progress is not None and count % CHUNK_SIZE == 0:
+        for batch in batches:
+            writer.write_batch(batch)
+            count += len(batch)
+            if kind == "audit" and batch:
+                last_seq = batch[-1][0]
+            if progress is not None and len(batch) == CHUNK_SIZE:
                 progress(count)
+        digest = writer.sha256()
     except BaseException:
         writer.close()
         partial.unlink(missing_ok=True)
@@ -406,7 +546,7 @@ def export_to_file(
     os.replace(partial, output)
     if progress is not None:
         progress(count)
-    digest = file_sha256(output)
+    digest = digest or file_sha256(output)
     who = generated_by or (user.get_username() if user is not None else _command_line_user())
     manifest = {
         "file": output.name,
