@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import datetime as dt
 import threading
+from decimal import Decimal
 
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
 
-from backoffice.audit import GENESIS_HASH, event_hash, log_event, missing_audit_triggers, verify_chain
+from backoffice.audit import (
+    COPY_AT_LEAST,
+    GENESIS_HASH,
+    Event,
+    event_hash,
+    log_event,
+    log_events,
+    missing_audit_triggers,
+    verify_chain,
+)
 from backoffice.models import AuditChainHead, AuditEvent
 from tests.factories_audit import make_events
 
@@ -19,6 +30,37 @@ def test_each_event_links_to_the_previous_one_and_hashes_its_content():
     stored = AuditEvent.objects.get(pk=third.pk)
     assert event_hash(stored) == stored.hash
     assert AuditChainHead.objects.get(id=1).hash == third.hash
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", [3, COPY_AT_LEAST + 7])
+def test_a_large_batch_is_stored_exactly_as_a_small_one(size):
+    """From COPY_AT_LEAST events on, PostgreSQL writes the batch with COPY: what is stored, its ids and its hashes
+    must be what the INSERT path stores."""
+    at = dt.datetime(2026, 11, 24, 2, 30, tzinfo=dt.timezone.utc)
+    events = [
+        Event(
+            action="tests.thing.changed",
+            actor="job:tests",
+            object_type="tests.Thing",
+            object_id=str(i),
+            at=at + dt.timedelta(seconds=i),
+            before=None if i % 2 else {"status": "planned"},
+            after={"name": '王小明\t"quoted"\n', "amount": Decimal("12.50"), "i": i, "none": None},
+        )
+        for i in range(size)
+    ]
+    rows = log_events(events)
+    stored = {e.pk: e for e in AuditEvent.objects.filter(pk__in=[r.pk for r in rows])}
+    assert len(stored) == size
+    for i, row in enumerate(rows):
+        saved = stored[row.pk]
+        assert (saved.seq, saved.hash, saved.at) == (row.seq, row.hash, at + dt.timedelta(seconds=i))
+        assert saved.before == (None if i % 2 else {"status": "planned"})
+        assert saved.after == {"name": '王小明\t"quoted"\n', "amount": "12.50", "i": i, "none": None}
+        assert event_hash(saved) == saved.hash
+    assert AuditChainHead.objects.get(id=1).hash == rows[-1].hash
+    assert verify_chain().is_intact
 
 
 @pytest.mark.django_db
