@@ -18,6 +18,25 @@ import zoneinfo
 from common import ROOT, Report, parse_args, setup_django, timed
 
 
+def rows_per_table() -> dict[str, int]:
+    """Row counts of the tables the daily run inserts into (the floor only writes the first)."""
+    from django.apps import apps
+
+    names = [
+        "notifications.NotificationLog",
+        "notifications.NotificationItem",
+        "notifications.OutboxMessage",
+        "backoffice.AuditEvent",
+        "collections.CollectionCase",
+        "collections.CaseStepRun",
+        "collections.CallTask",
+        "collections.LegalReferral",
+        "loans.AutoDebitAttempt",
+        "loans.Payment",
+    ]
+    return {name.split(".")[1]: apps.get_model(name).objects.count() for name in names}
+
+
 def main() -> int:
     args = parse_args(
         __doc__.splitlines()[0],
@@ -65,6 +84,7 @@ def main() -> int:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     before = NotificationLog.objects.count()
+    written_before = rows_per_table()
 
     queries = {"n": 0}
 
@@ -81,6 +101,7 @@ def main() -> int:
                 summary[name] = step(now) or {}
             steps.append(f"{name} {times[name]:.2f}s/{queries['n'] - start_queries}q")
     produced = NotificationLog.objects.count() - before
+    inserted = {name: n - written_before[name] for name, n in rows_per_table().items()}
     sent = NotificationLog.objects.filter(status__in=["sent", "delivered"], sent_at__gte=now).count()
 
     # The floor: the same number of log rows, bulk_created into the same table, rolled back afterwards.
@@ -109,6 +130,11 @@ def main() -> int:
     report.note(f"notification rows written: {produced:,} ({sent:,} sent to the outbox)")
     report.ratio(
         "run_jobs (one day)", times["run"], f"bulk_create of {produced:,} log rows", times["floor"], at_most=4
+    )
+    report.note(
+        f"rows inserted in all: {sum(inserted.values()):,} ({sum(inserted.values()) / max(produced, 1):.1f} per log row: "
+        + ", ".join(f"{name} {n:,}" for name, n in inserted.items() if n)
+        + "); not counted: the updates of log rows (claimed, then sent) and of every open case's days past due"
     )
     report.note(
         f"queries: {queries['n']:,} in all, {queries['n'] / max(args.rows / 1000, 1):.2f} per 1,000 loans"
