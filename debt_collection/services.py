@@ -80,11 +80,17 @@ class LoanPosition:
         return self.dpd > self.grace_days
 
 
+def past_due_cutoff(at: dt.datetime) -> dt.date:
+    """Every instalment past due somewhere at ``at`` is due before this date: no time zone's local day is later
+    than the UTC date plus one (UTC+14 at most), and past due means due before the local day."""
+    return at.astimezone(dt.timezone.utc).date() + dt.timedelta(days=1)
+
+
 def loan_positions(
     loan_ids: Iterable[int], at: dt.datetime, tiers: dict[int, CreditTier]
 ) -> dict[int, LoanPosition]:
     """Positions of the given loans that are active and have an unpaid instalment past its due date (one query)."""
-    cutoff = at.date() + dt.timedelta(days=2)  # no time zone's local day is later than this
+    cutoff = past_due_cutoff(at)
     rows = (
         Installment.objects.filter(
             loan_id__in=list(loan_ids),
@@ -261,7 +267,7 @@ def advance_collections(now: dt.datetime) -> dict[str, int]:
 
     resolve_promises(now, actor=JOB_ACTOR, counts=run.counts)
 
-    cutoff = now.date() + dt.timedelta(days=2)
+    cutoff = past_due_cutoff(now)
     past_due_loans = set(
         Installment.objects.filter(paid_at__isnull=True, due_date__lt=cutoff, loan__status=Loan.Status.ACTIVE)
         .values_list("loan_id", flat=True)

@@ -368,3 +368,20 @@ def test_query_count_of_the_job_does_not_grow_with_the_number_of_loans_for_messa
     assert legal["cases_referred_to_legal"] == 15
     assert steady.get("steps_performed", 0) == 0
     assert NotificationLog.objects.filter(dedupe_key__startswith="case:").count() == 2 * 18
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_a_customer_a_day_ahead_of_or_behind_utc_is_past_due_on_their_own_calendar(zone):
+    """The job only reads instalments due before the UTC date plus one; UTC+14 and UTC-11 are the edges."""
+    tier = make_tier(grace_period_days=0)
+    make_ladder(tier, [(1, "early", "call_task", "")])
+    loan = make_overdue_loan(tier, timezone=zone)
+    # 00:30 local on the day after the due date: one day past due there, and still the due date (or before) in UTC.
+    now = day(1, hour=0, tz=zone)
+    advance_collections(now)
+    case = open_case(loan)
+    assert case is not None and case.dpd == 1
+    # 23:30 local on the due date itself: not yet past due there, whatever the UTC date already is.
+    other = make_overdue_loan(tier, due_date=DUE + dt.timedelta(days=1), timezone=zone)
+    advance_collections(day(0, hour=23, tz=zone, due=DUE + dt.timedelta(days=1)))
+    assert open_case(other) is None
