@@ -777,7 +777,8 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
     sent_counts = Counter(compliance.contacts_in_last_7_days({log.customer_id for log in logs}, now))
     in_flight = compliance.contacts_in_flight({log.customer_id for log in logs}, now, ids)
     frozen = frozen_loans({item.installment.loan_id for log in logs for item in log.items.all()})
-    used_channels = _channels_used(logs)
+    # Only a contact whose channel the customer opted out of needs the channels its contact already used.
+    used_channels = _channels_used([log for log in logs if log.customer.is_opted_out(log.channel)])
     decisions: list[_Decision] = []
     sends: list[tuple[NotificationLog, dict, list[Installment]]] = []
 
