@@ -46,6 +46,10 @@ def mask_name(name: str) -> str:
     """``张伟`` -> ``张*``; ``Alice Smith`` -> ``A**** S****``: each word keeps its first character."""
     if not name:
         return name or ""
+    if " " not in name:  # one word: most names, and every name part found in a message
+        if len(name) == 1:
+            return MASK if name.isalpha() else name
+        return name[0] + MASK * (len(name) - 1)
     words = []
     for word in name.split(" "):
         if not word:
@@ -110,7 +114,7 @@ def mask_email(email: str) -> str:
 
 def _longest_first(values: Iterable[str]) -> tuple[str, ...]:
     """Distinct values, longest first (ties in a fixed order), the order in which they are replaced."""
-    return tuple(sorted(set(values), key=lambda v: (-len(v), v)))
+    return tuple(sorted(sorted(set(values)), key=len, reverse=True))
 
 
 @functools.lru_cache(maxsize=8192)
@@ -225,7 +229,7 @@ def mask_text(
 
 
 def mask_text_with(text: str, plan: Plan) -> str:
-    """``mask_text`` with the known values already gathered (``customer_plan`` or ``_known_replacements``):
+    """``mask_text`` with the known values already gathered (``_known_replacements``):
     known emails, then any email, then the known phone spellings, then any phone, then the name parts."""
     if not text:
         return text
@@ -259,15 +263,28 @@ def _known_replacements(names: tuple, phones: tuple, emails: tuple) -> Plan:
     return _longest_first(e for e in emails if e), _longest_first(variants), _longest_first(parts)
 
 
-@functools.lru_cache(maxsize=8192)
-def customer_plan(name: str, phone: str, email: str) -> Plan:
-    """``_known_replacements((name,), (phone,), (email,))`` for one customer, with less work per call: the
-    plan of each row of an export, whose customers come round again and again."""
-    return (
-        (email,) if email else (),
-        _phone_variants(phone) if phone else (),
-        _name_parts(name) if name else (),
-    )
+def mask_customer_text(text: str, name: str, phone: str, email: str) -> str:
+    """``mask_text(text, names=(name,), phones=(phone,), emails=(email,))`` for one customer's message (an
+    export's subject and body), looking up the phone's spellings only when the text may hold one of them."""
+    if not text:
+        return text
+    if email and email in text:
+        text = text.replace(email, mask_email(email))
+    if "@" in text:
+        text = _mask_emails(text)
+    if phone:
+        tail = phone[-5:]
+        # Every spelling of a phone that ends in five digits ends in those digits.
+        if len(tail) < 5 or not tail.isdecimal() or tail in text:
+            for old in _phone_variants(phone):
+                if old in text:
+                    text = text.replace(old, mask_phone(old))
+    text = _mask_phones(text)
+    if name:
+        for old in _name_parts(name):
+            if old in text:
+                text = text.replace(old, mask_name(old))
+    return text
 
 
 _DESTINATION_PHONE_RE = re.compile(r"\+?[\d\- ()]{5,}")
@@ -350,5 +367,5 @@ __all__ = [
     "mask_text",
     "mask_text_with",
     "mask_value",
-    "customer_plan",
+    "mask_customer_text",
 ]
