@@ -39,8 +39,10 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from import_export import resources, widgets
+from import_export.fields import NOT_PROVIDED
 from import_export.instance_loaders import ModelInstanceLoader
 from import_export.results import Result, RowResult
+from import_export.utils import atomic_if_using_transaction
 
 from .audit import log_event
 
@@ -213,6 +215,12 @@ class ListWidget(widgets.Widget):
         return value or ""
 
 
+def lookup_chunk(alias: str = DEFAULT_DB_ALIAS) -> int:
+    """How many keys one ``__in`` query of a preload takes: 2,000 where the database limits a query's
+    parameters (SQLite), 20,000 on PostgreSQL (a file's keys in a few round trips)."""
+    return 2000 if connections[alias].features.max_query_params else 20000
+
+
 class RefWidget(widgets.ForeignKeyWidget):
     """A foreign key given by the related row's reference (``ref`` by default).
 
@@ -226,11 +234,12 @@ class RefWidget(widgets.ForeignKeyWidget):
         self._cache: dict[str, Any] = {}
 
     def preload(self, values: Iterable[Any]) -> None:
-        keys = {_text(v) for v in values} - {""}
+        keys = sorted({_text(v) for v in values} - {""})
         self._cache = {}
-        for start in range(0, len(keys), 2000):
-            chunk = list(keys)[start : start + 2000]
-            for obj in self.model._default_manager.filter(**{f"{self.field}__in": chunk}):
+        manager = self.model._default_manager
+        step = lookup_chunk(manager.db)
+        for start in range(0, len(keys), step):
+            for obj in manager.filter(**{f"{self.field}__in": keys[start : start + step]}).order_by():
                 self._cache[str(getattr(obj, self.field))] = obj
 
     def clean(self, value, row=None, **kwargs):
@@ -248,6 +257,44 @@ class RefWidget(widgets.ForeignKeyWidget):
 
 def _key_part(value: Any) -> Any:
     return value.pk if isinstance(value, models.Model) else value
+
+
+def _validate_field(f, instance) -> tuple | list | None:
+    """``Model.clean_fields`` for one field: None when skipped (blank and empty), ``(value,)`` the cleaned value,
+    or the field's error list."""
+    raw = getattr(instance, f.attname)
+    if f.blank and raw in f.empty_values:
+        return None
+    if isinstance(raw, models.expressions.DatabaseDefault):
+        return None
+    try:
+        return (f.clean(raw, instance),)
+    except ValidationError as exc:
+        return exc.error_list
+
+
+def _blank_instance_factory(model) -> Callable[[], models.Model]:
+    """``model()``, given its defaults as positional values (Django's faster way in): the same instance, with
+    a default that is a callable or a database default still made for each instance."""
+    fields = model._meta.concrete_fields
+    if any(f.column is None or f.generated for f in fields):
+        return model
+    values = [f.get_default() for f in fields]
+    each_time = [
+        (i, f)
+        for i, f in enumerate(fields)
+        if f.has_db_default() or (f.has_default() and callable(f.default))
+    ]
+    if not each_time:
+        return lambda: model(*values)
+
+    def make():
+        args = list(values)
+        for i, f in each_time:
+            args[i] = f.get_default()
+        return model(*args)
+
+    return make
 
 
 class KeyedInstanceLoader(ModelInstanceLoader):
@@ -292,8 +339,10 @@ class KeyedInstanceLoader(ModelInstanceLoader):
         attnames = [model._meta.get_field(f.attribute).attname for f in self.key_fields]
         first = attnames[0]
         firsts = sorted({k[0] for k in keys}, key=str)
-        for start in range(0, len(firsts), 2000):
-            for obj in self.get_queryset().filter(**{f"{first}__in": firsts[start : start + 2000]}):
+        queryset = self.get_queryset().order_by()  # a dictionary is filled: no ORDER BY (nor its joins)
+        step = lookup_chunk(queryset.db)
+        for start in range(0, len(firsts), step):
+            for obj in queryset.filter(**{f"{first}__in": firsts[start : start + step]}):
                 self.instances[tuple(getattr(obj, a) for a in attnames)] = obj
 
     def get_instance(self, row):
@@ -309,6 +358,95 @@ class KeyedInstanceLoader(ModelInstanceLoader):
         if any(v in (None, "") for v in values):
             return None
         return self.instances.get(tuple(values))
+
+
+#: Widgets whose ``clean`` depends on the cell alone (not on the row, the database or the time): the fast path
+#: reads each distinct cell of their columns once. Compared by function, so a subclass that overrides
+#: ``clean`` (``InstallmentSeqWidget`` reads the row) is cleaned row by row.
+_PURE_WIDGET_CLEANS = frozenset(
+    {
+        TextWidget.clean,
+        BoolWidget.clean,
+        IntWidget.clean,
+        MoneyWidget.clean,
+        ISODateWidget.clean,
+        ISODateTimeWidget.clean,
+        LocalTimeWidget.clean,
+        ListWidget.clean,
+    }
+)
+_MISS = object()
+
+
+class _Failed:
+    """A cell its widget refused (the ``ValueError`` message), remembered for the next equal cell."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+class _Column:
+    """One imported column of the fast path: ``Field.clean`` of its cell, remembered per distinct text cell
+    when the result depends on the cell alone, and the model field's own ``clean`` of that value likewise."""
+
+    __slots__ = (
+        "field",
+        "index",
+        "headers",
+        "attribute",
+        "sets_none",
+        "memo",
+        "memo_failures",
+        "model_field",
+        "model_memo",
+    )
+
+    def __init__(self, field, headers: list[str], model_field):
+        self.field = field
+        self.headers = headers
+        self.index = headers.index(field.column_name)
+        self.attribute = field.attribute
+        self.sets_none = field.saves_null_values
+        widget_clean = getattr(type(field.widget), "clean", None)
+        default = field.default
+        pure_default = default is NOT_PROVIDED or not callable(default)
+        self.memo: dict | None = None
+        self.memo_failures = False
+        if pure_default and widget_clean in _PURE_WIDGET_CLEANS:
+            self.memo, self.memo_failures = {}, True
+        elif pure_default and widget_clean is RefWidget.clean:
+            # A reference found stays found during the import; one not found is looked up again on each row.
+            self.memo = {}
+        # The model field's validation of the value, remembered per cell when it depends on the value alone:
+        # Django's own non-relational fields (to_python, null/blank/choices, validators).
+        self.model_field = None
+        self.model_memo: dict | None = None
+        if model_field is not None and field.saves_null_values and self.memo is not None:
+            if not model_field.is_relation and type(model_field).__module__.startswith("django.db.models."):
+                self.model_field = model_field
+                self.model_memo = {}
+
+    def clean(self, values, row=None):
+        """``Field.clean(row)``: the python value, or ``ValueError`` with the widget's message. ``row`` (the
+        cells by column) is made from ``values`` when it is not given and the widget needs it."""
+        memo = self.memo
+        cell = values[self.index]
+        if memo is None or (cell is not None and type(cell) is not str):  # a spreadsheet's typed cell
+            return self.field.clean(row if row is not None else dict(zip(self.headers, values)))
+        hit = memo.get(cell, _MISS)
+        if hit is _MISS:
+            try:
+                hit = self.field.clean(row if row is not None else dict(zip(self.headers, values)))
+            except ValueError as exc:
+                if not self.memo_failures:
+                    raise
+                hit = _Failed(str(exc))
+            memo[cell] = hit
+        if type(hit) is _Failed:
+            raise ValueError(hit.message)
+        return hit
 
 
 class BookResource(resources.ModelResource):
@@ -373,6 +511,299 @@ class BookResource(resources.ModelResource):
         )
         result.book_error_records = self.error_records(result)
         result.book_errors = [format_error(record) for record in result.book_error_records]
+        return result
+
+    # --- the fast path ------------------------------------------------------------------------------------
+    #: A real import (no preview) takes ``import_rows_fast`` when the resource allows it (see ``can_import_fast``).
+    #: Tests switch it off on an instance to check both paths give the same result.
+    fast_import = True
+
+    #: django-import-export's per-row steps the fast path does itself: a resource that overrides one of them
+    #: is imported by the library's own loop.
+    _FAST_PATH_STEPS = (
+        "import_row",
+        "import_instance",
+        "validate_instance",
+        "import_field",
+        "get_or_init_instance",
+        "get_instance",
+        "init_instance",
+        "for_delete",
+        "skip_row",
+        "before_import_row",
+        "after_import_row",
+        "save_instance",
+        "save_m2m",
+        "get_import_fields",
+        "get_import_id_fields",
+    )
+
+    def import_data_inner(
+        self, dataset, dry_run, raise_errors, using_transactions, collect_failed_rows, **kwargs
+    ):
+        if self.can_import_fast(dataset, raise_errors=raise_errors, collect_failed_rows=collect_failed_rows):
+            return self.import_rows_fast(dataset, dry_run, raise_errors, using_transactions, **kwargs)
+        return super().import_data_inner(
+            dataset, dry_run, raise_errors, using_transactions, collect_failed_rows, **kwargs
+        )
+
+    def can_import_fast(self, dataset, *, raise_errors=False, collect_failed_rows=False) -> bool:
+        """Whether this import can skip django-import-export's per-row machinery: a real import (the preview
+        needs each row's diff), rows written in bulk, the keyed loader, every key column in the file, plain
+        attributes, and none of the per-row steps overridden."""
+        meta = self._meta
+        if not (self.fast_import and meta.skip_diff and meta.use_bulk) or meta.force_init_instance:
+            return False
+        if raise_errors or collect_failed_rows or meta.instance_loader_class is not KeyedInstanceLoader:
+            return False
+        if meta.batch_size is not None and meta.batch_size <= 0:
+            return False
+        headers = dataset.headers or []
+        if not headers or len(set(headers)) != len(headers):
+            return False
+        for name in self._FAST_PATH_STEPS:
+            if getattr(type(self), name) is not getattr(BookResource, name):
+                return False
+        if any(self.fields[k].column_name not in headers for k in self.get_import_id_fields()):
+            return False
+        for field in self.get_import_fields():
+            if isinstance(field.widget, widgets.ManyToManyWidget):
+                return False
+            if field.attribute and "__" in field.attribute:
+                return False
+        return True
+
+    def import_rows_fast(self, dataset, dry_run, raise_errors, using_transactions, **kwargs) -> Result:
+        """What ``import_data_inner`` and ``import_row`` do for each row, without their per-row overhead.
+
+        Same steps, same hooks (``before_import``, ``after_init_instance``, ``before_save_instance``,
+        ``after_save_instance``, ``after_import``), same errors: a key cell that cannot be read is the row's
+        only error; otherwise the widgets' errors, a repeated key, then the model's field validation and
+        ``clean()`` as ``validate_instance`` runs them. The differences are only in the work: each distinct
+        cell of a column whose widget depends on the cell alone is cleaned (and its model field validated)
+        once, the keys are read once, and no diff is built. Rows are written with ``bulk_create`` /
+        ``bulk_update`` in the same batches; the caller's transaction makes the file all or nothing.
+        """
+        result = self.get_result_class()()
+        result.diff_headers = self.get_diff_headers()
+        result.total_rows = len(dataset)
+        db_alias = self.get_db_connection_name()
+        try:
+            with atomic_if_using_transaction(using_transactions, using=db_alias):
+                self.before_import(dataset, **kwargs)
+            self._check_import_id_fields(dataset.headers)
+        except Exception as exc:
+            self.handle_import_error(result, exc, raise_errors)
+        result.total_rows = len(dataset)
+        meta = self._meta
+        if not meta.store_instance:
+            meta.store_instance = kwargs.get("retain_instance_in_row_result", False)
+        store_instance, store_row_values = meta.store_instance, meta.store_row_values
+        kwargs.update({"dry_run": dry_run, "using_transactions": using_transactions})
+
+        model = meta.model
+        opts = model._meta
+        headers = list(dataset.headers)
+        data = [tuple(values) for values in dataset]
+        import_fields = self.get_import_fields()
+        model_fields = {f.name: f for f in opts.fields}
+        columns = [
+            _Column(field, headers, model_fields.get(field.attribute))
+            for field in import_fields
+            if field.attribute and field.column_name in headers and not field.readonly
+        ]
+        by_field = {id(column.field): column for column in columns}
+
+        # The keys: read once for the whole file, as ``KeyedInstanceLoader`` does, existing rows loaded at once.
+        loader = KeyedInstanceLoader(self, None)
+        key_columns = [by_field[id(self.fields[k])] for k in self.get_import_id_fields()]
+        row_keys: list[Any] = [None] * len(data)
+        key_errors: dict[int, Any] = {}
+        first_line, repeats, keys = loader.first_line, loader.repeats, []
+        for number, values in enumerate(data, 1):
+            parts, failed = [], {}
+            for column in key_columns:
+                try:
+                    parts.append(_key_part(column.clean(values)))
+                except ValueError as exc:
+                    failed[column.attribute] = str(exc)
+                except ValidationError as exc:
+                    failed = exc  # raised again by its row, as ``get_instance`` would
+                    break
+            if failed:
+                key_errors[number] = failed
+                continue
+            if any(v in (None, "") for v in parts):
+                continue
+            key = tuple(parts)
+            row_keys[number - 1] = key
+            if key in first_line:
+                repeats[number] = first_line[key]
+            else:
+                first_line[key] = number
+                keys.append(key)
+        loader._preload(keys)
+        instances = loader.instances
+        self._loader = loader
+        last_key = self.fields[self.get_import_id_fields()[-1]].attribute if key_columns else None
+
+        # The model's validation, as ``validate_instance`` runs ``full_clean``: the fields the file sets.
+        self.get_import_fields()
+        not_imported = set(self._not_imported)
+        by_attribute = {column.attribute: column for column in columns}
+        checks = [
+            (f, by_attribute.get(f.name))
+            for f in opts.fields
+            if f.name not in not_imported and not f.generated
+        ]
+        has_clean = model.clean is not models.Model.clean
+        blank_instance = _blank_instance_factory(model)
+        audit = self.audit_each_object
+
+        row_result_class = self.get_row_result_class()
+        error_class = self.get_error_result_class()
+        new_type, update_type = RowResult.IMPORT_TYPE_NEW, RowResult.IMPORT_TYPE_UPDATE
+        batch_size = meta.batch_size
+        creates, updates, deletes = self.create_instances, self.update_instances, self.delete_instances
+        report_skipped = meta.report_skipped
+        progress, total = self._progress, self._rows_total
+        after_init, before_save, after_save = (
+            self.after_init_instance,
+            self.before_save_instance,
+            self.after_save_instance,
+        )
+
+        for number, values in enumerate(data, 1):
+            row = dict(zip(headers, values))
+            kwargs["row_number"] = number
+            row_result = row_result_class()
+            if store_row_values:
+                row_result.row_values = row
+            try:
+                failed = key_errors.get(number)
+                if failed is not None:
+                    if isinstance(failed, ValidationError):
+                        raise failed
+                    raise ValidationError(
+                        {name: ValidationError(message, code="invalid") for name, message in failed.items()}
+                    )
+                key = row_keys[number - 1]
+                instance = instances.get(key) if key is not None else None
+                new = instance is None
+                if new:
+                    instance = blank_instance()
+                after_init(instance, new, row, **kwargs)
+                row_result.import_type = new_type if new else update_type
+                if audit:
+                    self._audit_snapshots.append((instance, object_values(instance) if instance.pk else None))
+                errors: dict[str, list] = {}
+                cleaned = {}
+                for column in columns:
+                    try:
+                        value = column.clean(values, row)
+                    except ValueError as exc:
+                        errors[column.attribute] = [ValidationError(str(exc), code="invalid")]
+                        continue
+                    if value is not None or column.sets_none:
+                        setattr(instance, column.attribute, value)
+                        cleaned[column.attribute] = True
+                repeated = repeats.get(number)
+                if repeated:
+                    errors.setdefault(last_key, []).append(
+                        ValidationError(
+                            f"this key repeats line {repeated + 1}; each row must have its own key.",
+                            code="duplicate",
+                        )
+                    )
+                # full_clean(exclude=[errors, resolved relations, fields not imported], no unique/constraints)
+                field_errors: dict[str, list] = {}
+                for f, column in checks:
+                    name = f.name
+                    if name in errors:
+                        continue
+                    if f.is_relation:
+                        if (
+                            f.is_cached(instance)
+                            and getattr(f.get_cached_value(instance), "pk", None) is not None
+                        ):
+                            continue
+                    model_memo = column.model_memo if column is not None and name in cleaned else None
+                    if model_memo is not None:
+                        cell = values[column.index]
+                        if cell is None or type(cell) is str:
+                            outcome = model_memo.get(cell, _MISS)
+                            if outcome is _MISS:
+                                outcome = _validate_field(f, instance)
+                                model_memo[cell] = outcome
+                            if outcome is not None:
+                                if type(outcome) is list:
+                                    field_errors[name] = outcome
+                                else:
+                                    setattr(instance, f.attname, outcome[0])
+                            continue
+                    outcome = _validate_field(f, instance)
+                    if outcome is not None:
+                        if type(outcome) is list:
+                            field_errors[name] = outcome
+                        else:
+                            setattr(instance, f.attname, outcome[0])
+                full_errors: dict[str, list] = {}
+                if field_errors:
+                    full_errors = ValidationError(field_errors).update_error_dict(full_errors)
+                if has_clean:
+                    try:
+                        instance.clean()
+                    except ValidationError as exc:
+                        full_errors = exc.update_error_dict(full_errors)
+                if full_errors:
+                    errors = ValidationError(full_errors).update_error_dict(errors)
+                if errors:
+                    raise ValidationError(errors)
+                before_save(instance, row, **kwargs)
+                (creates if new else updates).append(instance)
+                after_save(instance, row, **kwargs)
+                row_result.add_instance_info(instance)
+                if store_instance:
+                    row_result.instance = instance
+            except ValidationError as exc:
+                row_result.import_type = RowResult.IMPORT_TYPE_INVALID
+                row_result.validation_error = exc
+            except Exception as exc:
+                row_result.import_type = RowResult.IMPORT_TYPE_ERROR
+                logger.debug(exc, exc_info=True)
+                row_result.errors.append(error_class(exc, row=row, number=number))
+            if len(creates) == batch_size:
+                with atomic_if_using_transaction(using_transactions, using=db_alias):
+                    self.bulk_create(
+                        using_transactions, dry_run, raise_errors, batch_size=batch_size, result=result
+                    )
+            if len(updates) == batch_size:
+                with atomic_if_using_transaction(using_transactions, using=db_alias):
+                    self.bulk_update(
+                        using_transactions, dry_run, raise_errors, batch_size=batch_size, result=result
+                    )
+            if len(deletes) == batch_size:
+                with atomic_if_using_transaction(using_transactions, using=db_alias):
+                    self.bulk_delete(using_transactions, dry_run, raise_errors, result=result)
+            result.increment_row_result_total(row_result)
+            if row_result.errors:
+                result.append_error_row(number, row, row_result.errors)
+            elif row_result.validation_error:
+                result.append_invalid_row(number, row, row_result.validation_error)
+            if row_result.import_type != RowResult.IMPORT_TYPE_SKIP or report_skipped:
+                result.append_row_result(row_result)
+            if progress is not None:
+                progress(number, total)
+
+        with atomic_if_using_transaction(using_transactions, using=db_alias):
+            self.bulk_create(using_transactions, dry_run, raise_errors, result=result)
+            self.bulk_update(using_transactions, dry_run, raise_errors, result=result)
+            self.bulk_delete(using_transactions, dry_run, raise_errors, result=result)
+        try:
+            with atomic_if_using_transaction(using_transactions, using=db_alias):
+                self.after_import(dataset, result, **kwargs)
+        except Exception as exc:
+            self.handle_import_error(result, exc, raise_errors)
         return result
 
     def before_import(self, dataset, **kwargs):
