@@ -23,13 +23,13 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import CharField, F, Prefetch, Value
+from django.db.models import CharField, F, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from backoffice.audit import Event, log_events
 from backoffice.bulk import bulk_update_rows
-from loans.models import Customer, Installment, Loan
+from loans.models import CreditTier, Customer, Installment, Loan
 
 from . import compliance
 from .choices import Channel, Kind
@@ -766,17 +766,10 @@ class _Decision:
 
 
 def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) -> None:
-    logs = list(
-        NotificationLog.objects.filter(id__in=ids, status__in=NotificationLog.PENDING_STATUSES)
-        .select_related("customer__tier", "tier")
-        .prefetch_related(
-            Prefetch("items", queryset=NotificationItem.objects.select_related("installment__loan"))
-        )
-        .order_by("scheduled_for", "id")
-    )
+    logs, installments_of = _load_batch(ids)
     sent_counts = Counter(compliance.contacts_in_last_7_days({log.customer_id for log in logs}, now))
     in_flight = compliance.contacts_in_flight({log.customer_id for log in logs}, now, ids)
-    frozen = frozen_loans({item.installment.loan_id for log in logs for item in log.items.all()})
+    frozen = frozen_loans({i.loan_id for installments in installments_of.values() for i in installments})
     # Only a contact whose channel the customer opted out of needs the channels its contact already used.
     used_channels = _channels_used([log for log in logs if log.customer.is_opted_out(log.channel)])
     decisions: list[_Decision] = []
@@ -785,7 +778,7 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
     for log in logs:
         customer = log.customer
         tier = customer.tier or log.tier
-        installments = [item.installment for item in log.items.all()]
+        installments = installments_of.get(log.id, [])
         unpaid = [i for i in installments if i.paid_at is None]
         inputs: dict[str, Any] = {"customer_id": customer.id, "channel": log.channel, "kind": log.kind}
         if installments and not unpaid:
@@ -938,6 +931,29 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
 
     _record_decisions(decisions, now, totals)
     _send_batch(sends, now, policy, totals, backends, get_backend)
+
+
+def _load_batch(ids: list[int]) -> tuple[list[NotificationLog], dict[int, list[Installment]]]:
+    """The batch's pending contacts (with their customers; tiers shared, not one copy per row) and the
+    instalments of each contact (with their loans), in the order the contacts were planned."""
+    tiers = {t.pk: t for t in CreditTier.objects.all()}
+    logs = list(
+        NotificationLog.objects.filter(id__in=ids, status__in=NotificationLog.PENDING_STATUSES)
+        .select_related("customer")
+        .order_by("scheduled_for", "id")
+    )
+    for log in logs:
+        log.tier = tiers.get(log.tier_id)
+        log.customer.tier = tiers.get(log.customer.tier_id)
+    installments_of: dict[int, list[Installment]] = defaultdict(list)
+    for inst in (
+        Installment.objects.filter(notification_items__notification_id__in=[log.id for log in logs])
+        .annotate(contact_id=F("notification_items__notification_id"))
+        .select_related("loan")
+        .order_by("notification_items__id")
+    ):
+        installments_of[inst.contact_id].append(inst)
+    return logs, installments_of
 
 
 def _last_day_for_kind(log: NotificationLog, tier) -> dt.date | None:
