@@ -19,6 +19,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from backoffice.audit import Event, actor_name, log_events
+from backoffice.bulk import bulk_update_rows
 
 from . import signals
 from .models import CreditScore, CreditTier, Customer, Installment, Loan, Payment
@@ -116,7 +117,7 @@ def refresh_installments(
                             },
                         )
                     )
-            Installment.objects.bulk_update(changed, ["amount_paid", "paid_at"], batch_size=500)
+            bulk_update_rows(changed, ["amount_paid", "paid_at"], batch_size=500)
         loan_changes = _refresh_loan_status(touched_loans, actor, events)
         log_events(events)
 
@@ -319,7 +320,7 @@ def apply_credit_scores(now: dt.datetime) -> dict[str, int]:
                             },
                         )
                     )
-            Customer.objects.bulk_update(to_update, ["credit_score", "tier", "updated_at"], batch_size=500)
+            bulk_update_rows(to_update, ["credit_score", "tier", "updated_at"], batch_size=500)
             updated += len(to_update)
             scores_applied += CreditScore.objects.filter(
                 customer_id__in=chunk, applied_at__isnull=True, scored_at__lte=now
