@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,15 +262,14 @@ def _raw_batches(qs: QuerySet) -> Iterator[list[tuple]]:
 _TIME_COLUMNS = ("scheduled_for", "sent_at")
 
 
-def notification_batches(
-    qs: QuerySet, *, masked: bool, escape_destination: bool = False
-) -> Iterator[list[tuple]]:
+def notification_batches(qs: QuerySet, *, masked: bool, escape: bool = False) -> Iterator[list[tuple]]:
     """The notification rows (tuples in ``NOTIFICATION_COLUMNS`` order), masked if asked, a chunk at a time.
 
     The hot loop of every notification export (millions of rows): raw driver rows, positional access, one
-    pass of ``mask_customer_text`` per subject and body.
-    ``escape_destination``: the destination is already escaped against formulas (a phone starts with "+"),
-    so that the CSV writer finds almost no line to write again cell by cell."""
+    pass of ``mask_customer_text`` per subject and body. With ``escape`` (spreadsheet formats), every text
+    cell a spreadsheet would run is escaped as ``_cell`` does, after masking: the destination on its own (a
+    phone starts with "+"), then one look at the first characters of the other text cells (all but the times,
+    which start with a digit), and ``_cell`` for the rare row that holds one."""
     select_time, moment = _time_reading(connections[qs.db])
     fields = _NOTIFICATION_FIELDS
     if select_time is not None:
@@ -305,27 +303,41 @@ def notification_batches(
                 body = mask_customer_text(body or "", customer_name or "", phone, email)
                 customer_name = mask_name(customer_name or "")
                 destination = mask_destination(destination or "")
-            if escape_destination and destination and destination[0] in _FORMULA_FIRST:
-                destination = "'" + destination
-            append(
-                (
-                    pk,
-                    customer_ref,
-                    customer_name,
-                    loan_refs,
-                    channel,
-                    kind,
-                    status,
-                    reason,
-                    moment(scheduled_for),
-                    moment(sent_at),
-                    destination,
-                    subject,
-                    body,
-                    attempts,
-                    provider_message_id,
-                )
+            if escape and destination[:1] in _FORMULA_FIRST:
+                destination = "'" + destination  # most phone destinations: "+86..."
+            row = (
+                pk,
+                customer_ref,
+                customer_name,
+                loan_refs,
+                channel,
+                kind,
+                status,
+                reason,
+                moment(scheduled_for),
+                moment(sent_at),
+                destination,
+                subject,
+                body,
+                attempts,
+                provider_message_id,
             )
+            if escape and not _FORMULA_FIRST.isdisjoint(
+                (
+                    customer_ref[:1],
+                    customer_name[:1],
+                    loan_refs[:1],
+                    channel[:1],
+                    kind[:1],
+                    status[:1],
+                    reason[:1],
+                    subject[:1],
+                    body[:1],
+                    provider_message_id[:1],
+                )
+            ):
+                row = tuple(_cell(v) if v.__class__ is str else v for v in row)
+            append(row)
         yield batch
 
 
@@ -372,28 +384,11 @@ class _Lines(list):
     write = list.append
 
 
-# Where a cell a spreadsheet would run can begin in CSV text: at a line's start or after a comma, as it is or
-# after the opening quote of a quoted cell (a cell holding a carriage return is always quoted, so an unquoted
-# "\r" after a comma is only the end of a line whose last cell is empty).
-_CSV_FORMULA_RE = re.compile(r'[,\n](?:"[=+\-@\t\r]|[=+\-@\t])')
-
-
-def _csv_may_hold_formula(text: str) -> bool:
-    """Whether a cell of these CSV lines may start with ``= + - @`` tab or CR (a few false alarms are fine)."""
-    first = text[:1]
-    return (
-        first in _FORMULA_FIRST
-        or (first == '"' and text[1:2] in _FORMULA_FIRST)
-        or _CSV_FORMULA_RE.search(text) is not None
-    )
-
-
 class _CsvWriter:
     """CSV in UTF-8 with a byte-order mark, written a batch at a time and hashed as it is written.
 
-    With ``plain`` rows (only text, integers and None), a batch is written as it is and its text searched once
-    for a cell a spreadsheet would run; only the lines that may hold one are written again cell by cell
-    (``_cell``). Other rows (audit: JSON values, booleans) always go cell by cell."""
+    ``plain`` rows (only text, integers and None, already escaped: ``notification_batches``) are written as
+    they are; other rows (audit: JSON values, booleans) go cell by cell through ``_cell``."""
 
     def __init__(self, path: Path, columns: tuple[str, ...], *, plain: bool = False):
         self.fh = path.open("wb")
@@ -413,15 +408,10 @@ class _CsvWriter:
     def write_batch(self, rows: list[tuple]) -> None:
         lines = self.lines
         lines.clear()
-        if not self.plain:
-            self.writer.writerows([[_cell(v) for v in row] for row in rows])
+        if self.plain:
+            self.writer.writerows(rows)
         else:
-            self.writer.writerows(rows)  # csv.writer writes one line per row
-            if _csv_may_hold_formula("".join(lines)):
-                for i, line in enumerate(lines):
-                    if _csv_may_hold_formula(line):
-                        self.writer.writerow([_cell(v) for v in rows[i]])
-                        lines[i] = lines.pop()
+            self.writer.writerows([[_cell(v) for v in row] for row in rows])
         self._emit("".join(lines).encode("utf-8"))
 
     def sha256(self) -> str | None:
@@ -543,11 +533,11 @@ def export_to_file(
     qs = filtered_queryset(kind, filters)
     if kind == "notifications":
         # JSON is not a spreadsheet: its values are not escaped.
-        batches = notification_batches(qs, masked=masked, escape_destination=fmt != "json")
+        batches = notification_batches(qs, masked=masked, escape=fmt != "json")
     else:
         batches = audit_batches(qs, masked=masked)
     partial = output.with_name(f".{output.name}.partial")
-    # Notification rows hold only text, integers and None (the CSV writer's fast path).
+    # Notification rows hold only text, integers and None, escaped (the CSV writer's fast path).
     writer = WRITERS[fmt](partial, columns, plain=kind == "notifications")
     count, last_seq = 0, None
     try:

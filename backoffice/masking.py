@@ -156,7 +156,6 @@ def _masked_phone_in_text(found: str) -> str:
 
 _EMAIL_LOCAL_CHARS = string.ascii_letters + string.digits + "._%+-"
 _EMAIL_DOMAIN_RE = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_PHONE_CORE_RE = re.compile(r"\d[\d\- ()]{6,}\d")
 
 
 def _mask_emails(text: str) -> str:
@@ -189,25 +188,8 @@ def _mask_emails(text: str) -> str:
     return "".join(parts)
 
 
-def _mask_phones(text: str) -> str:
-    """``PHONE_RE.sub`` masking each phone-like sequence with enough digits. PHONE_RE starts with a look-behind,
-    which makes the regex engine try every position: a plain search for its core finds where to start (a match
-    begins at most two characters, "+(", before its core)."""
-    core = _PHONE_CORE_RE.search(text)
-    if core is None:
-        return text
-    parts: list[str] = []
-    done = 0
-    for found in PHONE_RE.finditer(text, max(core.start() - 2, 0)):
-        masked = _masked_phone_in_text(found.group(1))
-        if masked != found.group(1):
-            parts.append(text[done : found.start()])
-            parts.append(masked)
-            done = found.end()
-    if not parts:
-        return text
-    parts.append(text[done:])
-    return "".join(parts)
+def _mask_found_phone(match: re.Match) -> str:
+    return _masked_phone_in_text(match.group(1))
 
 
 # What to look for in one customer's messages: (emails, phone spellings, name parts), each longest first.
@@ -242,7 +224,7 @@ def mask_text_with(text: str, plan: Plan) -> str:
     for old in known_phones:
         if old in text:
             text = text.replace(old, mask_phone(old))
-    text = _mask_phones(text)
+    text = PHONE_RE.sub(_mask_found_phone, text)
     for old in known_names:
         if old in text:
             text = text.replace(old, mask_name(old))
@@ -279,12 +261,21 @@ def mask_customer_text(text: str, name: str, phone: str, email: str) -> str:
             for old in _phone_variants(phone):
                 if old in text:
                     text = text.replace(old, mask_phone(old))
-    text = _mask_phones(text)
-    if name:
+    text = PHONE_RE.sub(_mask_found_phone, text)
+    if name and _name_may_appear(text, name):
         for old in _name_parts(name):
             if old in text:
                 text = text.replace(old, mask_name(old))
     return text
+
+
+def _name_may_appear(text: str, name: str) -> bool:
+    """False when no part of ``name`` (``_name_parts``) is in ``text``: then they need not be worked out."""
+    words = name.split()
+    if len(words) == 1 and words[0] == name:
+        # One word: its parts are the name and maybe a Chinese given name, both ending with name[1:].
+        return (name[1:] or name) in text
+    return name in text or any(len(w) >= 3 and w in text for w in words)
 
 
 _DESTINATION_PHONE_RE = re.compile(r"\+?[\d\- ()]{5,}")
