@@ -361,3 +361,24 @@ def test_the_bad_rows_of_every_import_give_the_same_errors_both_ways(resource_cl
     fast_expected = resource_class is not resources.CreditTierResource
     seen = assert_same(resource_class, csv(*lines), (model, CreditTier), fast_expected=fast_expected)
     assert message in seen["errors"]
+
+
+def test_the_cycle_collector_is_back_after_an_import_as_it_was_before(book):
+    import gc
+
+    good = csv(INSTALMENTS, "FL1,2,2026-03-01,5")
+    bad = csv(INSTALMENTS, "FL1,2,2026-03-01,-5")
+    assert gc.isenabled()
+    seen = []
+    for data in (good, bad):
+        run_import(
+            resources.InstallmentResource(), data, progress=lambda done, total: seen.append(gc.isenabled())
+        )
+        assert gc.isenabled()
+    assert seen == [False, False]  # paused while the rows are read
+    gc.disable()
+    try:
+        run_import(resources.InstallmentResource(), good)
+        assert not gc.isenabled()  # a process that runs without it keeps running without it
+    finally:
+        gc.enable()
