@@ -1,9 +1,10 @@
-"""A fast ``bulk_update`` for the daily jobs: one ``UPDATE ... FROM (VALUES ...)`` statement per batch.
+"""A fast ``bulk_update`` for the daily jobs: one ``UPDATE ... FROM`` statement per batch.
 
 Django's ``QuerySet.bulk_update`` writes a ``CASE WHEN pk = ... THEN ...`` expression per field and row; building
 those expressions costs far more Python time than the database spends on the update (tens of milliseconds per
-hundred rows). ``bulk_update_rows`` sends the same rows as a ``VALUES`` list joined on the primary key, on
-PostgreSQL and on SQLite (3.33 or later); on any other database it falls back to ``bulk_update``.
+hundred rows). ``bulk_update_rows`` sends the same rows as a set joined on the primary key: one array per column
+through ``UNNEST`` on PostgreSQL, a ``VALUES`` list on SQLite (3.33 or later); on any other database it falls back
+to ``bulk_update``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def bulk_update_rows(objs: Sequence[models.Model], fields: Sequence[str], *, bat
     max_params = getattr(connection.features, "max_query_params", None) or 32766
     per_batch = max(1, min(batch_size, max_params // len(columns)))
     table = qn(opts.db_table)
+    if connection.vendor == "postgresql" and all(
+        f.get_internal_type() not in _NOT_IN_ARRAYS for f in columns
+    ):
+        return _update_from_arrays(
+            connection, model, columns, concrete, objs, per_batch=max(batch_size, 5000)
+        )
     if connection.vendor == "postgresql":
         placeholder = "(" + ", ".join(f"CAST(%s AS {f.cast_db_type(connection)})" for f in columns) + ")"
         names = ", ".join(qn(f.column) for f in columns)
@@ -66,6 +73,40 @@ def bulk_update_rows(objs: Sequence[models.Model], fields: Sequence[str], *, bat
             sql = (
                 f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([placeholder] * len(batch))}) {source} "
                 f"WHERE {table}.{qn(pk.column)} = {ref[pk]}"
+            )
+            cursor.execute(sql, params)
+            updated += cursor.rowcount
+    return updated
+
+
+# Fields whose values are adapted by wrapper objects that a PostgreSQL array cannot hold as they are.
+_NOT_IN_ARRAYS = {"JSONField", "BinaryField", "ArrayField", "HStoreField"}
+
+
+def _update_from_arrays(connection, model, columns, concrete, objs, *, per_batch: int) -> int:
+    """PostgreSQL: one ``UPDATE ... FROM UNNEST(%s::type[], ...)`` per batch, one array parameter per column.
+
+    The statement's text is the same for every batch and short, so the driver parses it once (a statement with
+    thousands of placeholders is longer than its statement cache takes and is parsed again for each batch), and
+    the planner sees a set it joins through the primary key index."""
+    qn = connection.ops.quote_name
+    opts = model._meta
+    table = qn(opts.db_table)
+    pk = opts.pk
+    arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in columns)
+    names = ", ".join(qn(f.column) for f in columns)
+    assignments = ", ".join(f'{qn(f.column)} = "v".{qn(f.column)}' for f in concrete)
+    sql = (
+        f'UPDATE {table} SET {assignments} FROM UNNEST({arrays}) AS "v" ({names}) '
+        f'WHERE {table}.{qn(pk.column)} = "v".{qn(pk.column)}'
+    )
+    updated = 0
+    with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
+        for start in range(0, len(objs), per_batch):
+            batch = objs[start : start + per_batch]
+            params = [[pk.get_db_prep_value(obj.pk, connection) for obj in batch]]
+            params.extend(
+                [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in batch] for f in concrete
             )
             cursor.execute(sql, params)
             updated += cursor.rowcount

@@ -1,0 +1,104 @@
+"""bulk_update_rows writes exactly what the objects hold, whatever the values, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from backoffice.bulk import bulk_update_rows
+from loans.models import Customer, Installment
+from notifications.models import NotificationLog
+
+from .factories import make_customer, make_installment, make_loan, make_tier
+
+pytestmark = pytest.mark.django_db
+
+AWKWARD = [
+    "quote \" and ' apostrophe",
+    "back\\slash {braces}, commas, NULL",
+    "line\nbreak\ttab",
+    "王小明 😀",
+    "",
+]
+
+
+def test_every_kind_of_value_round_trips_and_other_rows_stay_as_they_were():
+    customers = [make_customer() for _ in range(len(AWKWARD) + 1)]
+    untouched = customers.pop()
+    tier = make_tier()
+    for customer, text in zip(customers, AWKWARD):
+        customer.name = text
+        customer.email = f"{len(text)}@example.com"
+        customer.credit_score = None if text == "" else len(text)
+        customer.tier = tier
+        customer.do_not_contact, customer.do_not_contact_reason = True, "dispute"
+    fields = ["name", "email", "credit_score", "tier", "do_not_contact", "do_not_contact_reason"]
+    assert bulk_update_rows(customers, fields) == len(AWKWARD)
+
+    for customer, text in zip(customers, AWKWARD):
+        saved = Customer.objects.get(pk=customer.pk)
+        assert saved.name == text
+        assert saved.email == f"{len(text)}@example.com"
+        assert saved.credit_score == (None if text == "" else len(text))
+        assert (saved.tier_id, saved.do_not_contact, saved.do_not_contact_reason) == (
+            tier.pk,
+            True,
+            "dispute",
+        )
+    saved = Customer.objects.get(pk=untouched.pk)
+    assert (saved.name, saved.tier_id, saved.do_not_contact) == (untouched.name, None, False)
+
+
+def test_decimals_and_moments_keep_their_exact_values():
+    loan = make_loan(make_customer())
+    installments = [make_installment(loan, seq=n, due_date=dt.date(2026, 12, n)) for n in range(1, 4)]
+    paid_at = dt.datetime(2026, 12, 1, 23, 59, 59, 123456, tzinfo=dt.timezone.utc)
+    installments[0].amount_paid, installments[0].paid_at = Decimal("0.01"), paid_at
+    installments[1].amount_paid, installments[1].paid_at = Decimal("123456.78"), None
+    installments[2].amount_paid, installments[2].paid_at = Decimal("0"), paid_at + dt.timedelta(days=1)
+    assert bulk_update_rows(installments, ["amount_paid", "paid_at"]) == 3
+    assert list(
+        Installment.objects.filter(loan=loan).order_by("seq").values_list("amount_paid", "paid_at")
+    ) == [
+        (Decimal("0.01"), paid_at),
+        (Decimal("123456.78"), None),
+        (Decimal("0.00"), paid_at + dt.timedelta(days=1)),
+    ]
+
+
+@pytest.mark.parametrize("size", [1, 1203])
+def test_batches_of_any_size_write_every_row(size):
+    customer = make_customer()
+    logs = NotificationLog.objects.bulk_create(
+        [
+            NotificationLog(
+                customer=customer,
+                channel="sms",
+                kind="pre_due",
+                scheduled_for=dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc),
+                dedupe_key=f"bulk:{n}",
+            )
+            for n in range(size)
+        ]
+    )
+    if logs[0].pk is None:
+        logs = list(NotificationLog.objects.filter(dedupe_key__startswith="bulk:").order_by("id"))
+    for n, log in enumerate(logs):
+        log.status, log.body, log.attempts = "sent", f"message {n}", n % 7
+    assert bulk_update_rows(logs, ["status", "body", "attempts"], batch_size=500) == size
+    rows = NotificationLog.objects.filter(dedupe_key__startswith="bulk:").values_list(
+        "status", "body", "attempts"
+    )
+    assert sorted(rows, key=lambda r: int(r[1].split()[1])) == [
+        ("sent", f"message {n}", n % 7) for n in range(size)
+    ]
+
+
+def test_an_object_without_a_key_or_the_key_among_the_fields_is_refused():
+    with pytest.raises(ValueError):
+        bulk_update_rows([Customer(name="new")], ["name"])
+    customer = make_customer()
+    with pytest.raises(ValueError):
+        bulk_update_rows([customer], ["id", "name"])
