@@ -236,11 +236,7 @@ def _time_reading(connection) -> tuple[Callable[[str], Any] | None, Callable[[An
             utc
             and value.__class__ is str
             and (len(value) == 19 or (len(value) == 26 and value[19] == "." and value[20:] != "000000"))
-            and value[4] == "-"
-            and value[7] == "-"
-            and value[10] == " "
-            and value[13] == ":"
-            and value[16] == ":"
+            and value[4:17:3] == "-- ::"  # value[4], [7], [10], [13], [16]
         ):
             return value[:10] + "T" + value[11:] + "+00:00"
         return _moment(convert(value, None, connection))
@@ -299,8 +295,8 @@ def notification_batches(qs: QuerySet, *, masked: bool, escape: bool = False) ->
         ) in rows:
             if masked:
                 phone, email = phone or "", email or ""
-                subject = mask_customer_text(subject or "", customer_name or "", phone, email)
-                body = mask_customer_text(body or "", customer_name or "", phone, email)
+                subject = mask_customer_text(subject, customer_name or "", phone, email) if subject else ""
+                body = mask_customer_text(body, customer_name or "", phone, email) if body else ""
                 customer_name = mask_name(customer_name or "")
                 destination = mask_destination(destination or "")
             if escape and destination[:1] in _FORMULA_FIRST:

@@ -72,9 +72,9 @@ def mask_phone(phone: str) -> str:
     digits = _digits(raw)
     prefix, national = "", digits
     if raw.startswith("+"):
-        cc = country_code_of(digits)
+        cc = _country_code_of_start(digits[:4])  # country_code_of(digits)
         if cc:
-            prefix, national = f"+{cc}", digits[len(cc) :]
+            prefix, national = "+" + cc, digits[len(cc) :]
         else:
             prefix = "+"
     if len(national) >= 8:
@@ -158,6 +158,10 @@ _EMAIL_LOCAL_CHARS = string.ascii_letters + string.digits + "._%+-"
 _EMAIL_DOMAIN_RE = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
 
+# An address found in messages is mostly the lender's own, in every message: masked once.
+_mask_found_email = functools.lru_cache(maxsize=1024)(mask_email)
+
+
 def _mask_emails(text: str) -> str:
     """``EMAIL_RE.sub(lambda m: mask_email(m.group(0)), text)``, found from each "@" rather than by trying
     EMAIL_RE (which starts with a look-behind) at every position.
@@ -177,7 +181,7 @@ def _mask_emails(text: str) -> str:
             if domain is not None:
                 end = domain.end()
                 parts.append(text[done:start])
-                parts.append(mask_email(text[start:end]))
+                parts.append(_mask_found_email(text[start:end]))
                 done = end
                 at = text.find("@", end)
                 continue
@@ -275,7 +279,10 @@ def _name_may_appear(text: str, name: str) -> bool:
     if len(words) == 1 and words[0] == name:
         # One word: its parts are the name and maybe a Chinese given name, both ending with name[1:].
         return (name[1:] or name) in text
-    return name in text or any(len(w) >= 3 and w in text for w in words)
+    for word in words:
+        if len(word) >= 3 and word in text:
+            return True
+    return name in text
 
 
 _DESTINATION_PHONE_RE = re.compile(r"\+?[\d\- ()]{5,}")
@@ -287,6 +294,8 @@ def mask_destination(destination: str) -> str:
         return destination or ""
     if "@" in destination:
         return mask_email(destination)
+    if destination[:1] == "+" and len(destination) >= 6 and destination[1:].isdecimal():
+        return mask_phone(destination)  # "+8613812345678", as the pattern below would say, sooner
     if _DESTINATION_PHONE_RE.fullmatch(destination.strip()):
         return mask_phone(destination)
     return destination[:4] + MASK * 4
