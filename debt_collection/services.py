@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from backoffice.audit import Event, actor_name, log_event, log_events
@@ -374,9 +374,10 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
             Q(status=CallTask.Status.OPEN)
             | Q(status=CallTask.Status.DONE, scheduled_for__gte=now - 2 * CALL_WINDOW)
         )
-        .select_related("case")
+        .only("id", "case_id", "scheduled_for", "status", "priority")
+        .annotate(case_loan_id=F("case__loan_id"))
     ):
-        loan_calls[task.case.loan_id].append(task.scheduled_for)
+        loan_calls[task.case_loan_id].append(task.scheduled_for)
         if task.status == CallTask.Status.OPEN:
             open_tasks[task.case_id].append(task)
 
