@@ -1,10 +1,13 @@
 """Compliance exports of the notification log and the audit trail: streamed, masked, escaped, with a manifest.
 
 ``export_to_file`` is the one workflow behind ``manage.py export_log``, the admin's "Export" button and the
-background task ``run_export_job``. Rows are read with ``values_list(...).iterator(chunk_size=2000)`` and
-written one by one (CSV with ``csv.writer``, XLSX with XlsxWriter in constant-memory mode, JSON as a streamed
-array), so memory stays flat whatever the row count. Beside ``FILE`` it writes ``FILE.manifest.json`` (row
-count, SHA-256 of FILE, filters, format, columns, masking, time and who) and then records
+background task ``run_export_job``. Rows are read and written 2,000 at a time (CSV with ``csv.writer``, hashed
+as it is written; XLSX with XlsxWriter in constant-memory mode; JSON as a streamed array), so memory stays flat
+whatever the row count. Notification rows are read as the database driver returns them (times as text, no
+Django converters), masked with ``mask_customer_text`` and escaped as each row is built: the hot loop of a
+multi-million-row export; ``tests/test_export_fast_paths.py`` holds it to the plain way, byte for byte.
+Beside ``FILE`` it writes ``FILE.manifest.json`` (row count, SHA-256 of FILE, filters, format, columns,
+masking, time and who) and then records
 ``backoffice.export.completed`` in the audit trail. That event is written after the export's snapshot was
 read, so an export of the audit trail never contains its own export event (the next one will).
 """
