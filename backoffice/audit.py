@@ -190,6 +190,22 @@ _EVENT_COLUMNS = (
 COPY_AT_LEAST = 200
 
 
+def _column_values(row: AuditEvent, before_text, after_text, adapt_at) -> tuple:
+    """The row's values in the order of ``_EVENT_COLUMNS``, its JSON already serialised."""
+    return (
+        row.seq,
+        adapt_at(row.at),
+        row.actor,
+        row.action,
+        row.object_type,
+        row.object_id,
+        before_text,
+        after_text,
+        row.prev_hash,
+        row.hash,
+    )
+
+
 def _copy_events(connection, table: str, columns: str, rows: list[AuditEvent], texts) -> None:
     """``COPY ... FROM STDIN`` the rows, then read their ids back by ``seq`` (unique) in one query."""
     adapt_at = connection.ops.adapt_datetimefield_value
@@ -197,20 +213,7 @@ def _copy_events(connection, table: str, columns: str, rows: list[AuditEvent], t
         raw = cursor.cursor  # the driver's cursor: COPY is psycopg's, not the DB-API's
         with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for row, (before_text, after_text) in zip(rows, texts):
-                copy.write_row(
-                    (
-                        row.seq,
-                        adapt_at(row.at),
-                        row.actor,
-                        row.action,
-                        row.object_type,
-                        row.object_id,
-                        before_text,
-                        after_text,
-                        row.prev_hash,
-                        row.hash,
-                    )
-                )
+                copy.write_row(_column_values(row, before_text, after_text, adapt_at))
         qn, opts = connection.ops.quote_name, AuditEvent._meta
         seq = qn(opts.get_field("seq").column)
         cursor.execute(
@@ -253,18 +256,7 @@ def _insert_events(rows: list[AuditEvent], texts: list[tuple[str | None, str | N
             batch = rows[start : start + per_batch]
             params: list[Any] = []
             for row, (before_text, after_text) in zip(batch, texts[start : start + per_batch]):
-                params += [
-                    row.seq,
-                    adapt_at(row.at),
-                    row.actor,
-                    row.action,
-                    row.object_type,
-                    row.object_id,
-                    before_text,
-                    after_text,
-                    row.prev_hash,
-                    row.hash,
-                ]
+                params += _column_values(row, before_text, after_text, adapt_at)
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholder] * len(batch))} "
                 f"RETURNING {qn(opts.pk.column)}",

@@ -37,34 +37,74 @@ def rows_per_table() -> dict[str, int]:
     return {name.split(".")[1]: apps.get_model(name).objects.count() for name in names}
 
 
-def bulk_create_like_the_run(inserted: dict[str, int], now, customer_id: int) -> None:
-    """bulk_create as many log, item, outbox and audit rows as the run inserted, in one transaction rolled back."""
+def log_rows(n: int, prefix: str, now, customer_id: int) -> list:
+    """``n`` planned log rows of one customer, as the floors write them."""
+    from notifications.models import NotificationLog
+
+    return [
+        NotificationLog(
+            customer_id=customer_id,
+            channel="sms",
+            kind="pre_due",
+            status="planned",
+            scheduled_for=now,
+            dedupe_key=f"{prefix}:{i}",
+            idempotency_key=uuid.uuid4(),
+        )
+        for i in range(max(n, 1))
+    ]
+
+
+def rows_like_the_run(inserted: dict[str, int], now, customer_id: int) -> tuple[list, list, list]:
+    """As many log, outbox and audit rows as the run inserted (built before the floor's clock starts)."""
     import hashlib
 
-    from django.db import transaction
     from django.db.models import Max
+
+    from backoffice.models import AuditEvent
+    from notifications.models import OutboxMessage
+
+    outbox = [
+        OutboxMessage(
+            channel="sms",
+            destination="+8613700000000",
+            subject="",
+            body="您的还款 500.00 元将于 2026-12-01 到期。",
+            idempotency_key=uuid.uuid4(),
+            provider_message_id=f"floor-{uuid.uuid4().hex}",
+        )
+        for _ in range(inserted["OutboxMessage"])
+    ]
+    seq = AuditEvent.objects.aggregate(m=Max("seq"))["m"] or 0
+    audit = [
+        AuditEvent(
+            seq=seq + 1 + i,
+            at=now,
+            actor="job:floor",
+            action="notifications.contact.sent",
+            object_type="notifications.NotificationLog",
+            object_id=str(i),
+            before={"status": "planned"},
+            after={"status": "sent", "reason": "", "customer_id": customer_id, "channel": "sms"},
+            prev_hash="0" * 64,
+            hash=hashlib.sha256(f"floor:{seq + 1 + i}".encode()).hexdigest(),
+        )
+        for i in range(inserted["AuditEvent"])
+    ]
+    return log_rows(inserted["NotificationLog"], "floor-all", now, customer_id), outbox, audit
+
+
+def bulk_create_like_the_run(rows: tuple[list, list, list], n_items: int) -> None:
+    """bulk_create the rows, and ``n_items`` items on the new log rows, in one transaction rolled back."""
+    from django.db import transaction
 
     from backoffice.models import AuditEvent
     from loans.models import Installment
     from notifications.models import NotificationItem, NotificationLog, OutboxMessage
 
-    n_logs = max(inserted["NotificationLog"], 1)
+    logs, outbox, audit = rows
     with transaction.atomic():
-        logs = NotificationLog.objects.bulk_create(
-            [
-                NotificationLog(
-                    customer_id=customer_id,
-                    channel="sms",
-                    kind="pre_due",
-                    status="planned",
-                    scheduled_for=now,
-                    dedupe_key=f"floor-all:{i}",
-                    idempotency_key=uuid.uuid4(),
-                )
-                for i in range(n_logs)
-            ],
-            batch_size=2000,
-        )
+        NotificationLog.objects.bulk_create(logs, batch_size=2000)
         log_ids = (
             [log.pk for log in logs]
             if logs[0].pk
@@ -74,7 +114,6 @@ def bulk_create_like_the_run(inserted: dict[str, int], now, customer_id: int) ->
                 )
             )
         )
-        n_items = inserted["NotificationItem"]
         installment_ids = list(
             Installment.objects.order_by("id").values_list("id", flat=True)[: n_items // len(log_ids) + 1]
         )
@@ -88,39 +127,8 @@ def bulk_create_like_the_run(inserted: dict[str, int], now, customer_id: int) ->
             ],
             batch_size=2000,
         )
-        OutboxMessage.objects.bulk_create(
-            [
-                OutboxMessage(
-                    channel="sms",
-                    destination="+8613700000000",
-                    subject="",
-                    body="您的还款 500.00 元将于 2026-12-01 到期。",
-                    idempotency_key=uuid.uuid4(),
-                    provider_message_id=f"floor-{uuid.uuid4().hex}",
-                )
-                for _ in range(inserted["OutboxMessage"])
-            ],
-            batch_size=2000,
-        )
-        seq = AuditEvent.objects.aggregate(m=Max("seq"))["m"] or 0
-        AuditEvent.objects.bulk_create(
-            [
-                AuditEvent(
-                    seq=seq + 1 + i,
-                    at=now,
-                    actor="job:floor",
-                    action="notifications.contact.sent",
-                    object_type="notifications.NotificationLog",
-                    object_id=str(i),
-                    before={"status": "planned"},
-                    after={"status": "sent", "reason": "", "customer_id": customer_id, "channel": "sms"},
-                    prev_hash="0" * 64,
-                    hash=hashlib.sha256(f"floor:{seq + 1 + i}".encode()).hexdigest(),
-                )
-                for i in range(inserted["AuditEvent"])
-            ],
-            batch_size=2000,
-        )
+        OutboxMessage.objects.bulk_create(outbox, batch_size=2000)
+        AuditEvent.objects.bulk_create(audit, batch_size=2000)
         transaction.set_rollback(True)
 
 
@@ -195,18 +203,7 @@ def main() -> int:
     from loans.models import Customer
 
     customer_id = Customer.objects.order_by("id").values_list("id", flat=True).first()
-    rows = [
-        NotificationLog(
-            customer_id=customer_id,
-            channel="sms",
-            kind="pre_due",
-            status="planned",
-            scheduled_for=now,
-            dedupe_key=f"floor:{i}",
-            idempotency_key=uuid.uuid4(),
-        )
-        for i in range(max(produced, 1))
-    ]
+    rows = log_rows(produced, "floor", now, customer_id)
     with timed("floor", times):
         with transaction.atomic():
             NotificationLog.objects.bulk_create(rows, batch_size=2000)
@@ -214,8 +211,9 @@ def main() -> int:
 
     # A second floor, for reading only (the target is against the first): bulk_create of as many rows as the run
     # inserted into the four tables that take nearly all of them (log, items, outbox, audit trail).
+    like_the_run = rows_like_the_run(inserted, now, customer_id)
     with timed("floor_all", times):
-        bulk_create_like_the_run(inserted, now, customer_id)
+        bulk_create_like_the_run(like_the_run, inserted["NotificationItem"])
 
     report = Report(f"Daily run over {args.rows:,} loans")
     report.note(f"pipeline summary: {summary}")
