@@ -68,6 +68,11 @@ def mask_phone(phone: str) -> str:
     """``+8613812345678`` -> ``+86138****5678``: country code, first three and last four digits stay."""
     if not phone:
         return phone or ""
+    if phone[:1] == "+" and phone[1:].isdecimal():  # "+8613812345678": most phones, without the steps below
+        cc = _country_code_of_start(phone[1:5])
+        national = phone[1 + len(cc) :]
+        if len(national) >= 8:
+            return "+" + cc + national[:3] + MASK * (len(national) - 7) + national[-4:]
     raw = phone.strip()
     digits = _digits(raw)
     prefix, national = "", digits
