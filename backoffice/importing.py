@@ -220,8 +220,9 @@ class ListWidget(widgets.Widget):
 
 def lookup_chunk(alias: str = DEFAULT_DB_ALIAS) -> int:
     """How many keys one ``__in`` query of a preload takes: 2,000 where the database limits a query's
-    parameters (SQLite), 20,000 on PostgreSQL (a file's keys in a few round trips)."""
-    return 2000 if connections[alias].features.max_query_params else 20000
+    parameters (SQLite), 50,000 on PostgreSQL (most files in one round trip, and under the 65,535
+    parameters a query may have with server-side binding)."""
+    return 2000 if connections[alias].features.max_query_params else 50_000
 
 
 class RefWidget(widgets.ForeignKeyWidget):
