@@ -11,6 +11,8 @@ SCHEDULES = [
         "minutes": 15,
     },
     {"name": "dispatch-due", "func": "backoffice.tasks.dispatch_due", "minutes": 1},
+    # Ends imports and exports whose worker died; removes files past their retention.
+    {"name": "housekeeping", "func": "backoffice.housekeeping.run_housekeeping", "minutes": 60},
 ]
 
 

@@ -120,6 +120,9 @@ EXPORT_BACKGROUND_THRESHOLD = env.int("EXPORT_BACKGROUND_THRESHOLD", default=200
 # Uploads of background imports are kept here (personal data: never under STATIC_ROOT) so a worker can read
 # them and a dry run can be confirmed without uploading again.
 IMPORT_ROOT = env.path("IMPORT_ROOT", default=BASE_DIR / "var" / "imports")
+# Export files and stored uploads are removed this many days after their job finished (the job rows stay).
+EXPORT_FILE_RETENTION_DAYS = env.int("EXPORT_FILE_RETENTION_DAYS", default=30)
+IMPORT_FILE_RETENTION_DAYS = env.int("IMPORT_FILE_RETENTION_DAYS", default=30)
 # Admin imports of files with more data rows than this run as a background django-q2 task with a result page.
 IMPORT_BACKGROUND_THRESHOLD = env.int("IMPORT_BACKGROUND_THRESHOLD", default=5000)
 # The audit chain head is written outside the database so a rewrite of the table can be detected.
