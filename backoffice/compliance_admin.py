@@ -438,7 +438,7 @@ class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "total_estimate": job.total_estimate,
                 "error": job.error,
                 "download": reverse("admin:backoffice_exportjob_download", args=[job.pk])
-                if job.status == ExportJob.Status.DONE
+                if job.status == ExportJob.Status.DONE and job.file_path
                 else None,
             }
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 
 from backoffice.audit import verify_chain
@@ -117,6 +118,13 @@ def test_export_files_past_their_retention_are_removed_and_the_job_says_so(admin
     event = AuditEvent.objects.get(action="backoffice.export.file_removed")
     assert event.object_id == str(old.pk) and event.after["file"] == "old.csv"
     assert event.after["retention_days"] == days
+
+    page = admin_client.get(reverse("admin:backoffice_exportjob_change", args=[old.pk])).content.decode()
+    assert "removed after its retention period" in page
+    assert reverse("admin:backoffice_exportjob_download", args=[old.pk]) not in page
+    status = admin_client.get(reverse("admin:backoffice_exportjob_status", args=[old.pk])).json()
+    assert status["download"] is None
+    assert admin_client.get(reverse("admin:backoffice_exportjob_download", args=[old.pk])).status_code == 404
 
 
 def test_an_upload_goes_only_when_every_job_using_it_finished_before_the_retention():
