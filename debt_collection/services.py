@@ -93,7 +93,7 @@ def loan_positions(
     cutoff = past_due_cutoff(at)
     rows = (
         Installment.objects.filter(
-            loan_id__in=list(loan_ids),
+            loan_id__any_of=list(loan_ids),
             paid_at__isnull=True,
             due_date__lt=cutoff,
             loan__status=Loan.Status.ACTIVE,
@@ -299,7 +299,8 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     now, actor, counts = run.now, run.actor, run.counts
     positions = loan_positions(loan_ids, now, run.tiers)
     cases = {
-        c.loan_id: c for c in CollectionCase.objects.open().filter(loan_id__in=loan_ids).select_for_update()
+        c.loan_id: c
+        for c in CollectionCase.objects.open().filter(loan_id__any_of=loan_ids).select_for_update()
     }
     events: list[Event] = []
 
@@ -362,14 +363,14 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
         return
 
     done_steps: dict[int, set[int]] = defaultdict(set)
-    for case_id, step_id in CaseStepRun.objects.filter(case__in=[c.pk for c in working]).values_list(
+    for case_id, step_id in CaseStepRun.objects.filter(case__any_of=[c.pk for c in working]).values_list(
         "case_id", "step_id"
     ):
         done_steps[case_id].add(step_id)
     loan_calls: dict[int, list[dt.datetime]] = defaultdict(list)
     open_tasks: dict[int, list[CallTask]] = defaultdict(list)
     for task in (
-        CallTask.objects.filter(case__loan_id__in=[c.loan_id for c in working])
+        CallTask.objects.filter(case__loan_id__any_of=[c.loan_id for c in working])
         .filter(
             Q(status=CallTask.Status.OPEN)
             | Q(status=CallTask.Status.DONE, scheduled_for__gte=now - 2 * CALL_WINDOW)

@@ -124,7 +124,7 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
     with transaction.atomic():
         claimed = set(
             AutoDebitAttempt.objects.select_for_update()
-            .filter(pk__in=[a.pk for a, _r in done], status=PENDING)
+            .filter(pk__any_of=[a.pk for a, _r in done], status=PENDING)
             .values_list("pk", flat=True)
         )
         done = [(a, r) for a, r in done if a.pk in claimed]  # another worker may have recorded some meanwhile
@@ -261,7 +261,7 @@ def run_autodebit(now: dt.datetime) -> dict[str, int]:
         )
         for start in range(0, len(pending_ids), CHUNK):
             attempts = list(
-                AutoDebitAttempt.objects.filter(pk__in=pending_ids[start : start + CHUNK], status=PENDING)
+                AutoDebitAttempt.objects.filter(pk__any_of=pending_ids[start : start + CHUNK], status=PENDING)
                 .select_related("installment__loan__customer__tier")
                 .order_by("pk")
             )

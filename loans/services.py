@@ -60,10 +60,12 @@ def refresh_installments(
     reopened = 0
     with transaction.atomic():
         for chunk in _chunks(installment_ids):
-            installments = list(Installment.objects.filter(pk__in=chunk).select_for_update().order_by("pk"))
+            installments = list(
+                Installment.objects.filter(pk__any_of=chunk).select_for_update().order_by("pk")
+            )
             payments = defaultdict(list)
             for p in (
-                Payment.objects.filter(installment_id__in=chunk)
+                Payment.objects.filter(installment_id__any_of=chunk)
                 .order_by("installment_id", "received_at", "pk")
                 .values_list("installment_id", "amount", "received_at")
             ):
@@ -141,12 +143,12 @@ def _refresh_loan_status(loan_ids: set[int], actor: str, events: list[Event]) ->
     paid_off = reopened = 0
     for chunk in _chunks(loan_ids):
         unpaid = set(
-            Installment.objects.filter(loan_id__in=chunk, paid_at__isnull=True)
+            Installment.objects.filter(loan_id__any_of=chunk, paid_at__isnull=True)
             .values_list("loan_id", flat=True)
             .distinct()
         )
         has_any = set(
-            Installment.objects.filter(loan_id__in=chunk).values_list("loan_id", flat=True).distinct()
+            Installment.objects.filter(loan_id__any_of=chunk).values_list("loan_id", flat=True).distinct()
         )
         done = [pk for pk in chunk if pk in has_any and pk not in unpaid]
         to_close = list(

@@ -167,7 +167,7 @@ class OutboxBackend:
             return send_each(self, messages)
         keys = [key_as_uuid(m.idempotency_key) for m in messages]
         ids = dict(
-            OutboxMessage.objects.filter(idempotency_key__in=keys).values_list(
+            OutboxMessage.objects.filter(idempotency_key__any_of=keys).values_list(
                 "idempotency_key", "provider_message_id"
             )
         )
@@ -185,7 +185,7 @@ class OutboxBackend:
         if new:
             OutboxMessage.objects.bulk_create(list(new.values()), batch_size=500, ignore_conflicts=True)
             ids.update(
-                OutboxMessage.objects.filter(idempotency_key__in=list(new)).values_list(
+                OutboxMessage.objects.filter(idempotency_key__any_of=list(new)).values_list(
                     "idempotency_key", "provider_message_id"
                 )
             )

@@ -70,7 +70,7 @@ def contacts_in_last_7_days(customer_ids: Iterable[int], now: dt.datetime) -> di
     """
     rows = (
         NotificationLog.objects.counted_for_cap()
-        .filter(customer_id__in=list(customer_ids), sent_at__gt=now - CAP_WINDOW, sent_at__lte=now)
+        .filter(customer_id__any_of=list(customer_ids), sent_at__gt=now - CAP_WINDOW, sent_at__lte=now)
         .order_by()
         .values("customer_id")
         .annotate(n=Count("id"))
@@ -94,8 +94,8 @@ def contacts_in_flight(
     """
     rows = (
         NotificationLog.objects.pending()
-        .filter(customer_id__in=list(customer_ids), scheduled_for__lte=now, claimed_until__gt=now)
-        .exclude(id__in=list(exclude_ids))
+        .filter(customer_id__any_of=list(customer_ids), scheduled_for__lte=now, claimed_until__gt=now)
+        .exclude(id__any_of=list(exclude_ids))
         .order_by()
         .values_list("customer_id", "scheduled_for", "id")
     )

@@ -189,7 +189,7 @@ def _save_plan_groups(
     }
     with transaction.atomic():
         existing_rows = list(
-            NotificationLog.objects.filter(dedupe_key__in=list(by_key)).values_list(
+            NotificationLog.objects.filter(dedupe_key__any_of=list(by_key)).values_list(
                 "dedupe_key", "id", "status", "claimed_until", "loan_refs"
             )
         )
@@ -234,7 +234,7 @@ def _add_late_installments(
     cost that loan its reminder. Writes ``notifications.contact.extended`` for each contact that grew."""
     ids = [id_ for id_, _group, _refs in waiting]
     have = set(
-        NotificationItem.objects.filter(notification_id__in=ids).values_list(
+        NotificationItem.objects.filter(notification_id__any_of=ids).values_list(
             "notification_id", "installment_id"
         )
     )
@@ -276,7 +276,7 @@ def _attach_and_audit(
     new: dict[str, Any], now: dt.datetime, actor: str, planned_customers: set[int], totals: Counter
 ):
     """Items and audit events for the contacts just inserted under the keys of ``new``."""
-    rows = NotificationLog.objects.filter(dedupe_key__in=list(new)).values(
+    rows = NotificationLog.objects.filter(dedupe_key__any_of=list(new)).values(
         "id",
         "dedupe_key",
         "customer_id",
@@ -427,7 +427,9 @@ def plan_notices(notices: Iterable[Notice], *, now: dt.datetime, actor: str = "s
     totals: Counter = Counter()
     with transaction.atomic():
         existing = set(
-            NotificationLog.objects.filter(dedupe_key__in=list(by_key)).values_list("dedupe_key", flat=True)
+            NotificationLog.objects.filter(dedupe_key__any_of=list(by_key)).values_list(
+                "dedupe_key", flat=True
+            )
         )
         new = {key: n for key, n in by_key.items() if key not in existing}
         if not new:
@@ -693,7 +695,7 @@ def claim_due(
             qs = qs.select_for_update(skip_locked=True)
         ids = list(qs.values_list("id", flat=True)[:batch_size])
         if ids:
-            NotificationLog.objects.filter(id__in=ids).update(claimed_until=now + claim_lease(len(ids)))
+            NotificationLog.objects.filter(id__any_of=ids).update(claimed_until=now + claim_lease(len(ids)))
     return ids
 
 
@@ -754,7 +756,7 @@ def frozen_loans(loan_ids: set[int]) -> set[int]:
         return set()
     from debt_collection.models import frozen_loan_ids
 
-    return set(frozen_loan_ids().filter(loan_id__in=loan_ids).values_list("loan_id", flat=True))
+    return set(frozen_loan_ids().filter(loan_id__any_of=loan_ids).values_list("loan_id", flat=True))
 
 
 @dataclass
@@ -947,7 +949,7 @@ def _load_batch(ids: list[int]) -> tuple[list[NotificationLog], dict[int, list[I
         log.customer.tier = tiers.get(log.customer.tier_id)
     installments_of: dict[int, list[Installment]] = defaultdict(list)
     for inst in (
-        Installment.objects.filter(notification_items__notification_id__in=[log.id for log in logs])
+        Installment.objects.filter(notification_items__notification_id__any_of=[log.id for log in logs])
         .annotate(contact_id=F("notification_items__notification_id"))
         .select_related("loan")
         .order_by("notification_items__id")

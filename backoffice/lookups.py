@@ -1,0 +1,43 @@
+"""``field__any_of=[...]``: the ``in`` lookup for long lists of values in the daily jobs.
+
+``IN (%s, %s, ...)`` with thousands of values makes a statement longer than psycopg's statement cache takes
+(4 KB), so the driver parses the whole text again, placeholder by placeholder, on every execution, and Django
+prepares each value on its own. On PostgreSQL ``any_of`` sends the list as ONE array parameter instead,
+``= ANY(%s::type[])``: a short statement parsed once. Elsewhere it is exactly ``in``. Values are plain values
+(ids rather than model instances); ``None`` never matches, an empty list matches nothing, as with ``in``.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import EmptyResultSet
+from django.db.models import Field, ForeignObject
+from django.db.models.fields.related_lookups import RelatedIn
+from django.db.models.lookups import In
+
+
+class AnyOfMixin:
+    lookup_name = "any_of"
+
+    def as_postgresql(self, compiler, connection):
+        if not self.rhs_is_direct_value():
+            return self.as_sql(compiler, connection)
+        field = self.lhs.output_field
+        values = list(dict.fromkeys(v for v in self.rhs if v is not None))
+        if not values:
+            raise EmptyResultSet
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        array = [field.get_db_prep_value(v, connection, prepared=True) for v in values]
+        return f"{lhs} = ANY(%s::{field.cast_db_type(connection)}[])", (*lhs_params, array)
+
+
+class AnyOf(AnyOfMixin, In):
+    pass
+
+
+class RelatedAnyOf(AnyOfMixin, RelatedIn):
+    """``any_of`` on a foreign key (``loan__any_of=[ids]``, ``loan_id__any_of=[ids]``)."""
+
+
+def register() -> None:
+    Field.register_lookup(AnyOf)
+    ForeignObject.register_lookup(RelatedAnyOf)

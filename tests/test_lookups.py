@@ -1,0 +1,49 @@
+"""``field__any_of`` selects exactly what ``field__in`` selects, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from loans.models import Customer, Loan
+
+from .factories import make_customer, make_loan
+
+pytestmark = pytest.mark.django_db
+
+AWKWARD = ["quote \" and ' apostrophe", "{braces},commas", "back\\slash", "王小明", "NULL", ""]
+
+
+def test_any_of_selects_what_in_selects_for_numbers_strings_and_foreign_keys():
+    customers = [make_customer(name=name) for name in AWKWARD]
+    loans = [make_loan(c) for c in customers[:3]]
+    ids = [c.pk for c in customers[::2]] + [None, customers[0].pk, 10**9]
+    assert set(Customer.objects.filter(pk__any_of=ids)) == set(Customer.objects.filter(pk__in=ids))
+    assert set(Customer.objects.filter(pk__any_of=ids)) == set(customers[::2])
+    names = AWKWARD[1:4] + ["not there"]
+    assert set(Customer.objects.filter(name__any_of=names).values_list("name", flat=True)) == set(
+        AWKWARD[1:4]
+    )
+    assert set(Customer.objects.filter(name__any_of=[""])) == {customers[-1]}
+    owners = [customers[0].pk, customers[2].pk]
+    assert set(Loan.objects.filter(customer_id__any_of=owners)) == {loans[0], loans[2]}
+    assert set(Loan.objects.filter(customer__any_of=owners)) == {loans[0], loans[2]}
+    assert set(Loan.objects.exclude(customer_id__any_of=owners)) == {loans[1]}
+
+
+def test_an_empty_list_or_only_none_matches_nothing():
+    make_customer()
+    assert not Customer.objects.filter(pk__any_of=[]).exists()
+    assert not Customer.objects.filter(pk__any_of=[None]).exists()
+
+
+def test_a_long_list_is_one_short_statement_on_postgresql():
+    customers = [make_customer() for _ in range(3)]
+    ids = [c.pk for c in customers] + list(range(10**8, 10**8 + 5000))
+    with CaptureQueriesContext(connection) as queries:
+        found = set(Customer.objects.filter(pk__any_of=ids).values_list("pk", flat=True))
+    assert found == {c.pk for c in customers}
+    if connection.vendor == "postgresql":
+        sql = queries.captured_queries[0]["sql"]
+        assert "= ANY(" in sql and "IN (" not in sql
