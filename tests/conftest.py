@@ -4,6 +4,7 @@ import os
 
 import pytest
 from django.db import connection
+from django.utils import translation
 
 
 def pytest_collection_modifyitems(config, items):
@@ -32,6 +33,15 @@ def redis_url():
     client.flushdb()
     yield url
     client.flushdb()
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language: a request made in Chinese by an earlier test leaves the
+    thread's active language behind (LocaleMiddleware activates it and nothing resets it between tests)."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)
