@@ -940,7 +940,7 @@ def _load_batch(ids: list[int]) -> tuple[list[NotificationLog], dict[int, list[I
     instalments of each contact (with their loans), in the order the contacts were planned."""
     tiers = {t.pk: t for t in CreditTier.objects.all()}
     logs = list(
-        NotificationLog.objects.filter(id__in=ids, status__in=NotificationLog.PENDING_STATUSES)
+        NotificationLog.objects.filter(id__any_of=ids, status__in=NotificationLog.PENDING_STATUSES)
         .select_related("customer")
         .order_by("scheduled_for", "id")
     )
