@@ -151,6 +151,7 @@ def main() -> int:
     from django.utils import timezone
 
     import book
+    from backoffice.housekeeping import refresh_planner_statistics
     from backoffice.jobs import available_steps, run_pipeline
     from notifications.models import NotificationLog, OutboxMessage
 
@@ -169,15 +170,22 @@ def main() -> int:
         NotificationLog.objects.all().delete()
         OutboxMessage.objects.all().delete()
 
+    def planner_statistics() -> None:
+        # A live database has planner statistics: PostgreSQL's autovacuum analyses tables as they change, the
+        # hourly housekeeping does it for SQLite. A book loaded a minute ago in bulk has none, and the planners
+        # would join whole tables for a batch of 500 rows.
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
+        else:
+            refresh_planner_statistics()
+
+    planner_statistics()
     for back in range(args.warm_up_days, 0, -1):
         with timed(f"warm-up {back}", times):
             run_pipeline(now - dt.timedelta(days=back))
         print(f"warm-up day -{back}: {times[f'warm-up {back}']:.1f}s")
-    if connection.vendor == "postgresql":
-        # A live database has planner statistics (autovacuum analyses tables as they change); a book loaded a
-        # minute ago in bulk has none, and the planner would hash-join whole tables for a 500-row batch.
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+    planner_statistics()
     before = NotificationLog.objects.count()
     written_before = rows_per_table()
 

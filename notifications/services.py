@@ -493,15 +493,24 @@ def cancel_pending(
     with transaction.atomic():
         if installment_ids is not None:
             paid_now = set(installment_ids)
-            candidates = set(qs.filter(items__installment_id__in=list(paid_now)).values_list("id", flat=True))
+            # From the instalments' items to their contacts (both by index): a join the database starts from
+            # the pending contacts would read every pending contact of the book for each call.
+            listed = set(
+                NotificationItem.objects.filter(installment_id__any_of=list(paid_now)).values_list(
+                    "notification_id", flat=True
+                )
+            )
+            candidates = (
+                set(qs.filter(id__any_of=list(listed)).values_list("id", flat=True)) if listed else set()
+            )
             still_due = set(
                 NotificationItem.objects.filter(
-                    notification_id__in=list(candidates), installment__paid_at__isnull=True
+                    notification_id__any_of=list(candidates), installment__paid_at__isnull=True
                 )
-                .exclude(installment_id__in=list(paid_now))
+                .exclude(installment_id__any_of=list(paid_now))
                 .values_list("notification_id", flat=True)
             )
-            qs = NotificationLog.objects.pending().filter(id__in=list(candidates - still_due))
+            qs = NotificationLog.objects.pending().filter(id__any_of=list(candidates - still_due))
         rows = list(
             qs.order_by().values(
                 "id", "status", "customer_id", "channel", "kind", "due_date", "scheduled_for", "tier_id"

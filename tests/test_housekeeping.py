@@ -160,4 +160,21 @@ def test_housekeeping_is_a_schedule_and_does_nothing_on_a_quiet_day():
     register_schedules()
     schedule = Schedule.objects.get(name="housekeeping")
     assert (schedule.func, schedule.minutes) == ("backoffice.housekeeping.run_housekeeping", 60)
-    assert set(run_housekeeping(timezone.now()).values()) == {0}
+    counts = run_housekeeping(timezone.now())
+    assert {k: v for k, v in counts.items() if k != "statistics_refreshed"} == dict.fromkeys(
+        ["exports_abandoned", "imports_abandoned", "export_files_removed", "import_files_removed"], 0
+    )
+
+
+def test_sqlite_gets_planner_statistics_from_housekeeping():
+    from django.db import connection
+
+    from backoffice.housekeeping import refresh_planner_statistics
+
+    if connection.vendor != "sqlite":
+        assert refresh_planner_statistics() == {"statistics_refreshed": 0}  # autovacuum's job
+        return
+    assert refresh_planner_statistics() == {"statistics_refreshed": 1}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
+        assert cursor.fetchone()[0] == 1
