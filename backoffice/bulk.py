@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from django.db import connections, models, router, transaction
 
+from .lookups import array_element_type
+
 _SQLITE_HAS_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
@@ -93,7 +95,7 @@ def _update_from_arrays(connection, model, columns, concrete, objs, *, per_batch
     opts = model._meta
     table = qn(opts.db_table)
     pk = opts.pk
-    arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in columns)
+    arrays = ", ".join(f"%s::{array_element_type(f, connection)}[]" for f in columns)
     names = ", ".join(qn(f.column) for f in columns)
     assignments = ", ".join(f'{qn(f.column)} = "v".{qn(f.column)}' for f in concrete)
     sql = (

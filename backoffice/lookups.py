@@ -9,6 +9,8 @@ prepares each value on its own. On PostgreSQL ``any_of`` sends the list as ONE a
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import EmptyResultSet
 from django.db.models import Field, ForeignObject
 from django.db.models.fields.related_lookups import RelatedIn
@@ -27,7 +29,13 @@ class AnyOfMixin:
             raise EmptyResultSet
         lhs, lhs_params = self.process_lhs(compiler, connection)
         array = [field.get_db_prep_value(v, connection, prepared=True) for v in values]
-        return f"{lhs} = ANY(%s::{field.cast_db_type(connection)}[])", (*lhs_params, array)
+        return f"{lhs} = ANY(%s::{array_element_type(field, connection)}[])", (*lhs_params, array)
+
+
+def array_element_type(field, connection) -> str:
+    """The field's type for an array parameter, without its length or precision: a cast to ``varchar(16)`` or
+    ``numeric(12, 2)`` would cut or round a longer value into one that matches (or is written) silently."""
+    return re.sub(r"\(.*?\)", "", field.cast_db_type(connection)).strip()
 
 
 class AnyOf(AnyOfMixin, In):

@@ -102,3 +102,15 @@ def test_an_object_without_a_key_or_the_key_among_the_fields_is_refused():
     customer = make_customer()
     with pytest.raises(ValueError):
         bulk_update_rows([customer], ["id", "name"])
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut_on_postgresql():
+    from django.db import DataError, connection, transaction
+
+    if connection.vendor != "postgresql":
+        return  # SQLite does not hold text to a length
+    customer = make_customer()
+    customer.name = "N" * 201
+    with pytest.raises(DataError), transaction.atomic():
+        bulk_update_rows([customer], ["name"])
+    assert Customer.objects.get(pk=customer.pk).name != "N" * 200

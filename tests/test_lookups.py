@@ -47,3 +47,17 @@ def test_a_long_list_is_one_short_statement_on_postgresql():
     if connection.vendor == "postgresql":
         sql = queries.captured_queries[0]["sql"]
         assert "= ANY(" in sql and "IN (" not in sql
+
+
+def test_a_longer_or_finer_value_never_matches_a_stored_one_cut_to_the_column():
+    from decimal import Decimal
+
+    from .factories import make_installment
+
+    name = "N" * 200  # Customer.name holds 200 characters
+    customer = make_customer(name=name)
+    installment = make_installment(make_loan(customer), amount_due=Decimal("12.35"))
+    assert list(Customer.objects.filter(name__any_of=[name])) == [customer]
+    assert not Customer.objects.filter(name__any_of=[name + "Z"]).exists()
+    assert not type(installment).objects.filter(amount_due__any_of=[Decimal("12.345")]).exists()
+    assert type(installment).objects.filter(amount_due__any_of=[Decimal("12.350")]).exists()
