@@ -1,10 +1,10 @@
 """Thin django-q2 entry points: they take no objects and are safe to run twice (claims, unique keys).
 
 Scale-out: the scheduled daily run does the whole-book steps that are cheap and set-based itself, and splits
-planning and dispatch into chunks of customer ids, each an ordinary django-q2 task that any worker of any cluster
-sharing the broker (Redis in production) can take. A chunk lost with a killed worker is harmless: planning is
-idempotent and runs again at the next schedule, and the every-minute dispatch sweep takes over rows whose claim
-lapsed. The idempotency key of each contact keeps a re-sent message from ever reaching the customer twice.
+planning, collections and dispatch into chunks of customer ids, each an ordinary django-q2 task that any worker of
+any cluster sharing the broker (Redis in production) can take. A chunk lost with a killed worker is harmless:
+planning and collections are idempotent and run again at the next schedule, and the every-minute dispatch sweep
+takes over rows whose claim lapsed. The idempotency key of each contact keeps a re-sent message from ever reaching the customer twice.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def customer_id_ranges(chunk: int) -> list[tuple[int, int]]:
 def fan_out_daily_run(now: dt.datetime, *, chunk: int | None = None) -> dict:
     """Run the whole-book steps here and enqueue one ``run_chunk`` task per range of customers.
 
-    Order as in SPEC.md: scores and auto-debit first (here), then planning and dispatch per chunk (workers),
-    collections and the audit anchor (here). Collections notices planned after a chunk dispatched go out with
-    the every-minute dispatch sweep. Returns what ran here and how many chunks were enqueued.
+    Order as in SPEC.md: scores, auto-debit and the promises due (here), then per chunk of customers (workers)
+    planning, collections and dispatch, then the legal-freeze sweep and the audit anchor (here). Returns what
+    ran here and how many chunks were enqueued.
     """
     from django_q.tasks import async_task
 
@@ -53,12 +53,14 @@ def fan_out_daily_run(now: dt.datetime, *, chunk: int | None = None) -> dict:
     from loans.services import apply_credit_scores
 
     from .audit import write_anchor
-    from .jobs import available_steps
 
     summary: dict[str, dict] = {
         "apply_scores": apply_credit_scores(now) or {},
         "autodebit": run_autodebit(now) or {},
     }
+    collections = _collections()
+    if collections is not None:
+        summary["collections_before"] = collections.collections_book_steps(now, before_chunks=True)
     ranges = customer_id_ranges(chunk or settings.DAILY_RUN_CHUNK_CUSTOMERS)
     group = f"daily-run-{now:%Y%m%dT%H%M%S}"
     for low, high in ranges:
@@ -66,19 +68,33 @@ def fan_out_daily_run(now: dt.datetime, *, chunk: int | None = None) -> dict:
             "backoffice.tasks.run_chunk", now.isoformat(), low, high, group=group, task_name=f"{group}-{low}"
         )
     summary["chunks"] = {"enqueued": len(ranges)}
-    steps = dict(available_steps())
-    if "collections" in steps:
-        summary["collections"] = steps["collections"](now) or {}
+    if collections is not None:
+        summary["collections_after"] = collections.collections_book_steps(now, before_chunks=False)
     summary["anchor_audit"] = write_anchor(now) or {}
     return summary
 
 
+def _collections():
+    """The collections services, when the app is installed (apps land one by one)."""
+    from django.apps import apps
+
+    if not apps.is_installed("debt_collection"):
+        return None
+    from debt_collection import services
+
+    return services
+
+
 def run_chunk(now_iso: str, low: int, high: int) -> dict:
-    """Plan the contacts of customers ``low <= id < high`` for the moment, then send what is due now."""
+    """For customers ``low <= id < high``: plan the contacts of the moment, advance their overdue loans on the
+    collections ladder, then send what is due now (the ladder's messages of the day included)."""
     from notifications.services import dispatch_due as dispatch
     from notifications.services import plan_contacts
 
     now = dt.datetime.fromisoformat(now_iso)
-    planned = plan_contacts(now, customer_id_range=(low, high))
-    sent = dispatch(max(now, timezone.now()), customer_id_range=(low, high))
-    return {"plan": planned, "dispatch": sent}
+    result = {"plan": plan_contacts(now, customer_id_range=(low, high))}
+    collections = _collections()
+    if collections is not None:
+        result["collections"] = collections.advance_collections(now, customer_id_range=(low, high))
+    result["dispatch"] = dispatch(max(now, timezone.now()), customer_id_range=(low, high))
+    return result

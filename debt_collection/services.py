@@ -241,8 +241,14 @@ class _Run:
         return self._agencies
 
 
-def advance_collections(now: dt.datetime) -> dict[str, int]:
+def advance_collections(
+    now: dt.datetime, *, customer_id_range: tuple[int, int] | None = None
+) -> dict[str, int]:
     """Advance every overdue loan on its tier's ladder as of ``now`` (the daily collections job).
+
+    ``customer_id_range`` (low inclusive, high exclusive) limits it to the loans of one chunk of customers, so
+    several workers can advance disjoint chunks (``backoffice.tasks.run_chunk``); the two whole-book steps,
+    resolving promises and the legal-freeze sweep, are then left to the caller (``collections_book_steps``).
 
     Effects, chunk by chunk of loans, each chunk in one transaction: resolves promises (kept, broken, the
     reminder the day before); opens one case per loan past its grace period; closes cases whose overdue
@@ -265,15 +271,20 @@ def advance_collections(now: dt.datetime) -> dict[str, int]:
     for step in EscalationStep.objects.order_by("tier_id", "min_dpd", "id"):
         run.steps[step.tier_id].append(step)
 
-    resolve_promises(now, actor=JOB_ACTOR, counts=run.counts)
+    if customer_id_range is None:
+        resolve_promises(now, actor=JOB_ACTOR, counts=run.counts)
 
     cutoff = past_due_cutoff(now)
-    past_due_loans = set(
-        Installment.objects.filter(paid_at__isnull=True, due_date__lt=cutoff, loan__status=Loan.Status.ACTIVE)
-        .values_list("loan_id", flat=True)
-        .distinct()
+    past_due = Installment.objects.filter(
+        paid_at__isnull=True, due_date__lt=cutoff, loan__status=Loan.Status.ACTIVE
     )
-    open_case_loans = set(CollectionCase.objects.open().values_list("loan_id", flat=True))
+    open_cases = CollectionCase.objects.open()
+    if customer_id_range is not None:
+        low, high = customer_id_range
+        past_due = past_due.filter(loan__customer_id__gte=low, loan__customer_id__lt=high)
+        open_cases = open_cases.filter(loan__customer_id__gte=low, loan__customer_id__lt=high)
+    past_due_loans = set(past_due.values_list("loan_id", flat=True).distinct())
+    open_case_loans = set(open_cases.values_list("loan_id", flat=True))
     loan_ids = sorted(past_due_loans | open_case_loans)
     totals = run.counts
     for start in range(0, len(loan_ids), CHUNK):
@@ -291,8 +302,21 @@ def advance_collections(now: dt.datetime) -> dict[str, int]:
             totals.update(run.counts)
             break
     run.counts = totals
-    enforce_legal_freeze(now, actor=JOB_ACTOR, counts=run.counts)
+    if customer_id_range is None:
+        enforce_legal_freeze(now, actor=JOB_ACTOR, counts=run.counts)
     return {k: v for k, v in sorted(run.counts.items())}
+
+
+def collections_book_steps(now: dt.datetime, *, before_chunks: bool) -> dict[str, int]:
+    """The whole-book steps of the collections job when its chunks run on workers: resolving promises before
+    the chunks (a broken promise lets its case move the same day), the legal-freeze sweep after (a contact
+    planned for a loan frozen meanwhile is also refused at send time)."""
+    counts: Counter = Counter()
+    if before_chunks:
+        resolve_promises(now, actor=JOB_ACTOR, counts=counts)
+    else:
+        enforce_legal_freeze(now, actor=JOB_ACTOR, counts=counts)
+    return {k: v for k, v in sorted(counts.items())}
 
 
 def _advance_chunk(loan_ids: list[int], run: _Run) -> None:

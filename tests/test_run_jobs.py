@@ -134,11 +134,54 @@ def test_the_daily_task_fans_planning_and_dispatch_out_in_chunks_of_customers(mo
 
     summary = tasks.fan_out_daily_run(moment, chunk=1)
 
-    assert set(summary) == {"apply_scores", "autodebit", "chunks", "collections", "anchor_audit"}
+    assert set(summary) == {
+        "apply_scores",
+        "autodebit",
+        "collections_before",
+        "chunks",
+        "collections_after",
+        "anchor_audit",
+    }
     assert summary["chunks"] == {"enqueued": los_angeles.id - shanghai.id + 1}
     assert NotificationLog.objects.get(customer=shanghai).status == NotificationLog.Status.SENT
     assert not NotificationLog.objects.filter(customer=los_angeles).exists()
     assert tasks.dispatch_due() == {}
+
+
+def test_collections_in_chunks_of_customers_do_what_the_whole_book_run_does(monkeypatch):
+    from django_q.conf import Conf
+
+    from debt_collection.models import CallTask, CaseStepRun, CollectionCase
+    from debt_collection.services import advance_collections
+
+    from .factories_collections import (
+        day,
+        high_risk_tier,
+        low_risk_tier,
+        make_collector,
+        make_overdue_loan,
+        overdue_templates,
+    )
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    overdue_templates()
+    make_collector("chen")
+    low, high = low_risk_tier(), high_risk_tier()
+    loans = [make_overdue_loan(low), make_overdue_loan(high), make_overdue_loan(low), make_overdue_loan(high)]
+
+    summary = tasks.fan_out_daily_run(day(16), chunk=1)
+
+    assert summary["chunks"]["enqueued"] >= len(loans)
+    cases = {c.loan_id: c for c in CollectionCase.objects.open()}
+    assert set(cases) == {loan.pk for loan in loans}
+    # Low risk reaches the phone at 15 days past due: both low-risk loans have their call task.
+    assert {cases[loans[0].pk].stage, cases[loans[2].pk].stage} == {"call"}
+    assert CallTask.objects.filter(status="open", case__loan__in=[loans[0], loans[2]]).count() == 2
+    # The whole-book run of the same moment finds nothing left to do: the chunks covered every loan.
+    before = (CollectionCase.objects.count(), CaseStepRun.objects.count(), CallTask.objects.count())
+    counts = advance_collections(day(16))
+    assert (CollectionCase.objects.count(), CaseStepRun.objects.count(), CallTask.objects.count()) == before
+    assert "steps_performed" not in counts and "cases_opened" not in counts
 
 
 def test_chunks_cover_every_customer_once():
