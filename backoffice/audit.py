@@ -300,19 +300,7 @@ def log_event(
 
 # --- Verification and the anchor file ----------------------------------------------------------------------
 
-VERIFY_FIELDS = (
-    "id",
-    "seq",
-    "at",
-    "actor",
-    "action",
-    "object_type",
-    "object_id",
-    "before",
-    "after",
-    "prev_hash",
-    "hash",
-)
+VERIFY_FIELDS = ("id", *_EVENT_COLUMNS)
 
 
 @dataclass

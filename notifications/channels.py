@@ -143,14 +143,8 @@ class OutboxBackend:
             return SendResult(provider_message_id=existing)
         try:
             with transaction.atomic():
-                row = OutboxMessage.objects.create(
-                    channel=message.channel,
-                    destination=message.destination,
-                    subject=message.subject[:255],
-                    body=message.body,
-                    idempotency_key=key,
-                    provider_message_id=f"outbox-{uuid.uuid4().hex}",
-                )
+                row = _outbox_row(message, key)
+                row.save(force_insert=True)
         except IntegrityError:
             # A concurrent send with the same key won the insert: answer as the provider would, with its id.
             row = OutboxMessage.objects.get(idempotency_key=key)
@@ -174,14 +168,7 @@ class OutboxBackend:
         new: dict[uuid.UUID, OutboxMessage] = {}
         for key, message in zip(keys, messages):
             if key not in ids and key not in new:
-                new[key] = OutboxMessage(
-                    channel=message.channel,
-                    destination=message.destination,
-                    subject=message.subject[:255],
-                    body=message.body,
-                    idempotency_key=key,
-                    provider_message_id=f"outbox-{uuid.uuid4().hex}",
-                )
+                new[key] = _outbox_row(message, key)
         if new:
             OutboxMessage.objects.bulk_create(list(new.values()), batch_size=500, ignore_conflicts=True)
             ids.update(
@@ -195,6 +182,20 @@ class OutboxBackend:
             else ProviderError("outbox: the message was not stored", retryable=True)
             for key in keys
         ]
+
+
+def _outbox_row(message: OutgoingMessage, key: uuid.UUID):
+    """The outbox row of a message (not saved), with a provider id of its own."""
+    from .models import OutboxMessage
+
+    return OutboxMessage(
+        channel=message.channel,
+        destination=message.destination,
+        subject=message.subject[:255],
+        body=message.body,
+        idempotency_key=key,
+        provider_message_id=f"outbox-{uuid.uuid4().hex}",
+    )
 
 
 class HttpBackend:
