@@ -42,9 +42,8 @@ def abandoned_after() -> dt.timedelta:
     return dt.timedelta(seconds=int(cluster.get("timeout", 900)) + int(cluster.get("retry", 1200))) + SLACK
 
 
-def end_abandoned_jobs(now: dt.datetime | None = None) -> dict[str, int]:
+def end_abandoned_jobs(now: dt.datetime) -> dict[str, int]:
     """Fail the running imports and exports whose worker is gone; returns how many of each."""
-    now = now or timezone.now()
     cutoff = now - abandoned_after()
     minutes = int(abandoned_after().total_seconds() // 60)
     counts = {"exports_abandoned": 0, "imports_abandoned": 0}
@@ -93,9 +92,8 @@ def end_abandoned_jobs(now: dt.datetime | None = None) -> dict[str, int]:
     return counts
 
 
-def remove_expired_files(now: dt.datetime | None = None) -> dict[str, int]:
+def remove_expired_files(now: dt.datetime) -> dict[str, int]:
     """Remove export files and stored uploads past their retention; returns how many of each."""
-    now = now or timezone.now()
     counts = {"export_files_removed": 0, "import_files_removed": 0}
     export_cutoff = now - dt.timedelta(days=settings.EXPORT_FILE_RETENTION_DAYS)
     with transaction.atomic():
@@ -189,7 +187,8 @@ def refresh_planner_statistics() -> dict[str, int]:
 
 
 def run_housekeeping(now: dt.datetime | None = None) -> dict[str, int]:
-    """The hourly schedule: end abandoned jobs, remove files past their retention, refresh SQLite's statistics."""
+    """The hourly schedule: end abandoned jobs, remove files past their retention, refresh SQLite's statistics.
+    A task's start is an entry point: without ``now`` it reads the clock here, once, and passes it down."""
     now = now or timezone.now()
     return {**end_abandoned_jobs(now), **remove_expired_files(now), **refresh_planner_statistics()}
 

@@ -17,8 +17,9 @@ from django.utils import timezone
 
 
 def run_daily_pipeline() -> dict:
-    """Schedule entry: the pipeline as of now, with planning and dispatch fanned out in chunks."""
-    return fan_out_daily_run(timezone.now())
+    """Schedule entry: the pipeline as of now, with planning and dispatch fanned out in chunks. The chunks
+    run live: each dispatches as of the moment a worker starts it (see ``dispatch_moment``)."""
+    return fan_out_daily_run(timezone.now(), live=True)
 
 
 def dispatch_due() -> dict:
@@ -40,12 +41,16 @@ def customer_id_ranges(chunk: int) -> list[tuple[int, int]]:
     ]
 
 
-def fan_out_daily_run(now: dt.datetime, *, chunk: int | None = None) -> dict:
+def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None) -> dict:
     """Run the whole-book steps here and enqueue one ``run_chunk`` task per range of customers.
 
     Order as in SPEC.md: scores, auto-debit and the promises due (here), then per chunk of customers (workers)
     planning, collections and dispatch, then the legal-freeze sweep and the audit anchor (here). Returns what
     ran here and how many chunks were enqueued.
+
+    ``live`` says whether ``now`` is the real clock (the schedule, ``run_jobs`` without ``--now``) or a moment
+    the operator asked for (``run_jobs --now X``): a live chunk dispatches as of when a worker starts it, an
+    "as of X" chunk as of X. The choice is made by the caller, the entry point, and travels with each task.
     """
     from django_q.tasks import async_task
 
@@ -65,7 +70,13 @@ def fan_out_daily_run(now: dt.datetime, *, chunk: int | None = None) -> dict:
     group = f"daily-run-{now:%Y%m%dT%H%M%S}"
     for low, high in ranges:
         async_task(
-            "backoffice.tasks.run_chunk", now.isoformat(), low, high, group=group, task_name=f"{group}-{low}"
+            "backoffice.tasks.run_chunk",
+            now.isoformat(),
+            low,
+            high,
+            live,
+            group=group,
+            task_name=f"{group}-{low}",
         )
     summary["chunks"] = {"enqueued": len(ranges)}
     if collections is not None:
@@ -85,16 +96,25 @@ def _collections():
     return services
 
 
-def run_chunk(now_iso: str, low: int, high: int) -> dict:
+def dispatch_moment(now: dt.datetime, *, live: bool, started_at: dt.datetime) -> dt.datetime:
+    """The moment a chunk dispatches as of: for a live run, when the worker started it (a chunk picked up late
+    must not send by a stale clock, e.g. after the contact window closed); for an "as of X" run, X."""
+    return max(now, started_at) if live else now
+
+
+def run_chunk(now_iso: str, low: int, high: int, live: bool = False) -> dict:
     """For customers ``low <= id < high``: plan the contacts of the moment, advance their overdue loans on the
-    collections ladder, then send what is due now (the ladder's messages of the day included)."""
+    collections ladder, then send what is due (the ladder's messages of the day included) as of
+    ``dispatch_moment``. A task's start is an entry point: the only place here that reads the clock."""
     from notifications.services import dispatch_due as dispatch
     from notifications.services import plan_contacts
 
+    started_at = timezone.now()
     now = dt.datetime.fromisoformat(now_iso)
     result = {"plan": plan_contacts(now, customer_id_range=(low, high))}
     collections = _collections()
     if collections is not None:
         result["collections"] = collections.advance_collections(now, customer_id_range=(low, high))
-    result["dispatch"] = dispatch(max(now, timezone.now()), customer_id_range=(low, high))
+    at = dispatch_moment(now, live=live, started_at=started_at)
+    result["dispatch"] = dispatch(at, customer_id_range=(low, high))
     return result

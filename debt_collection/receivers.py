@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 
-def on_payments_recorded(sender, installment_ids=None, loan_ids=None, at=None, **kwargs):
-    from django.utils import timezone
-
+def on_payments_recorded(sender, at, installment_ids=None, loan_ids=None, **kwargs):
     from .services import settle_payments
 
     if loan_ids:
-        settle_payments(loan_ids, at or timezone.now(), actor="system")
+        settle_payments(loan_ids, at, actor="system")
 
 
-def on_tier_changed(sender, changes=None, at=None, **kwargs):
-    from django.utils import timezone
-
+def on_tier_changed(sender, at, changes=None, **kwargs):
     from .services import follow_tier_change
 
     if changes:
-        follow_tier_change(list(changes), at or timezone.now(), actor="event:tier_changed")
+        follow_tier_change(list(changes), at, actor="event:tier_changed")

@@ -10,7 +10,6 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .phones import PhoneNumberField
@@ -245,8 +244,8 @@ class Customer(models.Model):
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
 
-    def local_now(self, now: dt.datetime | None = None) -> dt.datetime:
-        return (now or timezone.now()).astimezone(self.zone)
+    def local_now(self, now: dt.datetime) -> dt.datetime:
+        return now.astimezone(self.zone)
 
     def is_opted_out(self, channel: str) -> bool:
         return bool(getattr(self, f"opt_out_{channel}", False))

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from django.utils import timezone
-
 from .models import NotificationLog
 
 
-def on_installments_paid(sender, installment_ids, at=None, **kwargs):
+def on_installments_paid(sender, installment_ids, at, **kwargs):
     from .services import cancel_pending
 
     cancel_pending(
         reason=NotificationLog.Reason.PAID,
         actor="event:installments_paid",
-        at=at or timezone.now(),
+        at=at,
         installment_ids=installment_ids,
     )
 
 
-def on_tier_changed(sender, changes, at=None, **kwargs):
+def on_tier_changed(sender, changes, at, **kwargs):
     from .services import replan_after_tier_change
 
     if changes:
-        replan_after_tier_change(list(changes), at or timezone.now(), actor="event:tier_changed")
+        replan_after_tier_change(list(changes), at, actor="event:tier_changed")

@@ -9,7 +9,6 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils.module_loading import import_string
 
 from backoffice.jobs import PIPELINE
 from backoffice.models import AuditEvent
@@ -24,21 +23,6 @@ pytestmark = pytest.mark.django_db
 DUE = dt.date(2026, 12, 1)
 # 09:00 on the due date in Shanghai; still 17:00 the day before in Los Angeles.
 NOW = dt.datetime(2026, 12, 1, 1, 0, tzinfo=dt.timezone.utc)
-
-
-def _has_plan_notice() -> bool:
-    try:
-        import_string("notifications.services.plan_notice")
-    except ImportError:
-        return False
-    return True
-
-
-needs_plan_notice = pytest.mark.skipif(
-    not _has_plan_notice(),
-    reason="notifications.services.plan_notice (the engine's notice service) is not written yet; "
-    "a declined debit is only recorded together with its autodebit_failed notice",
-)
 
 
 def autopay_installment(*, timezone="Asia/Shanghai", amount="500.00", due=DUE, **loan_kwargs):
@@ -217,7 +201,6 @@ def test_declines_take_the_same_number_of_queries_for_any_number_of_loans():
 # --- declines ---------------------------------------------------------------------------------------------
 
 
-@needs_plan_notice
 @pytest.mark.parametrize("reason", ["insufficient_funds", "card_expired"])
 def test_a_declined_debit_records_its_reason_and_plans_an_autodebit_failed_notice(reason):
     from notifications.models import NotificationLog
@@ -241,7 +224,6 @@ def test_a_declined_debit_records_its_reason_and_plans_an_autodebit_failed_notic
     assert list(notice.installments.all()) == [inst]
 
 
-@needs_plan_notice
 def test_a_failure_configured_in_settings_declines_and_a_rerun_neither_retries_nor_notices_twice(settings):
     from notifications.models import NotificationLog
 

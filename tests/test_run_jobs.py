@@ -4,6 +4,7 @@ import datetime as dt
 from io import StringIO
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 from django_q.models import Schedule
 
@@ -132,7 +133,7 @@ def test_the_daily_task_fans_planning_and_dispatch_out_in_chunks_of_customers(mo
     shanghai, los_angeles = book()
     moment = dt.datetime(2026, 11, 28, 2, 30, tzinfo=dt.UTC)
 
-    summary = tasks.fan_out_daily_run(moment, chunk=1)
+    summary = tasks.fan_out_daily_run(moment, live=False, chunk=1)
 
     assert set(summary) == {
         "apply_scores",
@@ -146,6 +147,51 @@ def test_the_daily_task_fans_planning_and_dispatch_out_in_chunks_of_customers(mo
     assert NotificationLog.objects.get(customer=shanghai).status == NotificationLog.Status.SENT
     assert not NotificationLog.objects.filter(customer=los_angeles).exists()
     assert tasks.dispatch_due() == {}
+
+
+def test_a_live_chunk_that_a_worker_starts_after_the_window_closed_holds_its_contact_back(monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    shanghai, _ = book()
+    planned_at = dt.datetime(2026, 11, 28, 2, 30, tzinfo=dt.UTC)  # 10:30 in Shanghai
+    # The chunk waited in the queue until 21:05 in Shanghai: the worker's clock, not the stale moment, decides.
+    with time_machine.travel(dt.datetime(2026, 11, 28, 13, 5, tzinfo=dt.UTC), tick=False):
+        tasks.fan_out_daily_run(planned_at, live=True, chunk=1)
+
+    log = NotificationLog.objects.get(customer=shanghai)
+    assert (log.status, log.reason) == (NotificationLog.Status.DEFERRED, "outside_contact_window")
+
+
+def test_an_as_of_chunk_dispatches_as_of_its_moment_whatever_the_real_clock(monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    shanghai, _ = book()
+    as_of = dt.datetime(2026, 11, 28, 2, 30, tzinfo=dt.UTC)  # 10:30 in Shanghai
+    with time_machine.travel(dt.datetime(2026, 11, 28, 16, 0, tzinfo=dt.UTC), tick=False):  # midnight there
+        tasks.fan_out_daily_run(as_of, live=False, chunk=1)
+
+    log = NotificationLog.objects.get(customer=shanghai)
+    assert (log.status, log.sent_at) == (NotificationLog.Status.SENT, as_of)
+
+
+@pytest.mark.parametrize(
+    "live, started, expected",
+    [
+        (True, "2026-11-28T13:05:00+00:00", "2026-11-28T13:05:00+00:00"),
+        (
+            True,
+            "2026-11-28T02:00:00+00:00",
+            "2026-11-28T02:30:00+00:00",
+        ),  # a worker clock behind: never earlier
+        (False, "2026-11-28T13:05:00+00:00", "2026-11-28T02:30:00+00:00"),
+    ],
+)
+def test_it_dispatches_a_chunk_as_of_the_moment_its_entry_point_chose(live, started, expected):
+    now = dt.datetime(2026, 11, 28, 2, 30, tzinfo=dt.UTC)
+    at = tasks.dispatch_moment(now, live=live, started_at=dt.datetime.fromisoformat(started))
+    assert at == dt.datetime.fromisoformat(expected)
 
 
 def test_collections_in_chunks_of_customers_do_what_the_whole_book_run_does(monkeypatch):
@@ -169,7 +215,7 @@ def test_collections_in_chunks_of_customers_do_what_the_whole_book_run_does(monk
     low, high = low_risk_tier(), high_risk_tier()
     loans = [make_overdue_loan(low), make_overdue_loan(high), make_overdue_loan(low), make_overdue_loan(high)]
 
-    summary = tasks.fan_out_daily_run(day(16), chunk=1)
+    summary = tasks.fan_out_daily_run(day(16), live=False, chunk=1)
 
     assert summary["chunks"]["enqueued"] >= len(loans)
     cases = {c.loan_id: c for c in CollectionCase.objects.open()}

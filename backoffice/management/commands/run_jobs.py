@@ -54,7 +54,7 @@ class Command(BaseCommand):
         if enqueue:
             from backoffice.tasks import fan_out_daily_run
 
-            results = fan_out_daily_run(moment, chunk=chunk_size)
+            results = fan_out_daily_run(moment, live=not now, chunk=chunk_size)
         else:
             results = run_pipeline(moment)
         for step, summary in results.items():
