@@ -51,8 +51,10 @@ PROMISE_MAX_DAYS_AHEAD = 31
 # Reason codes of the reminder engine (SPEC.md) used when collections cancel what is pending.
 REASON_PAID = "paid"
 REASON_DO_NOT_CONTACT = "do_not_contact"
-# Dedupe keys of the ladder's messages in the reminder engine's log: f"{LADDER_KEY_PREFIX}{case}:step:{step}".
+# Dedupe keys of the ladder's messages in the reminder engine's log start with this and the tier: the messages of
+# one customer, kind and channel on their local day are one contact naming every case's loan (notice_dedupe_key).
 LADDER_KEY_PREFIX = "case:"
+PROMISE_KEY_PREFIX = "promise:"
 
 
 # --- where a loan stands ---------------------------------------------------------------------------------
@@ -662,7 +664,8 @@ def _choose_steps(reached: list[EscalationStep]) -> dict[int, str]:
 def _plan_step_messages(
     messages: list[tuple[CollectionCase, EscalationStep, LoanPosition]], now: dt.datetime, actor: str
 ) -> None:
-    """The ladder's SMS, email and push of this chunk, planned in the reminder engine's log in one batch."""
+    """The ladder's SMS, email and push of this chunk, planned in the reminder engine's log in one batch: the cases
+    of one customer reaching a message step the same day share one message per channel naming each loan."""
     from notifications.services import Notice, plan_notices
 
     plan_notices(
@@ -673,7 +676,8 @@ def _plan_step_messages(
                 tz_name=pos.tz_name,
                 kind=step.kind,
                 channel=step.action,
-                dedupe_key=f"{LADDER_KEY_PREFIX}{case.pk}:step:{step.pk}",
+                # Per tier: after a tier change the old ladder's pending message is cancelled and the new one's planned.
+                key_prefix=f"{LADDER_KEY_PREFIX}{pos.tier_id}:",
                 installment_ids=list(pos.past_due_ids),
                 loan_refs=[pos.loan_ref],
                 due_date=pos.first_due_date,
@@ -939,7 +943,7 @@ def resolve_promises(
     before the promised date a ``promise_reminder`` is planned, and the day after it the promise is broken, the
     case's broken-promise count grows, the ladder resumes and a collector calls again (the collector who took
     the promise, within the call limits). Writes ``collections.promise.*``."""
-    from notifications.services import plan_notice
+    from notifications.services import Notice, default_notice_channel, plan_notices
 
     counts = counts if counts is not None else Counter()
     actor = actor_name(actor)
@@ -996,12 +1000,22 @@ def resolve_promises(
                         loan_id=case.loan_id, paid_at__isnull=True, due_date__lt=today
                     ).select_related("loan")
                 )
-                plan_notice(
-                    customer=customer,
-                    kind="promise_reminder",
-                    installments=installments,
+                # Promises of one customer falling due the same day share one reminder naming each loan.
+                plan_notices(
+                    [
+                        Notice(
+                            customer_id=customer.pk,
+                            tier_id=customer.tier_id,
+                            tz_name=customer.timezone,
+                            kind="promise_reminder",
+                            channel=default_notice_channel(customer.tier),
+                            key_prefix=PROMISE_KEY_PREFIX,
+                            installment_ids=[i.pk for i in installments],
+                            loan_refs=[case.loan.ref],
+                            due_date=min((i.due_date for i in installments), default=None),
+                        )
+                    ],
                     now=now,
-                    dedupe_key=f"promise:{promise.pk}:reminder",
                     actor=actor,
                 )
                 promise.reminder_planned_at = now

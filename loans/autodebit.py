@@ -32,6 +32,8 @@ ACTOR = "job:autodebit"
 CHUNK = 500
 # Claimed, gateway not yet answered (or the answer not yet recorded). Not one of the model's final statuses.
 PENDING = "pending"
+# The autodebit_failed notices of one customer's day are one contact naming each loan declined that day.
+NOTICE_KEY_PREFIX = "autodebit:"
 
 
 def idempotency_key_for(attempt: AutoDebitAttempt) -> str:
@@ -186,7 +188,8 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
 
 def _record_failures(declined: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.datetime) -> int:
     """Record the declines of a chunk in one transaction: the attempts still pending become ``failed`` with their
-    reason (one bulk update), one audit write, and one ``autodebit_failed`` notice each (one batch of notices).
+    reason (one bulk update), one audit write, and the ``autodebit_failed`` notices (one batch; the declines of a
+    customer's day are one notice naming each loan, whichever chunk recorded them).
     Returns how many were recorded (another worker may have recorded some meanwhile)."""
     if not declined:
         return 0
@@ -223,7 +226,7 @@ def _record_failures(declined: list[tuple[AutoDebitAttempt, DebitResult]], now: 
                     tz_name=customer.timezone,
                     kind="autodebit_failed",
                     channel=notice_channel(customer.tier),
-                    dedupe_key=f"autodebit:{attempt.id}",
+                    key_prefix=NOTICE_KEY_PREFIX,
                     installment_ids=[inst.pk],
                     loan_refs=[inst.loan.ref],
                     due_date=inst.due_date,

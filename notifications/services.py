@@ -63,15 +63,32 @@ def local_send_time(day: dt.date, send_time: dt.time, tz_name: str) -> dt.dateti
     return dt.datetime.combine(day, send_time, tzinfo=zoneinfo.ZoneInfo(tz_name)).astimezone(dt.UTC)
 
 
+def notice_dedupe_key(prefix: str, customer_id: int, local_day: dt.date, kind: str, channel: str) -> str:
+    """What makes an event notice unique: its source (``prefix``), the customer, their local day, the kind and the
+    channel. Every notice of one source, kind and channel for a customer's day is ONE contact listing each loan,
+    as a rule's reminder lists every loan due the same day (the weekly cap can never cost a loan its notice)."""
+    return f"{prefix}{customer_id}:{local_day.isoformat()}:{kind}:{channel}"
+
+
 @dataclass
 class _PlanGroup:
+    """One contact to plan (a rule's reminder or an event notice) and the instalments it lists: the planner and
+    the notices share it, so both consolidate a customer's loans into one message the same way."""
+
     customer_id: int
-    tier_id: int
-    tz_name: str
-    due_date: dt.date
-    rule: ReminderRule
+    tier_id: int | None
+    channel: str
+    kind: str
+    due_date: dt.date | None
+    offset_days: int | None
+    scheduled_for: dt.datetime
+    rule_id: int | None = None
     installment_ids: list[int] = field(default_factory=list)
     loan_refs: list[str] = field(default_factory=list)
+
+    def add(self, installment_ids: Iterable[int], loan_refs: Iterable[str]) -> None:
+        self.installment_ids.extend(i for i in installment_ids if i not in self.installment_ids)
+        self.loan_refs.extend(r for r in loan_refs if r not in self.loan_refs)
 
 
 def plan_contacts(
@@ -144,49 +161,53 @@ def plan_contacts(
             rows = rows.filter(
                 loan__customer_id__gte=customer_id_range[0], loan__customer_id__lt=customer_id_range[1]
             )
-        groups: dict[tuple, _PlanGroup] = {}
+        groups: dict[str, _PlanGroup] = {}
         current_customer = None
         for row in rows.iterator(chunk_size=PLAN_CHUNK):
             customer_id = row["loan__customer_id"]
             # A customer's instalments are contiguous (ordered by customer): flush only between customers,
             # so all their loans due the same day land in the same contact.
             if customer_id != current_customer and len(groups) >= PLAN_CHUNK:
-                _save_plan_groups(list(groups.values()), local_day, now, totals, planned_customers)
+                _save_plan_groups(groups, now, totals, planned_customers)
                 groups = {}
             current_customer = customer_id
             offset = (local_day - row["due_date"]).days
             for rule in rules_by_tier[row["loan__customer__tier_id"]]:
                 if rule.offset_days != offset:
                     continue
-                group = groups.get((customer_id, row["due_date"], rule.id))
+                key = rule_dedupe_key(customer_id, row["due_date"], rule.kind, rule.channel, rule.offset_days)
+                group = groups.get(key)
                 if group is None:
-                    group = groups[(customer_id, row["due_date"], rule.id)] = _PlanGroup(
+                    group = groups[key] = _PlanGroup(
                         customer_id=customer_id,
                         tier_id=row["loan__customer__tier_id"],
-                        tz_name=row["loan__customer__timezone"],
+                        channel=rule.channel,
+                        kind=rule.kind,
                         due_date=row["due_date"],
-                        rule=rule,
+                        offset_days=rule.offset_days,
+                        scheduled_for=local_send_time(
+                            local_day, rule.send_time, row["loan__customer__timezone"]
+                        ),
+                        rule_id=rule.id,
                     )
-                group.installment_ids.append(row["id"])
-                if row["loan__ref"] not in group.loan_refs:
-                    group.loan_refs.append(row["loan__ref"])
+                group.add([row["id"]], [row["loan__ref"]])
         if groups:
-            _save_plan_groups(list(groups.values()), local_day, now, totals, planned_customers)
+            _save_plan_groups(groups, now, totals, planned_customers)
     totals["customers"] = len(planned_customers)
     return dict(totals)
 
 
 def _save_plan_groups(
-    groups: list[_PlanGroup],
-    local_day: dt.date,
+    by_key: dict[str, _PlanGroup],
     now: dt.datetime,
     totals: Counter,
     planned_customers: set[int],
+    actor: str = PLANNER_ACTOR,
 ) -> None:
-    by_key = {
-        rule_dedupe_key(g.customer_id, g.due_date, g.rule.kind, g.rule.channel, g.rule.offset_days): g
-        for g in groups
-    }
+    """Plan the contacts of ``by_key`` (dedupe key -> group), the one place contacts are inserted: a key not
+    planned yet becomes a row with its items (``notifications.contact.planned``); a key already planned and not
+    yet sent takes in the instalments it lacks (``notifications.contact.extended``); a key already sent or
+    held back adds nothing."""
     with transaction.atomic():
         existing_rows = list(
             NotificationLog.objects.filter(dedupe_key__any_of=list(by_key)).values_list(
@@ -202,7 +223,7 @@ def _save_plan_groups(
             if status in NotificationLog.PENDING_STATUSES and (claimed_until is None or claimed_until <= now)
         ]
         if waiting:
-            _add_late_installments(waiting, now, totals)
+            _add_late_installments(waiting, now, totals, actor)
         if not new:
             return
         NotificationLog.objects.bulk_create(
@@ -210,11 +231,11 @@ def _save_plan_groups(
                 NotificationLog(
                     customer_id=g.customer_id,
                     tier_id=g.tier_id,
-                    channel=g.rule.channel,
-                    kind=g.rule.kind,
+                    channel=g.channel,
+                    kind=g.kind,
                     due_date=g.due_date,
-                    offset_days=g.rule.offset_days,
-                    scheduled_for=local_send_time(local_day, g.rule.send_time, g.tz_name),
+                    offset_days=g.offset_days,
+                    scheduled_for=g.scheduled_for,
                     loan_refs=",".join(g.loan_refs)[:500],
                     dedupe_key=key,
                 )
@@ -223,11 +244,11 @@ def _save_plan_groups(
             batch_size=500,
             ignore_conflicts=True,
         )
-        _attach_and_audit(new, now, PLANNER_ACTOR, planned_customers, totals)
+        _attach_and_audit(new, now, actor, planned_customers, totals)
 
 
 def _add_late_installments(
-    waiting: list[tuple[int, _PlanGroup, str]], now: dt.datetime, totals: Counter
+    waiting: list[tuple[int, _PlanGroup, str]], now: dt.datetime, totals: Counter, actor: str = PLANNER_ACTOR
 ) -> None:
     """Add to contacts planned earlier and not yet sent the instalments that appeared since (a loan loaded after
     the day was planned, due the same day): the one message still lists every loan, so the weekly cap can never
@@ -250,7 +271,7 @@ def _add_late_installments(
         events.append(
             Event(
                 action="notifications.contact.extended",
-                actor=PLANNER_ACTOR,
+                actor=actor,
                 object_type=LOG_TYPE,
                 object_id=str(id_),
                 at=now,
@@ -260,7 +281,7 @@ def _add_late_installments(
                     "due_date": group.due_date,
                     "added_installment_ids": added,
                     "loan_refs": grown[-1].loan_refs,
-                    "rule_id": group.rule.id,
+                    "rule_id": group.rule_id,
                 },
             )
         )
@@ -273,7 +294,7 @@ def _add_late_installments(
 
 
 def _attach_and_audit(
-    new: dict[str, Any], now: dt.datetime, actor: str, planned_customers: set[int], totals: Counter
+    new: dict[str, _PlanGroup], now: dt.datetime, actor: str, planned_customers: set[int], totals: Counter
 ):
     """Items and audit events for the contacts just inserted under the keys of ``new``."""
     rows = NotificationLog.objects.filter(dedupe_key__any_of=list(new)).values(
@@ -314,7 +335,7 @@ def _attach_and_audit(
                     "loan_refs": row["loan_refs"],
                     "tier_id": row["tier_id"],
                     "installment_ids": group.installment_ids,
-                    "rule_id": getattr(getattr(group, "rule", None), "id", None),
+                    "rule_id": group.rule_id,
                 },
             )
         )
@@ -331,8 +352,61 @@ def default_notice_channel(tier) -> str:
 
 
 @dataclass
-class _NoticeGroup:
+class Notice:
+    """One event-driven contact for ``plan_notices`` (a collections ladder message, an auto-debit failure, a promise
+    reminder), as plain ids for a batch. ``key_prefix`` names its source (``"case:"``, ``"autodebit:"``...): the
+    notices of one source, kind and channel on a customer's local day are one contact (``notice_dedupe_key``)."""
+
+    customer_id: int
+    tier_id: int | None
+    tz_name: str
+    kind: str
+    channel: str
+    key_prefix: str
     installment_ids: list[int]
+    loan_refs: list[str]
+    due_date: dt.date | None
+
+
+def plan_notices(notices: Iterable[Notice], *, now: dt.datetime, actor: str = "system") -> int:
+    """Plan event-driven contacts for ``now``, ONE per customer, source, kind and channel of the customer's local
+    day listing every loan of those notices, through the planner's own consolidation (``_save_plan_groups``):
+    two loans of a customer overdue the same day, or several auto-debits declined the same day, make one message
+    naming each loan, so the weekly cap never holds back the second one. A notice whose contact of the day is
+    already planned and not yet sent joins it (``notifications.contact.extended``); one already sent or held
+    back adds nothing, so planning again is a no-op. Set-based: a fixed number of queries whatever their number.
+    The dispatcher sends them through the same gates as any reminder. Writes ``notifications.contact.planned``
+    per new row; returns how many were planned. Raises ValueError for a channel that is not a messaging channel.
+    """
+    notices = list(notices)
+    unknown = sorted({n.channel for n in notices if n.channel not in MESSAGING_CHANNELS})
+    if unknown:
+        raise ValueError(f"Not a messaging channel: {', '.join(unknown)}")
+    groups: dict[str, _PlanGroup] = {}
+    for n in notices:
+        local_day = now.astimezone(zoneinfo.ZoneInfo(n.tz_name)).date()
+        key = notice_dedupe_key(n.key_prefix, n.customer_id, local_day, n.kind, n.channel)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _PlanGroup(
+                customer_id=n.customer_id,
+                tier_id=n.tier_id,
+                channel=n.channel,
+                kind=n.kind,
+                due_date=n.due_date,
+                offset_days=None,
+                scheduled_for=now,
+            )
+        elif n.due_date is not None and (group.due_date is None or n.due_date < group.due_date):
+            group.due_date = n.due_date
+        group.add(n.installment_ids, n.loan_refs)
+        if group.due_date is not None:
+            group.offset_days = (local_day - group.due_date).days
+    if not groups:
+        return 0
+    totals: Counter = Counter()
+    _save_plan_groups(groups, now, totals, set(), actor)
+    return totals["planned"]
 
 
 def plan_notice(
@@ -345,13 +419,15 @@ def plan_notice(
     channels: list[str] | None = None,
     actor: str = "system",
 ) -> list[NotificationLog]:
-    """Plan an event-driven contact (``autodebit_failed``, ``promise_reminder``, a collections ladder message)
-    for ``now``; the dispatcher sends it through the same gates as any reminder.
+    """Plan one event-driven contact for ``now`` under exactly the caller's key (``plan_notices`` consolidates a
+    day's notices; this one is for a contact that stands alone); the dispatcher sends it through the same gates
+    as any reminder.
 
     ``channels`` defaults to the first messaging channel of the customer's tier ``channel_order`` (SMS without
     a tier); an opted-out channel falls back at send time. With one channel the row's ``dedupe_key`` is exactly
     ``dedupe_key``; with several each row gets ``f"{dedupe_key}:{channel}"``. Calling again with the same key
-    adds nothing and returns the existing rows. Writes ``notifications.contact.planned`` for new rows.
+    adds nothing (a row not yet sent takes in instalments it lacks) and returns the existing rows. Writes
+    ``notifications.contact.planned`` for new rows.
     """
     tier = customer.tier
     if channels is None:
@@ -362,97 +438,23 @@ def plan_notice(
     installments = list(installments)
     due_date = min((i.due_date for i in installments), default=None)
     local_day = now.astimezone(customer.zone).date()
-    loan_refs: list[str] = []
-    for inst in installments:
-        if inst.loan.ref not in loan_refs:
-            loan_refs.append(inst.loan.ref)
     keys = {(dedupe_key if len(channels) == 1 else f"{dedupe_key}:{c}"): c for c in channels}
-    with transaction.atomic():
-        existing = set(
-            NotificationLog.objects.filter(dedupe_key__in=list(keys)).values_list("dedupe_key", flat=True)
+    groups = {}
+    for key, channel in keys.items():
+        groups[key] = _PlanGroup(
+            customer_id=customer.pk,
+            tier_id=customer.tier_id,
+            channel=channel,
+            kind=kind,
+            due_date=due_date,
+            offset_days=(local_day - due_date).days if due_date else None,
+            scheduled_for=now,
         )
-        new = {key: c for key, c in keys.items() if key not in existing}
-        if new:
-            NotificationLog.objects.bulk_create(
-                [
-                    NotificationLog(
-                        customer=customer,
-                        tier=tier,
-                        channel=channel,
-                        kind=kind,
-                        due_date=due_date,
-                        offset_days=(local_day - due_date).days if due_date else None,
-                        scheduled_for=now,
-                        loan_refs=",".join(loan_refs)[:500],
-                        dedupe_key=key,
-                    )
-                    for key, channel in new.items()
-                ],
-                ignore_conflicts=True,
-            )
-            group = _NoticeGroup(installment_ids=[i.pk for i in installments])
-            _attach_and_audit({key: group for key in new}, now, actor, set(), Counter())
+        groups[key].add([i.pk for i in installments], [i.loan.ref for i in installments])
+    with transaction.atomic():
+        _save_plan_groups(groups, now, Counter(), set(), actor)
         rows = {log.dedupe_key: log for log in NotificationLog.objects.filter(dedupe_key__in=list(keys))}
     return [rows[key] for key in keys if key in rows]
-
-
-@dataclass
-class Notice:
-    """One event-driven contact for ``plan_notices``: what ``plan_notice`` takes, as plain ids for a batch."""
-
-    customer_id: int
-    tier_id: int | None
-    tz_name: str
-    kind: str
-    channel: str
-    dedupe_key: str
-    installment_ids: list[int]
-    loan_refs: list[str]
-    due_date: dt.date | None
-
-
-def plan_notices(notices: Iterable[Notice], *, now: dt.datetime, actor: str = "system") -> int:
-    """Plan many event-driven contacts at once for ``now`` (the collections ladder's messages of a day), set-based:
-    a fixed number of queries whatever their number. Each row gets exactly its notice's ``dedupe_key``; a key
-    already planned adds nothing. The dispatcher sends them through the same gates as any reminder. Writes
-    ``notifications.contact.planned`` per new row; returns how many were planned. Raises ValueError for a
-    channel that is not a messaging channel.
-    """
-    by_key = {n.dedupe_key: n for n in notices}
-    if not by_key:
-        return 0
-    unknown = sorted({n.channel for n in by_key.values() if n.channel not in MESSAGING_CHANNELS})
-    if unknown:
-        raise ValueError(f"Not a messaging channel: {', '.join(unknown)}")
-    totals: Counter = Counter()
-    with transaction.atomic():
-        existing = set(
-            NotificationLog.objects.filter(dedupe_key__any_of=list(by_key)).values_list(
-                "dedupe_key", flat=True
-            )
-        )
-        new = {key: n for key, n in by_key.items() if key not in existing}
-        if not new:
-            return 0
-        rows = []
-        for key, n in new.items():
-            local_day = now.astimezone(zoneinfo.ZoneInfo(n.tz_name)).date()
-            rows.append(
-                NotificationLog(
-                    customer_id=n.customer_id,
-                    tier_id=n.tier_id,
-                    channel=n.channel,
-                    kind=n.kind,
-                    due_date=n.due_date,
-                    offset_days=(local_day - n.due_date).days if n.due_date else None,
-                    scheduled_for=now,
-                    loan_refs=",".join(n.loan_refs)[:500],
-                    dedupe_key=key,
-                )
-            )
-        NotificationLog.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
-        _attach_and_audit(new, now, actor, set(), totals)
-    return totals["planned"]
 
 
 # --- cancelling --------------------------------------------------------------------------------------------
