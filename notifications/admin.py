@@ -5,11 +5,14 @@ The notification log's admin belongs to the compliance screens and is registered
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
@@ -24,6 +27,15 @@ from .choices import Channel
 from .models import ContactPolicy, OutboxMessage, ReminderRule, ReminderTemplate
 from .resources import ReminderRuleResource, ReminderTemplateResource
 from .templating import sms_segments
+
+
+def parse_moment(text: str) -> dt.datetime | None:
+    """An ISO-8601 moment typed in the admin (without an offset: the operator's time zone), or None."""
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
 @admin.register(ReminderTemplate)
@@ -66,7 +78,8 @@ class ReminderTemplateAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExpo
         ]
 
     def preview_view(self, request, object_id):
-        """The template rendered for the customer whose reference is given (``?customer=C000001``)."""
+        """The template rendered for the customer whose reference is given (``?customer=C000001``), as the
+        dispatcher renders it now or at the moment given (``&at=2026-12-07T10:00+08:00``)."""
         from .services import preview_template
 
         template = get_object_or_404(ReminderTemplate, pk=object_id)
@@ -74,7 +87,9 @@ class ReminderTemplateAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExpo
             raise PermissionDenied
         ref = (request.GET.get("customer") or "").strip()
         customer = Customer.objects.select_related("tier").filter(ref=ref).first() if ref else None
-        preview = preview_template(template, customer) if customer else None
+        at_text = (request.GET.get("at") or "").strip()
+        at = parse_moment(at_text) if at_text else timezone.now()
+        preview = preview_template(template, customer, at) if customer and at else None
         if preview and not can_see_personal_data(request.user):
             for key in ("subject", "body"):
                 preview[key] = mask_text(
@@ -89,6 +104,8 @@ class ReminderTemplateAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExpo
             "customer_ref": ref,
             "customer": customer,
             "not_found": bool(ref) and customer is None,
+            "at_text": at_text,
+            "bad_moment": at is None,
             "preview": preview,
             "is_sms": template.channel == Channel.SMS,
         }

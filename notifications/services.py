@@ -655,31 +655,77 @@ def render_template(template: ReminderTemplate, context: dict) -> tuple[str, str
     return subject, render(template.body, context)
 
 
-def preview_template(template: ReminderTemplate, customer: Customer, now: dt.datetime | None = None) -> dict:
-    """``template`` rendered for ``customer`` with their next unpaid instalments (all loans due that day), as the
-    admin preview shows it; for SMS also characters, segments and encoding."""
-    from .templating import sms_segments
+def render_message(
+    template: ReminderTemplate, customer: Customer, installments: list[Installment], *, tier, now: dt.datetime
+) -> tuple[str, str]:
+    """The subject and body of ``template`` for ``customer`` about ``installments`` (with their loans) as of
+    ``now``: what the dispatcher sends, and what the admin preview shows (one function for both)."""
+    return render_template(
+        template, build_context(customer, installments, tier=tier, now=now, language=template.language)
+    )
 
-    now = now or timezone.now()
-    next_due = (
-        Installment.objects.unpaid()
-        .filter(loan__customer=customer, loan__status=Loan.Status.ACTIVE)
-        .order_by("due_date")
-        .values_list("due_date", flat=True)
+
+# Kinds about instalments already past due: with no message of the day to show, they name every one of them.
+PAST_DUE_KINDS = (Kind.GRACE, Kind.OVERDUE, Kind.PROMISE_REMINDER)
+
+
+def message_installments(customer: Customer, kind: str, channel: str, now: dt.datetime) -> tuple[list, Any]:
+    """The instalments (with their loans) a ``kind`` message on ``channel`` to ``customer`` names at ``now``, and the
+    tier it is rendered under, as the dispatcher takes them: the customer's contact of that kind and channel on
+    their local day holding ``now`` (not yet sent, or sent) names its instalments still unpaid and not under legal
+    hold, in its order. Without one, what such a message would name now: for a kind about arrears every unpaid
+    instalment past due, else the instalments of the next due date (all loans due that day)."""
+    zone = customer.zone
+    local_day = now.astimezone(zone).date()
+    day_start = dt.datetime.combine(local_day, dt.time.min, tzinfo=zone)
+    day_end = dt.datetime.combine(local_day + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
+    log = (
+        NotificationLog.objects.filter(
+            customer=customer,
+            kind=kind,
+            channel=channel,
+            scheduled_for__gte=day_start,
+            scheduled_for__lt=day_end,
+            status__in=[*NotificationLog.PENDING_STATUSES, *NotificationLog.CONTACTED_STATUSES],
+        )
+        .order_by("-scheduled_for", "-id")
         .first()
     )
-    installments = (
-        list(
-            Installment.objects.unpaid()
-            .filter(loan__customer=customer, loan__status=Loan.Status.ACTIVE, due_date=next_due)
+    tier = customer.tier
+    if log is not None:
+        listed = list(
+            Installment.objects.filter(notification_items__notification=log)
             .select_related("loan")
-            .order_by("loan__ref", "seq")
+            .order_by("notification_items__id")
         )
-        if next_due
-        else []
+        frozen = frozen_loans({i.loan_id for i in listed})
+        named = [i for i in listed if i.paid_at is None and i.loan_id not in frozen]
+        if named:
+            return named, tier or (CreditTier.objects.filter(pk=log.tier_id).first() if log.tier_id else None)
+    unpaid = list(
+        Installment.objects.unpaid()
+        .filter(loan__customer=customer, loan__status=Loan.Status.ACTIVE)
+        .select_related("loan")
+        .order_by("due_date", "loan__ref", "seq")
     )
-    context = build_context(customer, installments, tier=customer.tier, now=now, language=template.language)
-    subject, body = render_template(template, context)
+    frozen = frozen_loans({i.loan_id for i in unpaid})
+    unpaid = [i for i in unpaid if i.loan_id not in frozen]
+    past_due = [i for i in unpaid if i.due_date < local_day]
+    if kind in PAST_DUE_KINDS and past_due:
+        return past_due, tier
+    upcoming = [i for i in unpaid if i.due_date >= local_day] or unpaid
+    next_due = upcoming[0].due_date if upcoming else None
+    return [i for i in upcoming if i.due_date == next_due], tier
+
+
+def preview_template(template: ReminderTemplate, customer: Customer, now: dt.datetime) -> dict:
+    """``template`` rendered for ``customer`` as of ``now`` exactly as the dispatcher renders it, about the
+    instalments its message names (``message_installments``), as the admin preview shows it; for SMS also
+    characters, segments and encoding."""
+    from .templating import sms_segments
+
+    installments, tier = message_installments(customer, template.kind, template.channel, now)
+    subject, body = render_message(template, customer, installments, tier=tier, now=now)
     chars, segments, encoding = sms_segments(body)
     return {"subject": subject, "body": body, "chars": chars, "segments": segments, "encoding": encoding}
 
@@ -937,8 +983,7 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
                 "max_contacts_per_week": cap,
             }
         )
-        context = build_context(customer, unpaid, tier=tier, now=now, language=template.language)
-        subject, body = render_template(template, context)
+        subject, body = render_message(template, customer, unpaid, tier=tier, now=now)
         log.destination, log.language, log.subject, log.body = destination, template.language, subject, body
         sends.append((log, inputs, unpaid))
 
