@@ -44,12 +44,22 @@ class SendResult:
 
 
 class ProviderError(Exception):
-    """The provider did not accept the message. ``retryable`` is False when trying again cannot help."""
+    """The provider did not accept the message. ``retryable`` is False when trying again cannot help;
+    ``dead_destination`` says the address itself is gone (a push token FCM no longer knows, a mailbox that does
+    not exist): the dispatcher forgets it, so nothing is sent there again."""
 
-    def __init__(self, message: str, *, retryable: bool = True, status_code: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        status_code: int | None = None,
+        dead_destination: bool = False,
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.status_code = status_code
+        self.dead_destination = dead_destination
 
 
 class ChannelBackend(Protocol):

@@ -10,6 +10,7 @@ from django.utils import timezone
 from backoffice.audit import log_event
 
 from .models import NotificationLog
+from .services import plan_fallbacks
 
 DELIVERED = "delivered"
 FAILED = "failed"
@@ -28,7 +29,8 @@ def record_delivery_receipt(
 
     Effects: a ``sent`` contact becomes ``delivered`` (``delivered_at`` = ``at`` or now) or ``failed`` with reason
     ``provider_error`` and ``last_error``; the audit event ``notifications.contact.delivered`` / ``.failed`` is
-    written in the same transaction. A contact in any other status is left as it is (receipts are repeated and
+    written in the same transaction. A failed contact falls back to the next channel of the tier
+    (``plan_fallbacks``), also in that transaction. A contact in any other status is left as it is (receipts are repeated and
     arrive out of order), so applying a receipt twice changes nothing more.
     Returns the contact, or None when no contact carries that id. Raises ValueError for another ``status``.
     """
@@ -74,4 +76,6 @@ def record_delivery_receipt(
                 "at": at,
             },
         )
+        if log.status == NotificationLog.Status.FAILED:
+            plan_fallbacks([log], at=at, actor=actor)
     return log

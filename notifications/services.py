@@ -33,6 +33,7 @@ from loans.models import CreditTier, Customer, Installment, Loan
 
 from . import compliance
 from .choices import Channel, Kind
+from .destinations import DeadDestination, forget_destinations
 from .models import ContactPolicy, NotificationItem, NotificationLog, ReminderRule, ReminderTemplate
 from .templating import render
 
@@ -84,6 +85,8 @@ class _PlanGroup:
     scheduled_for: dt.datetime
     rule_id: int | None = None
     installment_ids: list[int] = field(default_factory=list)
+    # What else the planned event says about the contact (a fallback names the contact it replaces).
+    details: dict[str, Any] = field(default_factory=dict)
     loan_refs: list[str] = field(default_factory=list)
 
     def add(self, installment_ids: Iterable[int], loan_refs: Iterable[str]) -> None:
@@ -336,6 +339,7 @@ def _attach_and_audit(
                     "tier_id": row["tier_id"],
                     "installment_ids": group.installment_ids,
                     "rule_id": group.rule_id,
+                    **group.details,
                 },
             )
         )
@@ -455,6 +459,90 @@ def plan_notice(
         _save_plan_groups(groups, now, Counter(), set(), actor)
         rows = {log.dedupe_key: log for log in NotificationLog.objects.filter(dedupe_key__in=list(keys))}
     return [rows[key] for key in keys if key in rows]
+
+
+# --- falling back after a failure -------------------------------------------------------------------------
+FALLBACK_KEY_MARK = ":fallback:"
+FALLBACK_ACTION = "notifications.contact.fell_back"
+
+
+def plan_fallbacks(logs: Iterable[NotificationLog], *, at: dt.datetime, actor: str) -> list[NotificationLog]:
+    """Plan the next channel of the tier for contacts that just failed (a provider refused the message, a
+    receipt said failed or undelivered, an email bounced): the same choice as for an opted-out channel at send
+    time (``_fallback_channel``: the tier's ``channel_order``, a channel the contact has no row on yet, not
+    opted out, with a destination). The new row is scheduled at ``at`` and lists the same instalments; the
+    dispatcher sends it through every gate (paid, contact window, weekly cap...) like any contact.
+
+    Set-based (a fixed number of queries for any number of ``logs``); a contact already fallen back from its
+    channel adds nothing (the row's ``dedupe_key`` is the failed one's plus ``:fallback:<channel>``). Writes
+    ``notifications.contact.planned`` on the new row (with ``fallback_of``) and ``notifications.contact.fell_back``
+    on the failed one (with ``fallback_id``), so the timeline shows the chain. Returns the new rows.
+    """
+    logs = [log for log in logs if log.status == Status.FAILED]
+    if not logs:
+        return []
+    customers = {
+        c.pk: c
+        for c in Customer.objects.filter(pk__any_of=[log.customer_id for log in logs]).select_related("tier")
+    }
+    used = _channels_used(logs)
+    items: dict[int, list[int]] = defaultdict(list)
+    for notification_id, installment_id in (
+        NotificationItem.objects.filter(notification_id__any_of=[log.id for log in logs])
+        .order_by("id")
+        .values_list("notification_id", "installment_id")
+    ):
+        items[notification_id].append(installment_id)
+    groups: dict[str, _PlanGroup] = {}
+    for log in logs:
+        customer = customers[log.customer_id]
+        channels = used.setdefault(_contact_of(log), set())
+        channels.add(log.channel)
+        channel = _fallback_channel(customer, customer.tier, channels)
+        if channel is None:
+            continue
+        channels.add(channel)
+        group = groups[f"{log.dedupe_key}{FALLBACK_KEY_MARK}{channel}"] = _PlanGroup(
+            customer_id=log.customer_id,
+            tier_id=customer.tier_id if customer.tier_id else log.tier_id,
+            channel=channel,
+            kind=log.kind,
+            due_date=log.due_date,
+            offset_days=log.offset_days,
+            scheduled_for=at,
+            details={"fallback_of": log.id, "failed_channel": log.channel, "error": log.last_error},
+        )
+        group.add(items.get(log.id, []), [r for r in log.loan_refs.split(",") if r])
+    if not groups:
+        return []
+    with transaction.atomic():
+        existing = set(
+            NotificationLog.objects.filter(dedupe_key__any_of=list(groups)).values_list(
+                "dedupe_key", flat=True
+            )
+        )
+        new = {key: group for key, group in groups.items() if key not in existing}
+        if not new:
+            return []
+        _save_plan_groups(new, at, Counter(), set(), actor)
+        planned = list(NotificationLog.objects.filter(dedupe_key__any_of=list(new)).order_by("id"))
+        log_events(
+            Event(
+                action=FALLBACK_ACTION,
+                actor=actor,
+                object_type=LOG_TYPE,
+                object_id=str(new[row.dedupe_key].details["fallback_of"]),
+                at=at,
+                after={
+                    "fallback_id": row.id,
+                    "channel": row.channel,
+                    "failed_channel": new[row.dedupe_key].details["failed_channel"],
+                    "scheduled_for": row.scheduled_for,
+                },
+            )
+            for row in planned
+        )
+    return planned
 
 
 # --- cancelling --------------------------------------------------------------------------------------------
@@ -1127,7 +1215,7 @@ def _send_batch(sends, now, policy, totals, backends, get_backend) -> None:
             outcomes[i] = result
 
     stamp = timezone.now()
-    sent_logs, failed_logs, events = [], [], []
+    sent_logs, failed_logs, events, dead = [], [], [], []
     for (log, inputs, unpaid), outcome in zip(sends, outcomes):
         before = log.status
         attempts = log.attempts + 1
@@ -1140,6 +1228,8 @@ def _send_batch(sends, now, policy, totals, backends, get_backend) -> None:
                 details["retry_at"] = log.scheduled_for
             events.append(_decision_event(log, status, Reason.PROVIDER_ERROR, before, details, now))
             failed_logs.append(log)
+            if outcome.dead_destination:
+                dead.append(DeadDestination(log.channel, log.destination, error))
             totals[status] += 1
             totals[f"{status}:{Reason.PROVIDER_ERROR}"] += 1
             continue
@@ -1208,6 +1298,13 @@ def _send_batch(sends, now, policy, totals, backends, get_backend) -> None:
                 batch_size=500,
             )
         log_events(events)
+        # A dead address is forgotten before falling back, and the contacts that failed for good go on to the
+        # next channel of the tier, in the same transaction as their failure.
+        if dead:
+            forget_destinations(dead, at=now, actor=DISPATCHER_ACTOR)
+        failed_for_good = [log for log in failed_logs if log.status == Status.FAILED]
+        if failed_for_good:
+            plan_fallbacks(failed_for_good, at=now, actor=DISPATCHER_ACTOR)
 
 
 def _apply_failure(log, now, policy, attempts, error, retryable) -> str:

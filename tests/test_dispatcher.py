@@ -357,7 +357,7 @@ def test_a_contact_not_sent_in_time_expires():
 def test_a_provider_error_is_retried_with_backoff_then_fails():
     set_policy(max_send_attempts=3, retry_backoff_seconds=300)
     FailingBackend.calls = []
-    customer, _ = pre_due_setup()
+    customer, _ = pre_due_setup(tier=make_tier(channel_order="sms"))  # nothing to fall back to
 
     dispatch_due(SEND_AT)
     [log] = logs_of(customer)
@@ -401,7 +401,7 @@ def test_a_provider_error_is_retried_with_backoff_then_fails():
 
 @override_settings(NOTIFICATION_BACKENDS={"sms": "tests.test_dispatcher.RejectingBackend"})
 def test_an_error_that_retrying_cannot_fix_fails_at_once():
-    customer, _ = pre_due_setup()
+    customer, _ = pre_due_setup(tier=make_tier(channel_order="sms"))  # nothing to fall back to
 
     dispatch_due(SEND_AT)
 
