@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
@@ -23,7 +24,7 @@ from django.utils.translation import gettext as _
 
 from backoffice.masking import can_see_personal_data, mask_destination, mask_name, mask_text, mask_value
 from backoffice.models import AuditEvent
-from loans.models import Customer, Loan
+from loans.models import Customer, Loan, Payment
 from notifications.choices import Channel, Kind
 from notifications.models import NotificationLog
 
@@ -153,6 +154,36 @@ def timeline_entries(
     return rows
 
 
+PAYMENTS_SHOWN = 50
+
+
+def payments_of(*, customer: Customer, loan: Loan | None = None) -> list[dict[str, Any]]:
+    """The latest payments of ``loan`` (or of all the customer's loans) with the instalments each one paid and
+    the part kept as credit, times in the customer's zone (2 queries)."""
+    qs = Payment.objects.filter(loan=loan) if loan is not None else Payment.objects.filter(loan__customer=customer)
+    payments = list(
+        qs.select_related("loan")
+        .prefetch_related("allocations__installment")
+        .order_by("-received_at", "-pk")[:PAYMENTS_SHOWN]
+    )
+    zone = customer.zone
+    rows = []
+    for p in payments:
+        allocations = sorted(p.allocations.all(), key=lambda a: a.installment.seq)
+        rows.append(
+            {
+                "ref": p.ref,
+                "loan_ref": p.loan.ref,
+                "received_local": p.received_at.astimezone(zone),
+                "amount": p.amount,
+                "source": p.get_source_display(),
+                "allocations": [(a.installment.seq, a.amount) for a in allocations],
+                "credit": p.amount - sum((a.amount for a in allocations), Decimal("0")),
+            }
+        )
+    return rows
+
+
 def _filtered(
     qs: QuerySet[NotificationLog], request: HttpRequest
 ) -> tuple[QuerySet[NotificationLog], dict[str, str]]:
@@ -200,6 +231,7 @@ def _render(request: HttpRequest, *, customer: Customer, loan: Loan | None, qs) 
         "statuses": NotificationLog.Status.choices,
         "channels": Channel.choices,
         "unmasked": unmasked,
+        "payments": payments_of(customer=customer, loan=loan),
         "opts": Customer._meta,
     }
     return TemplateResponse(request, "backoffice/timeline.html", context)
@@ -226,6 +258,7 @@ __all__ = [
     "audit_events_for",
     "customer_timeline_view",
     "loan_timeline_view",
+    "payments_of",
     "timeline_entries",
     "timeline_queryset",
 ]

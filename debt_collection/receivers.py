@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 
-def on_payments_recorded(sender, at, installment_ids=None, loan_ids=None, **kwargs):
+def on_payments_recorded(sender, at, installment_ids=None, loan_ids=None, payment_refs=None, **kwargs):
+    """In the payment's transaction: a loan out of arrears is cured at once (``settle_payments``)."""
     from .services import settle_payments
 
     if loan_ids:
-        settle_payments(loan_ids, at, actor="system")
+        settle_payments(loan_ids, at, actor="system", payment_refs=payment_refs)
 
 
 def on_tier_changed(sender, at, changes=None, **kwargs):

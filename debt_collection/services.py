@@ -775,13 +775,20 @@ def follow_tier_change(
 
 # --- closing -----------------------------------------------------------------------------------------------
 def close_cases(
-    cases: list[CollectionCase], *, at: dt.datetime, actor: Any, counts: Counter | None = None
+    cases: list[CollectionCase],
+    *,
+    at: dt.datetime,
+    actor: Any,
+    counts: Counter | None = None,
+    payment_refs: dict[int, list[str]] | None = None,
 ) -> int:
     """Close open cases whose overdue amount is covered (or whose loan is no longer active).
 
     Effects: status ``closed`` (reason ``paid``, or ``loan_closed`` for a loan no longer active); open call
-    tasks cancelled and pending promises kept; active agency placements recalled (reason ``paid``); pending
-    contacts about the loan's paid instalments cancelled with reason ``paid``; ``collections.case.closed``.
+    tasks cancelled (they leave the queue) and pending promises kept; active agency placements recalled (reason
+    ``paid``); pending contacts about the loan's paid instalments cancelled with reason ``paid``. Writes
+    ``collections.case.closed`` (with the refs of the payments that cured it, from ``payment_refs`` by loan id),
+    ``collections.call.cancelled`` per task and ``collections.promise.kept`` per promise.
     """
     from notifications.services import cancel_pending
 
@@ -818,7 +825,15 @@ def close_cases(
                         "dpd": case.dpd,
                         "amount_overdue": case.amount_overdue,
                     },
-                    after={"status": "closed", "reason": reason},
+                    after={
+                        "status": "closed",
+                        "reason": reason,
+                        **(
+                            {"payment_refs": payment_refs[case.loan_id]}
+                            if payment_refs and payment_refs.get(case.loan_id)
+                            else {}
+                        ),
+                    },
                 )
             )
             case.status, case.closed_at, case.close_reason, case.paused_until = (
@@ -828,8 +843,22 @@ def close_cases(
                 None,
             )
         bulk_update_rows(cases, ["status", "closed_at", "close_reason", "paused_until", "updated_at"])
-        cancelled = CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).update(
-            status=CallTask.Status.CANCELLED, cancel_reason=REASON_PAID
+        tasks = list(
+            CallTask.objects.filter(case_id__in=ids, status=CallTask.Status.OPEN).values_list("pk", "case_id")
+        )
+        cancelled = CallTask.objects.filter(
+            pk__in=[pk for pk, _ in tasks], status=CallTask.Status.OPEN
+        ).update(status=CallTask.Status.CANCELLED, cancel_reason=REASON_PAID)
+        events.extend(
+            Event(
+                action="collections.call.cancelled",
+                actor=actor,
+                object_type="collections.CallTask",
+                object_id=str(pk),
+                at=at,
+                after={"case_id": case_id, "reason": REASON_PAID},
+            )
+            for pk, case_id in tasks
         )
         kept = list(
             PromiseToPay.objects.filter(case_id__in=ids, status=PromiseToPay.Status.PENDING).values_list(
@@ -869,10 +898,17 @@ def close_cases(
     return len(cases)
 
 
-def settle_payments(loan_ids: Iterable[int], at: dt.datetime, actor: Any = "system") -> dict[str, int]:
-    """React to money received on these loans (receiver of ``loans.signals.payments_recorded``).
+def settle_payments(
+    loan_ids: Iterable[int],
+    at: dt.datetime,
+    actor: Any = "system",
+    payment_refs: dict[int, list[str]] | None = None,
+) -> dict[str, int]:
+    """React to money received on these loans (receiver of ``loans.signals.payments_recorded``, run inside the
+    payment's transaction, so the cure is immediate).
 
-    A payment covering what is overdue closes the case (see ``close_cases``); a partial one keeps it open at
+    A payment that brings the loan out of arrears closes the case (see ``close_cases``: call tasks cancelled,
+    contacts about the paid instalments cancelled as ``paid``, promises kept); a partial one keeps it open at
     its stage with the new amount; a pending promise covered by the payments since it was made is kept and the
     ladder resumes. Returns counts.
     """
@@ -890,7 +926,7 @@ def settle_payments(loan_ids: Iterable[int], at: dt.datetime, actor: Any = "syst
                 continue
             positions = loan_positions([c.loan_id for c in cases], at, tiers)
             to_close = [c for c in cases if c.loan_id not in positions or not positions[c.loan_id].is_overdue]
-            close_cases(to_close, at=at, actor=actor, counts=counts)
+            close_cases(to_close, at=at, actor=actor, counts=counts, payment_refs=payment_refs)
             still_open = [c for c in cases if c not in to_close]
             for case in still_open:
                 pos = positions[case.loan_id]

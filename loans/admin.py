@@ -6,6 +6,8 @@ into big tables are raw-id widgets. Importing needs ``loans.import_<model>``, ex
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib import admin
 from django.db import transaction
 from django.utils import timezone
@@ -14,7 +16,6 @@ from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 
 from backoffice.admin import AuditedAdminMixin, AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
-from backoffice.audit import log_event
 from backoffice.compliance_admin import InputFilter
 from backoffice.importing import BookImportAdminMixin
 from backoffice.masking import can_see_personal_data, mask_destination, mask_email, mask_name, mask_phone
@@ -29,6 +30,7 @@ from debt_collection.ladder import (
 )
 
 from . import services
+from .forms import PaymentForm
 from .models import AutoDebitAttempt, CreditScore, CreditTier, Customer, Installment, Loan, Payment
 from .resources import (
     CreditScoreResource,
@@ -358,11 +360,22 @@ class CreditScoreAdmin(AuditedAdminMixin, BookImportExportAdmin):
 # --- loans ----------------------------------------------------------------------------------------------
 class InstallmentInline(InstalmentStandingMixin, ReadOnlyInline):
     model = Installment
-    fields = ("seq", "due_date", "amount_due", "amount_paid", "paid_at", "state", "dpd_bucket")
+    fields = ("seq", "due_date", "amount_due", "amount_paid", "paid_by", "paid_at", "state", "dpd_bucket")
     readonly_fields = fields
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("loan__customer__tier")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("loan__customer__tier")
+            .prefetch_related("allocations__payment")
+        )
+
+    @admin.display(description=_("paid by"))
+    def paid_by(self, obj):
+        if not obj.pk:
+            return "—"
+        return ", ".join(f"{a.payment.ref}: {a.amount}" for a in obj.allocations.all()) or "—"
 
 
 class PaidFilter(admin.SimpleListFilter):
@@ -389,7 +402,35 @@ class LoanAdmin(AuditedAdminMixin, BookImportExportAdmin):
     list_select_related = ("customer",)
     search_fields = ("=ref", "=customer__ref")
     raw_id_fields = ("customer",)
+    readonly_fields = ("credit", "payments")
     inlines = [InstallmentInline]
+
+    @admin.display(description=_("payments and what they paid"))
+    def payments(self, obj):
+        if not obj.pk:
+            return "—"
+        payments = list(
+            obj.payments.order_by("received_at", "pk").prefetch_related("allocations__installment")
+        )
+        if not payments:
+            return "—"
+
+        def cells(p):
+            parts = [f"#{a.installment.seq}: {a.amount}" for a in p.allocations.all()]
+            credit = p.amount - sum((a.amount for a in p.allocations.all()), Decimal("0"))
+            return (p.ref, p.received_at, p.amount, p.get_source_display(), ", ".join(parts) or "—", credit)
+
+        head = format_html(
+            "<thead><tr>" + "<th>{}</th>" * 6 + "</tr></thead>",
+            _("payment"),
+            _("received at"),
+            _("amount"),
+            _("source"),
+            _("paid instalments"),
+            _("kept as credit"),
+        )
+        body = format_html_join("", "<tr>" + "<td>{}</td>" * 6 + "</tr>", (cells(p) for p in payments))
+        return format_html('<table class="loan-payments">{}<tbody>{}</tbody></table>', head, body)
 
 
 @admin.register(Installment)
@@ -411,16 +452,32 @@ class InstallmentAdmin(InstalmentStandingMixin, AuditedAdminMixin, BookImportExp
 
 @admin.register(Payment)
 class PaymentAdmin(BookImportExportAdmin):
-    """Recording a payment here goes through ``loans.services.record_payment`` (instalment refreshed, audited)."""
+    """A payment is entered by loan reference (``loans.forms.PaymentForm``) and recorded, corrected or reversed
+    through ``loans.services`` (allocated by the waterfall, audited, the loan cured at once)."""
 
+    form = PaymentForm
     resource_classes = [PaymentResource]
-    list_display = ("ref", "loan", "installment", "amount", "received_at", "source")
+    list_display = ("ref", "loan", "installment", "amount", "received_at", "source", "allocated")
     list_filter = ("source",)
     list_select_related = ("loan", "installment")
     search_fields = ("=ref", "=loan__ref")
-    raw_id_fields = ("loan", "installment")
+    readonly_fields = ("allocated",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("allocations__installment")
+
+    @admin.display(description=_("paid instalments"))
+    def allocated(self, obj):
+        if not obj.pk:
+            return "—"
+        parts = [f"#{a.installment.seq}: {a.amount}" for a in obj.allocations.all()]
+        credit = obj.amount - sum((a.amount for a in obj.allocations.all()), Decimal("0"))
+        if credit:
+            parts.append(_("credit: %(amount)s") % {"amount": credit})
+        return ", ".join(parts) or "—"
 
     def save_model(self, request, obj, form, change):
+        now = timezone.now()
         if not change:
             payment = services.record_payment(
                 loan=obj.loan,
@@ -430,38 +487,20 @@ class PaymentAdmin(BookImportExportAdmin):
                 source=obj.source,
                 installment=obj.installment,
                 actor=request.user,
+                now=now,
             )
             obj.pk = payment.pk
             return
-        old = Payment.objects.filter(pk=obj.pk).values("installment_id", "amount").first()
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            log_event(
-                "loans.payment.changed",
-                actor=request.user,
-                obj=obj,
-                before={"installment_id": old["installment_id"], "amount": old["amount"]},
-                after={"installment_id": obj.installment_id, "amount": obj.amount},
-            )
-            ids = {obj.installment_id, old["installment_id"]} - {None}
-            services.refresh_installments(ids, actor=request.user)
+        before = Payment.objects.select_related("loan", "installment").get(pk=obj.pk)
+        services.correct_payment(obj, before=before, actor=request.user, now=now)
 
     def delete_model(self, request, obj):
-        with transaction.atomic():
-            installment_id = obj.installment_id
-            log_event(
-                "loans.payment.deleted",
-                actor=request.user,
-                obj=obj,
-                before={"ref": obj.ref, "amount": obj.amount},
-            )
-            super().delete_model(request, obj)
-            if installment_id:
-                services.refresh_installments([installment_id], payments_recorded=False, actor=request.user)
+        services.reverse_payment(obj, actor=request.user, now=timezone.now())
 
     def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self.delete_model(request, obj)
+        with transaction.atomic():
+            for obj in queryset:
+                self.delete_model(request, obj)
 
 
 @admin.register(AutoDebitAttempt)

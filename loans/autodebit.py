@@ -119,7 +119,7 @@ def _inputs(attempt: AutoDebitAttempt, result: DebitResult | None = None) -> dic
 
 
 def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.datetime) -> int:
-    from .services import refresh_installments  # loans.services imports this module: resolve at call time
+    from .services import reallocate_loans  # loans.services imports this module: resolve at call time
 
     if not done:
         return 0
@@ -137,7 +137,8 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
                 Payment(
                     ref=payment_ref_for(a),
                     loan_id=a.installment.loan_id,
-                    installment_id=a.installment_id,
+                    # The money belongs to the loan: the waterfall pays its oldest unpaid instalment first.
+                    installment_id=None,
                     amount=a.amount,
                     received_at=now,
                     source=Payment.Source.AUTODEBIT,
@@ -163,7 +164,7 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
                     after={
                         "ref": payment_ref_for(attempt),
                         "loan": inputs["loan"],
-                        "installment_seq": inputs["installment_seq"],
+                        "installment_seq": None,
                         "amount": attempt.amount,
                         "received_at": now,
                         "source": Payment.Source.AUTODEBIT,
@@ -181,8 +182,8 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
             )
         bulk_update_rows([a for a, _r in done], ["status", "gateway_reference", "payment"])
         log_events(events)
-        # Marks the instalments paid and, on commit, sends the signals that cancel what is still pending.
-        refresh_installments([a.installment_id for a, _r in done], now, actor=ACTOR)
+        # Allocates the money and, in this transaction, sends the signals that cure a loan out of arrears.
+        reallocate_loans({a.installment.loan_id for a, _r in done}, now, actor=ACTOR)
     return len(done)
 
 
@@ -243,8 +244,8 @@ def run_autodebit(now: dt.datetime) -> dict[str, int]:
 
     Effects: claims one ``AutoDebitAttempt`` per instalment and local day (a re-run claims nothing new), calls
     the gateway of ``settings.PAYMENT_GATEWAY_BACKEND`` for each pending attempt, then on success records a
-    ``Payment`` (source ``autodebit``) and refreshes the instalments (paid; the paid signals cancel pending
-    contacts), on decline records the reason and plans an ``autodebit_failed`` notice. Audit events
+    ``Payment`` (source ``autodebit``) allocated by the waterfall (oldest unpaid instalment first; a loan out
+    of arrears is cured at once), on decline records the reason and plans an ``autodebit_failed`` notice. Audit events
     ``loans.autodebit.succeeded`` / ``loans.autodebit.failed`` carry the inputs. A gateway exception leaves the
     attempt pending for the next run (counted as ``unconfirmed``).
     Raises ImproperlyConfigured when a decline cannot be noticed (no ``plan_notice``) or the gateway is

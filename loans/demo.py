@@ -28,6 +28,7 @@ from backoffice import roles
 
 from .models import CreditScore, CreditTier, Customer, Installment, Loan, Payment
 from .phones import normalize_phone
+from .services import reallocate_loans
 
 CUSTOMERS = 300
 
@@ -462,7 +463,8 @@ def seed_book(today: dt.date, rnd: random.Random) -> dict[str, int]:
         for loan_ref, seq, amount, received in paid
     ]
     Payment.objects.bulk_create(payments, batch_size=1000, ignore_conflicts=True)
-    del now
+    # The allocation of the demo's payments is the product's own (the waterfall), stored as for any payment.
+    reallocate_loans(loan_ids.values(), now, payments_recorded=False, actor="seed_demo")
     return {
         "customers": len(customers),
         "loans": len(loans),

@@ -307,6 +307,14 @@ class Loan(models.Model):
         default=False,
         help_text=_("The customer gave a card mandate: debit on the due date."),
     )
+    credit = models.DecimalField(
+        _("credit"),
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("0"),
+        editable=False,
+        help_text=_("Money received beyond the loan's whole balance, kept for the customer."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -316,7 +324,8 @@ class Loan(models.Model):
         verbose_name_plural = _("loans")
         permissions = [("import_loan", "Can import loans"), ("export_loan", "Can export loans")]
         constraints = [
-            models.CheckConstraint(condition=Q(principal__gte=0), name="loan_principal_non_negative")
+            models.CheckConstraint(condition=Q(principal__gte=0), name="loan_principal_non_negative"),
+            models.CheckConstraint(condition=Q(credit__gte=0), name="loan_credit_non_negative"),
         ]
 
     def __str__(self):
@@ -392,8 +401,15 @@ class Payment(models.Model):
 
     ref = models.CharField(_("reference"), max_length=40, unique=True)
     loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="payments")
+    # Where the allocation starts (an operator's or a file's choice); empty: the oldest unpaid instalment.
+    # What the payment paid is in ``allocations``.
     installment = models.ForeignKey(
-        Installment, null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
+        Installment,
+        verbose_name=_("start at instalment"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="payments",
     )
     amount = models.DecimalField(
         _("amount"), max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
@@ -416,6 +432,28 @@ class Payment(models.Model):
         super().clean()
         if self.installment_id and self.loan_id and self.installment.loan_id != self.loan_id:
             raise ValidationError({"installment": _("This instalment belongs to another loan.")})
+
+
+class PaymentAllocation(models.Model):
+    """The part of a payment that paid one instalment (``loans.allocation`` decides it; one row per pair)."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="allocations")
+    installment = models.ForeignKey(Installment, on_delete=models.CASCADE, related_name="allocations")
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+
+    class Meta:
+        ordering = ["payment", "installment__seq"]
+        verbose_name = _("payment allocation")
+        verbose_name_plural = _("payment allocations")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payment", "installment"], name="allocation_unique_payment_installment"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_amount_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.payment_id} -> {self.installment_id}: {self.amount}"
 
 
 class AutoDebitAttempt(models.Model):

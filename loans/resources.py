@@ -241,19 +241,20 @@ class InstallmentResource(BookResource):
         super().after_import(dataset, result, **kwargs)
         if self.is_dry_run or result.has_errors() or result.has_validation_errors():
             return
-        # A new instalment has no payment yet: only updated ones (and free ones) can change their paid state.
-        ids = {i.pk for i, is_new in self.saved if (not is_new or i.amount_due <= 0)}
-        if None in ids:  # a database that does not return ids from bulk inserts
-            ids = set(
-                Installment.objects.filter(loan_id__in={i.loan_id for i, _new in self.saved}).values_list(
-                    "pk", flat=True
-                )
+        # An updated instalment (a changed amount due) or a free one can change its paid state; a new one on a
+        # loan with payments takes its share of the money (a credit, or what the waterfall gives it).
+        loan_ids = {i.loan_id for i, is_new in self.saved if not is_new or i.amount_due <= 0}
+        new_on = sorted({i.loan_id for i, is_new in self.saved if is_new} - loan_ids)
+        for start in range(0, len(new_on), 2000):
+            loan_ids.update(
+                Payment.objects.filter(loan_id__in=new_on[start : start + 2000])
+                .values_list("loan_id", flat=True)
+                .distinct()
             )
-        if ids:
-            from .services import refresh_installments
+        if loan_ids:
+            from .services import reallocate_loans
 
-            # A changed amount due can cover or uncover an instalment already paid.
-            refresh_installments(ids, payments_recorded=False, actor=kwargs.get("user"))
+            reallocate_loans(loan_ids, payments_recorded=False, actor=kwargs.get("user"))
 
 
 class InstallmentSeqWidget(IntWidget):
@@ -291,10 +292,12 @@ class InstallmentSeqWidget(IntWidget):
 
 
 class PaymentResource(BookResource):
-    """Payments; an empty ``installment_seq`` pays the loan's earliest unpaid instalment.
+    """Payments of loans, allocated by the waterfall (``loans.allocation``): oldest unpaid instalment first, or
+    first the instalment ``installment_seq`` names; what is left after the loan's balance is its credit.
 
-    After the import every instalment the file touched is recomputed from the sum of its payments
-    (``loans.services.refresh_installments``), so importing the same file twice never counts twice.
+    After the import every loan the file touched (and the loan a corrected row moved a payment from) is
+    re-allocated from all its payments at once (``loans.services.reallocate_loans``, set-based): importing the
+    same file twice changes nothing, and a corrected amount or date re-allocates the loan.
     """
 
     ref = text("ref")
@@ -318,55 +321,26 @@ class PaymentResource(BookResource):
         super().before_import(dataset, **kwargs)
         if "loan_ref" in (dataset.headers or []):
             self.fields["installment_seq"].widget.preload(dataset["loan_ref"])
-        self.touched: set[int] = set()
-        self.previous: dict[int, int | None] = {}
-        self.unallocated: list[Payment] = []
+        self.loan_ids: set[int] = set()
 
     def after_init_instance(self, instance, new, row, **kwargs):
         if not new:
-            self.previous[instance.pk] = instance.installment_id
+            self.loan_ids.add(instance.loan_id)  # a corrected row may move the payment to another loan
 
     def before_save_instance(self, instance, row, **kwargs):
         super().before_save_instance(instance, row, **kwargs)
-        if instance.installment_id is None and instance.loan_id:
-            kept = self.previous.get(instance.pk)
-            if kept:
-                instance.installment_id = kept  # re-import of an allocated payment keeps its allocation
-            else:
-                self.unallocated.append(instance)  # allocated after the file's other payments count
-
-    def after_save_instance(self, instance, row, **kwargs):
-        if instance.installment_id:
-            self.touched.add(instance.installment_id)
-        if self.previous.get(instance.pk):
-            self.touched.add(self.previous[instance.pk])
+        if instance.loan_id:
+            self.loan_ids.add(instance.loan_id)
 
     def after_import(self, dataset, result, **kwargs):
         super().after_import(dataset, result, **kwargs)
-        if self.is_dry_run or result.has_errors() or result.has_validation_errors():
+        if self.is_dry_run or result.has_errors() or result.has_validation_errors() or not self.loan_ids:
             return
-        from .services import earliest_unpaid_installment, refresh_installments
+        from django.utils import timezone
 
-        actor = kwargs.get("user")
-        refs = [_text(r) for r in (dataset["ref"] if "ref" in (dataset.headers or []) else []) if _text(r)]
-        touched = set(self.touched)
-        for start in range(0, len(refs), 2000):
-            touched.update(
-                Payment.objects.filter(
-                    ref__in=refs[start : start + 2000], installment__isnull=False
-                ).values_list("installment_id", flat=True)
-            )
-        refresh_installments(touched, payments_recorded=False, actor=actor)
-        # Payments without an instalment number pay the earliest instalment still open, in file order.
-        for payment in self.unallocated:
-            installment = earliest_unpaid_installment(payment.loan)
-            if installment is None:
-                continue
-            Payment.objects.filter(pk=payment.pk).update(installment=installment)
-            refresh_installments([installment.pk], payments_recorded=False, actor=actor)
-            touched.add(installment.pk)
-        if touched:
-            refresh_installments(touched, actor=actor)  # no change left to make: sends payments_recorded
+        from .services import reallocate_loans
+
+        reallocate_loans(self.loan_ids, timezone.now(), actor=kwargs.get("user"))
 
 
 class CreditScoreResource(BookResource):

@@ -1,9 +1,11 @@
-"""Workflows of the loan book: recording payments, keeping instalments' paid state, applying credit scores.
+"""Workflows of the loan book: recording payments and allocating them, keeping instalments' paid state,
+applying credit scores.
 
-Signals (``loans.signals``) are sent with ``transaction.on_commit``: receivers (reminders cancelled with reason
-``paid``, collections cases closed, contacts re-planned on a tier change) only ever see committed money and
-scores, and a failing receiver cannot undo a recorded payment. The dispatcher re-checks "nothing after payment"
-at send time, so the short gap between commit and receiver is safe.
+Payments are allocated by the one rule of ``loans.allocation`` (the due-date-order waterfall). The payment
+signals (``loans.signals.payments_recorded`` and ``installments_paid``) are sent INSIDE the payment's
+transaction: their receivers (reminders cancelled with reason ``paid``, the collections case closed, call tasks
+cancelled, a promise kept) happen at once and together with the money, or not at all: a failing receiver rolls
+the payment back and the caller sees the error. The tier signal is still sent on commit.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max, Sum
 from django.utils import timezone
@@ -22,7 +25,9 @@ from backoffice.audit import Event, actor_name, log_events
 from backoffice.bulk import bulk_update_rows
 
 from . import signals
-from .models import CreditScore, CreditTier, Customer, Installment, Loan, Payment
+from .allocation import Instalment as Due
+from .allocation import Receipt, allocate_loan
+from .models import CreditScore, CreditTier, Customer, Installment, Loan, Payment, PaymentAllocation
 
 CHUNK = 2000
 ZERO = Decimal("0")
@@ -34,6 +39,212 @@ def _chunks(ids: Iterable[int], size: int = CHUNK):
         yield ids[start : start + size]
 
 
+def reallocate_loans(
+    loan_ids: Iterable[int],
+    at: dt.datetime | None = None,
+    *,
+    payments_recorded: bool = True,
+    actor: Any = None,
+) -> dict[str, int]:
+    """Allocate every payment of these loans by the waterfall (``loans.allocation.allocate_loan``) and store it
+    (set-based: a few queries per chunk of 2,000 loans, whatever the number of payments; idempotent).
+
+    Effects, only where something changed: ``PaymentAllocation`` rows (one per payment and instalment) are
+    created, updated or deleted; ``Installment.amount_paid`` is the sum allocated to it (never above its amount
+    due) and ``paid_at`` the ``received_at`` of the payment that completed it (an instalment of nothing due is
+    paid at ``at``); ``Loan.credit`` is what no instalment could take; a loan whose instalments are all paid is
+    ``paid_off`` (and ``active`` again when one is no longer covered). Audit events: ``loans.payment.allocated``
+    (which instalments the payment paid, and its part kept as credit), ``loans.installment.paid`` /
+    ``.reopened``, ``loans.loan.credit_changed``, ``loans.loan.paid_off`` / ``.reopened``.
+
+    Then, in the same transaction, sends ``payments_recorded`` (for every loan given, unless
+    ``payments_recorded=False``) and ``installments_paid`` (for the instalments that became paid): the cure of
+    a loan out of arrears happens here, not on the next daily run. Returns counts.
+    """
+    at = at or timezone.now()
+    actor = actor_name(actor) if actor is not None else "system"
+    counts = defaultdict(int)
+    newly_paid: list[int] = []
+    all_installments: list[int] = []
+    allocated_refs: dict[int, list[str]] = defaultdict(list)
+    with transaction.atomic():
+        for chunk in _chunks(loan_ids):
+            _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, allocated_refs)
+        counts["loans"] = len(set(loan_ids))
+        if payments_recorded and counts["loans"]:
+            signals.payments_recorded.send(
+                sender=Payment,
+                installment_ids=sorted(all_installments),
+                loan_ids=sorted(set(loan_ids)),
+                at=at,
+                payment_refs={k: sorted(v) for k, v in allocated_refs.items()},
+            )
+        if newly_paid:
+            signals.installments_paid.send(sender=Installment, installment_ids=sorted(newly_paid), at=at)
+    return dict(counts)
+
+
+def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, allocated_refs) -> None:
+    loans = {
+        loan.pk: loan
+        for loan in Loan.objects.filter(pk__any_of=chunk)
+        .select_for_update()
+        .order_by("pk")
+        .only("pk", "ref", "status", "credit")
+    }
+    instalments: dict[int, list[Installment]] = defaultdict(list)
+    seq_of: dict[int, int] = {}
+    for inst in Installment.objects.filter(loan_id__any_of=chunk).order_by("loan_id", "due_date", "seq"):
+        instalments[inst.loan_id].append(inst)
+        seq_of[inst.pk] = inst.seq
+        all_installments.append(inst.pk)
+    receipts: dict[int, list[Receipt]] = defaultdict(list)
+    payment_info: dict[int, tuple[str, Decimal, int | None]] = {}
+    for pk, loan_id, ref, amount, received_at, start_id in Payment.objects.filter(
+        loan_id__any_of=chunk
+    ).values_list("pk", "loan_id", "ref", "amount", "received_at", "installment_id"):
+        receipts[loan_id].append(Receipt(pk, amount, received_at, seq_of.get(start_id)))
+        payment_info[pk] = (ref, amount, seq_of.get(start_id))
+    stored: dict[tuple[int, int], tuple[int, Decimal]] = {
+        (payment_id, installment_id): (pk, amount)
+        for pk, payment_id, installment_id, amount in PaymentAllocation.objects.filter(
+            installment__loan_id__any_of=chunk
+        ).values_list("pk", "payment_id", "installment_id", "amount")
+    }
+
+    wanted: dict[tuple[int, int], Decimal] = {}
+    unallocated: dict[int, Decimal] = {}
+    changed_installments: list[Installment] = []
+    events: list[Event] = []
+    to_close, to_reopen, credit_changed = [], [], []
+    for loan_id in chunk:
+        loan = loans.get(loan_id)
+        if loan is None:
+            continue
+        insts = instalments.get(loan_id, [])
+        outcome = allocate_loan(
+            [Due(i.pk, i.seq, i.due_date, i.amount_due) for i in insts], receipts[loan_id]
+        )
+        wanted.update(outcome.allocations)
+        unallocated.update(outcome.unallocated)
+        for inst in insts:
+            paid = outcome.amount_paid[inst.pk]
+            paid_at = outcome.paid_at[inst.pk] if inst.pk in outcome.paid_at else (inst.paid_at or at)
+            if inst.amount_paid == paid and inst.paid_at == paid_at:
+                continue
+            was_paid = inst.paid_at is not None
+            inst.amount_paid, inst.paid_at = paid, paid_at
+            changed_installments.append(inst)
+            values = {"loan": loan.ref, "seq": inst.seq, "amount_due": inst.amount_due, "amount_paid": paid}
+            if paid_at and not was_paid:
+                newly_paid.append(inst.pk)
+                events.append(
+                    _event("loans.installment.paid", actor, inst, after={**values, "paid_at": paid_at})
+                )
+            elif was_paid and not paid_at:
+                counts["reopened"] += 1
+                events.append(_event("loans.installment.reopened", actor, inst, after=values))
+        if loan.credit != outcome.credit:
+            events.append(
+                _event(
+                    "loans.loan.credit_changed",
+                    actor,
+                    loan,
+                    before={"credit": loan.credit},
+                    after={"credit": outcome.credit, "ref": loan.ref},
+                )
+            )
+            loan.credit = outcome.credit
+            credit_changed.append(loan)
+        all_paid = bool(insts) and all(i.paid_at is not None for i in insts)
+        if all_paid and loan.status == Loan.Status.ACTIVE:
+            to_close.append(loan)
+        elif insts and not all_paid and loan.status == Loan.Status.PAID_OFF:
+            to_reopen.append(loan)
+
+    # The allocation rows: only the difference is written.
+    stale = [pk for key, (pk, _amount) in stored.items() if key not in wanted]
+    moved = [
+        PaymentAllocation(pk=stored[key][0], amount=amount)
+        for key, amount in wanted.items()
+        if key in stored and stored[key][1] != amount
+    ]
+    new = [
+        PaymentAllocation(payment_id=key[0], installment_id=key[1], amount=amount)
+        for key, amount in wanted.items()
+        if key not in stored
+    ]
+    if stale:
+        PaymentAllocation.objects.filter(pk__any_of=stale).delete()
+    bulk_update_rows(moved, ["amount"])
+    PaymentAllocation.objects.bulk_create(new, batch_size=1000)
+    touched_payments = {
+        key[0] for key in [*wanted, *stored] if wanted.get(key) != stored.get(key, (0, None))[1]
+    }
+    by_payment: dict[int, list[dict]] = defaultdict(list)
+    for (payment_id, installment_id), amount in sorted(
+        wanted.items(), key=lambda kv: (kv[0][0], seq_of[kv[0][1]])
+    ):
+        by_payment[payment_id].append({"seq": seq_of[installment_id], "amount": amount})
+    loan_of = {pk: loan_id for loan_id, rs in receipts.items() for pk in (r.key for r in rs)}
+    for payment_id in sorted(p for p in touched_payments if p in payment_info):
+        ref, amount, start_seq = payment_info[payment_id]
+        allocated_refs[loan_of[payment_id]].append(ref)
+        events.append(
+            Event(
+                action="loans.payment.allocated",
+                actor=actor,
+                object_type="loans.Payment",
+                object_id=str(payment_id),
+                after={
+                    "ref": ref,
+                    "loan": loans[loan_of[payment_id]].ref,
+                    "amount": amount,
+                    "start_seq": start_seq,
+                    "allocations": by_payment.get(payment_id, []),
+                    "credit": unallocated.get(payment_id, ZERO),
+                    "rule": "due_date_order",
+                },
+            )
+        )
+    counts["allocations_written"] += len(stale) + len(moved) + len(new)
+    counts["payments_allocated"] += len([p for p in touched_payments if p in payment_info])
+
+    bulk_update_rows(changed_installments, ["amount_paid", "paid_at"], batch_size=500)
+    bulk_update_rows(credit_changed, ["credit"], batch_size=500)
+    counts["installments"] += len(changed_installments)
+    counts["paid"] += len([e for e in events if e.action == "loans.installment.paid"])
+    for loans_, status, action, before, after in (
+        (to_close, Loan.Status.PAID_OFF, "loans.loan.paid_off", None, {"status": "paid_off"}),
+        (
+            to_reopen,
+            Loan.Status.ACTIVE,
+            "loans.loan.reopened",
+            {"status": "paid_off"},
+            {"status": "active", "reason": "instalment_not_covered"},
+        ),
+    ):
+        if loans_:
+            Loan.objects.filter(pk__any_of=[loan.pk for loan in loans_]).update(
+                status=status, updated_at=timezone.now()
+            )
+            events.extend(_event(action, actor, loan, before=before, after=after) for loan in loans_)
+    counts["loans_paid_off"] += len(to_close)
+    counts["loans_reopened"] += len(to_reopen)
+    log_events(events)
+
+
+def _event(action: str, actor: str, obj, *, before=None, after=None) -> Event:
+    return Event(
+        action=action,
+        actor=actor,
+        object_type=obj._meta.label,
+        object_id=str(obj.pk),
+        before=before,
+        after=after,
+    )
+
+
 def refresh_installments(
     installment_ids: Iterable[int],
     at: dt.datetime | None = None,
@@ -41,158 +252,11 @@ def refresh_installments(
     payments_recorded: bool = True,
     actor: Any = None,
 ) -> dict[str, int]:
-    """Recompute the paid state of the given instalments from their payments (set-based, idempotent).
-
-    Effects: ``amount_paid`` becomes the SUM of the instalment's payments (re-importing a payment file never
-    counts twice); ``paid_at`` becomes the ``received_at`` of the payment that covered ``amount_due`` (cleared
-    if no longer covered); a loan whose instalments are all paid becomes ``paid_off`` (and back to ``active``
-    if one is no longer covered). Audit events ``loans.installment.paid`` / ``loans.installment.reopened`` /
-    ``loans.loan.paid_off`` / ``loans.loan.reopened`` carry the inputs. On commit it sends
-    ``payments_recorded`` (for all given instalments, unless ``payments_recorded=False``) and
-    ``installments_paid`` (for those that became paid). Returns counts.
-    """
-    at = at or timezone.now()
-    actor = actor_name(actor) if actor is not None else "system"
-    newly_paid: list[int] = []
-    touched_loans: set[int] = set()
-    all_ids: list[int] = []
-    events: list[Event] = []
-    reopened = 0
-    with transaction.atomic():
-        for chunk in _chunks(installment_ids):
-            installments = list(
-                Installment.objects.filter(pk__any_of=chunk).select_for_update().order_by("pk")
-            )
-            payments = defaultdict(list)
-            for p in (
-                Payment.objects.filter(installment_id__any_of=chunk)
-                .order_by("installment_id", "received_at", "pk")
-                .values_list("installment_id", "amount", "received_at")
-            ):
-                payments[p[0]].append((p[1], p[2]))
-            changed = []
-            for inst in installments:
-                all_ids.append(inst.pk)
-                touched_loans.add(inst.loan_id)
-                total, covered_at = ZERO, None
-                for amount, received_at in payments[inst.pk]:
-                    total += amount
-                    if covered_at is None and total >= inst.amount_due:
-                        covered_at = received_at
-                if covered_at is None and inst.amount_due <= ZERO:
-                    covered_at = inst.paid_at or at
-                was_paid = inst.paid_at is not None
-                if inst.amount_paid == total and inst.paid_at == covered_at:
-                    continue
-                inst.amount_paid, inst.paid_at = total, covered_at
-                changed.append(inst)
-                if covered_at and not was_paid:
-                    newly_paid.append(inst.pk)
-                    events.append(
-                        Event(
-                            action="loans.installment.paid",
-                            actor=actor,
-                            object_type="loans.Installment",
-                            object_id=str(inst.pk),
-                            after={
-                                "loan_id": inst.loan_id,
-                                "seq": inst.seq,
-                                "amount_due": inst.amount_due,
-                                "amount_paid": total,
-                                "paid_at": covered_at,
-                            },
-                        )
-                    )
-                elif was_paid and not covered_at:
-                    reopened += 1
-                    events.append(
-                        Event(
-                            action="loans.installment.reopened",
-                            actor=actor,
-                            object_type="loans.Installment",
-                            object_id=str(inst.pk),
-                            after={
-                                "loan_id": inst.loan_id,
-                                "seq": inst.seq,
-                                "amount_due": inst.amount_due,
-                                "amount_paid": total,
-                            },
-                        )
-                    )
-            bulk_update_rows(changed, ["amount_paid", "paid_at"], batch_size=500)
-        loan_changes = _refresh_loan_status(touched_loans, actor, events)
-        log_events(events)
-
-        loan_ids = sorted(touched_loans)
-        if payments_recorded and all_ids:
-            ids = sorted(all_ids)
-            transaction.on_commit(
-                lambda: signals.payments_recorded.send(
-                    sender=Payment, installment_ids=ids, loan_ids=loan_ids, at=at
-                )
-            )
-        if newly_paid:
-            paid = sorted(newly_paid)
-            transaction.on_commit(
-                lambda: signals.installments_paid.send(sender=Installment, installment_ids=paid, at=at)
-            )
-    return {"installments": len(all_ids), "paid": len(newly_paid), "reopened": reopened, **loan_changes}
-
-
-def _refresh_loan_status(loan_ids: set[int], actor: str, events: list[Event]) -> dict[str, int]:
-    paid_off = reopened = 0
-    for chunk in _chunks(loan_ids):
-        unpaid = set(
-            Installment.objects.filter(loan_id__any_of=chunk, paid_at__isnull=True)
-            .values_list("loan_id", flat=True)
-            .distinct()
-        )
-        has_any = set(
-            Installment.objects.filter(loan_id__any_of=chunk).values_list("loan_id", flat=True).distinct()
-        )
-        done = [pk for pk in chunk if pk in has_any and pk not in unpaid]
-        to_close = list(
-            Loan.objects.filter(pk__in=done, status=Loan.Status.ACTIVE).values_list("pk", flat=True)
-        )
-        to_reopen = list(
-            Loan.objects.filter(
-                pk__in=[pk for pk in chunk if pk in unpaid], status=Loan.Status.PAID_OFF
-            ).values_list("pk", flat=True)
-        )
-        if to_close:
-            paid_off += Loan.objects.filter(pk__in=to_close).update(
-                status=Loan.Status.PAID_OFF, updated_at=timezone.now()
-            )
-            events.extend(
-                Event(
-                    action="loans.loan.paid_off",
-                    actor=actor,
-                    object_type="loans.Loan",
-                    object_id=str(pk),
-                    after={"status": "paid_off"},
-                )
-                for pk in to_close
-            )
-        if to_reopen:
-            reopened += Loan.objects.filter(pk__in=to_reopen).update(
-                status=Loan.Status.ACTIVE, updated_at=timezone.now()
-            )
-            events.extend(
-                Event(
-                    action="loans.loan.reopened",
-                    actor=actor,
-                    object_type="loans.Loan",
-                    object_id=str(pk),
-                    before={"status": "paid_off"},
-                    after={"status": "active", "reason": "instalment_not_covered"},
-                )
-                for pk in to_reopen
-            )
-    return {"loans_paid_off": paid_off, "loans_reopened": reopened}
-
-
-def earliest_unpaid_installment(loan: Loan) -> Installment | None:
-    return loan.installments.filter(paid_at__isnull=True).order_by("due_date", "seq").first()
+    """``reallocate_loans`` for the loans of these instalments (after an instalment's amount due changed)."""
+    loan_ids = set()
+    for chunk in _chunks(installment_ids):
+        loan_ids.update(Installment.objects.filter(pk__any_of=chunk).values_list("loan_id", flat=True))
+    return reallocate_loans(loan_ids, at, payments_recorded=payments_recorded, actor=actor)
 
 
 def record_payment(
@@ -204,22 +268,21 @@ def record_payment(
     source: str = Payment.Source.APP,
     installment: Installment | None = None,
     actor: Any = None,
+    now: dt.datetime | None = None,
 ) -> Payment:
-    """Record one payment and refresh the instalment it pays (safe to call twice with the same ``ref``).
+    """Record one payment of ``loan`` and allocate it (safe to call twice with the same ``ref``).
 
-    Without ``installment`` the payment goes to the loan's earliest unpaid instalment. A second call with an
-    existing ``ref`` returns the recorded payment unchanged. Writes ``loans.payment.recorded``; signals as
-    ``refresh_installments``. Raises ``ValidationError`` for an amount that is not positive or an instalment
-    of another loan.
+    ``installment`` is where the allocation starts (by default the oldest unpaid instalment); the waterfall
+    goes on oldest first and what is left after the loan's balance is its credit (``reallocate_loans``). A
+    second call with an existing ``ref`` returns the recorded payment unchanged. ``now`` is the moment it is
+    recorded (default ``received_at``): the cure (case closed, calls and contacts cancelled) is judged then.
+    Writes ``loans.payment.recorded``. Raises ``ValidationError`` for an amount that is not positive, an
+    instalment of another loan or a loan without instalments.
     """
-    from django.core.exceptions import ValidationError
-
     with transaction.atomic():
         existing = Payment.objects.filter(ref=ref).first()
         if existing:
             return existing
-        if installment is None:
-            installment = earliest_unpaid_installment(loan)
         payment = Payment(
             ref=ref,
             loan=loan,
@@ -229,30 +292,73 @@ def record_payment(
             source=source,
         )
         payment.full_clean()
-        if payment.installment_id is None and not loan.installments.exists():
-            raise ValidationError({"installment": "This loan has no instalment to pay."})
+        if not loan.installments.exists():
+            raise ValidationError({"loan": "This loan has no instalment to pay."})
         payment.save()
+        log_events([_payment_event("loans.payment.recorded", payment, actor)])
+        reallocate_loans([loan.pk], now or received_at, actor=actor)
+    return payment
+
+
+def _payment_event(action: str, payment: Payment, actor: Any, before: dict | None = None) -> Event:
+    return Event(
+        action=action,
+        actor=actor_name(actor),
+        object_type="loans.Payment",
+        object_id=str(payment.pk),
+        before=before,
+        after=_payment_values(payment),
+    )
+
+
+def _payment_values(payment: Payment) -> dict:
+    return {
+        "ref": payment.ref,
+        "loan": payment.loan.ref,
+        "installment_seq": payment.installment.seq if payment.installment_id else None,
+        "amount": payment.amount,
+        "received_at": payment.received_at,
+        "source": payment.source,
+    }
+
+
+def correct_payment(payment: Payment, *, before: Payment, actor: Any = None, now: dt.datetime) -> Payment:
+    """Save a corrected ``payment`` (amount, date, loan or start instalment changed; ``before`` is the stored
+    one) and re-allocate the loans it was and is on. Writes ``loans.payment.changed`` with before and after.
+    Raises ``ValidationError`` for values the model refuses."""
+    with transaction.atomic():
+        payment.full_clean()
+        payment.save()
+        log_events([_payment_event("loans.payment.changed", payment, actor, before=_payment_values(before))])
+        reallocate_loans({before.loan_id, payment.loan_id}, now, actor=actor)
+    return payment
+
+
+def reverse_payment(payment: Payment, *, actor: Any = None, now: dt.datetime) -> None:
+    """Delete ``payment`` (a reversal) and re-allocate its loan's other payments: what it paid is due again.
+    Writes ``loans.payment.deleted`` with what it was and what it had paid."""
+    with transaction.atomic():
+        before = _payment_values(payment)
+        before["allocations"] = [
+            {"seq": seq, "amount": amount}
+            for seq, amount in payment.allocations.order_by("installment__seq").values_list(
+                "installment__seq", "amount"
+            )
+        ]
         log_events(
             [
                 Event(
-                    action="loans.payment.recorded",
+                    action="loans.payment.deleted",
                     actor=actor_name(actor),
                     object_type="loans.Payment",
                     object_id=str(payment.pk),
-                    after={
-                        "ref": ref,
-                        "loan": loan.ref,
-                        "installment_seq": installment.seq if installment else None,
-                        "amount": payment.amount,
-                        "received_at": received_at,
-                        "source": source,
-                    },
+                    before=before,
                 )
             ]
         )
-        if payment.installment_id:
-            refresh_installments([payment.installment_id], received_at, actor=actor)
-    return payment
+        loan_id = payment.loan_id
+        payment.delete()
+        reallocate_loans([loan_id], now, payments_recorded=False, actor=actor)
 
 
 def apply_credit_scores(now: dt.datetime) -> dict[str, int]:

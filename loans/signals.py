@@ -1,8 +1,12 @@
 """Events of the loan book other apps react to (the loan book itself knows nothing of reminders or cases).
 
 - ``installments_paid(sender, installment_ids: list[int], at: datetime)``: instalments became paid in full.
-- ``payments_recorded(sender, installment_ids: list[int], loan_ids: list[int], at: datetime)``: money came in,
-  full or partial.
+- ``payments_recorded(sender, installment_ids: list[int], loan_ids: list[int], at: datetime,
+  payment_refs: dict[loan_id, list[str]])``: money came in (full or partial) and was allocated; ``payment_refs``
+  names the payments whose allocation changed, per loan.
+
+Both are sent inside the payment's transaction (``loans.services.reallocate_loans``): a receiver's work (the
+cure of a loan out of arrears) commits with the money or not at all.
 - ``tier_changed(sender, changes: list[tuple[customer_id, old_tier_id, new_tier_id]], at: datetime)``.
 """
 

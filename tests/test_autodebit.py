@@ -59,7 +59,7 @@ def test_a_successful_debit_records_an_autodebit_payment_and_the_instalment_is_p
     attempt = AutoDebitAttempt.objects.get(installment=inst)
     assert (attempt.status, attempt.attempted_on, attempt.amount) == ("succeeded", DUE, Decimal("500.00"))
     assert attempt.gateway_reference.startswith("sim-")
-    payment = Payment.objects.get(installment=inst)
+    payment = Payment.objects.get(allocations__installment=inst)
     assert (payment.source, payment.amount, payment.received_at) == ("autodebit", Decimal("500.00"), NOW)
     assert attempt.payment == payment
     inst.refresh_from_db()
@@ -150,7 +150,7 @@ def test_running_again_the_same_day_debits_nothing_twice():
 
     assert again == {"claimed": 0, "succeeded": 0, "failed": 0, "unconfirmed": 0}
     assert AutoDebitAttempt.objects.filter(installment=inst).count() == 1
-    assert Payment.objects.filter(installment=inst).count() == 1
+    assert Payment.objects.filter(allocations__installment=inst).count() == 1
     assert AuditEvent.objects.filter(action="loans.autodebit.succeeded").count() == 1
 
 
@@ -169,7 +169,7 @@ def test_a_gateway_that_did_not_answer_is_asked_again_with_the_same_key_and_debi
     assert second == {"claimed": 0, "succeeded": 1, "failed": 0, "unconfirmed": 0}
     assert FlakyGateway.calls[0] == FlakyGateway.calls[1]
     assert AutoDebitAttempt.objects.get(installment=inst).status == "succeeded"
-    assert Payment.objects.filter(installment=inst).count() == 1
+    assert Payment.objects.filter(allocations__installment=inst).count() == 1
 
 
 def test_the_query_count_does_not_grow_with_the_number_of_loans():
