@@ -160,7 +160,11 @@ PAYMENTS_SHOWN = 50
 def payments_of(*, customer: Customer, loan: Loan | None = None) -> list[dict[str, Any]]:
     """The latest payments of ``loan`` (or of all the customer's loans) with the instalments each one paid and
     the part kept as credit, times in the customer's zone (2 queries)."""
-    qs = Payment.objects.filter(loan=loan) if loan is not None else Payment.objects.filter(loan__customer=customer)
+    qs = (
+        Payment.objects.filter(loan=loan)
+        if loan is not None
+        else Payment.objects.filter(loan__customer=customer)
+    )
     payments = list(
         qs.select_related("loan")
         .prefetch_related("allocations__installment")
