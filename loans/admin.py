@@ -457,7 +457,7 @@ class PaymentAdmin(BookImportExportAdmin):
 
     form = PaymentForm
     resource_classes = [PaymentResource]
-    list_display = ("ref", "loan", "installment", "amount", "received_at", "source", "allocated")
+    list_display = ("ref", "loan", "start_seq", "amount", "received_at", "source", "allocated")
     list_filter = ("source",)
     list_select_related = ("loan", "installment")
     search_fields = ("=ref", "=loan__ref")
@@ -465,6 +465,10 @@ class PaymentAdmin(BookImportExportAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("allocations__installment")
+
+    @admin.display(description=_("start at instalment"), ordering="installment__seq")
+    def start_seq(self, obj):
+        return f"#{obj.installment.seq}" if obj.installment_id else "—"
 
     @admin.display(description=_("paid instalments"))
     def allocated(self, obj):

@@ -63,6 +63,7 @@ def reallocate_loans(
     """
     at = at or timezone.now()
     actor = actor_name(actor) if actor is not None else "system"
+    loan_ids = sorted(set(loan_ids))
     counts = defaultdict(int)
     newly_paid: list[int] = []
     all_installments: list[int] = []
@@ -70,12 +71,12 @@ def reallocate_loans(
     with transaction.atomic():
         for chunk in _chunks(loan_ids):
             _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, allocated_refs)
-        counts["loans"] = len(set(loan_ids))
-        if payments_recorded and counts["loans"]:
+        counts["loans"] = len(loan_ids)
+        if payments_recorded and loan_ids:
             signals.payments_recorded.send(
                 sender=Payment,
                 installment_ids=sorted(all_installments),
-                loan_ids=sorted(set(loan_ids)),
+                loan_ids=loan_ids,
                 at=at,
                 payment_refs={k: sorted(v) for k, v in allocated_refs.items()},
             )
@@ -114,6 +115,7 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
 
     wanted: dict[tuple[int, int], Decimal] = {}
     unallocated: dict[int, Decimal] = {}
+    credit_moved: set[int] = set()  # payments whose part kept as credit changed with their loan's credit
     changed_installments: list[Installment] = []
     events: list[Event] = []
     to_close, to_reopen, credit_changed = [], [], []
@@ -145,6 +147,7 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
                 counts["reopened"] += 1
                 events.append(_event("loans.installment.reopened", actor, inst, after=values))
         if loan.credit != outcome.credit:
+            credit_moved.update(p for p, part in outcome.unallocated.items() if part > ZERO)
             events.append(
                 _event(
                     "loans.loan.credit_changed",
@@ -178,7 +181,7 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
         PaymentAllocation.objects.filter(pk__any_of=stale).delete()
     bulk_update_rows(moved, ["amount"])
     PaymentAllocation.objects.bulk_create(new, batch_size=1000)
-    touched_payments = {
+    touched_payments = credit_moved | {
         key[0] for key in [*wanted, *stored] if wanted.get(key) != stored.get(key, (0, None))[1]
     }
     by_payment: dict[int, list[dict]] = defaultdict(list)

@@ -300,3 +300,14 @@ def test_the_loan_timeline_says_which_payment_paid_which_instalment(client):
     page = client.get(f"/admin/loans/loan/{loan.pk}/timeline/").content.decode()
     assert "PT1" in page and "#2: 4000.00, #3: 4000.00, #4: 500.00" in page
     assert "LA1-P1" in page and "#1: 4000.00" in page
+
+
+@pytest.mark.django_db
+def test_a_payment_on_a_loan_already_paid_is_kept_whole_as_credit_and_audited():
+    loan, _insts = arrears_loan()
+    record_payment(loan=loan, amount=D("12000"), received_at=AT, ref="PALL")
+    record_payment(loan=loan, amount=D("300"), received_at=AT + dt.timedelta(days=1), ref="PMORE")
+    loan.refresh_from_db()
+    assert loan.credit == D("300.00")
+    event = AuditEvent.objects.get(action="loans.payment.allocated", after__ref="PMORE")
+    assert event.after["allocations"] == [] and event.after["credit"] == "300.00"
