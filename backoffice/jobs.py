@@ -32,4 +32,13 @@ def available_steps() -> list[tuple[str, object]]:
 
 
 def run_pipeline(now: dt.datetime) -> dict[str, dict]:
-    return {name: func(now) or {} for name, func in available_steps()}
+    """Run the steps in order. The audit head is anchored after each step (a broken anchor file is logged, not
+    fatal, there), and ``anchor_audit`` ends the pipeline, failing loudly if the anchor file is broken."""
+    from .audit import anchor_quietly
+
+    results = {}
+    for name, func in available_steps():
+        results[name] = func(now) or {}
+        if name != "anchor_audit":
+            anchor_quietly(now)
+    return results

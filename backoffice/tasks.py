@@ -26,7 +26,12 @@ def dispatch_due() -> dict:
     """Send what is due by now over the whole book (the every-minute sweep)."""
     from notifications.services import dispatch_due as dispatch
 
-    return dispatch(timezone.now())
+    from .audit import anchor_quietly
+
+    now = timezone.now()
+    result = dispatch(now)
+    anchor_quietly(now)
+    return result
 
 
 def customer_id_ranges(chunk: int) -> list[tuple[int, int]]:
@@ -105,9 +110,12 @@ def dispatch_moment(now: dt.datetime, *, live: bool, started_at: dt.datetime) ->
 def run_chunk(now_iso: str, low: int, high: int, live: bool = False) -> dict:
     """For customers ``low <= id < high``: plan the contacts of the moment, advance their overdue loans on the
     collections ladder, then send what is due (the ladder's messages of the day included) as of
-    ``dispatch_moment``. A task's start is an entry point: the only place here that reads the clock."""
+    ``dispatch_moment``, and anchor the audit head. A task's start is an entry point: the only place here that
+    reads the clock."""
     from notifications.services import dispatch_due as dispatch
     from notifications.services import plan_contacts
+
+    from .audit import anchor_quietly
 
     started_at = timezone.now()
     now = dt.datetime.fromisoformat(now_iso)
@@ -117,4 +125,5 @@ def run_chunk(now_iso: str, low: int, high: int, live: bool = False) -> dict:
         result["collections"] = collections.advance_collections(now, customer_id_range=(low, high))
     at = dispatch_moment(now, live=live, started_at=started_at)
     result["dispatch"] = dispatch(at, customer_id_range=(low, high))
+    result["anchor_audit"] = anchor_quietly(at)
     return result

@@ -34,6 +34,52 @@ def tamper(sql: str, params=()) -> None:
     install_audit_triggers(connection)
 
 
+def rewrite_trail(seq: int, after) -> None:
+    """An attacker with database access: change event ``seq``'s ``after`` and recompute the hash of it and of every
+    event after it, and the chain head, so the chain alone looks valid again."""
+    import json
+
+    from backoffice.audit import compute_hash, event_payload
+    from backoffice.models import AuditEvent
+
+    events = list(AuditEvent.objects.filter(seq__gte=seq).order_by("seq"))
+    prev = events[0].prev_hash
+    statements = []
+    for event in events:
+        if event.seq == seq:
+            event.after = after
+        payload = event_payload(
+            seq=event.seq,
+            at=event.at,
+            actor=event.actor,
+            action=event.action,
+            object_type=event.object_type,
+            object_id=event.object_id,
+            before=event.before,
+            after=event.after,
+        )
+        digest = compute_hash(prev, payload)
+        statements.append(
+            (
+                "UPDATE backoffice_auditevent SET after = %s, prev_hash = %s, hash = %s WHERE id = %s",
+                [json.dumps(event.after), prev, digest, event.pk],
+            )
+        )
+        prev = digest
+    statements.append(("UPDATE backoffice_auditchainhead SET hash = %s WHERE id = 1", [prev]))
+    for sql, params in statements:
+        tamper(sql, params)
+
+
+def rewind_trail(keep_up_to: int) -> None:
+    """An attacker with database access: delete the events after seq ``keep_up_to`` and rewind the chain head."""
+    from backoffice.models import AuditEvent
+
+    last = AuditEvent.objects.get(seq=keep_up_to)
+    tamper("DELETE FROM backoffice_auditevent WHERE seq > %s", [keep_up_to])
+    tamper("UPDATE backoffice_auditchainhead SET seq = %s, hash = %s WHERE id = 1", [last.seq, last.hash])
+
+
 _NOTIFICATION_SEQ = itertools.count(1)
 
 

@@ -60,7 +60,7 @@ def test_a_large_batch_is_stored_exactly_as_a_small_one(size):
         assert saved.after == {"name": '王小明\t"quoted"\n', "amount": "12.50", "i": i, "none": None}
         assert event_hash(saved) == saved.hash
     assert AuditChainHead.objects.get(id=1).hash == rows[-1].hash
-    assert verify_chain().is_intact
+    assert verify_chain(check_anchors=False).is_intact
 
 
 @pytest.mark.django_db
@@ -70,7 +70,7 @@ def test_an_event_is_written_in_the_transaction_of_the_change_it_records():
         log_event("tests.thing.changed", actor="job:tests", after={"v": 1})
         raise RuntimeError("the change failed")
     assert AuditEvent.objects.count() == before
-    assert verify_chain().is_intact
+    assert verify_chain(check_anchors=False).is_intact
 
 
 @pytest.mark.django_db
@@ -111,7 +111,7 @@ def test_a_flush_lifts_the_triggers_only_for_its_own_time():
     assert missing_audit_triggers(connection) == []
     assert AuditChainHead.objects.get(id=1).seq == 0
     make_events(1)
-    assert verify_chain().is_intact
+    assert verify_chain(check_anchors=False).is_intact
 
 
 @pytest.mark.postgres_only
@@ -141,6 +141,6 @@ def test_concurrent_writers_never_fork_the_chain():
     seqs = list(AuditEvent.objects.values_list("seq", flat=True))
     assert len(seqs) == writers * per_writer == len(set(seqs))
     assert sorted(seqs) == list(range(1, writers * per_writer + 1))
-    result = verify_chain()
+    result = verify_chain(check_anchors=False)
     assert result.is_intact, result.problem
     assert result.count == writers * per_writer
