@@ -190,6 +190,10 @@ FCM_ACCESS_TOKEN = env.str("FCM_ACCESS_TOKEN", default="")
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
 # Without a secret (production that did not set one) the delivery webhook refuses every request.
 DELIVERY_WEBHOOK_SECRET = env.str("DELIVERY_WEBHOOK_SECRET", default="dev-webhook-secret" if DEBUG else "")
+# Bounds of one delivery-receipt request (a larger one gets 400) and receipts applied per transaction.
+DELIVERY_RECEIPTS_MAX_BYTES = env.int("DELIVERY_RECEIPTS_MAX_BYTES", default=1_048_576)
+DELIVERY_RECEIPTS_MAX_PER_REQUEST = env.int("DELIVERY_RECEIPTS_MAX_PER_REQUEST", default=5000)
+DELIVERY_RECEIPTS_CHUNK_SIZE = env.int("DELIVERY_RECEIPTS_CHUNK_SIZE", default=500)
 PAYMENT_GATEWAY_BACKEND = env.str("PAYMENT_GATEWAY_BACKEND", default="loans.gateways.SimulatorGateway")
 # Simulator failures, e.g. "insufficient_funds:0.1,card_expired:0.02" (reason:probability).
 PAYMENT_SIMULATOR_FAILURES = env.str("PAYMENT_SIMULATOR_FAILURES", default="")

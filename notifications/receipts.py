@@ -1,13 +1,25 @@
-"""Delivery receipts: what the provider later says became of a message it accepted."""
+"""Delivery receipts: what the provider later says became of a message it accepted.
+
+What a receipt may hold is decided here, for the webhook and for any other caller: a known status, a provider
+message id and an error of bounded length, and a timestamp in a sane range that is not before the message was
+sent. A request's receipts are all checked before any is applied; they are then applied in chunks, each in its
+own short transaction (a receipt applied twice changes nothing more, so a retried request is harmless).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from backoffice.audit import log_event
+from backoffice.audit import Event, log_events
 
 from .models import NotificationLog
 from .services import plan_fallbacks
@@ -15,6 +27,213 @@ from .services import plan_fallbacks
 DELIVERED = "delivered"
 FAILED = "failed"
 RECEIPT_STATUSES = (DELIVERED, FAILED)
+ACTOR = "webhook:delivery_receipts"
+
+# The contact's ``last_error`` holds this much; a longer error is refused, not stored whole in the audit trail.
+MAX_ERROR_LENGTH = 500
+MAX_ID_LENGTH = NotificationLog._meta.get_field("provider_message_id").max_length
+MAX_TIMESTAMP_TEXT = 64
+# No message of this product was sent before this; a provider's clock may run a little ahead of ours.
+EARLIEST_TIMESTAMP = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+CLOCK_SKEW = dt.timedelta(hours=1)
+SCALARS = (str, int, float, bool, type(None))
+
+
+class ReceiptError(ValueError):
+    """A receipt (or a request of receipts) that cannot be applied; the message says why."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    provider_message_id: str
+    status: str
+    error: str = ""
+    at: dt.datetime | None = None
+
+
+def parse_timestamp(value: Any, *, now: dt.datetime) -> dt.datetime | None:
+    """ISO-8601 text (``Z`` or an offset; without one, UTC) or seconds since the epoch, between 2000-01-01 and
+    ``now`` plus an hour of clock skew. Raises ReceiptError otherwise (infinite, huge, negative, unreadable)."""
+    if value is None or value == "":
+        return None
+    latest = now + CLOCK_SKEW
+    if isinstance(value, bool):
+        raise ReceiptError("timestamp must be ISO-8601 or seconds since the epoch")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or not (EARLIEST_TIMESTAMP.timestamp() <= value <= latest.timestamp()):
+            raise ReceiptError(f"timestamp {value!r} is out of range ({_range_text(latest)})")
+        return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+    if not isinstance(value, str) or len(value) > MAX_TIMESTAMP_TEXT:
+        raise ReceiptError("timestamp must be ISO-8601 or seconds since the epoch")
+    try:
+        parsed = parse_datetime(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ReceiptError(f"timestamp {value!r} is not ISO-8601")
+    if timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    if not (EARLIEST_TIMESTAMP <= parsed <= latest):
+        raise ReceiptError(f"timestamp {value!r} is out of range ({_range_text(latest)})")
+    return parsed
+
+
+def _range_text(latest: dt.datetime) -> str:
+    return f"{EARLIEST_TIMESTAMP:%Y-%m-%d} to {latest.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def parse_receipt(item: Any, *, now: dt.datetime) -> Receipt:
+    """One receipt from its JSON object ``{provider_message_id, status, error?, timestamp?}``. Every value must
+    be a plain string, number or null (nothing nested). Raises ReceiptError naming the field."""
+    if not isinstance(item, dict):
+        raise ReceiptError("expected an object")
+    for key, value in item.items():
+        if not isinstance(value, SCALARS):
+            raise ReceiptError(f"{str(key)[:40]} is nested; a receipt holds only strings, numbers and null")
+    pid, status, error = item.get("provider_message_id"), item.get("status"), item.get("error") or ""
+    if not isinstance(pid, str) or not pid:
+        raise ReceiptError("provider_message_id is required")
+    if len(pid) > MAX_ID_LENGTH:
+        raise ReceiptError(f"provider_message_id is longer than {MAX_ID_LENGTH} characters")
+    if status not in RECEIPT_STATUSES:
+        raise ReceiptError(f"status must be one of {', '.join(RECEIPT_STATUSES)}")
+    if not isinstance(error, str):
+        raise ReceiptError("error must be a string")
+    if len(error) > MAX_ERROR_LENGTH:
+        raise ReceiptError(f"error is longer than {MAX_ERROR_LENGTH} characters")
+    return Receipt(pid, status, error, parse_timestamp(item.get("timestamp"), now=now))
+
+
+def parse_receipts(payload: Any, *, now: dt.datetime) -> list[Receipt]:
+    """One receipt object or a list of at most ``DELIVERY_RECEIPTS_MAX_PER_REQUEST``. Raises ReceiptError
+    naming the first bad receipt (``receipt N: ...``, N counted from 0)."""
+    items = payload if isinstance(payload, list) else [payload]
+    limit = settings.DELIVERY_RECEIPTS_MAX_PER_REQUEST
+    if len(items) > limit:
+        raise ReceiptError(f"{len(items)} receipts in one request; at most {limit} are accepted")
+    receipts = []
+    for n, item in enumerate(items):
+        try:
+            receipts.append(parse_receipt(item, now=now))
+        except ReceiptError as exc:
+            raise ReceiptError(f"receipt {n}: {exc}") from None
+    return receipts
+
+
+def check_receipt_time(receipt: Receipt, sent_at: dt.datetime | None) -> None:
+    """A receipt cannot say a message was delivered (or failed) before it was sent. Raises ReceiptError."""
+    if receipt.at is not None and sent_at is not None and receipt.at < sent_at:
+        raise ReceiptError(
+            f"timestamp {receipt.at.isoformat()} is before the message {receipt.provider_message_id} was sent "
+            f"({sent_at.astimezone(dt.UTC).isoformat()})"
+        )
+
+
+def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _latest_contacts(ids: Iterable[str], *, lock: bool) -> dict[str, NotificationLog]:
+    """The contact each provider message id names (the newest, should an id ever repeat)."""
+    qs = NotificationLog.objects.filter(provider_message_id__in=set(ids)).order_by("id")
+    if lock:
+        qs = qs.select_for_update()
+    return {log.provider_message_id: log for log in qs}
+
+
+def check_receipts(receipts: Sequence[Receipt]) -> None:
+    """Check every receipt's time against its contact's ``sent_at`` before any is applied (a query per chunk).
+    Raises ReceiptError naming the first receipt that fails (``receipt N: ...``)."""
+    size = settings.DELIVERY_RECEIPTS_CHUNK_SIZE
+    for offset, chunk in enumerate(_chunks(receipts, size)):
+        if all(r.at is None for r in chunk):
+            continue
+        sent = {
+            pid: sent_at
+            for pid, sent_at in NotificationLog.objects.filter(
+                provider_message_id__in={r.provider_message_id for r in chunk if r.at is not None}
+            )
+            .order_by("id")
+            .values_list("provider_message_id", "sent_at")
+        }
+        for n, receipt in enumerate(chunk, start=offset * size):
+            try:
+                check_receipt_time(receipt, sent.get(receipt.provider_message_id))
+            except ReceiptError as exc:
+                raise ReceiptError(f"receipt {n}: {exc}") from None
+
+
+def apply_receipts(receipts: Sequence[Receipt], *, now: dt.datetime, actor: str = ACTOR) -> list[str]:
+    """Apply receipts in chunks of ``DELIVERY_RECEIPTS_CHUNK_SIZE``, each chunk in its own transaction (a lock
+    on its contacts, one bulk update, its audit events in one go). Returns the provider ids no contact carries.
+
+    Effects per receipt: a ``sent`` contact becomes ``delivered`` (``delivered_at`` = the receipt's time or
+    ``now``) or ``failed`` with reason ``provider_error`` and ``last_error``, with the audit event
+    ``notifications.contact.delivered`` / ``.failed``; a failed contact falls back to the next channel of the tier
+    (``plan_fallbacks``) in the same transaction. A contact in any other status is left as it is (receipts
+    are repeated and arrive out of order), so applying a receipt twice changes nothing more. Raises ReceiptError
+    (the chunk is rolled back) for a receipt timed before its message was sent: callers ``check_receipts``
+    first, so that nothing of a bad request is applied."""
+    unknown: list[str] = []
+    for chunk in _chunks(receipts, settings.DELIVERY_RECEIPTS_CHUNK_SIZE):
+        unknown += _apply_chunk(chunk, now=now, actor=actor)
+    return unknown
+
+
+def _apply_chunk(receipts: Sequence[Receipt], *, now: dt.datetime, actor: str) -> list[str]:
+    unknown, changed, events = [], {}, []
+    failed_at: dict[dt.datetime, list[NotificationLog]] = {}
+    with transaction.atomic():
+        contacts = _latest_contacts((r.provider_message_id for r in receipts), lock=True)
+        for receipt in receipts:
+            log = contacts.get(receipt.provider_message_id)
+            if log is None:
+                unknown.append(receipt.provider_message_id)
+                continue
+            if log.status != NotificationLog.Status.SENT:
+                continue
+            check_receipt_time(receipt, log.sent_at)
+            at = receipt.at or now
+            before = {"status": log.status, "reason": log.reason}
+            if receipt.status == DELIVERED:
+                log.status = NotificationLog.Status.DELIVERED
+                log.delivered_at = at
+            else:
+                log.status = NotificationLog.Status.FAILED
+                log.reason = NotificationLog.Reason.PROVIDER_ERROR
+                log.last_error = receipt.error or "failed according to the provider's delivery receipt"
+                failed_at.setdefault(at, []).append(log)
+            log.updated_at = now
+            changed[log.pk] = log
+            events.append(
+                Event(
+                    action=f"notifications.contact.{receipt.status}",
+                    actor=actor,
+                    object_type=log._meta.label,
+                    object_id=str(log.pk),
+                    before=before,
+                    after={
+                        "status": log.status,
+                        "reason": log.reason,
+                        "provider_message_id": receipt.provider_message_id,
+                        "channel": log.channel,
+                        "error": receipt.error,
+                        "at": at,
+                    },
+                    at=now,
+                )
+            )
+        if changed:
+            NotificationLog.objects.bulk_update(
+                list(changed.values()), ["status", "reason", "last_error", "delivered_at", "updated_at"]
+            )
+        log_events(events)
+        # Failed contacts fall back to the next channel of the tier, scheduled when the receipt says they failed
+        # (a few queries per distinct time, whatever the number of contacts).
+        for at, logs in failed_at.items():
+            plan_fallbacks(logs, at=at, actor=actor)
+    return unknown
 
 
 def record_delivery_receipt(
@@ -23,59 +242,25 @@ def record_delivery_receipt(
     status: str,
     error: str = "",
     at: dt.datetime | None = None,
-    actor: str = "webhook:delivery_receipts",
+    actor: str = ACTOR,
+    now: dt.datetime | None = None,
 ) -> NotificationLog | None:
-    """Apply one receipt to the contact the provider knows as ``provider_message_id``.
+    """Apply one receipt to the contact the provider knows as ``provider_message_id`` (see ``apply_receipts``).
 
-    Effects: a ``sent`` contact becomes ``delivered`` (``delivered_at`` = ``at`` or now) or ``failed`` with reason
-    ``provider_error`` and ``last_error``; the audit event ``notifications.contact.delivered`` / ``.failed`` is
-    written in the same transaction. A failed contact falls back to the next channel of the tier
-    (``plan_fallbacks``), also in that transaction. A contact in any other status is left as it is (receipts are repeated and
-    arrive out of order), so applying a receipt twice changes nothing more.
-    Returns the contact, or None when no contact carries that id. Raises ValueError for another ``status``.
-    """
+    Returns the contact, or None when no contact carries that id. Raises ReceiptError (a ValueError) for another
+    ``status``, an error longer than ``MAX_ERROR_LENGTH`` or a time before the message was sent."""
     if status not in RECEIPT_STATUSES:
-        raise ValueError(f"Unknown receipt status {status!r}; expected one of {', '.join(RECEIPT_STATUSES)}.")
+        raise ReceiptError(
+            f"Unknown receipt status {status!r}; expected one of {', '.join(RECEIPT_STATUSES)}."
+        )
+    if len(error) > MAX_ERROR_LENGTH:
+        raise ReceiptError(f"error is longer than {MAX_ERROR_LENGTH} characters")
     if not provider_message_id:
         return None
-    if at is None:
-        at = timezone.now()
-    elif timezone.is_naive(at):
-        at = timezone.make_aware(at, dt.timezone.utc)
-    with transaction.atomic():
-        log = (
-            NotificationLog.objects.select_for_update()
-            .filter(provider_message_id=provider_message_id)
-            .order_by("-id")
-            .first()
-        )
-        if log is None or log.status != NotificationLog.Status.SENT:
-            return log
-        before = {"status": log.status, "reason": log.reason}
-        if status == DELIVERED:
-            log.status = NotificationLog.Status.DELIVERED
-            log.delivered_at = at
-            fields = ["status", "delivered_at", "updated_at"]
-        else:
-            log.status = NotificationLog.Status.FAILED
-            log.reason = NotificationLog.Reason.PROVIDER_ERROR
-            log.last_error = (error or "failed according to the provider's delivery receipt")[:500]
-            fields = ["status", "reason", "last_error", "updated_at"]
-        log.save(update_fields=fields)
-        log_event(
-            f"notifications.contact.{status}",
-            actor=actor,
-            obj=log,
-            before=before,
-            after={
-                "status": log.status,
-                "reason": log.reason,
-                "provider_message_id": provider_message_id,
-                "channel": log.channel,
-                "error": error,
-                "at": at,
-            },
-        )
-        if log.status == NotificationLog.Status.FAILED:
-            plan_fallbacks([log], at=at, actor=actor)
-    return log
+    now = now or timezone.now()
+    if at is not None and timezone.is_naive(at):
+        at = timezone.make_aware(at, dt.UTC)
+    unknown = apply_receipts([Receipt(provider_message_id, status, error, at)], now=now, actor=actor)
+    if unknown:
+        return None
+    return _latest_contacts([provider_message_id], lock=False).get(provider_message_id)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import json
 import logging
 
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from .receipts import RECEIPT_STATUSES, record_delivery_receipt
+from .receipts import ReceiptError, apply_receipts, check_receipts, parse_receipts
 
 logger = logging.getLogger(__name__)
 
@@ -42,69 +39,55 @@ def has_valid_signature(request: HttpRequest) -> bool:
     )
 
 
-class BadReceipt(ValueError):
-    pass
+def _refuse_constant(name: str):
+    raise ReceiptError(f"{name} is not a JSON number")
 
 
-def parse_timestamp(value) -> dt.datetime | None:
-    if value in (None, ""):
+def load_receipts_json(body: bytes):
+    """The body as JSON, strictly: UTF-8, no ``NaN``/``Infinity``, not nested deeper than the parser can go.
+    Raises ReceiptError."""
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except ReceiptError:
+        raise
+    except RecursionError:
+        raise ReceiptError("the body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ReceiptError("the body is not valid JSON") from None
+
+
+def _body_size(request: HttpRequest) -> int | None:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
         return None
-    if isinstance(value, bool):
-        raise BadReceipt("timestamp must be ISO-8601 or seconds since the epoch")
-    if isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
-    if isinstance(value, str):
-        try:
-            parsed = parse_datetime(value.replace("Z", "+00:00") if value.endswith("Z") else value)
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, dt.timezone.utc)
-    raise BadReceipt(f"timestamp {value!r} is not ISO-8601")
-
-
-def parse_receipts(payload) -> list[dict]:
-    items = payload if isinstance(payload, list) else [payload]
-    receipts = []
-    for n, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise BadReceipt(f"receipt {n}: expected an object")
-        pid, status, error = item.get("provider_message_id"), item.get("status"), item.get("error") or ""
-        if not isinstance(pid, str) or not pid:
-            raise BadReceipt(f"receipt {n}: provider_message_id is required")
-        if status not in RECEIPT_STATUSES:
-            raise BadReceipt(f"receipt {n}: status must be one of {', '.join(RECEIPT_STATUSES)}")
-        if not isinstance(error, str):
-            raise BadReceipt(f"receipt {n}: error must be a string")
-        receipts.append(
-            {
-                "provider_message_id": pid,
-                "status": status,
-                "error": error,
-                "at": parse_timestamp(item.get("timestamp")),
-            }
-        )
-    return receipts
 
 
 @csrf_exempt
 @require_POST
 def delivery_receipts(request: HttpRequest) -> JsonResponse:
-    """Apply one receipt or a list of them; all or nothing. 403 without a valid signature, 400 for bad JSON."""
+    """Apply one receipt or a list of them. 403 without a valid signature; 400 with the reason for a body over
+    ``DELIVERY_RECEIPTS_MAX_BYTES``, bad JSON or any bad receipt (then none is applied). Good receipts are
+    applied in chunks of short transactions."""
+    now = timezone.now()
+    limit = settings.DELIVERY_RECEIPTS_MAX_BYTES
+    size = _body_size(request)
+    if size is None or size > limit:
+        logger.warning(
+            "Delivery receipts refused: body of %s bytes (from %s)", size, request.META.get("REMOTE_ADDR")
+        )
+        return JsonResponse({"error": f"the body is larger than {limit} bytes"}, status=400)
     if not has_valid_signature(request):
         logger.warning(
             "Delivery receipt refused: missing or bad signature (from %s)", request.META.get("REMOTE_ADDR")
         )
         return JsonResponse({"error": "invalid signature"}, status=403)
     try:
-        receipts = parse_receipts(json.loads(request.body))
-    except (ValueError, UnicodeDecodeError) as exc:
-        message = str(exc) if isinstance(exc, BadReceipt) else "the body is not valid JSON"
-        return JsonResponse({"error": message}, status=400)
-    unknown = []
-    with transaction.atomic():
-        for receipt in receipts:
-            if record_delivery_receipt(**receipt) is None:
-                unknown.append(receipt["provider_message_id"])
+        receipts = parse_receipts(load_receipts_json(request.body), now=now)
+        check_receipts(receipts)
+    except ReceiptError as exc:
+        logger.warning("Delivery receipts refused: %s", exc)
+        return JsonResponse({"error": str(exc)}, status=400)
+    unknown = apply_receipts(receipts, now=now)
     # An unknown id is answered 200 too: the provider would otherwise retry a receipt that can never apply.
     return JsonResponse({"received": len(receipts), "unknown": unknown})

@@ -188,3 +188,131 @@ def test_a_receipt_for_a_contact_not_sent_leaves_it_alone():
     assert log.status == NotificationLog.Status.PLANNED
     with pytest.raises(ValueError, match="read"):
         record_delivery_receipt(provider_message_id="x", status="read")
+
+
+# --- Bounds: bad input is a 400 with its reason, and nothing of the request is applied --------------------
+
+
+def assert_refused(response, reason: str, *logs) -> None:
+    assert response.status_code == 400, response.content
+    assert reason in response.json()["error"]
+    for log in logs:
+        log.refresh_from_db()
+        assert log.status == NotificationLog.Status.SENT
+    assert not AuditEvent.objects.filter(action__startswith="notifications.contact.").exists()
+
+
+@pytest.mark.parametrize(
+    "timestamp, reason",
+    [
+        ("1e300", "out of range"),
+        ("-1e20", "out of range"),
+        ("-1", "out of range"),
+        ("Infinity", "not a JSON number"),
+        ("-Infinity", "not a JSON number"),
+        ("NaN", "not a JSON number"),
+        ('"9999-12-31T00:00:00Z"', "out of range"),
+        ('"0001-01-01T00:00:00Z"', "out of range"),
+        ('"' + "2026-11-28T01:00:05Z" * 10 + '"', "ISO-8601"),
+    ],
+)
+def test_a_timestamp_out_of_range_or_not_a_number_is_a_bad_request(client, timestamp, reason):
+    log = make_sent_notification(provider_message_id="gw-6001")
+    raw = (
+        b'{"provider_message_id": "gw-6001", "status": "delivered", "timestamp": ' + timestamp.encode() + b"}"
+    )
+
+    assert_refused(post(client, None, raw=raw), reason, log)
+
+
+def test_a_delivery_before_the_message_was_sent_is_a_bad_request_and_nothing_of_the_list_is_applied(client):
+    first = make_sent_notification(provider_message_id="gw-6101")
+    second = make_sent_notification(provider_message_id="gw-6102")  # sent 2026-11-28T01:00:00Z
+    payload = [
+        {"provider_message_id": "gw-6101", "status": "delivered", "timestamp": "2026-11-28T01:00:05Z"},
+        {"provider_message_id": "gw-6102", "status": "delivered", "timestamp": "2026-11-28T00:59:59Z"},
+    ]
+
+    response = post(client, payload)
+
+    assert_refused(
+        response, "receipt 1: timestamp 2026-11-28T00:59:59+00:00 is before the message", first, second
+    )
+    with pytest.raises(ValueError, match="before the message"):
+        record_delivery_receipt(
+            provider_message_id="gw-6102", status="failed", at=dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+        )
+    second.refresh_from_db()
+    assert second.status == NotificationLog.Status.SENT
+
+
+def test_deeply_nested_json_is_a_bad_request(client):
+    log = make_sent_notification(provider_message_id="gw-6201")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert_refused(post(client, None, raw=deep), "nested too deeply", log)
+    nested = {"provider_message_id": "gw-6201", "status": "delivered", "meta": {"a": [1, {"b": 2}]}}
+    assert_refused(post(client, nested), "receipt 0: meta is nested", log)
+    listed = [[{"provider_message_id": "gw-6201", "status": "delivered"}]]
+    assert_refused(post(client, listed), "receipt 0: expected an object", log)
+
+
+def test_an_error_text_over_the_bound_is_a_bad_request_and_never_stored(client):
+    log = make_sent_notification(provider_message_id="gw-6301")
+    payload = {"provider_message_id": "gw-6301", "status": "failed", "error": "x" * 501}
+
+    assert_refused(post(client, payload), "error is longer than 500 characters", log)
+    payload["error"] = "x" * 500
+    assert post(client, payload).status_code == 200
+    assert AuditEvent.objects.get(action="notifications.contact.failed").after["error"] == "x" * 500
+
+
+def test_a_body_over_the_bound_is_a_bad_request_before_anything_is_read(client, settings):
+    settings.DELIVERY_RECEIPTS_MAX_BYTES = 1000
+    log = make_sent_notification(provider_message_id="gw-6401")
+    payload = {"provider_message_id": "gw-6401", "status": "failed", "error": "y" * 990}
+
+    assert_refused(post(client, payload), "larger than 1000 bytes", log)
+    # Refused before the signature is even checked: an unsigned flood costs nothing either.
+    assert_refused(post(client, payload, signature=""), "larger than 1000 bytes", log)
+
+
+def test_more_receipts_than_the_bound_in_one_request_is_a_bad_request(client, settings):
+    settings.DELIVERY_RECEIPTS_MAX_PER_REQUEST = 3
+    logs = [make_sent_notification(provider_message_id=f"gw-65{i:02d}") for i in range(4)]
+    payload = [{"provider_message_id": log.provider_message_id, "status": "delivered"} for log in logs]
+
+    assert_refused(post(client, payload), "4 receipts in one request; at most 3", *logs)
+    assert post(client, payload[:3]).status_code == 200
+
+
+def test_a_large_batch_is_applied_in_chunks_of_short_transactions_with_few_queries(
+    client, settings, monkeypatch, django_assert_max_num_queries
+):
+    from notifications import receipts
+
+    settings.DELIVERY_RECEIPTS_CHUNK_SIZE = 20
+    logs = [make_sent_notification(provider_message_id=f"gw-7{i:03d}") for i in range(50)]
+    chunks = []
+    apply_chunk = receipts._apply_chunk
+
+    def spy(chunk, **kwargs):
+        chunks.append(len(chunk))
+        return apply_chunk(chunk, **kwargs)
+
+    monkeypatch.setattr(receipts, "_apply_chunk", spy)
+    payload = [
+        {
+            "provider_message_id": log.provider_message_id,
+            "status": "delivered",
+            "timestamp": "2026-11-28T02:00:00Z",
+        }
+        for log in logs
+    ]
+
+    with django_assert_max_num_queries(40):  # a few per chunk of 20, never a few per receipt
+        response = post(client, payload)
+
+    assert response.status_code == 200 and response.json() == {"received": 50, "unknown": []}
+    assert chunks == [20, 20, 10]
+    assert set(NotificationLog.objects.values_list("status", flat=True)) == {"delivered"}
+    assert AuditEvent.objects.filter(action="notifications.contact.delivered").count() == 50
