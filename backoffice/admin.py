@@ -305,4 +305,19 @@ if admin.site.is_registered(OrmQ):
     admin.site.unregister(OrmQ)
     admin.site.register(OrmQ, QueueAdmin)
 
+
+# --- django-axes: current lockouts, lifted by deleting them (audited); no action for those who may only view --
+from axes import admin as axes_admin  # noqa: E402  (AXES_ENABLE_ADMIN is off: nothing registered by itself)
+from axes.models import AccessAttempt  # noqa: E402
+
+
+class LockoutAdmin(AuditedAdminMixin, axes_admin.AccessAttemptAdmin):
+    """Failed log-in attempts per user name and address; deleting one lifts its lockout
+    (``axes.accessattempt.deleted`` in the audit trail)."""
+
+    actions = []
+
+
+admin.site.register(AccessAttempt, LockoutAdmin)
+
 from . import compliance_admin  # noqa: E402, F401  (the audit trail, notification log and export admins)

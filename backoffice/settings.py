@@ -6,6 +6,7 @@ broker. Production sets DEBUG=false, SECRET_KEY, ALLOWED_HOSTS and usually DATAB
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import environ
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "django_q",
     "import_export",
     "loans.apps.LoansConfig",
@@ -54,6 +56,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised during authentication into its 429 answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out user name from a locked-out address before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "backoffice.urls"
@@ -129,6 +139,22 @@ IMPORT_BACKGROUND_THRESHOLD = env.int("IMPORT_BACKGROUND_THRESHOLD", default=500
 AUDIT_ANCHOR_PATH = env.path("AUDIT_ANCHOR_PATH", default=BASE_DIR / "var" / "audit-anchor.jsonl")
 
 LOGIN_URL = "admin:login"
+
+# Log-in protection (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one user name from one address,
+# that pair is locked out for LOGIN_COOLOFF_MINUTES (answer 429); failures and lockouts are in the audit trail.
+# The address is REMOTE_ADDR only: a client-supplied X-Forwarded-For would let anyone change it at will.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "backoffice.signals.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # successful log-ins are in the audit trail already
+AXES_ENABLE_ACCESS_FAILURE_LOG = False  # so are failed ones
+AXES_VERBOSE = False  # and lockouts: no banner on every start of a command
+AXES_ENABLE_ADMIN = False  # backoffice.admin registers the attempts (lockouts) with audited deletion
+# Admin sessions end after a working day, and when the browser closes.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=9 * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env.bool("SESSION_EXPIRE_AT_BROWSER_CLOSE", default=True)
 
 CACHES = {
     "default": env.cache("CACHE_URL", default="locmemcache://backoffice")
