@@ -45,7 +45,7 @@ from loans.models import CreditTier, Customer, Installment, Loan
 from notifications import compliance
 from notifications.choices import Channel, Kind
 from notifications.models import ContactPolicy, NotificationLog, ReminderRule
-from notifications.services import local_send_time, pick_template, template_index
+from notifications.services import pick_template, planned_send_time, template_index
 
 MAX_RANGE_DAYS = 62
 MAX_SAMPLE = 2000
@@ -259,7 +259,7 @@ class _Contact:
 
 
 def simulate(
-    policy: Policy, sample: Sample, start: dt.date, end: dt.date, contact_policy: ContactPolicy, templates
+    policy: Policy, sample: Sample, start: dt.date, end: dt.date, book: compliance.RulesBook, templates
 ) -> Outcome:
     """Replay the planner, the dispatcher's gates and the ladder for ``policy`` in memory (no query)."""
     outcome = Outcome(
@@ -285,7 +285,7 @@ def simulate(
                 if not due:
                     continue
                 seq += 1
-                at = local_send_time(day, rule.send_time, customer.timezone)
+                at = planned_send_time(day, rule.send_time, customer.timezone, customer.location, book)
                 heapq.heappush(queue, _Contact(at, seq, customer, rule, due))
                 outcome.planned += 1
 
@@ -295,15 +295,18 @@ def simulate(
     )
     while queue:
         contact = heapq.heappop(queue)
-        status, reason, channel = _decide(contact, policy, contact_policy, templates, sends)
+        status, reason, channel = _decide(contact, policy, book, templates, sends)
         if status == NotificationLog.Status.DEFERRED:
             outcome.deferrals += 1
-            opening = compliance.next_window_opening(contact.customer.timezone, contact.at, contact_policy)
-            if opening < last_moment:
+            location = contact.customer.location
+            opening = compliance.next_opening(contact.at, location.zones, book.for_location(location).window)
+            if opening is not None and opening < last_moment:
                 contact.at = opening
                 heapq.heappush(queue, contact)
                 continue
-            status, reason = NotificationLog.Status.DEFERRED, Reason.OUTSIDE_CONTACT_WINDOW
+            # Never open in every zone: held back, as the dispatcher does.
+            status = NotificationLog.Status.DEFERRED if opening else NotificationLog.Status.SUPPRESSED
+            reason = Reason.OUTSIDE_CONTACT_WINDOW
         day = contact.at.astimezone(contact.customer.zone).date()
         bucket = outcome.per_day.get(day)
         if status == NotificationLog.Status.SENT:
@@ -332,7 +335,7 @@ def simulate(
 
 
 def _decide(
-    contact: _Contact, policy: Policy, contact_policy: ContactPolicy, templates, sends
+    contact: _Contact, policy: Policy, book: compliance.RulesBook, templates, sends
 ) -> tuple[str, str, str]:
     customer, at, channel = contact.customer, contact.at, contact.rule.channel
     S = NotificationLog.Status
@@ -357,15 +360,14 @@ def _decide(
         channel = fallback
     if not customer.destination(channel):
         return S.SUPPRESSED, Reason.NO_DESTINATION, channel
-    if not compliance.is_within_contact_window(customer.timezone, at, contact_policy):
+    location = customer.location
+    if not compliance.allowed_at(at, location.zones, book.for_location(location).window):
         return S.DEFERRED, Reason.OUTSIDE_CONTACT_WINDOW, channel
     recent = sum(1 for t in sends.get(customer.id, ()) if at - compliance.CAP_WINDOW < t <= at)
     if compliance.is_over_weekly_cap(recent, policy.max_contacts_per_week):
         return S.SUPPRESSED, Reason.FREQUENCY_CAP, channel
     if (
-        pick_template(
-            templates, contact.rule.kind, channel, customer.language, contact_policy.default_language
-        )
+        pick_template(templates, contact.rule.kind, channel, customer.language, book.policy.default_language)
         is None
     ):
         return S.SUPPRESSED, Reason.NO_TEMPLATE, channel
@@ -436,13 +438,13 @@ def preview_policy(
     )
     sample = load_sample(tier, start, end, sample_size)
     # Not ContactPolicy.get(): that creates the row when missing, and a preview writes nothing.
-    contact_policy = ContactPolicy.objects.filter(id=1).first() or ContactPolicy()
+    book = compliance.RulesBook.load(ContactPolicy.objects.filter(id=1).first() or ContactPolicy())
     templates = template_index()
     return {
         "current_policy": current,
         "proposed_policy": proposed,
-        "current": simulate(current, sample, start, end, contact_policy, templates),
-        "proposed": simulate(proposed, sample, start, end, contact_policy, templates),
+        "current": simulate(current, sample, start, end, book, templates),
+        "proposed": simulate(proposed, sample, start, end, book, templates),
         "sample": {
             "customers": len(sample.customers),
             "loans": sample.loan_count,

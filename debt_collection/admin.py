@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zoneinfo
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -15,8 +17,9 @@ from django.utils.translation import gettext_lazy as _
 
 from backoffice.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
 from backoffice.masking import can_see_personal_data, mask_name, mask_phone
+from notifications.models import NotificationLog
 
-from . import services
+from . import calls, services
 from .ladder import dpd_bucket
 from .models import (
     Agency,
@@ -223,6 +226,20 @@ class CallOutcomeForm(forms.Form):
     promise_date = forms.DateField(
         required=False, label=_("Promised date"), widget=forms.DateInput(attrs={"type": "date"})
     )
+    covers = forms.CharField(
+        required=False,
+        label=_("Also about loans"),
+        help_text=_("References of the customer's other loans the call was about, comma-separated."),
+    )
+
+
+def _reason(refused: services.CallRefused) -> str:
+    """The refusal in words: the reason's label, and when the call may be made."""
+    label = str(NotificationLog.Reason(refused.reason).label)
+    limit = refused.inputs.get("limit")
+    if limit:
+        label = f"{label} ({limit})"
+    return label
 
 
 class OpenOnlyFilter(admin.SimpleListFilter):
@@ -260,12 +277,14 @@ class CallTaskAdmin(AuditedModelAdmin):
         "amount_overdue",
         "broken_promises",
         "scheduled_for",
+        "local_time",
+        "callable_now",
         "assigned_to",
         "status",
         "record",
     ]
     list_filter = [OpenOnlyFilter, "outcome"]
-    list_select_related = ["case__loan__customer", "assigned_to"]
+    list_select_related = ["case__loan__customer__tier", "assigned_to"]
     search_fields = ["case__loan__ref", "case__loan__customer__ref"]
     ordering = ["-priority", "scheduled_for", "id"]
     raw_id_fields = ["assigned_to"]
@@ -304,9 +323,45 @@ class CallTaskAdmin(AuditedModelAdmin):
             request, obj
         )
 
+    def get_changelist_instance(self, request):
+        # The gates are asked once for the page, at the moment it is shown; kept on the request, not on this
+        # shared ModelAdmin.
+        changelist = super().get_changelist_instance(request)
+        request.call_gates_at = timezone.now()
+        request.call_gates = calls.queue_gates(changelist.result_list, request.call_gates_at)
+        return changelist
+
     def get_list_display(self, request):
         # Collectors need the phone to call; whoever may not see personal data gets it masked.
         sees = can_see_personal_data(request.user)
+
+        @admin.display(description=_("customer's local time"))
+        def local_time(obj):
+            now = getattr(request, "call_gates_at", None) or timezone.now()
+            customer = obj.case.loan.customer
+            zones = customer.location.zones
+            own = now.astimezone(customer.zone).strftime("%a %H:%M")
+            others = [
+                f"{z}: {now.astimezone(zoneinfo.ZoneInfo(z)):%H:%M}" for z in zones if z != customer.timezone
+            ]
+            return format_html("{}<br><small>{}</small>", own, "; ".join(others)) if others else own
+
+        @admin.display(description=_("may call now"))
+        def callable_now(obj):
+            decision = getattr(request, "call_gates", {}).get(obj.pk)
+            if decision is None:
+                return "—"
+            if decision.allowed:
+                return format_html('<span style="color:#264b00">{}</span>', _("yes"))
+            reason = NotificationLog.Reason(decision.reason).label if decision.reason else ""
+            if decision.not_before:
+                until = decision.not_before.astimezone(obj.case.loan.customer.zone).strftime("%Y-%m-%d %H:%M")
+                return format_html(
+                    '<span style="color:#ba2121">{}</span><br><small>{} {}</small>', reason, _("from"), until
+                )
+            return format_html('<span style="color:#ba2121">{}</span>', reason)
+
+        columns = {"local_time": local_time, "callable_now": callable_now}
 
         @admin.display(description=_("customer"))
         def customer(obj):
@@ -318,7 +373,8 @@ class CallTaskAdmin(AuditedModelAdmin):
             number = str(obj.case.loan.customer.phone or "")
             return number if sees else mask_phone(number)
 
-        return [customer if c == "customer" else phone if c == "phone" else c for c in self.list_display]
+        columns.update(customer=customer, phone=phone)
+        return [columns.get(c, c) for c in self.list_display]
 
     @admin.display(description=_("customer"))
     def customer(self, obj):
@@ -327,6 +383,15 @@ class CallTaskAdmin(AuditedModelAdmin):
     @admin.display(description=_("phone"))
     def phone(self, obj):
         return mask_phone(str(obj.case.loan.customer.phone or ""))
+
+    # The per-request versions in get_list_display replace these (they read the gates computed for the page).
+    @admin.display(description=_("customer's local time"))
+    def local_time(self, obj):
+        return "—"
+
+    @admin.display(description=_("may call now"))
+    def callable_now(self, obj):
+        return "—"
 
     @admin.display(description=_("loan"))
     def loan(self, obj):
@@ -380,8 +445,13 @@ class CallTaskAdmin(AuditedModelAdmin):
                     note=data["note"],
                     promise_amount=data["promise_amount"],
                     promise_date=data["promise_date"],
+                    covers=[r for r in (data["covers"] or "").split(",") if r.strip()],
                     actor=request.user,
                     at=timezone.now(),
+                )
+            except services.CallRefused as exc:
+                form.add_error(
+                    None, _("This call may not be made now: %(reason)s.") % {"reason": _reason(exc)}
                 )
             except ValidationError as exc:
                 if hasattr(exc, "error_dict"):
@@ -394,7 +464,14 @@ class CallTaskAdmin(AuditedModelAdmin):
                 return HttpResponseRedirect(reverse("admin:collections_calltask_changelist"))
         customer = task.case.loan.customer
         sees = can_see_personal_data(request.user)
+        now = timezone.now()
+        gate = calls.queue_gates([task], now).get(task.pk) if task.is_open else None
         context = {
+            "local_time": now.astimezone(customer.zone),
+            "zones": ", ".join(customer.location.zones),
+            "may_call": gate.allowed if gate else None,
+            "refusal": NotificationLog.Reason(gate.reason).label if gate and not gate.allowed else "",
+            "voicemail_text": calls.voicemail_for(customer, request.user),
             **self.admin_site.each_context(request),
             "title": _("Record the outcome of a call"),
             "opts": self.model._meta,

@@ -19,3 +19,9 @@ class DebtCollectionConfig(AppConfig):
             receivers.on_payments_recorded, dispatch_uid="collections.payments_recorded"
         )
         loan_signals.tier_changed.connect(receivers.on_tier_changed, dispatch_uid="collections.tier_changed")
+        # The weekly contact cap counts every contact: the call attempts made too.
+        from notifications.compliance import register_contact_counter
+
+        from .calls import attempts_per_customer
+
+        register_contact_counter(attempts_per_customer)

@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from loans.models import CreditTier, Loan
+from loans.models import CreditTier, Customer, Loan
 from notifications.choices import Kind
 
 MESSAGING_ACTIONS = ("sms", "email", "push")
@@ -213,13 +213,23 @@ class CallTask(models.Model):
         NONE = "", _("—")
         REACHED = "reached", _("Reached")
         NO_ANSWER = "no_answer", _("No answer")
+        VOICEMAIL = "voicemail", _("Voicemail left")
         WRONG_NUMBER = "wrong_number", _("Wrong number")
         PROMISE_TO_PAY = "promise_to_pay", _("Promise to pay")
         DISPUTE = "dispute", _("Dispute")
         REFUSED = "refused", _("Refused to pay")
+        STOP_CALLING = "stop_calling", _("Asked us to stop calling")
 
-    # A conversation took place: no further call for 7 days.
-    CONVERSATION_OUTCOMES = (Outcome.REACHED, Outcome.PROMISE_TO_PAY, Outcome.DISPUTE, Outcome.REFUSED)
+    # A conversation took place: no further call about the loans it covered for the policy's pause.
+    CONVERSATION_OUTCOMES = (
+        Outcome.REACHED,
+        Outcome.PROMISE_TO_PAY,
+        Outcome.DISPUTE,
+        Outcome.REFUSED,
+        Outcome.STOP_CALLING,
+    )
+    # Nobody answered: another attempt is scheduled within the limits.
+    RETRY_OUTCOMES = (Outcome.NO_ANSWER, Outcome.VOICEMAIL)
 
     case = models.ForeignKey(CollectionCase, on_delete=models.CASCADE, related_name="call_tasks")
     assigned_to = models.ForeignKey(
@@ -273,6 +283,53 @@ class CallTask(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.OPEN
+
+
+class CallAttempt(models.Model):
+    """A call actually made (whatever came of it), at the moment it was made: what the call limits and the weekly
+    contact cap count. A call is about its task's loan and may cover other loans of the same customer; each of
+    them counts it, and a conversation blocks further calls about each."""
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="call_attempts", verbose_name=_("customer")
+    )
+    task = models.ForeignKey(
+        CallTask,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="attempts",
+        verbose_name=_("task"),
+    )
+    made_at = models.DateTimeField(_("made at"))
+    outcome = models.CharField(_("outcome"), max_length=16, choices=CallTask.Outcome.choices)
+    is_conversation = models.BooleanField(_("conversation"), default=False)
+    loans = models.ManyToManyField(Loan, through="CallAttemptLoan", related_name="call_attempts")
+    voicemail_message = models.TextField(_("voicemail left"), blank=True)
+    made_by = models.CharField(_("made by"), max_length=150)
+
+    class Meta:
+        ordering = ["-made_at", "-id"]
+        verbose_name = _("call attempt")
+        verbose_name_plural = _("call attempts")
+        indexes = [models.Index(fields=["customer", "made_at"], name="call_attempt_customer_idx")]
+
+    def __str__(self):
+        return f"Call to {self.customer_id} at {self.made_at:%Y-%m-%d %H:%M} ({self.outcome})"
+
+
+class CallAttemptLoan(models.Model):
+    """A loan a call was about (the task's loan, and each loan the call covered)."""
+
+    attempt = models.ForeignKey(CallAttempt, on_delete=models.CASCADE, related_name="covered")
+    loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["attempt", "loan"], name="call_attempt_loan_unique")]
+        indexes = [models.Index(fields=["loan"], name="call_attempt_loan_idx")]
+
+    def __str__(self):
+        return f"{self.attempt_id}: {self.loan_id}"
 
 
 class PromiseToPay(models.Model):

@@ -19,18 +19,22 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from backoffice.audit import Event, actor_name, log_event, log_events
 from backoffice.bulk import bulk_update_rows
 from loans.models import CreditTier, Customer, Installment, Loan, Payment
+from notifications.compliance import Callee, CallMade, RulesBook, contacts_in_last_7_days, earliest_call
 
+from .calls import callee_of, calls_made, decide_call, voicemail_for
 from .ladder import days_past_due, grace_days_of, local_date
 from .models import (
     MESSAGING_ACTIONS,
     Agency,
     AgencyPlacement,
+    CallAttempt,
+    CallAttemptLoan,
     CallTask,
     CaseStepRun,
     CollectionCase,
@@ -42,8 +46,6 @@ from .models import (
 JOB_ACTOR = "job:advance_collections"
 CHUNK = 2000
 ZERO = Decimal("0")
-CALL_WINDOW = dt.timedelta(days=7)
-MAX_CALLS_PER_LOAN_IN_WINDOW = 7
 # After "no answer" the next attempt is a few hours later (the contact window and the weekly cap still apply).
 NO_ANSWER_RETRY_AFTER = dt.timedelta(hours=4)
 PROMISE_MAX_DAYS_AHEAD = 31
@@ -51,6 +53,7 @@ PROMISE_MAX_DAYS_AHEAD = 31
 # Reason codes of the reminder engine (SPEC.md) used when collections cancel what is pending.
 REASON_PAID = "paid"
 REASON_DO_NOT_CONTACT = "do_not_contact"
+REASON_OPTED_OUT = "opted_out"
 # Dedupe keys of the ladder's messages in the reminder engine's log start with this and the tier: the messages of
 # one customer, kind and channel on their local day are one contact naming every case's loan (notice_dedupe_key).
 LADDER_KEY_PREFIX = "case:"
@@ -71,6 +74,8 @@ class LoanPosition:
     is_opted_out_of_calls: bool
     today: dt.date
     loan_ref: str = ""
+    phone: str = ""
+    is_timezone_given: bool = True
     past_due_ids: list[int] = field(default_factory=list)
     first_due_date: dt.date | None = None
     dpd: int = 0
@@ -80,6 +85,24 @@ class LoanPosition:
     def is_overdue(self) -> bool:
         """Past the tier's grace period: a case is open while this holds."""
         return self.dpd > self.grace_days
+
+    def callee(self) -> Callee:
+        """The person called, as the call gates see them (the weekly cap is checked when the call is made)."""
+        from django.conf import settings
+
+        from loans.locations import locate
+
+        return Callee(
+            location=locate(
+                stored_zone=self.tz_name if self.is_timezone_given else "",
+                phone=self.phone,
+                default_zone=settings.TIME_ZONE,
+            ),
+            calendar_zone=self.tz_name,
+            do_not_contact=self.is_do_not_contact,
+            opted_out_of_calls=self.is_opted_out_of_calls,
+            has_phone=bool(self.phone),
+        )
 
 
 def past_due_cutoff(at: dt.datetime) -> dt.date:
@@ -113,13 +136,27 @@ def loan_positions(
             "loan__customer__do_not_contact",
             "loan__customer__opt_out_call",
             "loan__ref",
+            "loan__customer__phone",
+            "loan__customer__timezone_source",
         )
     )
     positions: dict[int, LoanPosition] = {}
     for row in rows:
-        inst_id, loan_id, due, amount_due, amount_paid, customer_id, tz_name, tier_id, dnc, no_calls, ref = (
-            row
-        )
+        (
+            inst_id,
+            loan_id,
+            due,
+            amount_due,
+            amount_paid,
+            customer_id,
+            tz_name,
+            tier_id,
+            dnc,
+            no_calls,
+            ref,
+            phone,
+            tz_source,
+        ) = row
         pos = positions.get(loan_id)
         if pos is None:
             pos = positions[loan_id] = LoanPosition(
@@ -132,6 +169,8 @@ def loan_positions(
                 is_opted_out_of_calls=no_calls,
                 today=local_date(at, tz_name),
                 loan_ref=ref,
+                phone=phone or "",
+                is_timezone_given=tz_source == Customer.TimezoneSource.GIVEN,
             )
         if due < pos.today:
             pos.past_due_ids.append(inst_id)
@@ -143,36 +182,13 @@ def loan_positions(
 
 
 # --- calls: when one may be scheduled --------------------------------------------------------------------
-def earliest_call_time(
-    *,
-    desired: dt.datetime,
-    tz_name: str,
-    last_conversation_at: dt.datetime | None,
-    loan_call_times: Iterable[dt.datetime],
-    policy,
-) -> dt.datetime:
-    """The first moment from ``desired`` a call on this loan may be scheduled.
-
-    Never inside 7 days after a conversation, never an 8th call of the loan in any 7 days (counting the
-    calls already scheduled), never outside the customer's contact window.
-    """
-    from notifications.compliance import is_within_contact_window, next_window_opening
-
-    calls = sorted(loan_call_times)
-    t = desired
-    if last_conversation_at and t < last_conversation_at + CALL_WINDOW:
-        t = last_conversation_at + CALL_WINDOW
-    for _ in range(50):
-        in_window = [c for c in calls if t - CALL_WINDOW < c <= t + CALL_WINDOW]
-        before = [c for c in in_window if c <= t]
-        if len(before) >= MAX_CALLS_PER_LOAN_IN_WINDOW:
-            t = before[-MAX_CALLS_PER_LOAN_IN_WINDOW] + CALL_WINDOW
-            continue
-        if not is_within_contact_window(tz_name, t, policy):
-            t = next_window_opening(tz_name, t, policy)
-            continue
-        return t
-    raise ValidationError("No moment for a call could be found in the coming weeks.")
+def schedule_time(
+    desired: dt.datetime, loan_id: int, callee: Callee, made: list[CallMade], book: RulesBook
+) -> dt.datetime | None:
+    """When a call task about ``loan_id`` is due: the first moment from ``desired`` the call limits and the
+    contact window allow (``notifications.compliance.earliest_call`` over the calls made); None when waiting
+    cannot help (do-not-contact, opted out of calls, no phone)."""
+    return earliest_call(desired, loan_id, made, callee, book.for_location(callee.location))
 
 
 def call_priority(*, broken_promises: int, amount_overdue: Decimal, dpd: int) -> int:
@@ -220,7 +236,7 @@ class _Run:
     actor: str
     tiers: dict[int, CreditTier]
     steps: dict[int, list[EscalationStep]]
-    policy: Any
+    book: RulesBook
     counts: Counter
     _collectors: dict[int, int] | None = None
     _agencies: dict[int, int] | None = None
@@ -260,14 +276,12 @@ def advance_collections(
     frozen loans. Paused cases (pending promise), frozen cases and do-not-contact customers do not move.
     Idempotent. Returns counts of what it did.
     """
-    from notifications.models import ContactPolicy
-
     run = _Run(
         now=now,
         actor=JOB_ACTOR,
         tiers={t.pk: t for t in CreditTier.objects.all()},
         steps=defaultdict(list),
-        policy=ContactPolicy.get(),
+        book=RulesBook.load(),
         counts=Counter(),
     )
     for step in EscalationStep.objects.order_by("tier_id", "min_dpd", "id"):
@@ -393,20 +407,11 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
         "case_id", "step_id"
     ):
         done_steps[case_id].add(step_id)
-    loan_calls: dict[int, list[dt.datetime]] = defaultdict(list)
     open_tasks: dict[int, list[CallTask]] = defaultdict(list)
-    for task in (
-        CallTask.objects.filter(case__loan_id__any_of=[c.loan_id for c in working])
-        .filter(
-            Q(status=CallTask.Status.OPEN)
-            | Q(status=CallTask.Status.DONE, scheduled_for__gte=now - 2 * CALL_WINDOW)
-        )
-        .only("id", "case_id", "scheduled_for", "status", "priority")
-        .annotate(case_loan_id=F("case__loan_id"))
-    ):
-        loan_calls[task.case_loan_id].append(task.scheduled_for)
-        if task.status == CallTask.Status.OPEN:
-            open_tasks[task.case_id].append(task)
+    for task in CallTask.objects.filter(
+        case_id__any_of=[c.pk for c in working], status=CallTask.Status.OPEN
+    ).only("id", "case_id", "scheduled_for", "status", "priority"):
+        open_tasks[task.case_id].append(task)
 
     runs: list[CaseStepRun] = []
     messages: list[tuple[CollectionCase, EscalationStep, LoanPosition]] = []
@@ -500,18 +505,15 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
 
     # Call tasks: one open task per case at most, assigned to the collector with the fewest open tasks.
     new_tasks = []
+    made = calls_made({pos.customer_id for _case, _step, pos in calls}, now) if calls else {}
     for case, _step, pos in calls:
         if open_tasks.get(case.pk):
             counts["call_tasks_kept"] += 1
             continue
-        when = earliest_call_time(
-            desired=now,
-            tz_name=pos.tz_name,
-            last_conversation_at=case.last_conversation_at,
-            loan_call_times=loan_calls[case.loan_id],
-            policy=run.policy,
-        )
-        loan_calls[case.loan_id].append(when)
+        when = schedule_time(now, case.loan_id, pos.callee(), made.get(pos.customer_id, []), run.book)
+        if when is None:
+            counts["call_tasks_not_callable"] += 1
+            continue
         task = CallTask(
             case=case,
             assigned_to_id=pick_least_loaded(run.collectors),
@@ -1076,27 +1078,25 @@ def _schedule_follow_up_call(
     case: CollectionCase, customer: Customer, promise: PromiseToPay, now: dt.datetime, actor: str
 ) -> CallTask | None:
     """A call after a broken promise, unless one is open or the customer may not be called."""
-    from notifications.models import ContactPolicy
-
     if customer.do_not_contact or customer.opt_out_call or case.is_frozen:
         return None
     if CallTask.objects.filter(case=case, status=CallTask.Status.OPEN).exists():
         return None
+    when = schedule_time(
+        now,
+        case.loan_id,
+        callee_of(customer, contacts_in_7_days=0),
+        calls_made([customer.pk], now).get(customer.pk, []),
+        RulesBook.load(),
+    )
+    if when is None:
+        return None
     loads = collector_loads()
     assignee = promise.created_by_id if promise.created_by_id in loads else pick_least_loaded(loads)
-    recent = CallTask.objects.filter(
-        case__loan_id=case.loan_id, scheduled_for__gte=now - 2 * CALL_WINDOW
-    ).exclude(status=CallTask.Status.CANCELLED)
     task = CallTask.objects.create(
         case=case,
         assigned_to_id=assignee,
-        scheduled_for=earliest_call_time(
-            desired=now,
-            tz_name=customer.timezone,
-            last_conversation_at=case.last_conversation_at,
-            loan_call_times=list(recent.values_list("scheduled_for", flat=True)),
-            policy=ContactPolicy.get(),
-        ),
+        scheduled_for=when,
         created_at=now,
         priority=call_priority(
             broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd
@@ -1120,6 +1120,14 @@ def _schedule_follow_up_call(
 
 
 # --- call outcomes -------------------------------------------------------------------------------------------
+class CallRefused(ValidationError):
+    """The call may not be made at that moment (``reason``: a SPEC.md reason code, ``inputs``: what decided)."""
+
+    def __init__(self, reason: str, inputs: dict):
+        self.reason, self.inputs = reason, inputs
+        super().__init__(f"This call may not be made now ({reason}).", code=reason, params={"reason": reason})
+
+
 def record_call_outcome(
     task: CallTask,
     *,
@@ -1129,32 +1137,59 @@ def record_call_outcome(
     note: str = "",
     promise_amount: Decimal | None = None,
     promise_date: dt.date | None = None,
+    covers: Iterable[str] = (),
 ) -> CallTask:
-    """Record what came of a call, in one go.
+    """Record a call attempt made at ``at`` and what came of it, in one go (the collector's form and
+    ``manage.py record_call`` both call this).
 
-    Effects: the task is ``done`` with outcome, note, time and collector; a conversation (reached, promise,
-    dispute, refused) blocks further calls on the loan for 7 days; ``promise_to_pay`` creates a pending
+    First the call is checked as it was made, by the same gates as a message plus the call limits
+    (``notifications.compliance.may_call`` over the calls actually made, for the task's loan and each loan in
+    ``covers``, references of the same customer's other loans): a call that may not be made raises
+    ``CallRefused`` with the reason code and nothing is recorded.
+
+    Effects: a ``CallAttempt`` (counted by the call limits and the weekly contact cap) about the task's loan and
+    the covered loans; the task is ``done`` with outcome, note, time and collector; a conversation (reached,
+    promise, dispute, refused, stop_calling) blocks calls about each of those loans for the policy's pause;
+    ``voicemail`` records the limited-content message left; ``promise_to_pay`` creates a pending
     ``PromiseToPay`` and pauses the ladder until the promised date; ``dispute`` puts the customer on
-    ``do_not_contact`` (reason dispute), cancels their pending contacts and open call tasks; ``no_answer``
-    schedules a retry within the call limits. Writes ``collections.call.recorded`` (and
-    ``collections.promise.created`` / ``collections.customer.disputed``).
+    ``do_not_contact`` (reason dispute), cancels their pending contacts and open call tasks; ``stop_calling``
+    opts the customer out of calls at once and cancels their open call tasks; ``no_answer`` and ``voicemail``
+    schedule a retry within the limits. Writes ``collections.call.recorded`` (and
+    ``collections.promise.created`` / ``collections.customer.disputed`` / ``collections.customer.calls_stopped``
+    / ``collections.call.scheduled``).
 
-    Raises ``ValidationError`` when the task is not open, the outcome is unknown, or a promise lacks a
-    positive amount or a date from today to 31 days ahead, or another promise is still pending.
+    Raises ``ValidationError`` when the task is not open, the outcome is unknown, a covered loan is not the
+    customer's, or a promise lacks a positive amount or a date from today to 31 days ahead, or another promise
+    is still pending.
     """
-    from notifications.models import ContactPolicy
-
     at = at or timezone.now()
     user = actor if hasattr(actor, "pk") else None
     actor_str = actor_name(actor)
     if outcome not in CallTask.Outcome.values or outcome == "":
         raise ValidationError({"outcome": "Choose the outcome of the call."})
     with transaction.atomic():
-        task = CallTask.objects.select_for_update().select_related("case__loan__customer").get(pk=task.pk)
+        task = CallTask.objects.select_for_update().select_related("case__loan").get(pk=task.pk)
         if task.status != CallTask.Status.OPEN:
             raise ValidationError("This call task is no longer open.")
         case = task.case
-        customer = case.loan.customer
+        # Locked: two attempts on the same person are counted one after the other (the daily limit).
+        customer = (
+            Customer.objects.select_for_update(of=("self",))
+            .select_related("tier")
+            .get(pk=case.loan.customer_id)
+        )
+        covered = _covered_loans(customer, case.loan, covers)
+        book = RulesBook.load()
+        decision = decide_call(
+            customer,
+            [case.loan_id, *(loan.pk for loan in covered)],
+            at,
+            made=calls_made([customer.pk], at).get(customer.pk, []),
+            contacts_in_7_days=contacts_in_last_7_days([customer.pk], at).get(customer.pk, 0),
+            book=book,
+        )
+        if not decision.allowed:
+            raise CallRefused(decision.reason, decision.inputs)
         today = local_date(at, customer.timezone)
         events = []
         promise = None
@@ -1196,11 +1231,29 @@ def record_call_outcome(
                     },
                 )
             )
+        is_conversation = outcome in CallTask.CONVERSATION_OUTCOMES
+        voicemail = ""
+        if outcome == CallTask.Outcome.VOICEMAIL:
+            voicemail = voicemail_for(customer, user if user is not None else actor_str, book=book)
+        attempt = CallAttempt.objects.create(
+            customer=customer,
+            task=task,
+            made_at=at,
+            outcome=outcome,
+            is_conversation=is_conversation,
+            voicemail_message=voicemail,
+            made_by=actor_str,
+        )
+        loan_ids = [case.loan_id, *(loan.pk for loan in covered)]
+        CallAttemptLoan.objects.bulk_create([CallAttemptLoan(attempt=attempt, loan_id=i) for i in loan_ids])
         task.status, task.outcome, task.note = CallTask.Status.DONE, outcome, note
         task.completed_at, task.completed_by = at, user
         task.save(update_fields=["status", "outcome", "note", "completed_at", "completed_by"])
-        if outcome in CallTask.CONVERSATION_OUTCOMES:
+        if is_conversation:
             case.last_conversation_at = at
+            CollectionCase.objects.open().filter(loan_id__in=[loan.pk for loan in covered]).update(
+                last_conversation_at=at, updated_at=at
+            )
         case.save(update_fields=["paused_until", "last_conversation_at", "updated_at"])
         events.insert(
             0,
@@ -1213,54 +1266,93 @@ def record_call_outcome(
                 after={
                     "case_id": case.pk,
                     "loan_id": case.loan_id,
+                    "covered_loan_refs": [loan.ref for loan in covered],
+                    "call_attempt_id": attempt.pk,
                     "outcome": outcome,
+                    "is_conversation": is_conversation,
+                    "voicemail_message": voicemail,
                     "note": note,
                     "promise_amount": promise_amount,
                     "promise_date": promise_date,
                     "dpd": case.dpd,
                     "stage": case.stage,
+                    "gates": decision.inputs,
                 },
             ),
         )
         if outcome == CallTask.Outcome.DISPUTE:
             events.extend(_put_on_dispute_hold(customer, at, actor_str))
-        elif outcome == CallTask.Outcome.NO_ANSWER and not customer.opt_out_call:
-            loan_calls = CallTask.objects.filter(
-                case__loan_id=case.loan_id, scheduled_for__gte=at - 2 * CALL_WINDOW
-            ).exclude(status=CallTask.Status.CANCELLED)
-            when = earliest_call_time(
-                desired=at + NO_ANSWER_RETRY_AFTER,
-                tz_name=customer.timezone,
-                last_conversation_at=case.last_conversation_at,
-                loan_call_times=list(loan_calls.values_list("scheduled_for", flat=True)),
-                policy=ContactPolicy.get(),
+        elif outcome == CallTask.Outcome.STOP_CALLING:
+            events.extend(_stop_calls(customer, at, actor_str, task))
+        elif outcome in CallTask.RETRY_OUTCOMES and not customer.opt_out_call:
+            made = calls_made([customer.pk], at).get(customer.pk, [])
+            when = schedule_time(
+                at + NO_ANSWER_RETRY_AFTER,
+                case.loan_id,
+                callee_of(customer, contacts_in_7_days=0),
+                made,
+                book,
             )
-            retry = CallTask.objects.create(
-                case=case,
-                assigned_to=task.assigned_to,
-                scheduled_for=when,
-                created_at=at,
-                priority=call_priority(
-                    broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd
-                ),
-            )
-            events.append(
-                Event(
-                    action="collections.call.scheduled",
-                    actor=actor_str,
-                    object_type="collections.CallTask",
-                    object_id=str(retry.pk),
-                    at=at,
-                    after={
-                        "case_id": case.pk,
-                        "assigned_to_id": retry.assigned_to_id,
-                        "scheduled_for": when,
-                        "after": "no_answer",
-                    },
+            if when is not None:
+                retry = CallTask.objects.create(
+                    case=case,
+                    assigned_to=task.assigned_to,
+                    scheduled_for=when,
+                    created_at=at,
+                    priority=call_priority(
+                        broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd
+                    ),
                 )
-            )
+                events.append(
+                    Event(
+                        action="collections.call.scheduled",
+                        actor=actor_str,
+                        object_type="collections.CallTask",
+                        object_id=str(retry.pk),
+                        at=at,
+                        after={
+                            "case_id": case.pk,
+                            "assigned_to_id": retry.assigned_to_id,
+                            "scheduled_for": when,
+                            "after": outcome,
+                        },
+                    )
+                )
         log_events(events)
     return task
+
+
+def _covered_loans(customer: Customer, loan: Loan, refs: Iterable[str]) -> list[Loan]:
+    """The customer's other loans a call covered, by reference; a reference that is not one of the customer's
+    loans is refused (ValidationError on ``covers``)."""
+    refs = [r.strip() for r in refs if r and r.strip() and r.strip() != loan.ref]
+    if not refs:
+        return []
+    loans = {x.ref: x for x in Loan.objects.filter(customer=customer, ref__in=refs)}
+    unknown = [r for r in dict.fromkeys(refs) if r not in loans]
+    if unknown:
+        raise ValidationError({"covers": f"Not a loan of this customer: {', '.join(unknown)}."})
+    return [loans[r] for r in dict.fromkeys(refs)]
+
+
+def _stop_calls(customer: Customer, at: dt.datetime, actor: str, task: CallTask) -> list[Event]:
+    """The customer asked us to stop calling: opted out of calls at once, their open call tasks cancelled."""
+    Customer.objects.filter(pk=customer.pk).update(opt_out_call=True, updated_at=at)
+    cancelled = CallTask.objects.filter(case__loan__customer=customer, status=CallTask.Status.OPEN).update(
+        status=CallTask.Status.CANCELLED, cancel_reason=REASON_OPTED_OUT
+    )
+    customer.opt_out_call = True
+    return [
+        Event(
+            action="collections.customer.calls_stopped",
+            actor=actor,
+            object_type="loans.Customer",
+            object_id=str(customer.pk),
+            at=at,
+            before={"opt_out_call": False},
+            after={"opt_out_call": True, "call_task_id": task.pk, "call_tasks_cancelled": cancelled},
+        )
+    ]
 
 
 def _put_on_dispute_hold(customer: Customer, at: dt.datetime, actor: str) -> list[Event]:

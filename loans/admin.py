@@ -230,10 +230,10 @@ class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
     )
     list_select_related = ("tier",)
     search_fields = ("=ref", "=phone", "name")
-    readonly_fields = ("credit_score", "instalments", "created_at", "updated_at")
+    readonly_fields = ("credit_score", "timezone_source", "instalments", "created_at", "updated_at")
     inlines = [LoanInline]
     fieldsets = (
-        (None, {"fields": ("ref", "name", "language", "timezone")}),
+        (None, {"fields": ("ref", "name", "language", "timezone", "timezone_source")}),
         (_("Contact"), {"fields": ("phone", "email", "push_token")}),
         (
             _("Credit tier"),
@@ -334,6 +334,11 @@ class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
         return format_html('<table class="customer-instalments">{}<tbody>{}</tbody></table>', head, body)
 
     def save_model(self, request, obj, form, change):
+        if "timezone" in form.changed_data or not change:
+            # A zone the operator types is the customer's own; an emptied one is unknown again (derived on save).
+            obj.timezone_source = (
+                Customer.TimezoneSource.GIVEN if obj.timezone else Customer.TimezoneSource.UNKNOWN
+            )
         pin_fields = {"tier", "is_tier_pinned", "tier_pin_reason"}
         before = (
             Customer.objects.filter(pk=obj.pk).values("tier_id", "is_tier_pinned", "tier_pin_reason").first()

@@ -158,8 +158,29 @@ class Customer(models.Model):
     language = models.CharField(
         _("language"), max_length=10, choices=Language.choices, default=Language.ZH_HANS
     )
+
+    class TimezoneSource(models.TextChoices):
+        GIVEN = "given", _("Given (import or operator)")
+        PHONE = "phone", _("Unknown: the phone number's zone")
+        UNKNOWN = "unknown", _("Unknown: the operators' zone")
+
     timezone = models.CharField(
-        _("time zone"), max_length=64, default="Asia/Shanghai", validators=[validate_timezone]
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        default="",
+        validators=[validate_timezone],
+        help_text=_(
+            "Where the customer said they live. Leave empty when unknown: the phone number's zone (or the "
+            "operators' zone) is then used and recorded as such, never taken as the customer's own."
+        ),
+    )
+    timezone_source = models.CharField(
+        _("time zone source"),
+        max_length=16,
+        choices=TimezoneSource.choices,
+        default=TimezoneSource.GIVEN,
+        editable=False,
     )
     credit_score = models.IntegerField(
         _("latest credit score"), null=True, blank=True, validators=[MinValueValidator(0)]
@@ -219,6 +240,7 @@ class Customer(models.Model):
         return self.ref
 
     def save(self, *args, **kwargs):
+        self.settle_timezone()
         if not self.is_tier_pinned:
             self.tier = self.derived_tier()
         if not self.do_not_contact:
@@ -240,8 +262,43 @@ class Customer(models.Model):
         """The tier whose score range holds the latest credit score (None without a score or a tier)."""
         return CreditTier.objects.for_score(self.credit_score)
 
+    def settle_timezone(self) -> None:
+        """Fill the calendar zone of a customer who gave none (``timezone`` empty, or derived before and not given
+        since): the phone number's zone when it has exactly one, else the operators' ``TIME_ZONE``, with
+        ``timezone_source`` saying which. A zone given by an import or an operator is kept as ``given``."""
+        from django.conf import settings
+
+        from .locations import calendar_zone, phone_zones
+
+        if self.timezone and self.timezone_source == self.TimezoneSource.GIVEN:
+            return
+        self.timezone = calendar_zone(phone=self.phone or "", default_zone=settings.TIME_ZONE)
+        self.timezone_source = (
+            self.TimezoneSource.PHONE
+            if len(phone_zones(self.phone or "")) == 1
+            else self.TimezoneSource.UNKNOWN
+        )
+
+    @property
+    def is_timezone_given(self) -> bool:
+        return self.timezone_source == self.TimezoneSource.GIVEN
+
+    @property
+    def location(self):
+        """Every zone and country the customer may be in (``loans.locations.Location``)."""
+        from django.conf import settings
+
+        from .locations import locate
+
+        return locate(
+            stored_zone=self.timezone if self.is_timezone_given else "",
+            phone=self.phone or "",
+            default_zone=settings.TIME_ZONE,
+        )
+
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
+        """The zone of the customer's calendar (their local day for due dates, planning and DPD)."""
         return zoneinfo.ZoneInfo(self.timezone)
 
     def local_now(self, now: dt.datetime) -> dt.datetime:

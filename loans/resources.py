@@ -119,7 +119,8 @@ class CustomerResource(BookResource):
     email = text("email")
     push_token = text("push_token")
     language = text("language", default=Customer.Language.ZH_HANS)
-    timezone = text("timezone", default="Asia/Shanghai")
+    # Empty when the file does not say: recorded as unknown (see Customer.settle_timezone), never guessed.
+    timezone = text("timezone", default="")
     credit_score = Field(attribute="credit_score", column_name="credit_score", widget=IntWidget())
     opt_out_sms = boolean("opt_out_sms")
     opt_out_email = boolean("opt_out_email")
@@ -148,7 +149,11 @@ class CustomerResource(BookResource):
         )
         import_id_fields = ("ref",)
 
-    extra_update_fields = ("tier", "do_not_contact_reason")
+    extra_update_fields = ("tier", "do_not_contact_reason", "timezone_source")
+
+    def dehydrate_timezone(self, customer):
+        # A zone the customer never gave is exported empty, so a round trip keeps it unknown.
+        return customer.timezone if customer.is_timezone_given else ""
 
     def before_import(self, dataset, **kwargs):
         super().before_import(dataset, **kwargs)
@@ -159,6 +164,11 @@ class CustomerResource(BookResource):
         # Rows are bulk-written, so this does what Customer.save() does: derive the tier from the score
         # (unless pinned) and drop the reason of a lifted do-not-contact.
         super().before_save_instance(instance, row, **kwargs)
+        if str(row.get("timezone") or "").strip():
+            instance.timezone_source = Customer.TimezoneSource.GIVEN
+        else:
+            instance.timezone = ""  # the file does not say: derived below and recorded as not given
+        instance.settle_timezone()
         before = instance.tier_id
         if not instance.is_tier_pinned:
             score = instance.credit_score

@@ -24,7 +24,7 @@ from loans.admin import CreditTierAdmin
 from loans.models import Customer
 
 from .choices import Channel
-from .models import ContactPolicy, OutboxMessage, ReminderRule, ReminderTemplate
+from .models import ContactPolicy, JurisdictionPolicy, OutboxMessage, ReminderRule, ReminderTemplate
 from .resources import ReminderRuleResource, ReminderTemplateResource
 from .templating import sms_segments
 
@@ -139,6 +139,23 @@ class ContactPolicyAdmin(AuditedModelAdmin):
         ),
         (_("Templates"), {"fields": ("default_language",)}),
         (_("Sending"), {"fields": ("max_send_attempts", "retry_backoff_seconds", "expire_after_hours")}),
+        (
+            _("Calls"),
+            {
+                "fields": (
+                    "max_calls_per_debt_in_7_days",
+                    "call_pause_days_after_conversation",
+                    "max_call_attempts_per_day",
+                    "voicemail_text",
+                    "business_name",
+                    "callback_number",
+                ),
+                "description": _(
+                    "They apply to every customer, together with the rules of the jurisdictions the customer's "
+                    "phone and time zone point at: the strictest wins."
+                ),
+            },
+        ),
     )
 
     def has_add_permission(self, request):
@@ -154,6 +171,34 @@ class ContactPolicyAdmin(AuditedModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         ContactPolicy.get()  # the row exists from the first visit on, with its defaults
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(JurisdictionPolicy)
+class JurisdictionPolicyAdmin(AuditedModelAdmin):
+    """The contact rules of a country (the legal floor where a customer may be), chosen by phone and zone."""
+
+    list_display = (
+        "country",
+        "name",
+        "window_start",
+        "window_end",
+        "max_calls_per_debt_in_7_days",
+        "call_pause_days_after_conversation",
+        "max_call_attempts_per_day",
+    )
+    fields = (
+        "country",
+        "name",
+        "source",
+        "window_start",
+        "window_end",
+        "max_calls_per_debt_in_7_days",
+        "call_pause_days_after_conversation",
+        "max_call_attempts_per_day",
+        "voicemail_text",
+        "business_name",
+        "callback_number",
+    )
 
 
 @admin.register(OutboxMessage)

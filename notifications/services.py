@@ -29,12 +29,13 @@ from django.utils import timezone
 
 from backoffice.audit import Event, log_events
 from backoffice.bulk import bulk_update_rows
+from loans.locations import locate
 from loans.models import CreditTier, Customer, Installment, Loan
 
 from . import compliance
 from .choices import Channel, Kind
 from .destinations import DeadDestination, forget_destinations
-from .models import ContactPolicy, NotificationItem, NotificationLog, ReminderRule, ReminderTemplate
+from .models import NotificationItem, NotificationLog, ReminderRule, ReminderTemplate
 from .templating import render
 
 Status = NotificationLog.Status
@@ -69,6 +70,18 @@ def notice_dedupe_key(prefix: str, customer_id: int, local_day: dt.date, kind: s
     channel. Every notice of one source, kind and channel for a customer's day is ONE contact listing each loan,
     as a rule's reminder lists every loan due the same day (the weekly cap can never cost a loan its notice)."""
     return f"{prefix}{customer_id}:{local_day.isoformat()}:{kind}:{channel}"
+
+
+def planned_send_time(
+    day: dt.date, send_time: dt.time, tz_name: str, location, book: compliance.RulesBook
+) -> dt.datetime:
+    """When a rule's contact is planned: its local ``send_time`` on ``day`` in the customer's calendar zone, moved
+    to the next moment the contact window is open in every zone the customer may be in (the dispatcher checks the
+    same window: planning and sending agree). Kept as is when the windows never overlap (the dispatcher then holds
+    the contact back)."""
+    at = local_send_time(day, send_time, tz_name)
+    opening = compliance.next_opening(at, location.zones, book.for_location(location).window)
+    return opening or at
 
 
 @dataclass
@@ -115,6 +128,7 @@ def plan_contacts(
     Returns ``{"planned": n, "customers": m, "already_planned": k}`` (and ``"extended"`` when contacts grew).
     """
     totals = Counter(planned=0, customers=0, already_planned=0)
+    book = compliance.RulesBook.load()
     rules_by_tier: dict[int, list[ReminderRule]] = defaultdict(list)
     for rule in ReminderRule.objects.filter(is_active=True).select_related("tier").order_by("id"):
         # A rule that no longer suits its tier's grace period (the period was changed after the rule was
@@ -152,6 +166,8 @@ def plan_contacts(
                 "loan__customer_id",
                 "loan__customer__tier_id",
                 "loan__customer__timezone",
+                "loan__customer__timezone_source",
+                "loan__customer__phone",
             )
         )
         if apps.is_installed("debt_collection"):
@@ -188,8 +204,18 @@ def plan_contacts(
                         kind=rule.kind,
                         due_date=row["due_date"],
                         offset_days=rule.offset_days,
-                        scheduled_for=local_send_time(
-                            local_day, rule.send_time, row["loan__customer__timezone"]
+                        scheduled_for=planned_send_time(
+                            local_day,
+                            rule.send_time,
+                            row["loan__customer__timezone"],
+                            locate(
+                                stored_zone=row["loan__customer__timezone"]
+                                if row["loan__customer__timezone_source"] == Customer.TimezoneSource.GIVEN
+                                else "",
+                                phone=row["loan__customer__phone"] or "",
+                                default_zone=settings.TIME_ZONE,
+                            ),
+                            book,
                         ),
                         rule_id=rule.id,
                     )
@@ -880,7 +906,7 @@ def dispatch_due(
 
     batch_size = batch_size or getattr(settings, "DISPATCH_BATCH_SIZE", 500)
 
-    policy = ContactPolicy.get()
+    book = compliance.RulesBook.load()
     templates = template_index()
     totals: Counter = Counter()
     backends: dict[str, Any] = {}
@@ -889,7 +915,7 @@ def dispatch_due(
         if not ids:
             break
         totals["claimed"] += len(ids)
-        _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend)
+        _dispatch_batch(ids, now, book, templates, totals, backends, get_backend)
         if len(ids) < batch_size:
             break
     return dict(totals)
@@ -912,7 +938,8 @@ class _Decision:
     inputs: dict
 
 
-def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) -> None:
+def _dispatch_batch(ids, now, book, templates, totals, backends, get_backend) -> None:
+    policy = book.policy
     logs, installments_of = _load_batch(ids)
     sent_counts = Counter(compliance.contacts_in_last_7_days({log.customer_id for log in logs}, now))
     in_flight = compliance.contacts_in_flight({log.customer_id for log in logs}, now, ids)
@@ -1012,24 +1039,17 @@ def _dispatch_batch(ids, now, policy, templates, totals, backends, get_backend) 
                 )
             )
             continue
-        if not compliance.is_within_contact_window(customer.timezone, now, policy):
-            opening = compliance.next_window_opening(customer.timezone, now, policy)
-            decisions.append(
-                _Decision(
-                    log,
-                    Status.DEFERRED,
-                    Reason.OUTSIDE_CONTACT_WINDOW,
-                    {
-                        **inputs,
-                        "local_time": customer.local_now(now).isoformat(),
-                        "timezone": customer.timezone,
-                        "window": f"{policy.window_start:%H:%M}-{policy.window_end:%H:%M}",
-                        "holiday_country": policy.holiday_country if policy.no_contact_on_holidays else "",
-                        "deferred_to": opening,
-                    },
+        location = customer.location
+        window = compliance.window_gate(now, location, book.for_location(location))
+        if not window.allowed:
+            if window.not_before is None:
+                # The windows of the places the customer may be in never overlap: no time is convenient.
+                decisions.append(
+                    _Decision(log, Status.SUPPRESSED, window.reason, {**inputs, **window.inputs})
                 )
-            )
-            log.scheduled_for = opening
+                continue
+            decisions.append(_Decision(log, Status.DEFERRED, window.reason, {**inputs, **window.inputs}))
+            log.scheduled_for = window.not_before
             continue
         cap = tier.max_contacts_per_week if tier else None
         ahead_elsewhere = sum(

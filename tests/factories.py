@@ -26,11 +26,23 @@ def make_tier(**kwargs) -> CreditTier:
     return CreditTier.objects.create(**kwargs)
 
 
+_PHONE_OF_ZONE = {
+    "America/Los_Angeles": "+1415555{n:04d}",
+    "America/New_York": "+1212555{n:04d}",
+    "Asia/Singapore": "+659{n:07d}",
+    "Europe/London": "+44790{n:07d}",
+}
+
+
 def make_customer(**kwargs) -> Customer:
     n = next(_seq)
     kwargs.setdefault("ref", f"C{n:06d}")
     kwargs.setdefault("name", f"Customer {n}")
-    kwargs.setdefault("phone", f"+86138{n:08d}")
+    # A customer's phone number matches where they live (a mismatch is a case of its own: tests say so).
+    kwargs.setdefault(
+        "phone",
+        _PHONE_OF_ZONE.get(kwargs.get("timezone", "Asia/Shanghai"), "+86138{n:08d}").format(n=n % 10000),
+    )
     kwargs.setdefault("email", f"customer{n}@example.com")
     kwargs.setdefault("push_token", f"token-{n}")
     kwargs.setdefault("language", "zh-hans")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import zoneinfo
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from django.utils import timezone
 from backoffice.audit import log_event
 from backoffice.roles import COLLECTOR, COMPLIANCE_OFFICER, OPERATIONS
 from debt_collection.models import CallTask, CollectionCase, PromiseToPay
-from loans.models import CreditTier
+from loans.models import CreditTier, Customer
 from notifications.models import NotificationLog, ReminderTemplate
 from tests.factories import make_customer, make_installment, make_loan, make_tier, make_user
 from tests.factories_operator import make_log
@@ -234,6 +235,17 @@ def test_a_compliance_officer_reads_and_exports_the_log_but_cannot_change_it(
 def test_a_collector_records_a_promise_to_pay(open_as, live_server, book):
     collector = make_user("kim", group=COLLECTOR)
     now = timezone.now()
+    # A call is checked when it is made: the customer lives (and has a phone) where it is daytime now.
+    zone, phone = next(
+        (z, p)
+        for z, p in (
+            ("Asia/Shanghai", "+8613800138000"),
+            ("Europe/London", "+447900000001"),
+            ("America/Los_Angeles", "+14155550101"),
+        )
+        if 9 <= now.astimezone(zoneinfo.ZoneInfo(z)).hour < 20
+    )
+    Customer.objects.filter(pk=book["loans"][1].customer_id).update(timezone=zone, phone=phone)
     case = CollectionCase.objects.create(
         loan=book["loans"][1],
         tier=book["tier"],

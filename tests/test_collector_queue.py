@@ -6,11 +6,12 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from backoffice.models import AuditEvent
-from debt_collection.models import CallTask, CaseStepRun, CollectionCase, PromiseToPay
+from debt_collection.models import CallAttempt, CallTask, CaseStepRun, CollectionCase, PromiseToPay
 from debt_collection.services import advance_collections, record_call_outcome
 from loans.models import Customer
 from notifications.models import NotificationLog
@@ -104,21 +105,22 @@ def test_recording_a_promise_to_pay_is_one_form_and_pauses_the_ladder(client):
     loan = make_overdue_loan(tier)
     advance_collections(day(3))
     task = open_tasks(loan)[0]
-    client.force_login(collector)
     url = reverse("admin:collections_calltask_record", args=[task.pk])
-    page = client.get(url)
-    assert page.status_code == 200 and b"promise_amount" in page.content
     promised_on = day(6).date()
 
-    response = client.post(
-        url,
-        {
-            "outcome": "promise_to_pay",
-            "note": "pays on Friday",
-            "promise_amount": "500.00",
-            "promise_date": promised_on,
-        },
-    )
+    with time_machine.travel(day(3, hour=11), tick=False):  # the call is made (and checked) now
+        client.force_login(collector)  # the session is dated by the pinned clock
+        page = client.get(url)
+        assert page.status_code == 200 and b"promise_amount" in page.content
+        response = client.post(
+            url,
+            {
+                "outcome": "promise_to_pay",
+                "note": "pays on Friday",
+                "promise_amount": "500.00",
+                "promise_date": promised_on,
+            },
+        )
 
     assert response.status_code == 302
     task.refresh_from_db()
@@ -144,11 +146,12 @@ def test_a_promise_without_amount_or_date_is_refused_in_the_form(client):
     loan = make_overdue_loan(tier)
     advance_collections(day(3))
     task = open_tasks(loan)[0]
-    client.force_login(collector)
 
-    response = client.post(
-        reverse("admin:collections_calltask_record", args=[task.pk]), {"outcome": "promise_to_pay"}
-    )
+    with time_machine.travel(day(3, hour=11), tick=False):
+        client.force_login(collector)  # the session is dated by the pinned clock
+        response = client.post(
+            reverse("admin:collections_calltask_record", args=[task.pk]), {"outcome": "promise_to_pay"}
+        )
 
     assert response.status_code == 200
     assert (
@@ -230,25 +233,28 @@ def test_no_call_is_scheduled_within_7_days_after_a_conversation():
 
     advance_collections(day(5))
 
+    # The day of the conversation is the first of the 7: the next call is due when the 8th day's window opens.
     task = open_tasks(loan)[0]
-    assert task.scheduled_for >= day(3, hour=11) + dt.timedelta(days=7)
+    assert task.scheduled_for == day(10, hour=8)
 
 
-def test_no_more_than_7_calls_in_7_days_for_a_loan():
-    tier = call_tier()
+def test_no_answer_retries_keep_to_3_attempts_a_day_and_7_calls_in_7_days():
+    tier = call_tier(max_contacts_per_week=50)
     collector = make_collector("luo")
     loan = make_overdue_loan(tier)
     advance_collections(day(3))
+    made = []
     for _ in range(9):
         task = open_tasks(loan)[0]
         record_call_outcome(task, outcome="no_answer", actor=collector, at=task.scheduled_for)
+        made.append(task.scheduled_for)
 
-    times = sorted(CallTask.objects.filter(case__loan=loan).values_list("scheduled_for", flat=True))
-    assert len(times) == 10
-    for i, start in enumerate(times):
-        assert sum(1 for t in times[i:] if t < start + dt.timedelta(days=7)) <= 7
-    assert times[7] >= times[0] + dt.timedelta(days=7)
-    assert times[1] - times[0] < dt.timedelta(days=1)  # retries are hours apart while the cap allows
+    local_days = [t.astimezone(dt.timezone(dt.timedelta(hours=8))).date() for t in made]
+    assert max(local_days.count(d) for d in local_days) == 3  # never a 4th attempt on one day
+    for i, first in enumerate(local_days):
+        assert sum(1 for d in local_days[i:] if (d - first).days < 7) <= 7
+    assert made[1] - made[0] < dt.timedelta(days=1)  # retries are hours apart while the limits allow
+    assert CallAttempt.objects.filter(customer=loan.customer).count() == 9
 
 
 @pytest.mark.parametrize(

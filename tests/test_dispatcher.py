@@ -188,12 +188,34 @@ def test_it_suppresses_a_contact_without_a_destination():
     assert statuses(customer) == [("sms", Status.SUPPRESSED, Reason.NO_DESTINATION)]
 
 
-def test_it_defers_sms_outside_contact_window_to_the_next_opening():
+def test_a_send_time_outside_the_window_is_planned_at_the_next_opening():
     tier = make_tier()
     make_rule(tier, -3, "sms", send_time=dt.time(22, 0))
     make_template("pre_due", "sms", "zh-hans")
     customer, _ = make_debtor(tier, due_date=DUE)
+
     plan_contacts(PLAN_AT)
+
+    # Planning and dispatch check the same window: the contact is planned when it may be sent.
+    [log] = logs_of(customer)
+    assert log.scheduled_for == local(SHANGHAI, 2026, 11, 29, 8, 0)
+    dispatch_due(local(SHANGHAI, 2026, 11, 28, 22, 1))
+    assert statuses(customer) == [("sms", Status.PLANNED, "")]
+    dispatch_due(local(SHANGHAI, 2026, 11, 29, 8, 0))
+    assert statuses(customer) == [("sms", Status.SENT, "")]
+
+
+def test_it_defers_sms_outside_contact_window_to_the_next_opening():
+    make_template("pre_due", "sms", "zh-hans")
+    customer, installments = make_debtor(make_tier(), due_date=DUE)
+    plan_notice(
+        customer=customer,
+        kind="pre_due",
+        installments=installments,
+        now=local(SHANGHAI, 2026, 11, 28, 22, 0),
+        dedupe_key="late-notice",
+        channels=["sms"],
+    )
 
     dispatch_due(local(SHANGHAI, 2026, 11, 28, 22, 1))
 
@@ -202,7 +224,8 @@ def test_it_defers_sms_outside_contact_window_to_the_next_opening():
     assert log.scheduled_for == local(SHANGHAI, 2026, 11, 29, 8, 0)
     event = AuditEvent.objects.get(action="notifications.contact.deferred", object_id=str(log.id))
     assert event.after["reason"] == "outside_contact_window" and event.after["window"] == "08:00-21:00"
-    assert event.after["local_time"].startswith("2026-11-28T22:01") and event.after["timezone"] == SHANGHAI
+    assert event.after["local_times"][SHANGHAI].startswith("2026-11-28T22:01")
+    assert event.after["zones"] == [SHANGHAI] and event.after["zone_sources"]["stored"] == SHANGHAI
 
     dispatch_due(local(SHANGHAI, 2026, 11, 29, 7, 59))
     assert logs_of(customer)[0].status == Status.DEFERRED
@@ -215,12 +238,22 @@ def test_the_window_is_the_customers_local_time_in_los_angeles():
     tier = make_tier()
     make_rule(tier, -3, "sms", send_time=dt.time(7, 0))
     make_template("pre_due", "sms", "zh-hans")
-    customer, _ = make_debtor(tier, due_date=DUE, timezone=LOS_ANGELES)
+    customer, installments = make_debtor(tier, due_date=DUE, timezone=LOS_ANGELES)
     plan_contacts(local(LOS_ANGELES, 2026, 11, 28, 0, 30))
+    [planned] = logs_of(customer)
+    assert planned.scheduled_for == local(LOS_ANGELES, 2026, 11, 28, 9, 0)  # planned when the window opens
+    plan_notice(
+        customer=customer,
+        kind="pre_due",
+        installments=installments,
+        now=local(LOS_ANGELES, 2026, 11, 28, 7, 0),
+        dedupe_key="early-notice",
+        channels=["sms"],
+    )
 
     dispatch_due(local(LOS_ANGELES, 2026, 11, 28, 7, 0))  # 23:00 in Shanghai, 07:00 in Los Angeles
 
-    [log] = logs_of(customer)
+    [log] = [x for x in logs_of(customer) if x.dedupe_key == "early-notice"]
     assert log.status == Status.DEFERRED
     assert log.scheduled_for == local(LOS_ANGELES, 2026, 11, 28, 9, 0)
 
@@ -232,8 +265,19 @@ def test_it_defers_on_a_public_holiday_when_the_policy_says_so():
     tier = make_tier()
     make_rule(tier, -3, "sms")
     make_template("pre_due", "sms", "zh-hans")
-    customer, _ = make_debtor(tier, due_date=dt.date(2027, 1, 4))
+    customer, installments = make_debtor(tier, due_date=dt.date(2027, 1, 4))
     plan_contacts(local(SHANGHAI, 2027, 1, 1, 0, 30))  # New Year's Day
+    [planned] = logs_of(customer)
+    assert planned.scheduled_for.astimezone(customer.zone).date() > dt.date(2027, 1, 1)
+    planned.delete()
+    plan_notice(
+        customer=customer,
+        kind="pre_due",
+        installments=installments,
+        now=local(SHANGHAI, 2027, 1, 1, 10, 0),
+        dedupe_key="holiday-notice",
+        channels=["sms"],
+    )
 
     dispatch_due(local(SHANGHAI, 2027, 1, 1, 10, 5))
 

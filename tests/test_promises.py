@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -67,10 +66,11 @@ def test_a_broken_promise_is_marked_the_day_after_and_the_ladder_resumes():
     event = AuditEvent.objects.get(action="collections.promise.broken")
     assert event.after["promised_date"] == day(9).date().isoformat() and event.after["broken_promises"] == 1
     assert NotificationLog.objects.filter(customer=loan.customer, kind="promise_reminder").count() == 1
-    # The collector who took the promise calls again, not before 7 days after that conversation.
+    # The collector who took the promise calls again, not within 7 days of that conversation (its day being the
+    # first): the pause ended at midnight before day 10, so the call is due at once.
     follow_up = open_tasks(loan)[0]
     assert follow_up.assigned_to == collector
-    assert follow_up.scheduled_for == day(3, hour=11) + dt.timedelta(days=7)
+    assert follow_up.scheduled_for == day(10)
     assert follow_up.priority > call_priority(broken_promises=0, amount_overdue=Decimal("10000"), dpd=90)
 
 

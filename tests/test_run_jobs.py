@@ -253,7 +253,7 @@ def autopay_book():
     from .factories import make_customer, make_installment, make_loan
 
     tier = make_tier(channel_order="sms,push")
-    # The reminder of the day before goes at 22:00, outside the window: it waits for 08:00 on the due date.
+    # The reminder of the day before is set for 22:00, outside the window: it is planned for 08:00 on the due date.
     make_rule(tier, -1, "sms", send_time=dt.time(22, 0))
     make_template("pre_due", "sms", "zh-hans")
     make_template(
@@ -271,7 +271,7 @@ def test_a_successful_auto_debit_in_run_jobs_cancels_what_is_pending_with_paid(
     customer, inst = autopay_book()
     run_jobs("--now", local(SHANGHAI, 2026, 11, 30, 22, 5).isoformat())
     [reminder] = NotificationLog.objects.filter(customer=customer)
-    assert (reminder.status, reminder.reason) == (NotificationLog.Status.DEFERRED, "outside_contact_window")
+    assert (reminder.status, reminder.scheduled_for) == ("planned", local(SHANGHAI, 2026, 12, 1, 8, 0))
 
     with django_capture_on_commit_callbacks(execute=True):
         output = run_jobs("--now", local(SHANGHAI, 2026, 12, 1, 0, 30).isoformat())

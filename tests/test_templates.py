@@ -197,6 +197,16 @@ def test_the_contact_policy_is_one_row_that_cannot_be_added_twice_or_deleted(adm
     assert admin_client.get(reverse("admin:notifications_contactpolicy_delete", args=[1])).status_code == 403
 
 
+CALL_SETTINGS = {
+    "max_calls_per_debt_in_7_days": "7",
+    "call_pause_days_after_conversation": "7",
+    "max_call_attempts_per_day": "3",
+    "voicemail_text": "This is {agent_name} from {business_name}. Please call me back at {callback_number}.",
+    "business_name": "Lotus",
+    "callback_number": "400-800-1234",
+}
+
+
 @pytest.mark.django_db
 def test_changing_the_contact_window_in_the_admin_is_audited(admin_client):
     url = reverse("admin:notifications_contactpolicy_change", args=[1])
@@ -210,6 +220,7 @@ def test_changing_the_contact_window_in_the_admin_is_audited(admin_client):
         "max_send_attempts": "3",
         "retry_backoff_seconds": "300",
         "expire_after_hours": "48",
+        **CALL_SETTINGS,
     }
 
     response = admin_client.post(url, data)
@@ -252,6 +263,7 @@ def test_the_admin_refuses_an_unknown_holiday_country_and_a_window_that_closes_b
         "max_send_attempts": "3",
         "retry_backoff_seconds": "300",
         "expire_after_hours": "48",
+        **CALL_SETTINGS,
     }
 
     response = admin_client.post(url, data)
