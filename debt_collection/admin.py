@@ -173,7 +173,7 @@ class CollectionCaseAdmin(admin.ModelAdmin):
             if form.is_valid():
                 try:
                     placement = services.place_with_agency(
-                        queryset, form.cleaned_data["agency"], actor=request.user
+                        queryset, form.cleaned_data["agency"], actor=request.user, at=timezone.now()
                     )
                 except ValidationError as exc:
                     self.message_user(request, " ".join(exc.messages), messages.ERROR)
@@ -203,10 +203,10 @@ class CollectionCaseAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Refer to legal (freezes all automatic contact)"), permissions=["refer"])
     def refer_to_legal_action(self, request, queryset):
-        done = 0
+        done, at = 0, timezone.now()
         for case in queryset:
             try:
-                services.refer_to_legal(case, actor=request.user, note="admin")
+                services.refer_to_legal(case, actor=request.user, at=at, note="admin")
                 done += 1
             except ValidationError as exc:
                 self.message_user(request, f"{case}: {' '.join(exc.messages)}", messages.WARNING)
@@ -578,9 +578,9 @@ class AgencyPlacementAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Recall from the agency"), permissions=["place"])
     def recall_action(self, request, queryset):
-        n = 0
+        n, at = 0, timezone.now()
         for placement in queryset.filter(recalled_at__isnull=True):
-            services.recall_placement(placement, actor=request.user)
+            services.recall_placement(placement, actor=request.user, at=at)
             n += 1
         self.message_user(request, _("%(n)d placement(s) recalled.") % {"n": n})
 

@@ -20,7 +20,6 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
-from django.utils import timezone
 
 from backoffice.audit import Event, actor_name, log_event, log_events
 from backoffice.bulk import bulk_update_rows
@@ -1133,7 +1132,7 @@ def record_call_outcome(
     *,
     outcome: str,
     actor: Any,
-    at: dt.datetime | None = None,
+    at: dt.datetime,
     note: str = "",
     promise_amount: Decimal | None = None,
     promise_date: dt.date | None = None,
@@ -1162,7 +1161,6 @@ def record_call_outcome(
     customer's, or a promise lacks a positive amount or a date from today to 31 days ahead, or another promise
     is still pending.
     """
-    at = at or timezone.now()
     user = actor if hasattr(actor, "pk") else None
     actor_str = actor_name(actor)
     if outcome not in CallTask.Outcome.values or outcome == "":
@@ -1393,7 +1391,7 @@ def place_with_agency(
     agency: Agency,
     *,
     actor: Any,
-    at: dt.datetime | None = None,
+    at: dt.datetime,
     reason: str = "manual",
 ) -> AgencyPlacement:
     """Hand open cases to ``agency`` as one placement, with the CSV file the agency receives (masked unless
@@ -1403,7 +1401,6 @@ def place_with_agency(
     """
     from .placements import placement_csv
 
-    at = at or timezone.now()
     actor_str = actor_name(actor)
     cases = list(cases)
     if not agency.is_active:
@@ -1468,11 +1465,10 @@ def _recall_event(placement: AgencyPlacement, actor: str, at: dt.datetime, reaso
 
 
 def recall_placement(
-    placement: AgencyPlacement, *, actor: Any, at: dt.datetime | None = None, reason: str = "recalled"
+    placement: AgencyPlacement, *, actor: Any, at: dt.datetime, reason: str = "recalled"
 ) -> AgencyPlacement:
     """Take the cases back from the agency. Writes ``collections.placement.recalled``.
     Raises ``ValidationError`` when already recalled."""
-    at = at or timezone.now()
     actor_str = actor_name(actor)
     with transaction.atomic():
         placement = AgencyPlacement.objects.select_for_update().get(pk=placement.pk)
@@ -1485,7 +1481,7 @@ def recall_placement(
 
 
 def refer_to_legal(
-    case: CollectionCase, *, actor: Any, at: dt.datetime | None = None, note: str = "", stage: str = "legal"
+    case: CollectionCase, *, actor: Any, at: dt.datetime, note: str = "", stage: str = "legal"
 ) -> LegalReferral:
     """Refer an open case to legal and freeze all automatic contact for its loan.
 
@@ -1494,7 +1490,6 @@ def refer_to_legal(
     ``do_not_contact``). Writes ``collections.case.referred_to_legal``. Raises ``ValidationError`` for a
     closed or already referred case.
     """
-    at = at or timezone.now()
     with transaction.atomic():
         locked = CollectionCase.objects.select_for_update().get(pk=case.pk)
         if not locked.is_open:

@@ -113,7 +113,9 @@ class CreditTierAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixi
             super().save_model(request, obj, form, change)
             if {"min_score", "max_score"} & set(form.changed_data):
                 # Customers follow the new ranges at once (pinned ones excepted).
-                services.rederive_customer_tiers(actor=request.user, reason="tier_ranges_changed")
+                services.rederive_customer_tiers(
+                    at=timezone.now(), actor=request.user, reason="tier_ranges_changed"
+                )
 
 
 # --- customers ------------------------------------------------------------------------------------------
@@ -348,7 +350,7 @@ class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
         with transaction.atomic():
             super().save_model(request, obj, form, change)
             if before and pin_fields & set(form.changed_data):
-                services.note_tier_pin_change(obj, before=before, actor=request.user)
+                services.note_tier_pin_change(obj, before=before, at=timezone.now(), actor=request.user)
 
 
 @admin.register(CreditScore)
@@ -452,7 +454,9 @@ class InstallmentAdmin(InstalmentStandingMixin, AuditedAdminMixin, BookImportExp
     def save_model(self, request, obj, form, change):
         with transaction.atomic():
             super().save_model(request, obj, form, change)
-            services.refresh_installments([obj.pk], payments_recorded=False, actor=request.user)
+            services.refresh_installments(
+                [obj.pk], timezone.now(), payments_recorded=False, actor=request.user
+            )
 
 
 @admin.register(Payment)

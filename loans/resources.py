@@ -107,9 +107,13 @@ class CreditTierResource(BookResource):
     def after_import(self, dataset, result, **kwargs):
         super().after_import(dataset, result, **kwargs)
         if not self.is_dry_run and not result.has_errors() and not result.has_validation_errors():
+            from django.utils import timezone
+
             from .services import rederive_customer_tiers
 
-            rederive_customer_tiers(actor=kwargs.get("user"), reason="tier_ranges_imported")
+            rederive_customer_tiers(
+                at=timezone.now(), actor=kwargs.get("user"), reason="tier_ranges_imported"
+            )
 
 
 class CustomerResource(BookResource):
@@ -262,9 +266,11 @@ class InstallmentResource(BookResource):
                 .distinct()
             )
         if loan_ids:
+            from django.utils import timezone
+
             from .services import reallocate_loans
 
-            reallocate_loans(loan_ids, payments_recorded=False, actor=kwargs.get("user"))
+            reallocate_loans(loan_ids, timezone.now(), payments_recorded=False, actor=kwargs.get("user"))
 
 
 class InstallmentSeqWidget(IntWidget):

@@ -41,7 +41,7 @@ def _chunks(ids: Iterable[int], size: int = CHUNK):
 
 def reallocate_loans(
     loan_ids: Iterable[int],
-    at: dt.datetime | None = None,
+    at: dt.datetime,
     *,
     payments_recorded: bool = True,
     actor: Any = None,
@@ -61,7 +61,6 @@ def reallocate_loans(
     ``payments_recorded=False``) and ``installments_paid`` (for the instalments that became paid): the cure of
     a loan out of arrears happens here, not on the next daily run. Returns counts.
     """
-    at = at or timezone.now()
     actor = actor_name(actor) if actor is not None else "system"
     loan_ids = sorted(set(loan_ids))
     counts = defaultdict(int)
@@ -250,7 +249,7 @@ def _event(action: str, actor: str, obj, *, before=None, after=None) -> Event:
 
 def refresh_installments(
     installment_ids: Iterable[int],
-    at: dt.datetime | None = None,
+    at: dt.datetime,
     *,
     payments_recorded: bool = True,
     actor: Any = None,
@@ -443,7 +442,9 @@ def apply_credit_scores(now: dt.datetime) -> dict[str, int]:
     return {"scores_applied": scores_applied, "customers_updated": updated, "tiers_changed": len(changes)}
 
 
-def rederive_customer_tiers(*, actor: Any = None, reason: str = "tier_ranges_changed") -> dict[str, int]:
+def rederive_customer_tiers(
+    *, at: dt.datetime, actor: Any = None, reason: str = "tier_ranges_changed"
+) -> dict[str, int]:
     """Move every unpinned customer to the tier whose range holds their score, after tier ranges changed.
 
     Set-based: one read and one ``update()`` per tier. Writes ``loans.customer.tier_changed`` per moved
@@ -484,12 +485,13 @@ def rederive_customer_tiers(*, actor: Any = None, reason: str = "tier_ranges_cha
                 )
         log_events(events)
         if changes:
-            at = timezone.now()
             transaction.on_commit(lambda: signals.tier_changed.send(sender=Customer, changes=changes, at=at))
     return {"tiers_changed": len(changes)}
 
 
-def pin_tier(customer: Customer, tier: CreditTier | None, *, reason: str, actor: Any = None) -> Customer:
+def pin_tier(
+    customer: Customer, tier: CreditTier | None, *, reason: str, at: dt.datetime, actor: Any = None
+) -> Customer:
     """Pin ``customer`` to ``tier`` (the tier no longer follows the score), or unpin with ``tier=None``
     (the tier follows the latest score again).
 
@@ -512,11 +514,13 @@ def pin_tier(customer: Customer, tier: CreditTier | None, *, reason: str, actor:
         else:
             customer.is_tier_pinned, customer.tier_pin_reason = False, ""
         customer.save()
-        note_tier_pin_change(customer, before=before, actor=actor, reason=reason)
+        note_tier_pin_change(customer, before=before, at=at, actor=actor, reason=reason)
     return customer
 
 
-def note_tier_pin_change(customer: Customer, *, before: dict, actor: Any = None, reason: str = "") -> None:
+def note_tier_pin_change(
+    customer: Customer, *, before: dict, at: dt.datetime, actor: Any = None, reason: str = ""
+) -> None:
     """Record a pin/unpin already saved on ``customer`` (admin form or ``pin_tier``).
 
     ``before`` holds ``tier_id``, ``is_tier_pinned`` and ``tier_pin_reason`` as they were. Writes
@@ -543,7 +547,6 @@ def note_tier_pin_change(customer: Customer, *, before: dict, actor: Any = None,
     )
     if customer.tier_id != before.get("tier_id"):
         change = [(customer.pk, before.get("tier_id"), customer.tier_id)]
-        at = timezone.now()
         transaction.on_commit(lambda: signals.tier_changed.send(sender=Customer, changes=change, at=at))
 
 

@@ -55,7 +55,7 @@ def test_a_placement_file_is_masked_unless_the_agency_contract_allows_personal_d
     assert AuditEvent.objects.filter(action="collections.case.placed").count() == 2
 
     with pytest.raises(ValidationError):  # already placed
-        place_with_agency(cases[:1], open_agency, actor="ops")
+        place_with_agency(cases[:1], open_agency, actor="ops", at=day(10, hour=12))
     recall_placement(placement, actor="ops", at=day(11))
     unmasked = place_with_agency(cases[:1], open_agency, actor="ops", at=day(12))
     assert rows_of(unmasked)[0]["customer_name"] == "张伟国"
@@ -71,7 +71,7 @@ def test_formula_cells_in_the_placement_file_are_escaped():
     loan = make_overdue_loan(tier, name='=HYPERLINK("http://x")')
     advance_collections(day(10))
     placement = place_with_agency(
-        [open_case(loan)], make_agency("OPEN", may_see_personal_data=True), actor="ops"
+        [open_case(loan)], make_agency("OPEN", may_see_personal_data=True), actor="ops", at=day(10, hour=12)
     )
 
     assert rows_of(placement)[0]["customer_name"].startswith("'=")
@@ -81,7 +81,7 @@ def test_the_placement_csv_is_downloaded_in_the_admin_only_with_the_permission(c
     tier = high_risk_tier()
     loan = make_overdue_loan(tier, phone="+8613812345678")
     advance_collections(day(10))
-    placement = place_with_agency([open_case(loan)], make_agency("MASK"), actor="ops")
+    placement = place_with_agency([open_case(loan)], make_agency("MASK"), actor="ops", at=day(10, hour=12))
     url = reverse("admin:collections_agencyplacement_download", args=[placement.pk])
     clerk = make_user("clerk", password=None)
     clerk.user_permissions.add(Permission.objects.get(codename="view_agencyplacement"))
@@ -129,7 +129,7 @@ def test_a_legal_referral_freezes_all_automatic_contact_for_the_loan():
     loan = make_overdue_loan(tier)
     advance_collections(day(3, hour=7))  # the SMS waits for the window; a call task is open
     case = open_case(loan)
-    placement = place_with_agency([case], make_agency("AG1"), actor="ops")
+    placement = place_with_agency([case], make_agency("AG1"), actor="ops", at=day(3, hour=7))
     pending = NotificationLog.objects.filter(customer=loan.customer, status__in=["planned", "deferred"])
     assert pending.exists()
 
@@ -148,5 +148,5 @@ def test_a_legal_referral_freezes_all_automatic_contact_for_the_loan():
     ).exists()
     assert CallTask.objects.filter(case=case).count() == 1
     with pytest.raises(ValidationError):
-        refer_to_legal(case, actor="ops")
+        refer_to_legal(case, actor="ops", at=day(20))
     assert LegalReferral.objects.count() == 1

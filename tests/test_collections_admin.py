@@ -27,7 +27,7 @@ def test_a_collector_can_open_every_collections_page_and_sees_the_phone_to_call(
     loan = make_overdue_loan(tier, phone="+8613812345678")
     advance_collections(day(3))
     case = open_case(loan)
-    place_with_agency([case], make_agency("AG1"), actor="ops")
+    place_with_agency([case], make_agency("AG1"), actor="ops", at=day(3))
     record_call_outcome(
         open_tasks(loan)[0],
         outcome="promise_to_pay",

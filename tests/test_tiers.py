@@ -17,6 +17,8 @@ from tests.factories import make_customer, make_score, make_tier
 
 pytestmark = pytest.mark.django_db
 
+AT = dt.datetime(2026, 11, 30, 2, 0, tzinfo=dt.UTC)
+
 NOW = dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)
 
 
@@ -55,8 +57,8 @@ def test_a_customer_gets_the_tier_whose_range_holds_their_score(tiers):
 def test_a_pinned_tier_needs_a_reason_and_no_longer_follows_the_score(tiers):
     customer = make_customer(credit_score=700)
     with pytest.raises(ValidationError):
-        pin_tier(customer, tiers["A"], reason="  ")
-    customer = pin_tier(customer, tiers["A"], reason="Long-standing customer, manual review")
+        pin_tier(customer, tiers["A"], reason="  ", at=AT)
+    customer = pin_tier(customer, tiers["A"], reason="Long-standing customer, manual review", at=AT)
     customer.credit_score = 400
     customer.save()
     customer.refresh_from_db()
@@ -67,9 +69,9 @@ def test_a_pinned_tier_needs_a_reason_and_no_longer_follows_the_score(tiers):
 
 def test_unpinning_lets_the_score_decide_again(tiers, tier_changes, django_capture_on_commit_callbacks):
     customer = make_customer(credit_score=400)
-    customer = pin_tier(customer, tiers["A"], reason="VIP")
+    customer = pin_tier(customer, tiers["A"], reason="VIP", at=AT)
     with django_capture_on_commit_callbacks(execute=True):
-        customer = pin_tier(customer, None, reason="review finished")
+        customer = pin_tier(customer, None, reason="review finished", at=AT)
     assert customer.tier == tiers["D"] and not customer.is_tier_pinned and customer.tier_pin_reason == ""
     assert tier_changes[-1][0] == [(customer.pk, tiers["A"].pk, tiers["D"].pk)]
     assert AuditEvent.objects.filter(action="loans.customer.tier_unpinned").exists()
@@ -109,7 +111,7 @@ def test_a_score_from_the_future_waits_for_its_moment(tiers):
 
 
 def test_applying_scores_updates_a_pinned_customers_score_but_not_their_tier(tiers):
-    customer = pin_tier(make_customer(credit_score=700), tiers["A"], reason="VIP")
+    customer = pin_tier(make_customer(credit_score=700), tiers["A"], reason="VIP", at=AT)
     make_score(customer, 400, scored_at=NOW - dt.timedelta(hours=1))
     counts = apply_credit_scores(NOW)
     customer.refresh_from_db()
@@ -131,11 +133,11 @@ def test_applying_scores_costs_the_same_queries_for_three_or_thirty_customers(ti
 
 def test_changing_tier_ranges_moves_unpinned_customers(tiers):
     customer = make_customer(credit_score=700)
-    pinned = pin_tier(make_customer(credit_score=700), tiers["B"], reason="manual")
+    pinned = pin_tier(make_customer(credit_score=700), tiers["B"], reason="manual", at=AT)
     tiers["A"].min_score, tiers["B"].max_score = 690, 689
     tiers["B"].save()
     tiers["A"].save()
-    assert rederive_customer_tiers(reason="test")["tiers_changed"] == 1
+    assert rederive_customer_tiers(at=AT, reason="test")["tiers_changed"] == 1
     assert Customer.objects.get(pk=customer.pk).tier == tiers["A"]
     assert Customer.objects.get(pk=pinned.pk).tier == tiers["B"]
 
