@@ -14,6 +14,7 @@ from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
 from .audit import log_event
+from .masking import Masker, masker_for
 
 # Never written to the audit trail: a password hash is a secret, the last log-in time is noise.
 UNAUDITED_FIELDS = frozenset({"password", "last_login"})
@@ -124,6 +125,45 @@ class AuditedAdminMixin:
 
 class AuditedModelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     pass
+
+
+class PersonalDataAdminMixin:
+    """An admin whose rows hold personal data, for viewers with and without ``loans.view_personal_data``.
+
+    One ModelAdmin instance serves every request at once, so the viewer's right is never kept on it: the
+    queryset carries it on each row (``personal_data_visible``) and ``masker(obj)`` gives the row's
+    ``Masker``. Without the right, the search box and the changelist's query parameters cannot reach the
+    ``personal_fields`` (a search for a name or a phone would say whose the masked row is): search matches
+    references only, and a lookup such as ``?phone__startswith=`` is refused."""
+
+    personal_fields: tuple[str, ...] = ()
+
+    def get_queryset(self, request):
+        visible = masker_for(request).unmasked
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(personal_data_visible=models.Value(visible, output_field=models.BooleanField()))
+        )
+
+    @staticmethod
+    def masker(obj) -> Masker:
+        return Masker(unmasked=bool(getattr(obj, "personal_data_visible", False)))
+
+    def _is_personal(self, path: str) -> bool:
+        path = path.lstrip("=^@")
+        return any(path == f or path.startswith(f + "__") for f in self.personal_fields)
+
+    def get_search_fields(self, request):
+        fields = super().get_search_fields(request)
+        if masker_for(request).unmasked:
+            return fields
+        return tuple(f for f in fields if not self._is_personal(f))
+
+    def lookup_allowed(self, lookup, value, request=None):
+        if request is not None and not masker_for(request).unmasked and self._is_personal(lookup):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
 
 class LargeTablePaginator(Paginator):

@@ -12,7 +12,6 @@ import json
 from django.contrib import admin, messages
 from django.contrib.admin.filters import DateFieldListFilter
 from django.core.exceptions import PermissionDenied
-from django.db.models import BooleanField, Value
 from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -21,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 
 from notifications.models import NotificationLog
 
-from .admin import LargeTablePaginator
+from .admin import LargeTablePaginator, PersonalDataAdminMixin
 from .exports import (
     FORMATS,
     ExportError,
@@ -31,7 +30,7 @@ from .exports import (
     may_export,
     start_export,
 )
-from .masking import can_see_personal_data, mask_destination, mask_name, mask_text, mask_value
+from .masking import known_of
 from .models import EXPORT_PERMISSIONS, AuditEvent, ExportJob
 
 # Changelist query parameters -> export filters. Paging and ordering do not change what is exported; any other
@@ -170,15 +169,8 @@ def _file_response(job: ExportJob) -> FileResponse:
     return response
 
 
-def _with_personal_flag(request, queryset):
-    # The display methods below get only the row: the viewer's right is carried on it.
-    return queryset.annotate(
-        personal_data_visible=Value(can_see_personal_data(request.user), output_field=BooleanField())
-    )
-
-
 @admin.register(AuditEvent)
-class AuditEventAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(PersonalDataAdminMixin, ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     export_kind = "audit"
     export_params = {
         "action_prefix": "action_prefix",
@@ -193,6 +185,7 @@ class AuditEventAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmi
     list_filter = (ActionPrefixFilter, ActorFilter, ("at", DateFieldListFilter))
     search_fields = ("=object_id", "^action")
     search_help_text = _("An object id (exact) or the start of an action code.")
+    personal_fields = ("before", "after")
     show_full_result_count = False
     paginator = LargeTablePaginator
     list_per_page = 100
@@ -210,14 +203,10 @@ class AuditEventAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmi
     )
     readonly_fields = fields
 
-    def get_queryset(self, request):
-        return _with_personal_flag(request, super().get_queryset(request))
-
     def _json(self, obj, value):
         if value is None:
             return "—"
-        if not getattr(obj, "personal_data_visible", False):
-            value = mask_value(value)
+        value = self.masker(obj).value(value)
         return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
 
     @admin.display(description=_("before"))
@@ -230,7 +219,9 @@ class AuditEventAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmi
 
 
 @admin.register(NotificationLog)
-class NotificationLogAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class NotificationLogAdmin(
+    PersonalDataAdminMixin, ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     export_kind = "notifications"
     export_params = {
         "status__exact": "status",
@@ -257,6 +248,16 @@ class NotificationLogAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.Mode
     list_filter = ("status", "reason", "channel", "kind", ("scheduled_for", DateFieldListFilter))
     search_fields = ("=customer__ref", "loan_refs__contains")
     search_help_text = _("A customer reference (exact) or a loan reference.")
+    personal_fields = (
+        "destination",
+        "subject",
+        "body",
+        "last_error",
+        "customer__name",
+        "customer__phone",
+        "customer__email",
+        "customer__push_token",
+    )
     list_select_related = ("customer",)
     raw_id_fields = ("customer", "tier")
     show_full_result_count = False
@@ -289,16 +290,7 @@ class NotificationLogAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.Mode
     readonly_fields = fields
 
     def get_queryset(self, request):
-        return _with_personal_flag(request, super().get_queryset(request).select_related("customer"))
-
-    @staticmethod
-    def _known(obj) -> dict:
-        c = obj.customer
-        return {"names": [c.name or ""], "phones": [c.phone or ""], "emails": [c.email or ""]}
-
-    @staticmethod
-    def _visible(obj) -> bool:
-        return bool(getattr(obj, "personal_data_visible", False))
+        return super().get_queryset(request).select_related("customer")
 
     @admin.display(description=_("customer"), ordering="customer__ref")
     def customer_ref(self, obj):
@@ -312,24 +304,24 @@ class NotificationLogAdmin(ComplianceExportMixin, ReadOnlyAdminMixin, admin.Mode
 
     @admin.display(description=_("name"))
     def customer_name(self, obj):
-        return obj.customer.name if self._visible(obj) else mask_name(obj.customer.name)
+        return self.masker(obj).name(obj.customer.name)
 
     @admin.display(description=_("destination"))
     def destination_display(self, obj):
-        return obj.destination if self._visible(obj) else mask_destination(obj.destination)
+        return self.masker(obj).destination(obj.destination)
 
     @admin.display(description=_("subject"))
     def subject_display(self, obj):
-        return obj.subject if self._visible(obj) else mask_text(obj.subject, **self._known(obj))
+        return self.masker(obj).text(obj.subject, **known_of(obj.customer))
 
     @admin.display(description=_("body"))
     def body_display(self, obj):
-        body = obj.body if self._visible(obj) else mask_text(obj.body, **self._known(obj))
+        body = self.masker(obj).text(obj.body, **known_of(obj.customer))
         return format_html("<pre style='white-space: pre-wrap'>{}</pre>", body)
 
     @admin.display(description=_("last error"))
     def error_display(self, obj):
-        return obj.last_error if self._visible(obj) else mask_text(obj.last_error, **self._known(obj))
+        return self.masker(obj).text(obj.last_error, **known_of(obj.customer))
 
 
 @admin.register(ExportJob)

@@ -11,6 +11,7 @@ import functools
 import re
 import string
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import phonenumbers
 
@@ -373,8 +374,76 @@ def can_see_personal_data(user) -> bool:
     return bool(user is not None and user.has_perm("loans.view_personal_data"))
 
 
+@dataclass(frozen=True)
+class Masker:
+    """What one viewer is shown: every screen, export and preview masks through one of these.
+
+    The decision is made once per request (``masker_for(request)``) or per export (``Masker(unmasked=...)``) and
+    travels with it; it is never kept on a shared object such as a ModelAdmin, which serves every user's
+    requests at the same time. Unmasked, every method returns its input unchanged."""
+
+    unmasked: bool = False
+
+    @classmethod
+    def for_user(cls, user) -> Masker:
+        return cls(unmasked=can_see_personal_data(user))
+
+    def name(self, name: str) -> str:
+        return name if self.unmasked else mask_name(name)
+
+    def phone(self, phone: str) -> str:
+        return phone if self.unmasked else mask_phone(phone)
+
+    def email(self, email: str) -> str:
+        return email if self.unmasked else mask_email(email)
+
+    def destination(self, destination: str) -> str:
+        return destination if self.unmasked else mask_destination(destination)
+
+    def text(self, text: str, *, names=(), phones=(), emails=()) -> str:
+        """Free text (a subject, a body, an error) quoting the known values and maybe other phones and emails."""
+        return text if self.unmasked else mask_text(text, names=names, phones=phones, emails=emails)
+
+    def message(self, text: str, *, names=(), phones=(), emails=()) -> str:
+        """A message's subject or body: masked as ``text`` when the customer's name is known, withheld (only
+        its length kept) when it is not, since a name is in words no pattern recognises."""
+        if self.unmasked or not text:
+            return text
+        if not any(names):
+            return withhold(text)
+        return mask_text(text, names=names, phones=phones, emails=emails)
+
+    def value(self, value, *, names=(), phones=(), emails=()):
+        """A JSON value (audit before/after), see ``mask_value``."""
+        return value if self.unmasked else mask_value(value, names=names, phones=phones, emails=emails)
+
+
+def known_of(customer) -> dict[str, list[str]]:
+    """The personal values of ``customer`` (or of anything with ``name``, ``phone``, ``email``) to look for in
+    text, as keyword arguments of ``Masker.text``/``message``/``value``."""
+    if customer is None:
+        return {"names": [], "phones": [], "emails": []}
+    return {
+        "names": [customer.name or ""],
+        "phones": [str(customer.phone or "")],
+        "emails": [customer.email or ""],
+    }
+
+
+def masker_for(request) -> Masker:
+    """The masker of this request (worked out once, kept on the request, which only this request sees)."""
+    masker = getattr(request, "_personal_data_masker", None)
+    if masker is None:
+        masker = Masker.for_user(getattr(request, "user", None))
+        request._personal_data_masker = masker
+    return masker
+
+
 __all__ = [
+    "Masker",
     "can_see_personal_data",
+    "known_of",
+    "masker_for",
     "mask_destination",
     "mask_email",
     "mask_name",

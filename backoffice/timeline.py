@@ -22,7 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
 
-from backoffice.masking import can_see_personal_data, mask_destination, mask_name, mask_text, mask_value
+from backoffice.masking import Masker, known_of, masker_for
 from backoffice.models import AuditEvent
 from loans.models import Customer, Loan, Payment
 from notifications.choices import Channel, Kind
@@ -106,17 +106,17 @@ def _change_url_pattern() -> str | None:
 
 
 def timeline_entries(
-    logs: list[NotificationLog], customer: Customer, *, unmasked: bool
+    logs: list[NotificationLog], customer: Customer, *, masker: Masker
 ) -> list[TimelineEntry]:
     """Rows for ``logs`` of ``customer``: times in the customer's zone and in UTC, labels in the active language,
-    personal data masked unless ``unmasked``, and the audit events behind each row (one query for them all)."""
+    personal data as ``masker`` shows it, and the audit events behind each row (one query for them all)."""
     zone = customer.zone
-    pii = {"names": [customer.name], "phones": [customer.phone], "emails": [customer.email]}
+    pii = known_of(customer)
     events = audit_events_for(logs)
     change_url = _change_url_pattern()
 
     def masked(text: str) -> str:
-        return text if unmasked else mask_text(text, **pii)
+        return masker.text(text, **pii)
 
     rows = []
     for log in logs:
@@ -133,7 +133,7 @@ def timeline_entries(
                 sent_utc=log.sent_at,
                 delivered_local=log.delivered_at.astimezone(zone) if log.delivered_at else None,
                 loan_refs=[r.strip() for r in log.loan_refs.split(",") if r.strip()],
-                destination=log.destination if unmasked else mask_destination(log.destination),
+                destination=masker.destination(log.destination),
                 subject=masked(log.subject),
                 body=masked(log.body),
                 last_error=masked(log.last_error),
@@ -144,8 +144,8 @@ def timeline_entries(
                         "at": e.at,
                         "actor": e.actor,
                         "action": e.action,
-                        "before": _json(e.before if unmasked else mask_value(e.before, **pii)),
-                        "after": _json(e.after if unmasked else mask_value(e.after, **pii)),
+                        "before": _json(masker.value(e.before, **pii)),
+                        "after": _json(masker.value(e.after, **pii)),
                     }
                     for e in events.get(str(log.pk), [])
                 ],
@@ -202,13 +202,13 @@ def _filtered(
 
 
 def _render(request: HttpRequest, *, customer: Customer, loan: Loan | None, qs) -> HttpResponse:
-    unmasked = can_see_personal_data(request.user)
+    masker = masker_for(request)
     qs, filters = _filtered(qs, request)
     paginator = Paginator(qs, PER_PAGE)
     page: Page = paginator.get_page(request.GET.get("page"))
-    entries = timeline_entries(list(page.object_list), customer, unmasked=unmasked)
+    entries = timeline_entries(list(page.object_list), customer, masker=masker)
     loans = list(customer.loans.order_by("ref").values("id", "ref", "status"))
-    customer_name = customer.name if unmasked else mask_name(customer.name)
+    customer_name = masker.name(customer.name)
     try:
         customer_url = reverse("admin:loans_customer_change", args=[customer.pk])
     except NoReverseMatch:
@@ -234,7 +234,7 @@ def _render(request: HttpRequest, *, customer: Customer, loan: Loan | None, qs) 
         "filter_query": query,
         "statuses": NotificationLog.Status.choices,
         "channels": Channel.choices,
-        "unmasked": unmasked,
+        "unmasked": masker.unmasked,
         "payments": payments_of(customer=customer, loan=loan),
         "opts": Customer._meta,
     }

@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from backoffice.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
-from backoffice.masking import can_see_personal_data, mask_name, mask_phone
+from backoffice.masking import mask_name, mask_phone, masker_for
 from notifications.models import NotificationLog
 
 from . import calls, services
@@ -333,7 +333,7 @@ class CallTaskAdmin(AuditedModelAdmin):
 
     def get_list_display(self, request):
         # Collectors need the phone to call; whoever may not see personal data gets it masked.
-        sees = can_see_personal_data(request.user)
+        masker = masker_for(request)
 
         @admin.display(description=_("customer's local time"))
         def local_time(obj):
@@ -365,13 +365,11 @@ class CallTaskAdmin(AuditedModelAdmin):
 
         @admin.display(description=_("customer"))
         def customer(obj):
-            name = obj.case.loan.customer.name
-            return name if sees else mask_name(name)
+            return masker.name(obj.case.loan.customer.name)
 
         @admin.display(description=_("phone"))
         def phone(obj):
-            number = str(obj.case.loan.customer.phone or "")
-            return number if sees else mask_phone(number)
+            return masker.phone(str(obj.case.loan.customer.phone or ""))
 
         columns.update(customer=customer, phone=phone)
         return [columns.get(c, c) for c in self.list_display]
@@ -463,7 +461,7 @@ class CallTaskAdmin(AuditedModelAdmin):
                 self.message_user(request, _("Outcome recorded."))
                 return HttpResponseRedirect(reverse("admin:collections_calltask_changelist"))
         customer = task.case.loan.customer
-        sees = can_see_personal_data(request.user)
+        masker = masker_for(request)
         now = timezone.now()
         gate = calls.queue_gates([task], now).get(task.pk) if task.is_open else None
         context = {
@@ -477,8 +475,8 @@ class CallTaskAdmin(AuditedModelAdmin):
             "opts": self.model._meta,
             "task": task,
             "case": task.case,
-            "customer_name": customer.name if sees else mask_name(customer.name),
-            "customer_phone": str(customer.phone or "") if sees else mask_phone(str(customer.phone or "")),
+            "customer_name": masker.name(customer.name),
+            "customer_phone": masker.phone(str(customer.phone or "")),
             "form": form,
         }
         return TemplateResponse(request, "admin/collections/calltask/record_outcome.html", context)

@@ -15,10 +15,16 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 
-from backoffice.admin import AuditedAdminMixin, AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
+from backoffice.admin import (
+    AuditedAdminMixin,
+    AuditedExportMixin,
+    AuditedModelAdmin,
+    LargeTablePaginator,
+    PersonalDataAdminMixin,
+)
 from backoffice.compliance_admin import InputFilter
 from backoffice.importing import BookImportAdminMixin
-from backoffice.masking import can_see_personal_data, mask_destination, mask_email, mask_name, mask_phone
+from backoffice.masking import mask_destination, mask_email, mask_name, mask_phone, masker_for
 from debt_collection.ladder import (
     DpdBucket,
     InstallmentState,
@@ -206,8 +212,9 @@ class FailureReasonFilter(InputFilter):
 
 
 @admin.register(Customer)
-class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
-    """Names, phones and emails are masked for users without ``loans.view_personal_data`` (read-only to them)."""
+class CustomerAdmin(PersonalDataAdminMixin, AuditedAdminMixin, BookImportExportAdmin):
+    """Names, phones and emails are masked for users without ``loans.view_personal_data`` (read-only to them),
+    who search and filter by reference only."""
 
     change_form_template = "admin/loans/customer/change_form.html"
 
@@ -232,6 +239,7 @@ class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
     )
     list_select_related = ("tier",)
     search_fields = ("=ref", "=phone", "name")
+    personal_fields = ("name", "phone", "email", "push_token")
     readonly_fields = ("credit_score", "timezone_source", "instalments", "created_at", "updated_at")
     inlines = [LoanInline]
     fieldsets = (
@@ -265,7 +273,7 @@ class CustomerAdmin(AuditedAdminMixin, BookImportExportAdmin):
     )
 
     def _masks(self, request) -> bool:
-        return not can_see_personal_data(request.user)
+        return not masker_for(request).unmasked
 
     def is_export_masked(self, request) -> bool:
         return self._masks(request)

@@ -9,6 +9,8 @@ import datetime as dt
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -17,14 +19,26 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 
-from backoffice.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
+from backoffice.admin import (
+    AuditedExportMixin,
+    AuditedModelAdmin,
+    LargeTablePaginator,
+    PersonalDataAdminMixin,
+)
 from backoffice.importing import BookImportAdminMixin
-from backoffice.masking import can_see_personal_data, mask_destination, mask_text
+from backoffice.masking import known_of, masker_for
 from loans.admin import CreditTierAdmin
 from loans.models import Customer
 
 from .choices import Channel
-from .models import ContactPolicy, JurisdictionPolicy, OutboxMessage, ReminderRule, ReminderTemplate
+from .models import (
+    ContactPolicy,
+    JurisdictionPolicy,
+    NotificationLog,
+    OutboxMessage,
+    ReminderRule,
+    ReminderTemplate,
+)
 from .resources import ReminderRuleResource, ReminderTemplateResource
 from .templating import sms_segments
 
@@ -90,11 +104,10 @@ class ReminderTemplateAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExpo
         at_text = (request.GET.get("at") or "").strip()
         at = parse_moment(at_text) if at_text else timezone.now()
         preview = preview_template(template, customer, at) if customer and at else None
-        if preview and not can_see_personal_data(request.user):
+        if preview:
+            masker = masker_for(request)
             for key in ("subject", "body"):
-                preview[key] = mask_text(
-                    preview[key], names=[customer.name], phones=[customer.phone], emails=[customer.email]
-                )
+                preview[key] = masker.text(preview[key], **known_of(customer))
         context = {
             **self.admin_site.each_context(request),
             "title": _("Preview of %(template)s") % {"template": template},
@@ -202,19 +215,23 @@ class JurisdictionPolicyAdmin(AuditedModelAdmin):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
-    """What the outbox backend "sent" (read-only)."""
+class OutboxMessageAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+    """What the outbox backend "sent" (read-only). Masked for viewers without ``loans.view_personal_data``: the
+    destination as what it is, subject and body with the customer's name, phone and email (found through the
+    notification that sent the message, or else a customer with that destination); the text of a message
+    whose customer is unknown is withheld."""
 
     list_display = (
         "created_at",
         "channel",
         "shown_destination",
-        "subject",
+        "shown_subject",
         "short_body",
         "provider_message_id",
     )
     list_filter = ("channel",)
     search_fields = ("provider_message_id", "=idempotency_key")
+    personal_fields = ("destination", "subject", "body")
     date_hierarchy = "created_at"
     # The outbox grows with every message sent: page it without counting the whole table.
     show_full_result_count = False
@@ -223,7 +240,7 @@ class OutboxMessageAdmin(admin.ModelAdmin):
         "created_at",
         "channel",
         "shown_destination",
-        "subject",
+        "shown_subject",
         "shown_body",
         "idempotency_key",
         "provider_message_id",
@@ -231,24 +248,49 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request):
-        self._unmasked = can_see_personal_data(request.user)
-        return super().get_queryset(request)
+        qs = super().get_queryset(request)
+        if masker_for(request).unmasked:
+            return qs
+        # Whose message it is, for masking their name in the text: one indexed look-up per row, in the query.
+        by_key = NotificationLog.objects.filter(idempotency_key=OuterRef("idempotency_key"))
+        by_destination = Customer.objects.filter(
+            Q(phone=OuterRef("destination")) | Q(email=OuterRef("destination"))
+        ).order_by("pk")
+        annotations = {}
+        for field in ("name", "phone", "email"):
+            annotations[f"known_{field}"] = Coalesce(
+                Subquery(by_key.values(f"customer__{field}")[:1]),
+                Subquery(by_destination.values(field)[:1]),
+            )
+        return qs.annotate(**annotations)
 
-    def _masked(self, text):
-        return text if getattr(self, "_unmasked", False) else mask_text(text)
+    @staticmethod
+    def _known(obj) -> dict[str, list[str]]:
+        return {
+            "names": [getattr(obj, "known_name", None) or ""],
+            "phones": [getattr(obj, "known_phone", None) or ""],
+            "emails": [getattr(obj, "known_email", None) or ""],
+        }
+
+    def _text(self, obj, text: str) -> str:
+        return self.masker(obj).message(text, **self._known(obj))
 
     @admin.display(description=_("destination"), ordering="destination")
     def shown_destination(self, obj):
-        return obj.destination if getattr(self, "_unmasked", False) else mask_destination(obj.destination)
+        return self.masker(obj).destination(obj.destination)
+
+    @admin.display(description=_("subject"))
+    def shown_subject(self, obj):
+        return self._text(obj, obj.subject)
 
     @admin.display(description=_("body"))
     def short_body(self, obj):
-        body = self._masked(obj.body)
+        body = self._text(obj, obj.body)
         return body if len(body) <= 80 else body[:79] + "…"
 
     @admin.display(description=_("body"))
     def shown_body(self, obj):
-        return self._masked(obj.body)
+        return self._text(obj, obj.body)
 
     def has_add_permission(self, request):
         return False

@@ -477,4 +477,6 @@ class OutboxMessage(models.Model):
         verbose_name_plural = _("outbox")
 
     def __str__(self):
-        return f"{self.channel} to {self.destination}"
+        # Not the destination: this text is the admin's page title, breadcrumb and history heading, which
+        # viewers who may not see personal data see too.
+        return f"{self.channel} {self.provider_message_id}"

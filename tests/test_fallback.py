@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from django.test import override_settings
 
+from backoffice.masking import Masker
 from backoffice.models import AuditEvent
 from backoffice.timeline import timeline_entries, timeline_queryset
 from notifications.channels import OutgoingMessage, ProviderError, SendResult
@@ -83,7 +84,9 @@ def test_the_timeline_shows_the_chain_from_the_failed_message_to_its_fallback():
     assert fell_back.after["fallback_id"] == push_row.id and fell_back.after["channel"] == "push"
     planned = AuditEvent.objects.get(action="notifications.contact.planned", object_id=str(push_row.id))
     assert planned.after["fallback_of"] == sms.id and planned.after["failed_channel"] == "sms"
-    entries = timeline_entries(list(timeline_queryset(customer=customer)), customer, unmasked=True)
+    entries = timeline_entries(
+        list(timeline_queryset(customer=customer)), customer, masker=Masker(unmasked=True)
+    )
     actions = {entry.log.id: [e["action"] for e in entry.audit_events] for entry in entries}
     assert "notifications.contact.fell_back" in actions[sms.id]
     assert "notifications.contact.planned" in actions[push_row.id]
