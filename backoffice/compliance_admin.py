@@ -28,6 +28,7 @@ from .exports import (
     manifest_path_for,
     may_download,
     may_export,
+    may_see_all_exports,
     start_export,
 )
 from .masking import known_of
@@ -326,7 +327,8 @@ class NotificationLogAdmin(
 
 @admin.register(ExportJob)
 class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Each user sees their own exports (superusers see all); the page polls until the file is ready."""
+    """Each user sees and downloads their own exports; a user granted ``backoffice.access_all_exports``
+    (Administrators) sees everyone's. The page polls until the file is ready."""
 
     list_display = (
         "id",
@@ -375,7 +377,7 @@ class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)
-        return qs if request.user.is_superuser else qs.filter(user=request.user)
+        return qs if may_see_all_exports(request.user) else qs.filter(user=request.user)
 
     def get_urls(self):
         return [
@@ -403,7 +405,7 @@ class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return job
 
     def get_object(self, request, object_id, from_field=None):
-        # Not limited to the user's own rows: ``has_view_permission`` decides (owner or export permission).
+        # Not limited to the user's own rows: ``has_view_permission`` decides (``may_download``).
         return ExportJob.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
 
     def download_view(self, request, pk):

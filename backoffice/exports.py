@@ -43,6 +43,7 @@ from .masking import (
     mask_value,
 )
 from .models import AuditEvent, ExportJob
+from .private_files import create_private, write_private
 
 logger = logging.getLogger(__name__)
 
@@ -536,6 +537,7 @@ def export_to_file(
     else:
         batches = audit_batches(qs, masked=masked)
     partial = output.with_name(f".{output.name}.partial")
+    create_private(partial)  # the writers (and XlsxWriter) open it again: its mode stays
     # Notification rows hold only text, integers and None, escaped (the CSV writer's fast path).
     writer = WRITERS[fmt](partial, columns, plain=kind == "notifications")
     count, last_seq = 0, None
@@ -577,7 +579,7 @@ def export_to_file(
         "utf-8"
     )
     mpath = manifest_path_for(output)
-    mpath.write_bytes(manifest_bytes)
+    write_private(mpath, manifest_bytes)
     manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
     log_event(
         "backoffice.export.completed",
@@ -700,13 +702,22 @@ def run_export_job(job_id: int) -> dict[str, Any]:
     return {"job": job_id, "rows": result.rows}
 
 
+ALL_EXPORTS_PERMISSION = "backoffice.access_all_exports"
+
+
+def may_see_all_exports(user) -> bool:
+    """Whether ``user`` sees every user's exports in the list (else only their own)."""
+    return bool(user is not None and user.is_active and user.has_perm(ALL_EXPORTS_PERMISSION))
+
+
 def may_download(user, job: ExportJob) -> bool:
-    """The owner, or a user allowed to export that kind (and to see personal data if the file is unmasked)."""
+    """The owner, or a user granted ``backoffice.access_all_exports`` (and, for an unmasked file, the right to
+    see personal data). Being allowed to export the same kind is not enough: the file is someone else's."""
     if user is None or not user.is_active:
         return False
     if job.user_id == user.pk:
         return True
-    return may_export(user, job.kind) and (job.is_masked or can_see_personal_data(user))
+    return may_see_all_exports(user) and (job.is_masked or can_see_personal_data(user))
 
 
 __all__ = [
@@ -720,6 +731,7 @@ __all__ = [
     "filtered_queryset",
     "may_download",
     "may_export",
+    "may_see_all_exports",
     "run_export_job",
     "start_export",
 ]

@@ -48,6 +48,7 @@ from import_export.results import Result, RowResult
 from import_export.utils import atomic_if_using_transaction
 
 from .audit import log_event
+from .private_files import write_private
 
 if TYPE_CHECKING:
     from .models import ImportJob
@@ -1278,7 +1279,7 @@ def store_upload(data: bytes, file_name: str) -> str:
     path = import_root() / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
+    write_private(partial, data)
     os.replace(partial, path)
     return str(relative)
 

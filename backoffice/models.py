@@ -103,6 +103,8 @@ class ExportJob(models.Model):
         verbose_name = _("export")
         verbose_name_plural = _("exports")
         default_permissions = ("view",)
+        # Without it a user sees and downloads their own exports only.
+        permissions = [("access_all_exports", "Can see and download every user's exports")]
         indexes = [models.Index(fields=["user", "-created_at"], name="exportjob_user_created_idx")]
 
     def __str__(self):

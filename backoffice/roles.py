@@ -57,6 +57,9 @@ ROLES: dict[str, dict[str, list[str]]] = {
             "delete_escalationstep",
             "add_agency",
             "change_agency",
+            # Operations look after the agencies' contracts and hand them their files (which hold personal
+            # data when the contract allows it); collectors decide the placement, not the transfer.
+            "download_placement_file",
             "import_*",
             "export_*",
         ],

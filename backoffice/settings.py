@@ -10,6 +10,7 @@ import datetime as dt
 from pathlib import Path
 
 import environ
+from csp import constants as csp_constants
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -193,6 +195,30 @@ IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
 # We escape every dangerous leading character ourselves (the library's option only strips "=").
 IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
+
+# --- Content-Security-Policy (django-csp) --------------------------------------------------------------
+# Scripts come from the site itself only (the one inline script, the import progress poll, carries the
+# request's nonce); inline style attributes stay allowed (the admin's templates use them; they cannot run
+# code). The hash lets django-import-export's "select all fields" checkbox keep its inline handler.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp_constants.SELF],
+        "script-src": [
+            csp_constants.SELF,
+            csp_constants.NONCE,
+            csp_constants.UNSAFE_HASHES,
+            "'sha256-wid4zL8fR53ZYy1ljOepzR77Dn6vWUUxuNnnWWBP3I8='",  # onSelectToggleChange(event)
+        ],
+        "style-src": [csp_constants.SELF, csp_constants.UNSAFE_INLINE],
+        "img-src": [csp_constants.SELF, "data:"],
+        "font-src": [csp_constants.SELF],
+        "connect-src": [csp_constants.SELF],
+        "object-src": [csp_constants.NONE],
+        "base-uri": [csp_constants.SELF],
+        "form-action": [csp_constants.SELF],
+        "frame-ancestors": [csp_constants.NONE],
+    }
+}
 
 # --- Product settings ----------------------------------------------------------------------------------
 PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="CN")

@@ -27,6 +27,10 @@ class ReminderTemplate(models.Model):
         ordering = ["kind", "channel", "language"]
         verbose_name = _("reminder template")
         verbose_name_plural = _("reminder templates")
+        permissions = [
+            ("import_remindertemplate", "Can import reminder templates"),
+            ("export_remindertemplate", "Can export reminder templates"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["kind", "channel", "language"], name="template_unique_kind_channel_language"
@@ -75,6 +79,10 @@ class ReminderRule(models.Model):
         ordering = ["tier", "offset_days", "channel"]
         verbose_name = _("reminder rule")
         verbose_name_plural = _("reminder rules")
+        permissions = [
+            ("import_reminderrule", "Can import reminder rules"),
+            ("export_reminderrule", "Can export reminder rules"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["tier", "offset_days", "channel", "kind"],

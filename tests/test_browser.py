@@ -273,3 +273,54 @@ def test_a_collector_records_a_promise_to_pay(open_as, live_server, book):
     assert promise.amount == Decimal("500.00")
     task.refresh_from_db()
     assert task.outcome == CallTask.Outcome.PROMISE_TO_PAY
+
+
+def test_the_content_security_policy_lets_the_admin_scripts_run_and_blocks_nothing_of_ours(
+    open_as, live_server, book
+):
+    """The policy (django-csp) is strict on scripts: every page an operator uses still runs its scripts, the
+    import progress poll (inline, with the request's nonce) fetches its status, and no page reports a violation."""
+    from backoffice.models import ImportJob
+
+    user = make_user("olga", group=OPERATIONS)
+    running = ImportJob.objects.create(
+        user=user,
+        resource="loans.resources.CreditTierResource",
+        file_name="tiers.csv",
+        file_path="none.csv",
+        file_sha256="0" * 64,
+        format="import_export.formats.base_formats.CSV",
+        status=ImportJob.Status.RUNNING,
+        rows_total=10,
+    )
+    page = open_as(user)
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    customer = book["customer"]
+    for path in (
+        "/admin/",
+        "/admin/loans/customer/",
+        f"/admin/loans/customer/{customer.pk}/change/",
+        f"/admin/loans/customer/{customer.pk}/timeline/",
+        "/admin/notifications/notificationlog/",
+        "/admin/notifications/outboxmessage/",
+    ):
+        response = page.goto(f"{live_server.url}{path}")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+
+    with page.expect_request(f"**/admin/imports/{running.pk}/status/"):
+        page.goto(f"{live_server.url}/admin/imports/{running.pk}/")
+
+    # The export page's "select all" box (django-import-export's inline handler, allowed by its hash).
+    page.goto(f"{live_server.url}/admin/loans/customer/export/")
+    toggle = page.locator("input.select-toggle").first
+    boxes = page.locator(".selectable-field-export-row input[type=checkbox]")
+    assert boxes.count() > 3 and boxes.first.is_checked()
+    toggle.uncheck()
+    assert not any(boxes.nth(i).is_checked() for i in range(boxes.count()))
+    assert violations == []
