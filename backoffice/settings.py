@@ -7,6 +7,7 @@ broker. Production sets DEBUG=false, SECRET_KEY, ALLOWED_HOSTS and usually DATAB
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import environ
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "axes",
     "django_q",
     "import_export",
+    "anymail",
     "loans.apps.LoansConfig",
     "notifications.apps.NotificationsConfig",
     "debt_collection.apps.DebtCollectionConfig",
@@ -232,12 +234,18 @@ NOTIFICATION_BACKENDS = {
 SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")
 SMS_GATEWAY_TOKEN = env.str("SMS_GATEWAY_TOKEN", default="")
 SMS_SENDER_ID = env.str("SMS_SENDER_ID", default="LENDER")
+# The address providers call back (Twilio's StatusCallback, ESP tracking webhooks), e.g.
+# https://backoffice.lender.example; without it messages go out without a callback URL.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
 TWILIO_BASE_URL = env.str("TWILIO_BASE_URL", default="")
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
 FCM_BASE_URL = env.str("FCM_BASE_URL", default="")
 FCM_PROJECT_ID = env.str("FCM_PROJECT_ID", default="")
+# A service-account JSON file of the Firebase project (google-auth mints and refreshes the OAuth token);
+# FCM_ACCESS_TOKEN is a fixed token for a local test server only (real ones expire within the hour).
+FCM_CREDENTIALS_FILE = env.str("FCM_CREDENTIALS_FILE", default="")
 FCM_ACCESS_TOKEN = env.str("FCM_ACCESS_TOKEN", default="")
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
 # Without a secret (production that did not set one) the delivery webhook refuses every request.
@@ -265,6 +273,12 @@ EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="reminders@lender.example")
+# django-anymail (an ESP instead of SMTP: EMAIL_BACKEND=anymail.backends.mailgun.EmailBackend, ...): every
+# ANYMAIL_<NAME> variable is its setting <NAME>, e.g. ANYMAIL_MAILGUN_API_KEY, ANYMAIL_MAILGUN_SENDER_DOMAIN,
+# ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY, ANYMAIL_WEBHOOK_SECRET (user:password of the tracking webhooks).
+ANYMAIL = {
+    name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")
+}
 
 LOGGING = {
     "version": 1,

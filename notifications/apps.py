@@ -20,6 +20,11 @@ class NotificationsConfig(AppConfig):
         loan_signals.tier_changed.connect(
             signals.on_tier_changed, dispatch_uid="notifications.replan_on_tier_change"
         )
+        from anymail.signals import tracking
+
+        from .email_tracking import on_tracking_event
+
+        tracking.connect(on_tracking_event, dispatch_uid="notifications.email_tracking")
         post_migrate.connect(
             _register_schedules, sender=self, dispatch_uid="notifications.register_schedules"
         )

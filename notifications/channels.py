@@ -12,16 +12,20 @@ allows, so a retry after a crash between sending and recording is recognised by 
 
 from __future__ import annotations
 
+import os
 import smtplib
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils.module_loading import import_string
 
 # Identifiers that are not UUIDs still map to one stable UUID (the outbox stores keys as UUIDs).
@@ -55,11 +59,13 @@ class ProviderError(Exception):
         retryable: bool = True,
         status_code: int | None = None,
         dead_destination: bool = False,
+        response_json: Any = None,
     ):
         super().__init__(message)
         self.retryable = retryable
         self.status_code = status_code
         self.dead_destination = dead_destination
+        self.response_json = response_json  # the provider's error body, when it was JSON
 
 
 class ChannelBackend(Protocol):
@@ -131,6 +137,11 @@ def _required(name: str) -> str:
     if not value:
         raise ImproperlyConfigured(f"{name} must be set to use this delivery backend.")
     return value
+
+
+def public_url(view_name: str) -> str:
+    """The address a provider calls back for ``view_name``: ``PUBLIC_BASE_URL`` plus the view's path."""
+    return settings.PUBLIC_BASE_URL.rstrip("/") + reverse(view_name)
 
 
 def is_retryable_status(status_code: int) -> bool:
@@ -224,10 +235,15 @@ class HttpBackend:
         except requests.RequestException as exc:
             raise ProviderError(f"{self.provider}: {exc.__class__.__name__}: {exc}", retryable=True) from exc
         if not 200 <= response.status_code < 300:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
             raise ProviderError(
                 f"{self.provider}: HTTP {response.status_code}: {response.text[:300]}",
                 retryable=is_retryable_status(response.status_code),
                 status_code=response.status_code,
+                response_json=body,
             )
         try:
             data = response.json()
@@ -274,7 +290,8 @@ class JsonSmsGatewayBackend(HttpBackend):
 
 
 class TwilioSmsBackend(HttpBackend):
-    """A Twilio-compatible Messages API (``TWILIO_BASE_URL`` may point at any server speaking it)."""
+    """A Twilio-compatible Messages API (``TWILIO_BASE_URL`` may point at any server speaking it). With
+    ``PUBLIC_BASE_URL`` set, each message asks Twilio to report its status to our StatusCallback URL."""
 
     provider = "Twilio"
 
@@ -287,9 +304,13 @@ class TwilioSmsBackend(HttpBackend):
 
     def send(self, message: OutgoingMessage) -> SendResult:
         url = f"{self.base_url}/2010-04-01/Accounts/{self.sid}/Messages.json"
+        form = {"To": message.destination, "From": self.sender, "Body": message.body}
+        if settings.PUBLIC_BASE_URL:
+            # Twilio reports delivered / undelivered / failed there (notifications.twilio_webhooks).
+            form["StatusCallback"] = public_url("notifications:twilio_status")
         data = self.post(
             url,
-            data={"To": message.destination, "From": self.sender, "Body": message.body},
+            data=form,
             auth=(self.sid, self.token),
             headers={
                 "I-Twilio-Idempotency-Token": str(message.idempotency_key),
@@ -299,16 +320,106 @@ class TwilioSmsBackend(HttpBackend):
         return SendResult(provider_message_id=self.message_id(data, "sid"))
 
 
+FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+_fcm_credentials: dict[tuple[str, int], Any] = {}
+_fcm_lock = threading.Lock()
+
+
+def fcm_credentials(path: str):
+    """The service account of ``path`` (google-auth), one per process and file version, with a valid access
+    token: minted on first use and again before it expires (google-auth's refresh threshold, a few minutes
+    ahead), so a push never goes out with a token that lapses on the way. Raises ImproperlyConfigured for an unreadable file,
+    ProviderError (retryable) when the token endpoint cannot be reached."""
+    return _fcm_token(path, force=False)
+
+
+def _fcm_token(path: str, *, force: bool):
+    """``fcm_credentials``; with ``force`` a new token is minted even if the current one looks valid (FCM
+    refused it)."""
+    from google.auth.exceptions import GoogleAuthError, TransportError
+    from google.auth.transport.requests import Request
+    from google.oauth2 import service_account
+
+    try:
+        key = (path, os.stat(path).st_mtime_ns)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"FCM_CREDENTIALS_FILE {path!r} cannot be read: {exc}") from exc
+    with _fcm_lock:
+        credentials = _fcm_credentials.get(key)
+        if credentials is None:
+            try:
+                credentials = service_account.Credentials.from_service_account_file(path, scopes=[FCM_SCOPE])
+            except (ValueError, KeyError) as exc:
+                raise ImproperlyConfigured(
+                    f"FCM_CREDENTIALS_FILE {path!r} is not a service account: {exc}"
+                ) from exc
+            _fcm_credentials.clear()  # an older version of the file is of no use any more
+            _fcm_credentials[key] = credentials
+        if force or not credentials.valid:
+            try:
+                credentials.refresh(Request())
+            except TransportError as exc:
+                raise ProviderError(
+                    f"FCM: the token endpoint cannot be reached: {exc}", retryable=True
+                ) from exc
+            except GoogleAuthError as exc:
+                # The token endpoint refused the service account (revoked key, wrong clock): trying again later
+                # may help once an operator fixed it, and nothing was sent.
+                raise ProviderError(f"FCM: no access token: {exc}", retryable=True) from exc
+        return credentials
+
+
+def fcm_dead_token_reason(data: Any) -> str:
+    """The FCM error code when an error response says the push token itself is dead: ``UNREGISTERED`` (the
+    app was uninstalled, the token expired), or ``INVALID_ARGUMENT`` about the token (``message.token``), not
+    about the rest of the message (a bug of ours must not wipe every customer's token). Else empty."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return ""
+    details = [d for d in error.get("details") or [] if isinstance(d, dict)]
+    codes = {d.get("errorCode") for d in details}
+    if "UNREGISTERED" in codes:
+        return "UNREGISTERED"
+    if "INVALID_ARGUMENT" in codes or error.get("status") == "INVALID_ARGUMENT":
+        fields = {
+            violation.get("field")
+            for d in details
+            for violation in d.get("fieldViolations") or []
+            if isinstance(violation, dict)
+        }
+        if "message.token" in fields or "registration token" in str(error.get("message", "")).lower():
+            return "INVALID_ARGUMENT"
+    return ""
+
+
 class FcmPushBackend(HttpBackend):
-    """Firebase Cloud Messaging, HTTP v1 message shape."""
+    """Firebase Cloud Messaging, HTTP v1. Credentials: a service-account file (``FCM_CREDENTIALS_FILE``,
+    google-auth mints and refreshes the OAuth token; ``FCM_PROJECT_ID`` defaults to the file's project), or a
+    fixed ``FCM_ACCESS_TOKEN`` for a local test server. A token FCM says is dead (``UNREGISTERED``, an
+    ``INVALID_ARGUMENT`` about the token) is a permanent error with ``dead_destination``: the dispatcher clears
+    it from the customer and falls back to the next channel."""
 
     provider = "FCM"
 
     def __init__(self) -> None:
         super().__init__()
         self.base_url = (settings.FCM_BASE_URL or "https://fcm.googleapis.com").rstrip("/")
-        self.project_id = _required("FCM_PROJECT_ID")
-        self.access_token = _required("FCM_ACCESS_TOKEN")
+        self.credentials_file = settings.FCM_CREDENTIALS_FILE
+        if self.credentials_file:
+            credentials = fcm_credentials(self.credentials_file)
+            self.project_id = settings.FCM_PROJECT_ID or credentials.project_id
+            if not self.project_id:
+                raise ImproperlyConfigured(
+                    "FCM_PROJECT_ID must be set (the service-account file names none)."
+                )
+        else:
+            self.project_id = _required("FCM_PROJECT_ID")
+            self.access_token = _required("FCM_ACCESS_TOKEN")
+
+    def _token(self, *, force: bool = False) -> str:
+        if not self.credentials_file:
+            return self.access_token
+        return _fcm_token(self.credentials_file, force=force).token
 
     def send(self, message: OutgoingMessage) -> SendResult:
         url = f"{self.base_url}/v1/projects/{self.project_id}/messages:send"
@@ -319,12 +430,34 @@ class FcmPushBackend(HttpBackend):
                 "data": {"idempotency_key": str(message.idempotency_key)},
             }
         }
-        data = self.post(url, json=payload, headers={"Authorization": f"Bearer {self.access_token}"})
+        try:
+            data = self._post(url, payload, self._token())
+        except ProviderError as exc:
+            if exc.status_code != 401 or not self.credentials_file:
+                raise
+            # The token was revoked or its clock is off: mint a new one and try once more.
+            data = self._post(url, payload, self._token(force=True))
         return SendResult(provider_message_id=self.message_id(data, "name"))
+
+    def _post(self, url: str, payload: dict, token: str) -> dict[str, Any]:
+        try:
+            return self.post(url, json=payload, headers={"Authorization": f"Bearer {token}"})
+        except ProviderError as exc:
+            reason = fcm_dead_token_reason(exc.response_json)
+            if reason:
+                raise ProviderError(
+                    f"FCM: {reason}: {exc}",
+                    retryable=False,
+                    status_code=exc.status_code,
+                    dead_destination=True,
+                ) from exc
+            raise
 
 
 class EmailBackend:
-    """Email through Django's mail (``settings.EMAIL_BACKEND``, SMTP by default; timeout ``EMAIL_TIMEOUT``).
+    """Email through Django's mail (``settings.EMAIL_BACKEND``, SMTP by default; timeout ``EMAIL_TIMEOUT``), or
+    an ESP's API through a django-anymail backend named there (Amazon SES, Mailgun, SendGrid, Postmark...):
+    then the provider message id is the ESP's, the one its tracking webhooks report (notifications.email_tracking).
 
     The Message-ID is derived from the idempotency key, so a message sent twice after a crash carries the same
     id and mail systems can recognise the duplicate; it is also the provider message id bounces refer to.
@@ -346,6 +479,16 @@ class EmailBackend:
         try:
             with get_connection(fail_silently=False) as connection:
                 sent = connection.send_messages([email])
+        except AnymailRecipientsRefused as exc:
+            # The ESP refused the address itself (invalid, or on its bounce/complaint suppression list).
+            raise ProviderError(f"{exc}", retryable=False) from exc
+        except AnymailAPIError as exc:
+            status = getattr(exc, "status_code", None)
+            raise ProviderError(
+                f"{type(exc).__name__}: {exc}",
+                retryable=status is None or is_retryable_status(status),
+                status_code=status,
+            ) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _msg in exc.recipients.values()]
             raise ProviderError(
@@ -362,4 +505,8 @@ class EmailBackend:
             raise ProviderError(f"SMTP: {exc.__class__.__name__}: {exc}", retryable=True) from exc
         if not sent:
             raise ProviderError("SMTP: the message was not sent", retryable=True)
-        return SendResult(provider_message_id=message_id)
+        # An ESP backend (django-anymail) names the message its own way; its tracking webhooks use that id.
+        status = getattr(email, "anymail_status", None)
+        return SendResult(
+            provider_message_id=(status.message_id if status and status.message_id else message_id)
+        )

@@ -49,6 +49,9 @@ class Receipt:
     status: str
     error: str = ""
     at: dt.datetime | None = None
+    # A failure that may also come after delivery (an email that bounced or was reported as spam after the
+    # receiving server took it): it applies to a delivered contact too.
+    also_after_delivery: bool = False
 
 
 def parse_timestamp(value: Any, *, now: dt.datetime) -> dt.datetime | None:
@@ -172,7 +175,8 @@ def apply_receipts(receipts: Sequence[Receipt], *, now: dt.datetime, actor: str 
     ``now``) or ``failed`` with reason ``provider_error`` and ``last_error``, with the audit event
     ``notifications.contact.delivered`` / ``.failed``; a failed contact falls back to the next channel of the tier
     (``plan_fallbacks``) in the same transaction. A contact in any other status is left as it is (receipts
-    are repeated and arrive out of order), so applying a receipt twice changes nothing more. Raises ReceiptError
+    are repeated and arrive out of order), so applying a receipt twice changes nothing more; except that a
+    failure marked ``also_after_delivery`` (a bounce, a spam complaint) also applies to a delivered contact. Raises ReceiptError
     (the chunk is rolled back) for a receipt timed before its message was sent: callers ``check_receipts``
     first, so that nothing of a bad request is applied."""
     unknown: list[str] = []
@@ -191,7 +195,11 @@ def _apply_chunk(receipts: Sequence[Receipt], *, now: dt.datetime, actor: str) -
             if log is None:
                 unknown.append(receipt.provider_message_id)
                 continue
-            if log.status != NotificationLog.Status.SENT:
+            if log.status != NotificationLog.Status.SENT and not (
+                receipt.also_after_delivery
+                and receipt.status == FAILED
+                and log.status == NotificationLog.Status.DELIVERED
+            ):
                 continue
             check_receipt_time(receipt, log.sent_at)
             at = receipt.at or now
@@ -244,6 +252,7 @@ def record_delivery_receipt(
     at: dt.datetime | None = None,
     actor: str = ACTOR,
     now: dt.datetime | None = None,
+    also_after_delivery: bool = False,
 ) -> NotificationLog | None:
     """Apply one receipt to the contact the provider knows as ``provider_message_id`` (see ``apply_receipts``).
 
@@ -260,7 +269,9 @@ def record_delivery_receipt(
     now = now or timezone.now()
     if at is not None and timezone.is_naive(at):
         at = timezone.make_aware(at, dt.UTC)
-    unknown = apply_receipts([Receipt(provider_message_id, status, error, at)], now=now, actor=actor)
+    unknown = apply_receipts(
+        [Receipt(provider_message_id, status, error, at, also_after_delivery)], now=now, actor=actor
+    )
     if unknown:
         return None
     return _latest_contacts([provider_message_id], lock=False).get(provider_message_id)
