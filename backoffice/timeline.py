@@ -56,6 +56,9 @@ class TimelineEntry:
     last_error: str
     admin_url: str = ""
     audit_events: list[dict[str, Any]] = field(default_factory=list)
+    # The chain of a failed message and the next channel tried (notifications.services.plan_fallbacks).
+    fallback_of: int | None = None
+    fallback_id: int | None = None
 
 
 def timeline_queryset(
@@ -98,6 +101,14 @@ def audit_events_for(logs: list[NotificationLog]) -> dict[str, list[AuditEvent]]
     return by_log
 
 
+def _chain_link(events: list[AuditEvent], action: str, key: str) -> int | None:
+    """The contact id ``key`` names in the first ``action`` event about a contact (None without one)."""
+    for event in events:
+        if event.action == action and isinstance(event.after, dict) and event.after.get(key):
+            return event.after[key]
+    return None
+
+
 def _change_url_pattern() -> str | None:
     try:
         return reverse("admin:notifications_notificationlog_change", args=[0])
@@ -120,6 +131,7 @@ def timeline_entries(
 
     rows = []
     for log in logs:
+        about = events.get(str(log.pk), [])
         rows.append(
             TimelineEntry(
                 log=log,
@@ -147,8 +159,10 @@ def timeline_entries(
                         "before": _json(masker.value(e.before, **pii)),
                         "after": _json(masker.value(e.after, **pii)),
                     }
-                    for e in events.get(str(log.pk), [])
+                    for e in about
                 ],
+                fallback_of=_chain_link(about, "notifications.contact.planned", "fallback_of"),
+                fallback_id=_chain_link(about, "notifications.contact.fell_back", "fallback_id"),
             )
         )
     return rows
