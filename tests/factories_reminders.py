@@ -6,6 +6,7 @@ import datetime as dt
 import zoneinfo
 
 from notifications.models import ContactPolicy, NotificationLog, ReminderRule, ReminderTemplate
+from notifications.services import plan_contacts
 
 from .factories import make_customer, make_installment, make_loan, make_tier
 
@@ -54,3 +55,17 @@ def make_debtor(tier=None, *, loans: int = 1, due_date=dt.date(2026, 12, 1), **c
 
 def logs_of(customer) -> list[NotificationLog]:
     return list(NotificationLog.objects.filter(customer=customer).order_by("channel", "id"))
+
+
+def pre_due_debtor(channel_order: str, *, tier_kwargs=None, plan_at=None, **customer_kwargs):
+    """A customer of a tier with ``channel_order`` whose pre-due reminder (3 days before 2026-12-01, on the first
+    channel of the order) is planned, with a template on every channel of the order. Returns the customer and
+    their instalments."""
+    channels = channel_order.split(",")
+    tier = make_tier(channel_order=channel_order, **(tier_kwargs or {}))
+    make_rule(tier, -3, channels[0])
+    for channel in channels:
+        make_template("pre_due", channel, "zh-hans")
+    customer, installments = make_debtor(tier, due_date=dt.date(2026, 12, 1), **customer_kwargs)
+    plan_contacts(plan_at or local(SHANGHAI, 2026, 11, 28, 0, 30))
+    return customer, installments

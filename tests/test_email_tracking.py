@@ -17,11 +17,16 @@ from backoffice.models import AuditEvent
 from loans.models import Customer
 from notifications.channels import EmailBackend, OutgoingMessage, ProviderError
 from notifications.models import NotificationLog, OutboxMessage
-from notifications.services import dispatch_due, plan_contacts
+from notifications.services import dispatch_due
 
 from .factories import make_customer, make_tier
 from .factories_delivery import make_sent_notification
-from .factories_reminders import SHANGHAI, local, logs_of, make_debtor, make_rule, make_template
+from .factories_reminders import (
+    SHANGHAI,
+    local,
+    logs_of,
+    pre_due_debtor,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -222,12 +227,7 @@ def test_a_reminder_emailed_through_the_esp_bounces_and_goes_out_by_sms(mailgun,
         "sms": "notifications.channels.OutboxBackend",
     }
     mailgun_accepts(mailgun, [], message_id="<reminder-1@lender.example>")
-    tier = make_tier(channel_order="email,sms")
-    make_rule(tier, -3, "email")
-    for channel in ("email", "sms"):
-        make_template("pre_due", channel, "zh-hans")
-    customer, _ = make_debtor(tier, due_date=dt.date(2026, 12, 1))
-    plan_contacts(local(SHANGHAI, 2026, 11, 28, 0, 30))
+    customer, _ = pre_due_debtor("email,sms")
     send_at = local(SHANGHAI, 2026, 11, 28, 10, 5)
     dispatch_due(send_at)
     [emailed] = logs_of(customer)

@@ -12,12 +12,17 @@ from backoffice.models import AuditEvent
 from notifications.channels import OutgoingMessage, ProviderError, SendResult
 from notifications.models import NotificationLog, OutboxMessage
 from notifications.receipts import record_delivery_receipt
-from notifications.services import dispatch_due, plan_contacts
+from notifications.services import dispatch_due
 
-from .factories import make_tier, make_user
+from .factories import make_user
 from .factories_collections import pay
 from .factories_delivery import make_sent_notification
-from .factories_reminders import SHANGHAI, local, logs_of, make_debtor, make_rule, make_template
+from .factories_reminders import (
+    SHANGHAI,
+    local,
+    logs_of,
+    pre_due_debtor,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -37,12 +42,9 @@ class RejectingBackend:
 
 def sent_sms_reminder(*, channel_order="sms,push,email", cap=3, **customer_kwargs):
     """A customer whose pre-due SMS went out at SEND_AT through the outbox."""
-    tier = make_tier(channel_order=channel_order, max_contacts_per_week=cap)
-    make_rule(tier, -3, "sms")
-    for channel in ("sms", "push", "email"):
-        make_template("pre_due", channel, "zh-hans")
-    customer, installments = make_debtor(tier, due_date=DUE, **customer_kwargs)
-    plan_contacts(PLAN_AT)
+    customer, installments = pre_due_debtor(
+        channel_order, tier_kwargs={"max_contacts_per_week": cap}, plan_at=PLAN_AT, **customer_kwargs
+    )
     dispatch_due(SEND_AT)
     [log] = logs_of(customer)
     assert log.status == Status.SENT
@@ -162,12 +164,7 @@ def test_a_fallback_of_a_paid_reminder_is_cancelled():
 
 
 def test_a_message_the_provider_refuses_falls_back_in_the_same_run():
-    tier = make_tier(channel_order="sms,email")
-    make_rule(tier, -3, "sms")
-    for channel in ("sms", "email"):
-        make_template("pre_due", channel, "zh-hans")
-    customer, _ = make_debtor(tier, due_date=DUE)
-    plan_contacts(PLAN_AT)
+    customer, _ = pre_due_debtor("sms,email", plan_at=PLAN_AT)
 
     with override_settings(
         NOTIFICATION_BACKENDS={

@@ -21,10 +21,14 @@ from loans.models import Customer
 from notifications import channels
 from notifications.channels import FcmPushBackend, OutgoingMessage, ProviderError
 from notifications.models import NotificationLog, OutboxMessage
-from notifications.services import dispatch_due, plan_contacts
+from notifications.services import dispatch_due
 
-from .factories import make_tier
-from .factories_reminders import SHANGHAI, local, logs_of, make_debtor, make_rule, make_template
+from .factories_reminders import (
+    SHANGHAI,
+    local,
+    logs_of,
+    pre_due_debtor,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -231,12 +235,7 @@ def test_an_unregistered_token_is_cleared_and_the_reminder_falls_back_to_the_nex
     fcm_answers(
         server, [], fcm_error(404, "NOT_FOUND", "UNREGISTERED", message="Requested entity was not found.")
     )
-    tier = make_tier(channel_order="push,email")
-    make_rule(tier, -3, "push")
-    for channel in ("push", "email"):
-        make_template("pre_due", channel, "zh-hans")
-    customer, _ = make_debtor(tier, due_date=dt.date(2026, 12, 1), push_token="dead-device")
-    plan_contacts(local(SHANGHAI, 2026, 11, 28, 0, 30))
+    customer, _ = pre_due_debtor("push,email", push_token="dead-device")
     send_at = local(SHANGHAI, 2026, 11, 28, 10, 5)
 
     with time_machine.travel(send_at, tick=False):

@@ -4,7 +4,6 @@ the way Twilio signs them (the official library's algorithm, over the public URL
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from urllib.parse import urlencode
 
@@ -15,11 +14,16 @@ from werkzeug import Response
 from backoffice.models import AuditEvent
 from loans.models import Customer
 from notifications.models import NotificationLog
-from notifications.services import dispatch_due, plan_contacts
+from notifications.services import dispatch_due
 
 from .factories import make_customer, make_tier
 from .factories_delivery import make_sent_notification
-from .factories_reminders import SHANGHAI, local, logs_of, make_debtor, make_rule, make_template
+from .factories_reminders import (
+    SHANGHAI,
+    local,
+    logs_of,
+    pre_due_debtor,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -82,12 +86,7 @@ def inbound_form(phone, body):
 
 
 def test_each_message_asks_twilio_to_report_to_the_status_callback_url(twilio, client):
-    tier = make_tier(channel_order="sms,push")
-    make_rule(tier, -3, "sms")
-    for channel in ("sms", "push"):
-        make_template("pre_due", channel, "zh-hans")
-    customer, _ = make_debtor(tier, due_date=dt.date(2026, 12, 1))
-    plan_contacts(local(SHANGHAI, 2026, 11, 28, 0, 30))
+    customer, _ = pre_due_debtor("sms,push")
     seen = {}
 
     def messages_api(request):
@@ -283,12 +282,7 @@ def test_an_unsigned_inbound_sms_is_refused(twilio, client):
 
 
 def test_after_stop_the_next_reminder_goes_by_the_next_channel(twilio, client):
-    tier = make_tier(channel_order="sms,push")
-    make_rule(tier, -3, "sms")
-    for channel in ("sms", "push"):
-        make_template("pre_due", channel, "zh-hans")
-    customer, _ = make_debtor(tier, due_date=dt.date(2026, 12, 1), phone="+8613800138129")
-    plan_contacts(local(SHANGHAI, 2026, 11, 28, 0, 30))
+    customer, _ = pre_due_debtor("sms,push", phone="+8613800138129")
 
     twilio_post(client, INBOUND_PATH, inbound_form("+8613800138129", "STOP"))
     dispatch_due(local(SHANGHAI, 2026, 11, 28, 10, 5))
