@@ -241,3 +241,16 @@ def test_a_reminder_emailed_through_the_esp_bounces_and_goes_out_by_sms(mailgun,
     sms = NotificationLog.objects.get(customer=customer, channel="sms")
     assert (sms.status, sms.destination) == (Status.SENT, customer.phone)
     assert OutboxMessage.objects.get().channel == "sms"
+
+
+def test_an_event_timed_a_little_before_our_record_of_the_send_is_applied_not_refused(mailgun, client):
+    # The ESP's clock and ours differ: its "delivered" may carry a time before the sent_at we recorded.
+    log = make_sent_notification(
+        channel="email", provider_message_id="<m8@lender.example>", sent_at=WHEN + dt.timedelta(seconds=30)
+    )
+
+    response = mailgun_event(client, "delivered", "<m8@lender.example>", log.destination)
+
+    assert response.status_code == 200
+    log.refresh_from_db()
+    assert log.status == Status.DELIVERED and log.delivered_at >= log.sent_at
