@@ -322,14 +322,14 @@ def test_run_jobs_includes_the_collections_step_and_a_second_run_changes_nothing
     moment = day(3).isoformat()
 
     first, second = StringIO(), StringIO()
-    call_command("run_jobs", now=moment, stdout=first)
+    call_command("run_jobs", now=moment, force=True, stdout=first)
     rows = (
         CollectionCase.objects.count(),
         CallTask.objects.count(),
         NotificationLog.objects.count(),
         AuditEvent.objects.count(),
     )
-    call_command("run_jobs", now=moment, stdout=second)
+    call_command("run_jobs", now=moment, force=True, stdout=second)
 
     assert "collections" in first.getvalue() and "cases_opened" in first.getvalue()
     assert "cases_opened" not in second.getvalue()

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.django_db
 
 
 def run_jobs(*args) -> str:
+    """``run_jobs`` as of a fixed moment, whatever the real date (``--force``: some moments are ahead of it)."""
     out = StringIO()
-    call_command("run_jobs", *args, stdout=out)
+    call_command("run_jobs", *args, *(("--force",) if "--now" in args else ()), stdout=out)
     return out.getvalue()
 
 
@@ -335,3 +336,34 @@ def test_run_jobs_sends_at_the_local_hour_on_the_day_los_angeles_changes_clocks(
     log = NotificationLog.objects.get(customer=customer)
     assert (log.status, log.sent_at) == (NotificationLog.Status.SENT, send_utc)
     assert log.sent_at.astimezone(customer.zone).hour == 9
+
+
+def test_it_asks_for_force_before_running_as_of_a_moment_in_the_future():
+    book()
+    before = state()
+
+    with time_machine.travel(dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.UTC), tick=False):
+        with pytest.raises(CommandError, match="--force"):
+            call_command("run_jobs", "--now", "2026-11-28T10:30:00+08:00", stdout=StringIO())
+
+    assert state() == before  # refused before any step ran
+
+
+def test_it_runs_as_of_a_moment_in_the_future_with_force():
+    book()
+
+    with time_machine.travel(dt.datetime(2026, 11, 28, 1, 0, tzinfo=dt.UTC), tick=False):
+        out = StringIO()
+        call_command("run_jobs", "--now", "2026-11-28T10:30:00+08:00", "--force", stdout=out)
+
+    assert "dispatch: claimed=1, sent=1" in out.getvalue()
+
+
+def test_it_runs_as_of_a_past_moment_without_force():
+    book()
+
+    with time_machine.travel(dt.datetime(2026, 11, 29, 1, 0, tzinfo=dt.UTC), tick=False):
+        out = StringIO()
+        call_command("run_jobs", "--now", "2026-11-28T10:30:00+08:00", stdout=out)
+
+    assert "dispatch: claimed=1, sent=1" in out.getvalue()

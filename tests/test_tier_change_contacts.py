@@ -37,7 +37,7 @@ def run_jobs(moment: dt.datetime, capture) -> str:
     """``run_jobs --now`` with the loan book's on-commit signals delivered, as a real commit would."""
     out = StringIO()
     with capture(execute=True):
-        call_command("run_jobs", now=moment.isoformat(), stdout=out)
+        call_command("run_jobs", now=moment.isoformat(), force=True, stdout=out)
     return out.getvalue()
 
 

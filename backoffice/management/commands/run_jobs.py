@@ -45,9 +45,21 @@ class Command(BaseCommand):
             default=None,
             help="Customers per chunk with --enqueue (default DAILY_RUN_CHUNK_CUSTOMERS).",
         )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Run as of a --now moment in the future: it sends real messages before their time.",
+        )
 
-    def handle(self, *args, now=None, enqueue=False, chunk_size=None, **options):
-        moment = parse_moment(now) if now else timezone.now()
+    def handle(self, *args, now=None, enqueue=False, chunk_size=None, force=False, **options):
+        # An entry point: the real clock is read here, once, to run live or to check an "as of" moment.
+        real_now = timezone.now()
+        moment = parse_moment(now) if now else real_now
+        if now and moment > real_now and not force:
+            raise CommandError(
+                f"--now {moment.isoformat()} is in the future (it is {real_now.isoformat()}): the run would send "
+                "real messages before their time. Add --force if that is what you want."
+            )
         if chunk_size is not None and chunk_size < 1:
             raise CommandError("--chunk-size must be at least 1.")
         self.stdout.write(f"pipeline as of {moment.isoformat()}{' (chunks enqueued)' if enqueue else ''}")
