@@ -16,6 +16,13 @@ from django.utils.translation import gettext_lazy as _
 from .audit import log_event
 from .masking import Masker, masker_for
 
+# The product's name on every admin page, in the operator's language; "View site" would lead nowhere (the back
+# office has no public site), so it is not offered and "/" leads to the dashboard.
+admin.site.site_header = _("Repayments & Collections")
+admin.site.site_title = _("Repayments & Collections")
+admin.site.index_title = _("Today's board")
+admin.site.site_url = None
+
 # Never written to the audit trail: a password hash is a secret, the last log-in time is noise.
 UNAUDITED_FIELDS = frozenset({"password", "last_login"})
 

@@ -244,7 +244,6 @@ class NotificationLogAdmin(
         "reason",
         "destination_display",
         "loan_refs",
-        "attempts",
     )
     list_filter = ("status", "reason", "channel", "kind", ("scheduled_for", DateFieldListFilter))
     search_fields = ("=customer__ref", "loan_refs__contains")
