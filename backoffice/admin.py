@@ -367,4 +367,4 @@ class LockoutAdmin(AuditedAdminMixin, axes_admin.AccessAttemptAdmin):
 
 admin.site.register(AccessAttempt, LockoutAdmin)
 
-from . import compliance_admin  # noqa: E402, F401  (the audit trail, notification log and export admins)
+from . import compliance_admin, pipeline_admin  # noqa: E402, F401  (logs and exports; pipeline runs)

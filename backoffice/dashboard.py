@@ -12,6 +12,13 @@ Definitions (also printed on the page):
 - *Cure rate* of a tier: of the instalments due in the last 90 days that were not paid by their due date, the
   share paid since. The tier is the customer's current tier.
 - *Collectors' open tasks*: call tasks not yet done, per assigned collector (once collections is installed).
+- *Promises due today*: promises to pay still pending whose date is today; *broken yesterday*: promises marked
+  broken during yesterday.
+- *Promise-kept rate*: of the promises dated in the last 30 days (before today) that were resolved, the share
+  kept.
+- *Right-party-contact rate*: of the calls completed in the last 30 days, the share in which the collector spoke
+  with the customer (reached, promise, dispute, refusal: the conversation outcomes of a call).
+- *Call queue ageing*: open call tasks by how long ago they became callable (their "call from").
 """
 
 from __future__ import annotations
@@ -247,6 +254,87 @@ def collector_tasks(today: dt.date) -> list[dict[str, Any]] | None:
     ]
 
 
+KPI_WINDOW_DAYS = 30
+# (key, fewest days late, most days late or None): how long an open call task has been callable.
+QUEUE_AGES = (("later", None, -1), ("today", 0, 0), ("1-2", 1, 2), ("3-7", 3, 7), ("8+", 8, None))
+
+
+def morning_board(today: dt.date) -> dict[str, Any] | None:
+    """What an operations lead asks first: promises due today and broken yesterday, auto-debit failures of
+    yesterday and today, the call queue by age, and the promise-kept and right-party-contact rates of the last
+    30 days (5 queries); None while collections is not installed."""
+    from loans.models import AutoDebitAttempt
+
+    if not collections_ready():
+        return None
+    PromiseToPay = apps.get_model("collections", "PromiseToPay")
+    CallTask = apps.get_model("collections", "CallTask")
+    yesterday = today - dt.timedelta(days=1)
+    window_start = today - dt.timedelta(days=KPI_WINDOW_DAYS)
+    promises = PromiseToPay.objects.aggregate(
+        due_today=Count("id", filter=Q(status=PromiseToPay.Status.PENDING, promised_date=today)),
+        due_today_amount=Coalesce(
+            Sum("amount", filter=Q(status=PromiseToPay.Status.PENDING, promised_date=today)),
+            ZERO,
+            output_field=MONEY,
+        ),
+        broken_yesterday=Count(
+            "id",
+            filter=Q(
+                status=PromiseToPay.Status.BROKEN,
+                resolved_at__gte=day_start(yesterday),
+                resolved_at__lt=day_start(today),
+            ),
+        ),
+        kept=Count(
+            "id",
+            filter=Q(
+                status=PromiseToPay.Status.KEPT, promised_date__gte=window_start, promised_date__lt=today
+            ),
+        ),
+        broken=Count(
+            "id",
+            filter=Q(
+                status=PromiseToPay.Status.BROKEN, promised_date__gte=window_start, promised_date__lt=today
+            ),
+        ),
+    )
+    debits = AutoDebitAttempt.objects.aggregate(
+        failed_yesterday=Count("id", filter=Q(status=AutoDebitAttempt.Status.FAILED, attempted_on=yesterday)),
+        failed_today=Count("id", filter=Q(status=AutoDebitAttempt.Status.FAILED, attempted_on=today)),
+    )
+    ages = {}
+    for key, fewest, most in QUEUE_AGES:
+        q = Q()
+        if most is not None:
+            q &= Q(scheduled_for__gte=day_start(today - dt.timedelta(days=most)))
+        if fewest is not None:
+            q &= Q(scheduled_for__lt=day_start(today - dt.timedelta(days=fewest - 1)))
+        ages[key] = Count("id", filter=q)
+    queue = CallTask.objects.filter(status=CallTask.Status.OPEN).aggregate(total=Count("id"), **ages)
+    calls = CallTask.objects.filter(
+        status=CallTask.Status.DONE,
+        completed_at__gte=day_start(window_start),
+        completed_at__lt=day_start(today + dt.timedelta(days=1)),
+    ).aggregate(
+        completed=Count("id"),
+        right_party=Count("id", filter=Q(outcome__in=CallTask.CONVERSATION_OUTCOMES)),
+    )
+    resolved = promises["kept"] + promises["broken"]
+    return {
+        "promises": promises,
+        "promise_kept_rate": _rate(promises["kept"], resolved),
+        "autodebit": debits,
+        "queue": queue,
+        "calls": calls,
+        "right_party_rate": _rate(calls["right_party"], calls["completed"]),
+    }
+
+
+def _rate(part: int, whole: int) -> Decimal | None:
+    return (Decimal(part) / Decimal(whole)).quantize(Decimal("0.0001")) if whole else None
+
+
 def dashboard_figures(today: dt.date | None = None) -> dict[str, Any]:
     """Every figure of the front page as plain data (codes, ints, Decimals, dates), cached for 60 seconds.
 
@@ -265,6 +353,7 @@ def dashboard_figures(today: dt.date | None = None) -> dict[str, Any]:
             "roll_rates": roll_rates(today),
             "cure_rates": cure_rates(today),
             "collector_tasks": collector_tasks(today),
+            "morning": morning_board(today),
         }
         cache.set(key, figures, CACHE_SECONDS)
     return figures

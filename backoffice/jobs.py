@@ -31,14 +31,17 @@ def available_steps() -> list[tuple[str, object]]:
     return steps
 
 
-def run_pipeline(now: dt.datetime) -> dict[str, dict]:
+def run_pipeline(now: dt.datetime, run=None) -> dict[str, dict]:
     """Run the steps in order. The audit head is anchored after each step (a broken anchor file is logged, not
-    fatal, there), and ``anchor_audit`` ends the pipeline, failing loudly if the anchor file is broken."""
+    fatal, there), and ``anchor_audit`` ends the pipeline, failing loudly if the anchor file is broken. With a
+    ``PipelineRun``, each step's counts are written to it as the step finishes (its progress)."""
     from .audit import anchor_quietly
+    from .pipeline_runs import record_step
 
     results = {}
     for name, func in available_steps():
         results[name] = func(now) or {}
         if name != "anchor_audit":
             anchor_quietly(now)
+        record_step(run, name, results[name])
     return results

@@ -63,7 +63,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
             "import_*",
             "export_*",
         ],
-        "backoffice": ["view_*", "export_*"],
+        "backoffice": ["view_*", "export_*", "run_pipeline"],
         "django_q": ["view_*"],
     },
     # Work overdue cases: the call queue, outcomes, promises to pay, hand-over to an agency or to legal.

@@ -18,8 +18,38 @@ from django.utils import timezone
 
 def run_daily_pipeline() -> dict:
     """Schedule entry: the pipeline as of now, with planning and dispatch fanned out in chunks. The chunks
-    run live: each dispatches as of the moment a worker starts it (see ``dispatch_moment``)."""
-    return fan_out_daily_run(timezone.now(), live=True)
+    run live: each dispatches as of the moment a worker starts it (see ``dispatch_moment``). Recorded as a
+    ``PipelineRun`` (trigger ``schedule``)."""
+    from .models import PipelineRun
+    from .pipeline_runs import open_run, recorded
+
+    now = timezone.now()
+    run = open_run(trigger=PipelineRun.Trigger.SCHEDULE, as_of=now, is_live=True, steps_total=fan_out_steps())
+    with recorded(run):
+        return fan_out_daily_run(now, live=True, run=run)
+
+
+def run_started_pipeline(run_id: int) -> dict:
+    """Task entry for a run an operator started from the dashboard (a ``queued`` ``PipelineRun``): today's
+    pipeline, live, exactly as the schedule runs it, as of the moment a worker takes it. Safe to run twice:
+    a run that is no longer queued is left alone, and every step is idempotent anyway."""
+    from .models import PipelineRun
+    from .pipeline_runs import recorded
+
+    now = timezone.now()
+    claimed = PipelineRun.objects.filter(pk=run_id, status=PipelineRun.Status.QUEUED).update(
+        status=PipelineRun.Status.RUNNING, started_at=now, as_of=now, steps_total=fan_out_steps()
+    )
+    if not claimed:
+        return {}
+    run = PipelineRun.objects.get(pk=run_id)
+    with recorded(run):
+        return fan_out_daily_run(now, live=True, run=run)
+
+
+def fan_out_steps() -> int:
+    """How many entries ``fan_out_daily_run`` reports (its progress is counted against this)."""
+    return 6 if _collections() is not None else 4
 
 
 def dispatch_due() -> dict:
@@ -46,7 +76,7 @@ def customer_id_ranges(chunk: int) -> list[tuple[int, int]]:
     ]
 
 
-def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None) -> dict:
+def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None, run=None) -> dict:
     """Run the whole-book steps here and enqueue one ``run_chunk`` task per range of customers.
 
     Order as in SPEC.md: scores, auto-debit and the promises due (here), then per chunk of customers (workers)
@@ -56,6 +86,7 @@ def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None)
     ``live`` says whether ``now`` is the real clock (the schedule, ``run_jobs`` without ``--now``) or a moment
     the operator asked for (``run_jobs --now X``): a live chunk dispatches as of when a worker starts it, an
     "as of X" chunk as of X. The choice is made by the caller, the entry point, and travels with each task.
+    With a ``PipelineRun``, each step's counts and the chunks' group are written to it as they are known.
     """
     from django_q.tasks import async_task
 
@@ -63,16 +94,25 @@ def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None)
     from loans.services import apply_credit_scores
 
     from .audit import write_anchor
+    from .models import PipelineRun
+    from .pipeline_runs import record_step
 
-    summary: dict[str, dict] = {
-        "apply_scores": apply_credit_scores(now) or {},
-        "autodebit": run_autodebit(now) or {},
-    }
+    summary: dict[str, dict] = {}
+
+    def step(name: str, counts: dict) -> None:
+        summary[name] = counts
+        record_step(run, name, counts)
+
+    step("apply_scores", apply_credit_scores(now) or {})
+    step("autodebit", run_autodebit(now) or {})
     collections = _collections()
     if collections is not None:
-        summary["collections_before"] = collections.collections_book_steps(now, before_chunks=True)
+        step("collections_before", collections.collections_book_steps(now, before_chunks=True))
     ranges = customer_id_ranges(chunk or settings.DAILY_RUN_CHUNK_CUSTOMERS)
     group = f"daily-run-{now:%Y%m%dT%H%M%S}"
+    if run is not None:
+        run.chunk_group, run.chunks_enqueued = group, len(ranges)
+        PipelineRun.objects.filter(pk=run.pk).update(chunk_group=group, chunks_enqueued=len(ranges))
     for low, high in ranges:
         async_task(
             "backoffice.tasks.run_chunk",
@@ -83,10 +123,10 @@ def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None)
             group=group,
             task_name=f"{group}-{low}",
         )
-    summary["chunks"] = {"enqueued": len(ranges)}
+    step("chunks", {"enqueued": len(ranges)})
     if collections is not None:
-        summary["collections_after"] = collections.collections_book_steps(now, before_chunks=False)
-    summary["anchor_audit"] = write_anchor(now) or {}
+        step("collections_after", collections.collections_book_steps(now, before_chunks=False))
+    step("anchor_audit", write_anchor(now) or {})
     return summary
 
 

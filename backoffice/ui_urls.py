@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
-from . import policy_preview, timeline
+from . import pipeline_views, policy_preview, timeline
 
 app_name = "operator"
 
@@ -24,5 +24,15 @@ urlpatterns = [
         "loans/credittier/<int:tier_id>/preview/",
         admin.site.admin_view(policy_preview.tier_preview_view),
         name="tier_preview",
+    ),
+    path(
+        "backoffice/pipeline/start/",
+        admin.site.admin_view(pipeline_views.start_pipeline_view),
+        name="start_pipeline",
+    ),
+    path(
+        "backoffice/pipeline/<int:run_id>/",
+        admin.site.admin_view(pipeline_views.pipeline_run_view),
+        name="pipeline_run",
     ),
 ]

@@ -2,6 +2,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -172,8 +173,9 @@ def test_the_front_page_shows_the_dashboard_in_a_pinned_number_of_queries(book, 
 
 
 # contacts by status/channel, held back, 14 days of contacts, of payments, DPD buckets, roll rates, cure rates,
-# and the collectors' open tasks once collections is migrated
-DASHBOARD_QUERIES = 7 + (1 if collections_ready() else 0)
+# and once collections is migrated the collectors' open tasks and the morning board (promises, auto-debit
+# failures, the call queue by age, completed calls)
+DASHBOARD_QUERIES = 7 + (5 if collections_ready() else 0)
 
 
 def test_charts_escape_labels_and_scale_to_the_largest_value():
@@ -210,3 +212,83 @@ def test_collectors_open_tasks_count_per_collector(book):
         "lee": (1, 1),
         "": (1, 1),
     }
+
+
+def test_the_morning_board_counts_promises_failures_and_the_queue_by_age_with_links(book, client):
+    from debt_collection.models import CallTask, CollectionCase, PromiseToPay
+    from loans.models import AutoDebitAttempt
+
+    case = CollectionCase.objects.create(loan=book["i1"].loan, opened_at=local(days_ago(20)), dpd=5)
+    noon = local(TODAY)
+
+    def promise(date, status, resolved=None, amount="100.00"):
+        loan = make_loan(book["customers"][0])  # one pending promise per case
+        PromiseToPay.objects.create(
+            case=CollectionCase.objects.create(loan=loan, opened_at=local(days_ago(20)), dpd=5),
+            amount=Decimal(amount),
+            promised_date=date,
+            status=status,
+            created_at=noon,
+            resolved_at=resolved,
+        )
+
+    promise(TODAY, PromiseToPay.Status.PENDING, amount="250.00")
+    promise(TODAY, PromiseToPay.Status.PENDING, amount="50.00")
+    promise(days_ago(2), PromiseToPay.Status.BROKEN, resolved=local(days_ago(1), 1))  # broken yesterday
+    promise(days_ago(5), PromiseToPay.Status.BROKEN, resolved=local(days_ago(4), 1))
+    promise(days_ago(6), PromiseToPay.Status.KEPT, resolved=local(days_ago(6), 9))
+    promise(days_ago(8), PromiseToPay.Status.KEPT, resolved=local(days_ago(8), 9))
+    promise(days_ago(40), PromiseToPay.Status.KEPT, resolved=local(days_ago(40), 9))  # outside 30 days
+    for on, status in (
+        (days_ago(1), "failed"),
+        (days_ago(1), "failed"),
+        (TODAY, "failed"),
+        (TODAY, "succeeded"),
+    ):
+        AutoDebitAttempt.objects.create(
+            installment=make_installment(book["i1"].loan), attempted_on=on, amount=Decimal("10"), status=status
+        )
+
+    def task(at, status=CallTask.Status.OPEN, outcome="", completed=None):
+        CallTask.objects.create(
+            case=case, scheduled_for=at, created_at=at, status=status, outcome=outcome, completed_at=completed
+        )
+
+    task(local(TODAY + dt.timedelta(days=1)))  # later
+    task(local(TODAY, 9))  # today
+    task(local(days_ago(2), 9))  # 1-2 days
+    task(local(days_ago(3), 9))  # 3-7 days
+    task(local(days_ago(10), 9))  # over 7 days
+    for outcome in ("reached", "promise_to_pay", "no_answer", "wrong_number"):
+        task(local(days_ago(3)), CallTask.Status.DONE, outcome, completed=local(days_ago(2)))
+
+    morning = dashboard_figures(TODAY)["morning"]
+
+    assert morning["promises"]["due_today"] == 2 and morning["promises"]["due_today_amount"] == Decimal(
+        "300.00"
+    )
+    assert morning["promises"]["broken_yesterday"] == 1
+    assert morning["promise_kept_rate"] == Decimal("0.5000")  # 2 kept of 4 resolved in 30 days
+    assert morning["autodebit"] == {"failed_yesterday": 2, "failed_today": 1}
+    assert {k: morning["queue"][k] for k in ("total", "later", "today", "1-2", "3-7", "8+")} == {
+        "total": 5,
+        "later": 1,
+        "today": 1,
+        "1-2": 1,
+        "3-7": 1,
+        "8+": 1,
+    }
+    assert morning["right_party_rate"] == Decimal("0.5000")  # 2 conversations of 4 completed calls
+
+    client.force_login(make_user("boss", is_superuser=True))
+    with time_machine.travel(local(TODAY, 9), tick=False):
+        cache.clear()
+        html = client.get("/admin/").content.decode()
+    assert 'data-figure="promises_due_today"' in html
+    assert "/admin/collections/promisetopay/?status__exact=pending&amp;promised_date=2026-06-15" in html
+    assert "/admin/loans/autodebitattempt/?status__exact=failed&amp;attempted_on=2026-06-14" in html
+    over_a_week = "/admin/collections/calltask/?status__exact=open&amp;scheduled_for__lt=2026-06-08"
+    assert over_a_week in html
+    # The link leads to the very tasks counted.
+    listed = client.get(over_a_week.replace("&amp;", "&"))
+    assert listed.status_code == 200 and len(listed.context["cl"].result_list) == 1

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from urllib.parse import urlencode
+
 from django import template
+from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from backoffice import charts
 from backoffice.dashboard import dashboard_figures
+from backoffice.pipeline_runs import latest_run
+from backoffice.pipeline_views import RUN_PERMISSION, VIEW_PERMISSION, chunk_progress, step_rows
 from notifications.choices import Channel
 from notifications.models import NotificationLog
 
@@ -118,10 +124,97 @@ def dashboard_context(figures: dict) -> dict:
     }
 
 
+def _list_url(name: str, **params) -> str:
+    return f"{reverse(name)}?{urlencode(params)}"
+
+
+def morning_context(morning: dict | None, today: dt.date) -> dict | None:
+    """The 9 o'clock figures with the admin list behind each one."""
+    if morning is None:
+        return None
+    yesterday = today - dt.timedelta(days=1)
+    tomorrow = today + dt.timedelta(days=1)
+    promises, tasks = "admin:collections_promisetopay_changelist", "admin:collections_calltask_changelist"
+    debits = "admin:loans_autodebitattempt_changelist"
+    age_labels = {
+        "later": _("Callable later"),
+        "today": _("Callable since today"),
+        "1-2": _("Waiting 1-2 days"),
+        "3-7": _("Waiting 3-7 days"),
+        "8+": _("Waiting over 7 days"),
+    }
+    age_ranges = {
+        "later": {"scheduled_for__gte": tomorrow},
+        "today": {"scheduled_for__gte": today, "scheduled_for__lt": tomorrow},
+        "1-2": {"scheduled_for__gte": today - dt.timedelta(days=2), "scheduled_for__lt": today},
+        "3-7": {
+            "scheduled_for__gte": today - dt.timedelta(days=7),
+            "scheduled_for__lt": today - dt.timedelta(days=2),
+        },
+        "8+": {"scheduled_for__lt": today - dt.timedelta(days=7)},
+    }
+    queue = morning["queue"]
+    return {
+        **morning,
+        "promise_kept_text": percent(morning["promise_kept_rate"]),
+        "right_party_text": percent(morning["right_party_rate"]),
+        "links": {
+            "promises_due_today": _list_url(
+                promises, status__exact="pending", promised_date=today.isoformat()
+            ),
+            "promises_broken_yesterday": _list_url(
+                promises,
+                status__exact="broken",
+                resolved_at__gte=yesterday.isoformat(),
+                resolved_at__lt=today.isoformat(),
+            ),
+            "autodebit_failed_yesterday": _list_url(
+                debits, status__exact="failed", attempted_on=yesterday.isoformat()
+            ),
+            "autodebit_failed_today": _list_url(
+                debits, status__exact="failed", attempted_on=today.isoformat()
+            ),
+            "queue": _list_url(tasks, status__exact="open"),
+            "promises_resolved": _list_url(
+                promises, promised_date__gte=(today - dt.timedelta(days=30)).isoformat()
+            ),
+            "calls_completed": _list_url(tasks, status__exact="done"),
+        },
+        "queue_ages": [
+            {
+                "key": key,
+                "label": age_labels[key],
+                "count": queue[key],
+                "url": _list_url(
+                    tasks, status__exact="open", **{k: v.isoformat() for k, v in age_ranges[key].items()}
+                ),
+            }
+            for key in age_labels
+        ],
+    }
+
+
+def pipeline_context(request) -> dict:
+    run = latest_run()
+    return {
+        "pipeline_run": run,
+        "pipeline_steps": step_rows(run) if run else [],
+        "pipeline_chunks": chunk_progress(run) if run else None,
+        "may_run_pipeline": request.user.has_perm(RUN_PERMISSION),
+        "may_view_runs": request.user.has_perm(VIEW_PERMISSION),
+    }
+
+
 @register.inclusion_tag("backoffice/dashboard.html", takes_context=True)
 def dashboard_panel(context):
     """The dashboard above the app list (staff only: the admin index is already behind the admin login)."""
     request = context.get("request")
     if request is None or not request.user.is_active or not request.user.is_staff:
         return {"hidden": True}
-    return dashboard_context(dashboard_figures())
+    figures = dashboard_figures()
+    return {
+        **dashboard_context(figures),
+        **pipeline_context(request),
+        "morning": morning_context(figures.get("morning"), figures["today"]),
+        "csrf_token": context.get("csrf_token"),
+    }

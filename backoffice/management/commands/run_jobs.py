@@ -9,7 +9,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from backoffice.jobs import run_pipeline
+from backoffice.jobs import available_steps, run_pipeline
+from backoffice.models import PipelineRun
+from backoffice.pipeline_runs import open_run, recorded
 
 
 def parse_moment(text: str) -> dt.datetime:
@@ -63,12 +65,19 @@ class Command(BaseCommand):
         if chunk_size is not None and chunk_size < 1:
             raise CommandError("--chunk-size must be at least 1.")
         self.stdout.write(f"pipeline as of {moment.isoformat()}{' (chunks enqueued)' if enqueue else ''}")
-        if enqueue:
-            from backoffice.tasks import fan_out_daily_run
+        from backoffice.tasks import fan_out_daily_run, fan_out_steps
 
-            results = fan_out_daily_run(moment, live=not now, chunk=chunk_size)
-        else:
-            results = run_pipeline(moment)
+        run = open_run(
+            trigger=PipelineRun.Trigger.COMMAND,
+            as_of=moment,
+            is_live=not now,
+            steps_total=fan_out_steps() if enqueue else len(available_steps()),
+        )
+        with recorded(run):
+            if enqueue:
+                results = fan_out_daily_run(moment, live=not now, chunk=chunk_size, run=run)
+            else:
+                results = run_pipeline(moment, run=run)
         for step, summary in results.items():
             counts = ", ".join(f"{k}={v}" for k, v in sorted(summary.items())) or "nothing to do"
             self.stdout.write(f"  {step}: {counts}")
