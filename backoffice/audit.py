@@ -570,6 +570,7 @@ def verify_chain(
     using: str = "default",
     chunk_size: int = 2000,
     check_anchors: bool = True,
+    progress=None,
 ) -> Verification:
     """Walk the trail in ``seq`` order in constant memory and check every link.
 
@@ -579,7 +580,7 @@ def verify_chain(
     chain head row agrees with the last event, the anchor file holds every anchor the trail records was written
     (a missing or shortened file is a failure), and the append-only triggers are in place. Stops at the first
     problem. ``check_anchors=False`` checks the chain alone (before initialising a new anchor file). Never
-    writes."""
+    writes. ``progress(count)``, when given, is called after every ``chunk_size`` events."""
     result = Verification()
     path = anchor_path() if path is None else path
     anchor_list: list[dict[str, Any]] = []
@@ -638,6 +639,8 @@ def verify_chain(
         result.count += 1
         prev, last_seq, last_hash = data["hash"], seq, data["hash"]
         expected_seq += 1
+        if progress is not None and result.count % chunk_size == 0:
+            progress(result.count)
     result.seq = result.event_id = None
     beyond = sorted(s for s in anchors if s > last_seq)
     if beyond:

@@ -268,3 +268,51 @@ class PipelineRun(models.Model):
         if not self.steps_total:
             return 0
         return min(99, round(100 * len(self.steps) / self.steps_total))
+
+
+class AuditVerification(models.Model):
+    """One check of the audit trail from the browser: the same walk as ``manage.py verify_audit``, run in the
+    request for a small trail or as a django-q2 task for a large one, with its progress and its verdict."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        INTACT = "intact", _("Intact")
+        BROKEN = "broken", _("Broken")
+        FAILED = "failed", _("Failed")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="audit_verifications",
+        verbose_name=_("requested by"),
+    )
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
+    events_total = models.PositiveBigIntegerField(_("events in the trail"), default=0)
+    events_checked = models.PositiveBigIntegerField(_("events verified"), default=0)
+    anchors_checked = models.PositiveIntegerField(_("anchors matched"), default=0)
+    broken_seq = models.BigIntegerField(_("first broken event"), null=True, blank=True)
+    problem = models.TextField(_("problem"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("audit verification")
+        verbose_name_plural = _("audit verifications")
+        default_permissions = ()
+
+    def __str__(self):
+        return f"audit verification #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.INTACT, self.Status.BROKEN, self.Status.FAILED)
+
+    @property
+    def progress_percent(self) -> int:
+        if self.is_finished:
+            return 100
+        if not self.events_total:
+            return 0
+        return min(99, round(100 * self.events_checked / self.events_total))

@@ -131,6 +131,7 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
 EXPORT_ROOT = env.path("EXPORT_ROOT", default=BASE_DIR / "var" / "exports")
 # Exports with more rows than this run as a background django-q2 task with a progress page.
 EXPORT_BACKGROUND_THRESHOLD = env.int("EXPORT_BACKGROUND_THRESHOLD", default=20000)
+AUDIT_VERIFY_BACKGROUND_THRESHOLD = env.int("AUDIT_VERIFY_BACKGROUND_THRESHOLD", default=20000)
 # Uploads of background imports are kept here (personal data: never under STATIC_ROOT) so a worker can read
 # them and a dry run can be confirmed without uploading again.
 IMPORT_ROOT = env.path("IMPORT_ROOT", default=BASE_DIR / "var" / "imports")

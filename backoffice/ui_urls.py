@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
-from . import pipeline_views, policy_preview, timeline
+from . import audit_views, pipeline_views, policy_preview, timeline
 
 app_name = "operator"
 
@@ -34,5 +34,15 @@ urlpatterns = [
         "backoffice/pipeline/<int:run_id>/",
         admin.site.admin_view(pipeline_views.pipeline_run_view),
         name="pipeline_run",
+    ),
+    path(
+        "backoffice/auditevent/verify/",
+        admin.site.admin_view(audit_views.audit_verification_view),
+        name="audit_verify",
+    ),
+    path(
+        "backoffice/auditevent/verify/<int:verification_id>/",
+        admin.site.admin_view(audit_views.audit_verification_view),
+        name="audit_verification",
     ),
 ]
