@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from backoffice.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
 from backoffice.masking import mask_name, mask_phone, masker_for
+from backoffice.money import money_display
 from notifications.models import NotificationLog
 
 from . import calls, services
@@ -133,7 +134,7 @@ class CollectionCaseAdmin(admin.ModelAdmin):
         "status",
         "dpd",
         "bucket",
-        "amount_overdue",
+        "amount_overdue_display",
         "is_paused",
         "is_frozen",
         "opened_at",
@@ -153,6 +154,10 @@ class CollectionCaseAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    amount_overdue_display = money_display(
+        "amount_overdue", lambda case: case.loan.currency, description=_("amount overdue")
+    )
 
     @admin.display(description=_("customer"))
     def customer_ref(self, obj):
@@ -484,9 +489,10 @@ class CallTaskAdmin(AuditedModelAdmin):
 
 @admin.register(PromiseToPay)
 class PromiseToPayAdmin(admin.ModelAdmin):
-    list_display = ["id", "case", "amount", "promised_date", "status", "created_at", "created_by"]
+    list_display = ["id", "case", "amount_display", "promised_date", "status", "created_at", "created_by"]
     list_filter = ["status"]
-    list_select_related = ["case", "created_by"]
+    list_select_related = ["case__loan", "created_by"]
+    amount_display = money_display("amount", lambda p: p.case.loan.currency, description=_("amount"))
     search_fields = ["case__loan__ref"]
     readonly_fields = [f.name for f in PromiseToPay._meta.fields]
     show_full_result_count = False
@@ -588,8 +594,11 @@ class AgencyPlacementAdmin(admin.ModelAdmin):
 
 @admin.register(LegalReferral)
 class LegalReferralAdmin(admin.ModelAdmin):
-    list_display = ["id", "case", "referred_at", "referred_by", "dpd", "amount_overdue"]
-    list_select_related = ["case"]
+    list_display = ["id", "case", "referred_at", "referred_by", "dpd", "amount_overdue_display"]
+    list_select_related = ["case__loan"]
+    amount_overdue_display = money_display(
+        "amount_overdue", lambda r: r.case.loan.currency, description=_("amount overdue")
+    )
     readonly_fields = [f.name for f in LegalReferral._meta.fields]
     search_fields = ["case__loan__ref"]
     show_full_result_count = False

@@ -25,6 +25,7 @@ from backoffice.admin import (
 from backoffice.compliance_admin import InputFilter
 from backoffice.importing import BookImportAdminMixin
 from backoffice.masking import mask_destination, mask_email, mask_name, mask_phone, masker_for
+from backoffice.money import money_display
 from debt_collection.ladder import (
     DpdBucket,
     InstallmentState,
@@ -412,13 +413,15 @@ class PaidFilter(admin.SimpleListFilter):
 class LoanAdmin(AuditedAdminMixin, BookImportExportAdmin):
     change_form_template = "admin/loans/loan/change_form.html"
     resource_classes = [LoanResource]
-    list_display = ("ref", "customer__ref", "principal", "currency", "disbursed_on", "status", "autopay")
+    list_display = ("ref", "customer__ref", "principal_display", "disbursed_on", "status", "autopay")
     list_filter = ("status", "autopay", CurrencyFilter)
     list_select_related = ("customer",)
     search_fields = ("=ref", "=customer__ref")
     raw_id_fields = ("customer",)
     readonly_fields = ("credit", "payments")
     inlines = [InstallmentInline]
+
+    principal_display = money_display("principal", lambda loan: loan.currency, description=_("principal"))
 
     @admin.display(description=_("payments and what they paid"))
     def payments(self, obj):
@@ -451,13 +454,27 @@ class LoanAdmin(AuditedAdminMixin, BookImportExportAdmin):
 @admin.register(Installment)
 class InstallmentAdmin(InstalmentStandingMixin, AuditedAdminMixin, BookImportExportAdmin):
     resource_classes = [InstallmentResource]
-    list_display = ("loan", "seq", "due_date", "amount_due", "amount_paid", "paid_at", "state", "dpd_bucket")
+    list_display = (
+        "loan",
+        "seq",
+        "due_date",
+        "amount_due_display",
+        "amount_paid_display",
+        "paid_at",
+        "state",
+        "dpd_bucket",
+    )
     list_filter = (PaidFilter,)
     # The state and DPD bucket need the customer's time zone and tier: read with the rows, not per row.
     list_select_related = ("loan__customer__tier",)
     search_fields = ("=loan__ref", "=loan__customer__ref")
     raw_id_fields = ("loan",)
     readonly_fields = ("amount_paid", "paid_at")
+
+    amount_due_display = money_display("amount_due", lambda i: i.loan.currency, description=_("amount due"))
+    amount_paid_display = money_display(
+        "amount_paid", lambda i: i.loan.currency, description=_("amount paid")
+    )
 
     def save_model(self, request, obj, form, change):
         with transaction.atomic():
@@ -526,8 +543,16 @@ class PaymentAdmin(BookImportExportAdmin):
 
 @admin.register(AutoDebitAttempt)
 class AutoDebitAttemptAdmin(BigTableAdmin):
-    list_display = ("installment", "attempted_on", "amount", "status", "failure_reason", "gateway_reference")
+    list_display = (
+        "installment",
+        "attempted_on",
+        "amount_display",
+        "status",
+        "failure_reason",
+        "gateway_reference",
+    )
     list_filter = ("status", FailureReasonFilter, "attempted_on")
+    amount_display = money_display("amount", lambda a: a.installment.loan.currency, description=_("amount"))
     list_select_related = ("installment__loan",)
     search_fields = ("=installment__loan__ref", "=gateway_reference")
     raw_id_fields = ("installment", "payment")

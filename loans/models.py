@@ -102,7 +102,17 @@ class CreditTier(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.code} · {self.name}"
+        return self.label_for(self.code, self.name)
+
+    @staticmethod
+    def label_for(code: str, name: str) -> str:
+        """How a tier reads everywhere: its code once, then its name ("A · Prime"); a name that already starts
+        with the code ("A · 优质 Prime") is shown as it is, never "A · A · Prime"."""
+        if not name or name == code:
+            return code
+        if name.startswith(code + " ") or name.startswith(code + "·"):
+            return name
+        return f"{code} · {name}"
 
     @property
     def channels(self) -> list[str]:

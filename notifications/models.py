@@ -38,7 +38,8 @@ class ReminderTemplate(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.kind} · {self.channel} · {self.language}"
+        # Labels, not codes: this text titles the template's page and names it in the admin's history.
+        return f"{self.get_kind_display()} · {self.get_channel_display()} · {self.get_language_display()}"
 
     def save(self, *args, **kwargs):
         # Saving is refused too, not only the form: an import or a script cannot store a broken template.
@@ -94,7 +95,10 @@ class ReminderRule(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.tier_id}: {self.offset_days:+d}d {self.channel} {self.kind} at {self.send_time:%H:%M}"
+        return (
+            f"{self.tier_id}: {self.offset_days:+d}d {self.get_channel_display()} {self.get_kind_display()} "
+            f"at {self.send_time:%H:%M}"
+        )
 
     def clean(self):
         super().clean()

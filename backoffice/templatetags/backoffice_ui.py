@@ -6,14 +6,17 @@ import datetime as dt
 from urllib.parse import urlencode
 
 from django import template
+from django.conf import settings
 from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from backoffice import charts
 from backoffice.dashboard import dashboard_figures
+from backoffice.money import format_money
 from backoffice.pipeline_runs import latest_run
 from backoffice.pipeline_views import RUN_PERMISSION, VIEW_PERMISSION, chunk_progress, step_rows
+from loans.models import CreditTier
 from notifications.choices import Channel
 from notifications.models import NotificationLog
 
@@ -100,7 +103,7 @@ def dashboard_context(figures: dict) -> dict:
     cure_rows = [
         {
             **r,
-            "tier": r["tier_code"] and f"{r['tier_code']} · {r['tier_name']}" or _("No tier"),
+            "tier": CreditTier.label_for(r["tier_code"], r["tier_name"]) if r["tier_code"] else _("No tier"),
             "rate_text": percent(r["rate"]),
         }
         for r in figures["cure_rates"]
@@ -115,9 +118,9 @@ def dashboard_context(figures: dict) -> dict:
         "contacts_chart": contacts_chart,
         "payments_chart": payments_chart,
         "overdue_chart": overdue_chart,
-        "overdue": overdue,
+        "overdue": [{**o, "amount_text": format_money(o["amount"], settings.DEFAULT_CURRENCY)} for o in overdue],
         "overdue_count": sum(o["count"] for o in overdue),
-        "overdue_amount": sum((o["amount"] for o in overdue), 0),
+        "overdue_amount": format_money(sum((o["amount"] for o in overdue), 0), settings.DEFAULT_CURRENCY),
         "roll_rows": roll_rows,
         "cure_rows": cure_rows,
         "collector_tasks": figures["collector_tasks"],
@@ -157,6 +160,7 @@ def morning_context(morning: dict | None, today: dt.date) -> dict | None:
     return {
         **morning,
         "promise_kept_text": percent(morning["promise_kept_rate"]),
+        "due_today_amount_text": format_money(morning["promises"]["due_today_amount"], settings.DEFAULT_CURRENCY),
         "right_party_text": percent(morning["right_party_rate"]),
         "links": {
             "promises_due_today": _list_url(
