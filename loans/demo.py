@@ -235,6 +235,10 @@ SCENARIOS = [
     ("not_yet_due", -20),
 ]
 
+# Of the instalments paid before today, the share paid late, and how late (days after the due date).
+LATE_PAYMENT_SHARE = 0.3
+LATE_PAYMENT_DAYS = (6, 40)
+
 DEMO_USERS = [
     # username, group, password, superuser
     ("operations", roles.OPERATIONS, "demo-operations-2026", False),
@@ -428,6 +432,10 @@ def seed_book(today: dt.date, rnd: random.Random) -> dict[str, int]:
 
     loan_ids = dict(Loan.objects.filter(ref__in=[s[0] for s in schedules]).values_list("ref", "pk"))
     installments, paid = [], []
+    # History: some earlier instalments were paid late (after grace, once a collector had called), so the
+    # dashboard's cure and roll rates have something to measure. A Random of its own keeps the rest of the
+    # book as it was.
+    history = random.Random(7)
     for loan_ref, principal, months, first_due, focus, state in schedules:
         share = (principal / months).quantize(Decimal("0.01"))
         for seq in range(1, months + 1):
@@ -439,6 +447,11 @@ def seed_book(today: dt.date, rnd: random.Random) -> dict[str, int]:
                 received = timezone.make_aware(
                     dt.datetime.combine(due - dt.timedelta(days=rnd.randint(0, 3)), dt.time(12, 0))
                 )
+                late = history.randint(LATE_PAYMENT_DAYS[0], LATE_PAYMENT_DAYS[1])
+                if history.random() < LATE_PAYMENT_SHARE and due + dt.timedelta(days=late) < today:
+                    received = timezone.make_aware(
+                        dt.datetime.combine(due + dt.timedelta(days=late), dt.time(15, 0))
+                    )
                 inst.amount_paid, inst.paid_at = amount, received
                 paid.append((loan_ref, seq, amount, received))
             installments.append(inst)

@@ -13,6 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db.models import Min, Q
 
+from backoffice.dashboard import dashboard_figures
+from debt_collection.models import CallTask, CollectionCase, PromiseToPay
 from loans.models import CreditScore, CreditTier, Customer, Installment, Loan, Payment
 from notifications.choices import Kind
 from notifications.models import ContactPolicy, ReminderRule, ReminderTemplate
@@ -26,6 +28,9 @@ def counts():
     return {
         model.__name__: model.objects.count()
         for model in (
+            CollectionCase,
+            CallTask,
+            PromiseToPay,
             CreditTier,
             Customer,
             CreditScore,
@@ -111,3 +116,17 @@ def test_it_prints_working_demo_credentials_for_each_role(seeded, client):
             assert response.status_code == 302, parts[0]
             assert client.get("/admin/").status_code == 200
             client.logout()
+
+
+def test_the_demo_book_has_weeks_of_history_so_the_board_is_not_all_zero_or_hundred_percent(seeded):
+    figures = dashboard_figures(TODAY)
+    cures = [r["rate"] for r in figures["cure_rates"] if r["rate"] is not None]
+    rolls = [r["rate"] for r in figures["roll_rates"] if r["rate"] is not None]
+    morning = figures["morning"]
+
+    assert any(0 < rate < 1 for rate in cures)
+    assert any(0 < rate < 1 for rate in rolls)
+    assert 0 < morning["promise_kept_rate"] < 1
+    assert 0 < morning["right_party_rate"] < 1
+    assert CollectionCase.objects.filter(status=CollectionCase.Status.CLOSED).count() >= 20
+    assert sum(h["payments"] for h in figures["history"]) > 0
