@@ -464,7 +464,7 @@ class InstallmentAdmin(InstalmentStandingMixin, AuditedAdminMixin, BookImportExp
         "state",
         "dpd_bucket",
     )
-    list_filter = (PaidFilter,)
+    list_filter = (PaidFilter, "loan__status")
     # The state and DPD bucket need the customer's time zone and tier: read with the rows, not per row.
     list_select_related = ("loan__customer__tier",)
     search_fields = ("=loan__ref", "=loan__customer__ref")

@@ -246,7 +246,10 @@ def test_the_morning_board_counts_promises_failures_and_the_queue_by_age_with_li
         (TODAY, "succeeded"),
     ):
         AutoDebitAttempt.objects.create(
-            installment=make_installment(book["i1"].loan), attempted_on=on, amount=Decimal("10"), status=status
+            installment=make_installment(book["i1"].loan),
+            attempted_on=on,
+            amount=Decimal("10"),
+            status=status,
         )
 
     def task(at, status=CallTask.Status.OPEN, outcome="", completed=None):
@@ -287,8 +290,36 @@ def test_the_morning_board_counts_promises_failures_and_the_queue_by_age_with_li
     assert 'data-figure="promises_due_today"' in html
     assert "/admin/collections/promisetopay/?status__exact=pending&amp;promised_date=2026-06-15" in html
     assert "/admin/loans/autodebitattempt/?status__exact=failed&amp;attempted_on=2026-06-14" in html
-    over_a_week = "/admin/collections/calltask/?status__exact=open&amp;scheduled_for__lt=2026-06-08"
+    over_a_week = "/admin/collections/calltask/?status__exact=open&amp;scheduled_for__lt=2026-06-08T00%3A00%3A00%2B08%3A00"
     assert over_a_week in html
     # The link leads to the very tasks counted.
     listed = client.get(over_a_week.replace("&amp;", "&"))
     assert listed.status_code == 200 and len(listed.context["cl"].result_list) == 1
+
+
+def test_todays_contacts_held_back_and_overdue_figures_link_to_the_rows_they_count(book, client, settings):
+    import re
+
+    settings.TIME_ZONE = "Asia/Shanghai"
+    alice, bob = book["customers"]
+    make_log(alice, scheduled_for=local(TODAY, 10), status=S.SENT)
+    make_log(bob, scheduled_for=local(TODAY, 12), status=S.SUPPRESSED, reason=R.FREQUENCY_CAP)
+    make_log(bob, scheduled_for=local(TODAY, 13), status=S.SUPPRESSED, reason=R.FREQUENCY_CAP)
+    make_log(
+        bob, scheduled_for=local(days_ago(1), 13), status=S.SUPPRESSED, reason=R.FREQUENCY_CAP
+    )  # yesterday
+    client.force_login(make_user("boss", is_superuser=True))
+
+    with time_machine.travel(local(TODAY, 9), tick=False):
+        cache.clear()
+        html = client.get("/admin/").content.decode()
+        overdue = {row["bucket"]: row for row in dashboard_figures(TODAY)["overdue"]}
+
+    held = re.search(r'data-reason="frequency_cap">.*?href="([^"]+)">(\d+)</a>', html)
+    assert held and held.group(2) == "2"
+    listed = client.get(held.group(1).replace("&amp;", "&"))
+    assert listed.status_code == 200 and len(listed.context["cl"].result_list) == 2
+    bucket = re.search(r'data-bucket="1-30"><th>1-30</th><td class="num"><a href="([^"]+)">(\d+)</a>', html)
+    assert bucket and int(bucket.group(2)) == overdue["1-30"]["count"]
+    listed = client.get(bucket.group(1).replace("&amp;", "&"))
+    assert listed.status_code == 200 and listed.context["cl"].result_count == overdue["1-30"]["count"]

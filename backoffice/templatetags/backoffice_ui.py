@@ -12,11 +12,11 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from backoffice import charts
-from backoffice.dashboard import dashboard_figures
+from backoffice.dashboard import DPD_BUCKETS, dashboard_figures, day_start
 from backoffice.money import format_money
 from backoffice.pipeline_runs import latest_run
 from backoffice.pipeline_views import RUN_PERMISSION, VIEW_PERMISSION, chunk_progress, step_rows
-from loans.models import CreditTier
+from loans.models import CreditTier, Loan
 from notifications.choices import Channel
 from notifications.models import NotificationLog
 
@@ -55,18 +55,38 @@ def dashboard_context(figures: dict) -> dict:
     matrix = figures["contacts"]["matrix"]
     channels = [c for c in Channel.values if any(ch == c for (_s, ch) in matrix)] or [Channel.SMS.value]
     statuses = [s for s in NotificationLog.Status.values if any(st == s for (st, _c) in matrix)]
+    today = figures["today"]
+    log = "admin:notifications_notificationlog_changelist"
+    todays = {
+        "scheduled_for__gte": moment(today),
+        "scheduled_for__lt": moment(today + dt.timedelta(days=1)),
+    }
     status_rows = [
         {
             "code": s,
             "label": status_label(s),
-            "cells": [matrix.get((s, c), 0) for c in channels],
+            "cells": [
+                {
+                    "n": matrix.get((s, c), 0),
+                    "url": _list_url(log, status__exact=s, channel__exact=c, **todays),
+                }
+                for c in channels
+            ],
             "total": sum(matrix.get((s, c), 0) for c in channels),
+            "url": _list_url(log, status__exact=s, **todays),
         }
         for s in statuses
     ]
     channel_totals = [sum(matrix.get((s, c), 0) for s in statuses) for c in channels]
     held_back = [
-        {"status": status_label(s), "status_code": s, "reason": reason_label(r), "reason_code": r, "count": n}
+        {
+            "status": status_label(s),
+            "status_code": s,
+            "reason": reason_label(r),
+            "reason_code": r,
+            "count": n,
+            "url": _list_url(log, status__exact=s, reason__exact=r, **todays),
+        }
         for s, r, n in figures["contacts"]["held_back"]
     ]
     history = figures["history"]
@@ -118,13 +138,43 @@ def dashboard_context(figures: dict) -> dict:
         "contacts_chart": contacts_chart,
         "payments_chart": payments_chart,
         "overdue_chart": overdue_chart,
-        "overdue": [{**o, "amount_text": format_money(o["amount"], settings.DEFAULT_CURRENCY)} for o in overdue],
+        "overdue": [
+            {
+                **o,
+                "amount_text": format_money(o["amount"], settings.DEFAULT_CURRENCY),
+                "url": _list_url(
+                    "admin:loans_installment_changelist",
+                    paid="no",
+                    loan__status__in=IN_BOOK,
+                    **bucket_due_dates(today, o["bucket"]),
+                ),
+            }
+            for o in overdue
+        ],
         "overdue_count": sum(o["count"] for o in overdue),
         "overdue_amount": format_money(sum((o["amount"] for o in overdue), 0), settings.DEFAULT_CURRENCY),
         "roll_rows": roll_rows,
         "cure_rows": cure_rows,
         "collector_tasks": figures["collector_tasks"],
     }
+
+
+# The loans the overdue book counts: all but the written-off ones.
+IN_BOOK = ",".join(s for s in Loan.Status.values if s != Loan.Status.WRITTEN_OFF)
+
+
+def bucket_due_dates(today: dt.date, bucket: str) -> dict[str, str]:
+    """The due dates of the instalments in a DPD bucket on ``today`` (the dashboard's buckets)."""
+    first, last = next((f, la) for key, f, la in DPD_BUCKETS if key == bucket)
+    dates = {"due_date__lte": (today - dt.timedelta(days=first)).isoformat()}
+    if last is not None:
+        dates["due_date__gte"] = (today - dt.timedelta(days=last)).isoformat()
+    return dates
+
+
+def moment(day: dt.date) -> str:
+    """Midnight at the start of ``day`` in the back office's time zone, as a filter value of a time column."""
+    return day_start(day).isoformat()
 
 
 def _list_url(name: str, **params) -> str:
@@ -160,7 +210,9 @@ def morning_context(morning: dict | None, today: dt.date) -> dict | None:
     return {
         **morning,
         "promise_kept_text": percent(morning["promise_kept_rate"]),
-        "due_today_amount_text": format_money(morning["promises"]["due_today_amount"], settings.DEFAULT_CURRENCY),
+        "due_today_amount_text": format_money(
+            morning["promises"]["due_today_amount"], settings.DEFAULT_CURRENCY
+        ),
         "right_party_text": percent(morning["right_party_rate"]),
         "links": {
             "promises_due_today": _list_url(
@@ -169,8 +221,8 @@ def morning_context(morning: dict | None, today: dt.date) -> dict | None:
             "promises_broken_yesterday": _list_url(
                 promises,
                 status__exact="broken",
-                resolved_at__gte=yesterday.isoformat(),
-                resolved_at__lt=today.isoformat(),
+                resolved_at__gte=moment(yesterday),
+                resolved_at__lt=moment(today),
             ),
             "autodebit_failed_yesterday": _list_url(
                 debits, status__exact="failed", attempted_on=yesterday.isoformat()
@@ -190,7 +242,7 @@ def morning_context(morning: dict | None, today: dt.date) -> dict | None:
                 "label": age_labels[key],
                 "count": queue[key],
                 "url": _list_url(
-                    tasks, status__exact="open", **{k: v.isoformat() for k, v in age_ranges[key].items()}
+                    tasks, status__exact="open", **{k: moment(v) for k, v in age_ranges[key].items()}
                 ),
             }
             for key in age_labels
