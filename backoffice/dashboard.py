@@ -19,6 +19,8 @@ Definitions (also printed on the page):
 - *Right-party-contact rate*: of the calls completed in the last 30 days, the share in which the collector spoke
   with the customer (reached, promise, dispute, refusal: the conversation outcomes of a call).
 - *Call queue ageing*: open call tasks by how long ago they became callable (their "call from").
+- *Amount collected by stage*: payments received in the last 30 days on a loan while a collections case was open
+  on it, by the stage the case had reached (its stage now).
 """
 
 from __future__ import annotations
@@ -262,7 +264,7 @@ QUEUE_AGES = (("later", None, -1), ("today", 0, 0), ("1-2", 1, 2), ("3-7", 3, 7)
 def morning_board(today: dt.date) -> dict[str, Any] | None:
     """What an operations lead asks first: promises due today and broken yesterday, auto-debit failures of
     yesterday and today, the call queue by age, and the promise-kept and right-party-contact rates of the last
-    30 days (5 queries); None while collections is not installed."""
+    30 days, and the amount collected by stage (6 queries); None while collections is not installed."""
     from loans.models import AutoDebitAttempt
 
     if not collections_ready():
@@ -320,6 +322,22 @@ def morning_board(today: dt.date) -> dict[str, Any] | None:
         completed=Count("id"),
         right_party=Count("id", filter=Q(outcome__in=CallTask.CONVERSATION_OUTCOMES)),
     )
+    in_case = Q(loan__collection_cases__opened_at__lte=F("received_at")) & (
+        Q(loan__collection_cases__closed_at__isnull=True)
+        | Q(loan__collection_cases__closed_at__gte=F("received_at"))
+    )
+    collected = [
+        {"stage": r["loan__collection_cases__stage"] or "", "payments": r["n"], "amount": r["amount"]}
+        for r in Payment.objects.filter(
+            in_case,
+            received_at__gte=day_start(window_start),
+            received_at__lt=day_start(today + dt.timedelta(days=1)),
+        )
+        .order_by()
+        .values("loan__collection_cases__stage")
+        .annotate(n=Count("id"), amount=Sum("amount"))
+        .order_by("-amount")
+    ]
     resolved = promises["kept"] + promises["broken"]
     return {
         "promises": promises,
@@ -328,6 +346,7 @@ def morning_board(today: dt.date) -> dict[str, Any] | None:
         "queue": queue,
         "calls": calls,
         "right_party_rate": _rate(calls["right_party"], calls["completed"]),
+        "collected_by_stage": collected,
     }
 
 

@@ -174,8 +174,8 @@ def test_the_front_page_shows_the_dashboard_in_a_pinned_number_of_queries(book, 
 
 # contacts by status/channel, held back, 14 days of contacts, of payments, DPD buckets, roll rates, cure rates,
 # and once collections is migrated the collectors' open tasks and the morning board (promises, auto-debit
-# failures, the call queue by age, completed calls)
-DASHBOARD_QUERIES = 7 + (5 if collections_ready() else 0)
+# failures, the call queue by age, completed calls, amount collected by stage)
+DASHBOARD_QUERIES = 7 + (6 if collections_ready() else 0)
 
 
 def test_charts_escape_labels_and_scale_to_the_largest_value():
@@ -218,8 +218,14 @@ def test_the_morning_board_counts_promises_failures_and_the_queue_by_age_with_li
     from debt_collection.models import CallTask, CollectionCase, PromiseToPay
     from loans.models import AutoDebitAttempt
 
-    case = CollectionCase.objects.create(loan=book["i1"].loan, opened_at=local(days_ago(20)), dpd=5)
+    case = CollectionCase.objects.create(
+        loan=book["i1"].loan, opened_at=local(days_ago(20)), dpd=5, stage="call"
+    )
     noon = local(TODAY)
+    make_payment(
+        book["i1"], amount=Decimal("40.00"), received_at=local(days_ago(3))
+    )  # while the case is open
+    make_payment(book["i1"], amount=Decimal("7.00"), received_at=local(days_ago(25)))  # before it opened
 
     def promise(date, status, resolved=None, amount="100.00"):
         loan = make_loan(book["customers"][0])  # one pending promise per case
@@ -282,6 +288,7 @@ def test_the_morning_board_counts_promises_failures_and_the_queue_by_age_with_li
         "8+": 1,
     }
     assert morning["right_party_rate"] == Decimal("0.5000")  # 2 conversations of 4 completed calls
+    assert morning["collected_by_stage"] == [{"stage": "call", "payments": 1, "amount": Decimal("40.00")}]
 
     client.force_login(make_user("boss", is_superuser=True))
     with time_machine.travel(local(TODAY, 9), tick=False):

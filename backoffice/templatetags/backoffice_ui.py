@@ -189,6 +189,7 @@ def morning_context(morning: dict | None, today: dt.date) -> dict | None:
     tomorrow = today + dt.timedelta(days=1)
     promises, tasks = "admin:collections_promisetopay_changelist", "admin:collections_calltask_changelist"
     debits = "admin:loans_autodebitattempt_changelist"
+    cases = "admin:collections_collectioncase_changelist"
     age_labels = {
         "later": _("Callable later"),
         "today": _("Callable since today"),
@@ -236,6 +237,15 @@ def morning_context(morning: dict | None, today: dt.date) -> dict | None:
             ),
             "calls_completed": _list_url(tasks, status__exact="done"),
         },
+        "collected": [
+            {
+                **row,
+                "stage_label": row["stage"] or _("No stage yet"),
+                "amount_text": format_money(row["amount"], settings.DEFAULT_CURRENCY),
+                "url": _list_url(cases, stage=row["stage"]) if row["stage"] else reverse(cases),
+            }
+            for row in morning["collected_by_stage"]
+        ],
         "queue_ages": [
             {
                 "key": key,
