@@ -103,7 +103,7 @@ def test_the_demo_ladders_are_seeded_once_per_existing_tier():
     second = demo.seed()
 
     assert first["escalation_steps"] == len(demo.LADDERS["A"]) + len(demo.LADDERS["D"])
-    assert second == {"escalation_steps": 0, "agencies": 0}
+    assert second == {"escalation_steps": 0, "agencies": 0, "cases": 0, "calls": 0, "promises": 0}
     d_call = EscalationStep.objects.get(tier__code="D", action="call_task").min_dpd
     a_call = EscalationStep.objects.get(tier__code="A", action="call_task").min_dpd
     assert d_call < a_call
