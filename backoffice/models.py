@@ -208,7 +208,8 @@ class PipelineRun(models.Model):
     """One run of the daily pipeline (the schedule, ``run_jobs`` or an operator's button on the dashboard):
     what each step did, how far it got, and how it ended. Written as the run goes, so a page can show progress.
 
-    ``steps`` maps a step name to the counts it returned, in the order the steps ran. A fanned-out run also
+    ``steps`` lists ``[step name, counts it returned]`` in the order the steps ran (a list: PostgreSQL's jsonb
+    keeps no key order). A fanned-out run also
     names its django-q2 ``chunk_group`` and how many chunks it enqueued; the chunks report there."""
 
     class Trigger(models.TextChoices):
@@ -236,7 +237,7 @@ class PipelineRun(models.Model):
         _("live"), default=True, help_text=_("Run by the real clock, not as of a moment.")
     )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
-    steps = models.JSONField(_("steps"), default=dict, blank=True)
+    steps = models.JSONField(_("steps"), default=list, blank=True)
     steps_total = models.PositiveSmallIntegerField(_("steps to run"), default=0)
     chunk_group = models.CharField(_("chunk group"), max_length=100, blank=True)
     chunks_enqueued = models.PositiveIntegerField(_("chunks enqueued"), default=0)

@@ -33,7 +33,7 @@ def record_step(run: PipelineRun | None, name: str, counts: dict) -> None:
     """Add one finished step's counts to ``run`` (no-op without a run)."""
     if run is None:
         return
-    run.steps = {**run.steps, name: counts}
+    run.steps = [*run.steps, [name, counts]]
     PipelineRun.objects.filter(pk=run.pk).update(steps=run.steps)
 
 

@@ -64,7 +64,7 @@ def step_rows(run: PipelineRun) -> list[dict]:
     """Each step of ``run`` with its counts, and a link to the list behind each count that names failures."""
     day = (run.as_of or run.created_at).date().isoformat()
     rows = []
-    for name, counts in run.steps.items():
+    for name, counts in run.steps:
         items = []
         for key, value in sorted((counts or {}).items()):
             base = key.split(":", 1)[0]

@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
                 ('as_of', models.DateTimeField(blank=True, null=True, verbose_name='as of')),
                 ('is_live', models.BooleanField(default=True, help_text='Run by the real clock, not as of a moment.', verbose_name='live')),
                 ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=16, verbose_name='status')),
-                ('steps', models.JSONField(blank=True, default=dict, verbose_name='steps')),
+                ('steps', models.JSONField(blank=True, default=list, verbose_name='steps')),
                 ('steps_total', models.PositiveSmallIntegerField(default=0, verbose_name='steps to run')),
                 ('chunk_group', models.CharField(blank=True, max_length=100, verbose_name='chunk group')),
                 ('chunks_enqueued', models.PositiveIntegerField(default=0, verbose_name='chunks enqueued')),
