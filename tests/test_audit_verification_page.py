@@ -66,6 +66,7 @@ def test_a_large_trail_is_checked_in_the_background_with_progress(
     queued = []
     monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: queued.append(args))
     make_events(6)
+    write_anchor(NOW)
     client.force_login(make_compliance_officer())
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -88,7 +89,9 @@ def test_a_large_trail_is_checked_in_the_background_with_progress(
         return qs
 
     monkeypatch.setattr(AuditVerification.objects, "filter", spy)
-    assert audit_verification.run_verification(verification.pk) == AuditVerification.Status.INTACT
+    assert audit_verification.run_verification(verification.pk) == AuditVerification.Status.INTACT, (
+        AuditVerification.objects.get().problem
+    )
     assert (
         audit_verification.run_verification(verification.pk) == AuditVerification.Status.INTACT
     )  # walks once
