@@ -202,8 +202,8 @@ IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
 IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
 
 # --- Content-Security-Policy (django-csp) --------------------------------------------------------------
-# Scripts come from the site itself only (the one inline script, the import progress poll, carries the
-# request's nonce); inline style attributes stay allowed (the admin's templates use them; they cannot run
+# Scripts come from the site itself only (the inline scripts, the import progress poll and the frame's folding
+# of the navigation sidebar in admin/base_site.html, carry the request's nonce); inline style attributes stay allowed (the admin's templates use them; they cannot run
 # code). The hash lets django-import-export's "select all fields" checkbox keep its inline handler.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
