@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backoffice', '0006_pipeline_runs'),
+        ('backoffice', '0007_pipeline_runs'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backoffice', '0005_import_jobs'),
+        ('backoffice', '0006_exportjob_access_all_exports'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
