@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import string
 from pathlib import Path
 
 import environ
@@ -261,6 +262,26 @@ PAYMENT_GATEWAY_BACKEND = env.str("PAYMENT_GATEWAY_BACKEND", default="loans.gate
 # Simulator failures, e.g. "insufficient_funds:0.1,card_expired:0.02" (reason:probability).
 PAYMENT_SIMULATOR_FAILURES = env.str("PAYMENT_SIMULATOR_FAILURES", default="")
 HOW_TO_PAY = env.str("HOW_TO_PAY", default="")
+# The payment page of a loan, e.g. "https://pay.example/{loan_ref}": the {pay_link} placeholder. Empty: no link.
+PAY_LINK_URL = env.str("PAY_LINK_URL", default="")
+
+
+def _check_pay_link_url(pattern: str) -> None:
+    """Refuse to start with a pattern the messages could not fill in (checked once here, not per message)."""
+    try:
+        fields = {
+            field for _text, field, _spec, _conv in string.Formatter().parse(pattern) if field is not None
+        }
+    except ValueError as exc:
+        fields = {f"malformed: {exc}"}
+    if fields - {"loan_ref"} or (pattern and not pattern.startswith(("https://", "http://"))):
+        raise ImproperlyConfigured(
+            f"PAY_LINK_URL must be an http(s) URL whose only placeholder is {{loan_ref}}; got {pattern!r} "
+            f"(placeholders: {', '.join('{' + f + '}' for f in sorted(fields)) or 'none'})."
+        )
+
+
+_check_pay_link_url(PAY_LINK_URL)
 # Dispatch: rows claimed per batch, and how long a claim lasts before a dead worker's rows are taken over.
 DISPATCH_BATCH_SIZE = env.int("DISPATCH_BATCH_SIZE", default=500)
 DISPATCH_CLAIM_LEASE_SECONDS = env.int("DISPATCH_CLAIM_LEASE_SECONDS", default=600)

@@ -72,6 +72,8 @@ RULES = {
 }
 
 HOW = {"zh-hans": "还款方式：{how_to_pay}", "en": "How to pay: {how_to_pay}"}
+# The loan's payment page (PAY_LINK_URL); without a pattern or a value the line is left out of the message.
+PAY = {"zh-hans": "还款链接：{pay_link}", "en": "Pay here: {pay_link}"}
 
 # kind -> language -> (subject, body). The sms text is the body alone; email and push add the subject.
 TEXTS: dict[str, dict[str, tuple[str, str]]] = {
@@ -291,9 +293,10 @@ def seed_configuration() -> dict[str, int]:
             for channel in ("sms", "email", "push"):
                 text = body
                 if channel == "email":
-                    text = body + "\n\n" + HOW[language]
+                    text = body + "\n\n" + HOW[language] + "\n" + PAY[language]
                 elif channel == "sms":
-                    text = ("【信贷】" if language == "zh-hans" else "[Lender] ") + body
+                    sep = "" if language == "zh-hans" else " "
+                    text = ("【信贷】" if language == "zh-hans" else "[Lender] ") + body + sep + PAY[language]
                 ReminderTemplate.objects.update_or_create(
                     kind=kind,
                     channel=channel,

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from django.apps import apps
 from django.conf import settings
@@ -760,8 +761,21 @@ def build_context(
         "grace_end_date": (due_date + dt.timedelta(days=grace_days)).isoformat() if due_date else "",
         "loan_ref": ", ".join(loan_refs),
         "how_to_pay": settings.HOW_TO_PAY,
+        "pay_link": pay_links(loan_refs),
         "loans": loans,
     }
+
+
+def pay_links(loan_refs: list[str]) -> str:
+    """The ``{pay_link}`` of a message: each loan's payment page from ``settings.PAY_LINK_URL`` (its ``{loan_ref}``
+    URL-quoted); one loan gives its link alone, several one ``ref: link`` line each; no pattern gives nothing."""
+    pattern = settings.PAY_LINK_URL
+    if not pattern or not loan_refs:
+        return ""
+    links = [(ref, pattern.format(loan_ref=quote(ref, safe=""))) for ref in loan_refs]
+    if len(links) == 1:
+        return links[0][1]
+    return "".join(f"\n{ref}: {link}" for ref, link in links)
 
 
 def render_template(template: ReminderTemplate, context: dict) -> tuple[str, str]:

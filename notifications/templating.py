@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 
 from django.core.exceptions import ValidationError
@@ -17,6 +18,7 @@ PLACEHOLDERS = (
     "grace_end_date",
     "loan_ref",
     "how_to_pay",
+    "pay_link",
     "loans",
 )
 
@@ -47,8 +49,51 @@ def validate_template_text(text: str) -> None:
         )
 
 
+# A label is the text before a placeholder ending in a colon ("还款方式：{how_to_pay}", "Pay here: {pay_link}");
+# it starts after the last end of a sentence or line before it.
+_LABEL_END = re.compile(r"[:：][ \t]*$")
+_SENTENCE_END = re.compile(r"(?:[\n。！？；]|[.!?;](?=\s))\s*")
+_TERMINATORS = "。.!！?？;；"
+
+
 def render(text: str, context: dict[str, object]) -> str:
-    return text.format_map({name: context.get(name, "") for name in PLACEHOLDERS})
+    """``text`` with its placeholders filled in from ``context`` (a missing one is empty).
+
+    A placeholder without a value leaves no dangling label: a label before it ("还款方式：", "How to pay: ") is
+    dropped with it, from the start of its sentence or line (and the sentence's own end mark after it); a label
+    right after another value keeps its words and loses only its colon. A line left empty goes with it."""
+    values = {name: context.get(name, "") for name in PLACEHOLDERS}
+    out: list[str] = []
+    dropped = skip_terminator = False
+    first = True
+    for literal, name, spec, conversion in _formatter.parse(text):
+        if skip_terminator:
+            if literal[:1] in _TERMINATORS:
+                literal = literal[1:]
+                if next((piece for piece in reversed(out) if piece), "")[-1:].isspace():
+                    literal = literal.lstrip(" \t")
+            skip_terminator = False
+        if name is None:
+            out.append(literal)
+            continue
+        value = _formatter.format_field(_formatter.convert_field(values[name], conversion), spec or "")
+        if value == "" and _LABEL_END.search(literal):
+            boundaries = list(_SENTENCE_END.finditer(literal))
+            if boundaries or first:
+                literal = literal[: boundaries[-1].end()] if boundaries else ""
+                skip_terminator = True
+            else:
+                literal = _LABEL_END.sub("", literal)
+            dropped = True
+        out.append(literal)
+        out.append(value)
+        first = False
+    rendered = "".join(out)
+    if dropped:
+        rendered = re.sub(
+            r"\n{3,}", "\n\n", "\n".join(line.rstrip() for line in rendered.split("\n"))
+        ).strip()
+    return rendered
 
 
 # GSM 03.38: the basic set costs one septet, the extension set two (escape + character).
