@@ -3,12 +3,16 @@
 ``IN (%s, %s, ...)`` with thousands of values makes a statement longer than psycopg's statement cache takes
 (4 KB), so the driver parses the whole text again, placeholder by placeholder, on every execution, and Django
 prepares each value on its own. On PostgreSQL ``any_of`` sends the list as ONE array parameter instead,
-``= ANY(%s::type[])``: a short statement parsed once. Elsewhere it is exactly ``in``. Values are plain values
-(ids rather than model instances); ``None`` never matches, an empty list matches nothing, as with ``in``.
+``= ANY(%s::type[])``: a short statement parsed once. On SQLite, whose statements take a limited number of
+parameters (32,766 by default, 999 on old builds: "too many SQL variables"), a list of whole numbers or texts is
+ONE JSON parameter, ``IN (SELECT value FROM json_each(%s))`` (still an index search), so a list of any length
+is one statement; other values are exactly ``in``. Values are plain values (ids rather than model instances);
+``None`` never matches, an empty list matches nothing, as with ``in``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 from django.core.exceptions import EmptyResultSet
@@ -30,6 +34,22 @@ class AnyOfMixin:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         array = [field.get_db_prep_value(v, connection, prepared=True) for v in values]
         return f"{lhs} = ANY(%s::{array_element_type(field, connection)}[])", (*lhs_params, array)
+
+    def as_sqlite(self, compiler, connection):
+        if not self.rhs_is_direct_value() or not connection.features.supports_json_field:
+            return self.as_sql(compiler, connection)
+        field = self.lhs.output_field
+        values = list(dict.fromkeys(v for v in self.rhs if v is not None))
+        if not values:
+            raise EmptyResultSet
+        prepared = [field.get_db_prep_value(v, connection, prepared=True) for v in values]
+        # Whole numbers and texts come back from json_each as they are (INTEGER, TEXT); the column's affinity
+        # applies to them as to ``IN (%s, ...)`` parameters. Anything else keeps the plain ``in``.
+        if not all(type(v) is int or type(v) is str for v in prepared):
+            return self.as_sql(compiler, connection)
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        payload = json.dumps(prepared, ensure_ascii=False)
+        return f"{lhs} IN (SELECT value FROM json_each(%s))", (*lhs_params, payload)
 
 
 def array_element_type(field, connection) -> str:

@@ -729,7 +729,7 @@ def follow_tier_change(
             first_call_dpd[tier_id] = min(min_dpd, first_call_dpd.get(tier_id, min_dpd))
         cases = list(
             CollectionCase.objects.open()
-            .filter(loan__customer_id__in=list(by_customer))
+            .filter(loan__customer_id__any_of=list(by_customer))
             .select_related("loan")
             .select_for_update(of=("self",))
         )

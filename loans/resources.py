@@ -206,7 +206,9 @@ class CustomerResource(BookResource):
         )
         changes = [(cid, old, new) for cid, old, new, _score in self.tier_changes]
         at = timezone.now()
-        transaction.on_commit(lambda: signals.tier_changed.send(sender=Customer, changes=changes, at=at))
+        transaction.on_commit(
+            lambda: signals.tier_changed.send(sender=Customer, changes=changes, at=at), robust=True
+        )
 
 
 class LoanResource(BookResource):

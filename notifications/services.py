@@ -142,7 +142,7 @@ def plan_contacts(
 
     customers = Customer.objects.filter(tier_id__in=list(rules_by_tier), loans__status=Loan.Status.ACTIVE)
     if customer_ids is not None:
-        customers = customers.filter(id__in=list(customer_ids))
+        customers = customers.filter(id__any_of=list(customer_ids))
     if customer_id_range is not None:
         customers = customers.filter(id__gte=customer_id_range[0], id__lt=customer_id_range[1])
     zones_by_day: dict[dt.date, list[str]] = defaultdict(list)
@@ -176,7 +176,7 @@ def plan_contacts(
 
             rows = rows.exclude(loan_id__in=frozen_loan_ids())  # a subquery: legal holds are never planned
         if customer_ids is not None:
-            rows = rows.filter(loan__customer_id__in=list(customer_ids))
+            rows = rows.filter(loan__customer_id__any_of=list(customer_ids))
         if customer_id_range is not None:
             rows = rows.filter(
                 loan__customer_id__gte=customer_id_range[0], loan__customer_id__lt=customer_id_range[1]
@@ -600,7 +600,7 @@ def cancel_pending(
     """
     qs = NotificationLog.objects.pending()
     if customer_ids is not None:
-        qs = qs.filter(customer_id__in=list(customer_ids))
+        qs = qs.filter(customer_id__any_of=list(customer_ids))
     if kinds is not None:
         qs = qs.filter(kind__in=list(kinds))
     if dedupe_prefix:

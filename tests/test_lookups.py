@@ -61,3 +61,22 @@ def test_a_longer_or_finer_value_never_matches_a_stored_one_cut_to_the_column():
     assert not Customer.objects.filter(name__any_of=[name + "Z"]).exists()
     assert not type(installment).objects.filter(amount_due__any_of=[Decimal("12.345")]).exists()
     assert type(installment).objects.filter(amount_due__any_of=[Decimal("12.350")]).exists()
+
+
+def test_a_long_list_of_numbers_or_texts_is_one_parameter_on_both_databases():
+    """SQLite refuses a statement of more parameters than its limit ("too many SQL variables")."""
+    customers = [make_customer(name=name) for name in AWKWARD]
+    ids = [c.pk for c in customers] + list(range(10**8, 10**8 + 40_000))
+    names = AWKWARD + [f"absent {i}" for i in range(40_000)]
+    parameters = []
+
+    def count(execute, sql, params, many, context):
+        parameters.append(len(params or ()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        assert set(Customer.objects.filter(pk__any_of=ids)) == set(customers)
+        assert set(Customer.objects.filter(name__any_of=names)) == set(customers)
+        assert not Loan.objects.filter(customer_id__any_of=ids).exists()
+        assert Customer.objects.exclude(pk__any_of=ids[1:]).get() == customers[0]
+    assert parameters and max(parameters) <= 2
