@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import difflib
 import gc
 import hashlib
 import json
@@ -49,6 +50,7 @@ from import_export.utils import atomic_if_using_transaction
 
 from .audit import log_event
 from .bulk import bulk_update_rows
+from .import_files import FORMATS, FileReadError, count_rows, read_dataset
 from .private_files import write_private
 
 if TYPE_CHECKING:
@@ -487,6 +489,24 @@ class _Column:
         return hit
 
 
+class HeaderError(ValueError):
+    """A file whose columns are not its resource's: unknown, missing and repeated columns, and the expected
+    header. Reported as one error of the whole file (``file: the header does not match this import: ...``)."""
+
+    def __init__(self, *, unknown: list[str], missing: list[str], repeated: list[str], expected: list[str]):
+        self.unknown, self.missing, self.repeated, self.expected = unknown, missing, repeated, expected
+        parts = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, [e for e in expected if e in missing] or expected, n=1)
+            hint = f" (did you mean “{close[0]}”?)" if close else ""
+            parts.append(f"unknown column “{name or ' '}”{hint}")
+        parts += [f"missing column “{name}”" for name in missing]
+        parts += [f"repeated column “{name}”" for name in repeated]
+        super().__init__(
+            f"the header does not match this import: {'; '.join(parts)}. Expected header: {','.join(expected)}"
+        )
+
+
 class BookResource(resources.ModelResource):
     """Base of every import of the product. Subclasses declare ``Meta.model``, ``fields`` and ``import_id_fields``.
 
@@ -532,6 +552,15 @@ class BookResource(resources.ModelResource):
     ):
         self.is_dry_run = dry_run
         self._import_fields = None
+        header_error = self.header_error(dataset)
+        if header_error is not None:
+            # Before anything reads a cell: nothing of a file whose columns are not the resource's is saved.
+            result = self.get_result_class()()
+            result.total_rows = len(dataset)
+            self.handle_import_error(result, header_error, raise_errors=False)
+            result.book_error_records = self.error_records(result)
+            result.book_errors = [format_error(record) for record in result.book_error_records]
+            return result
         # ``progress(rows_done, rows_total)`` is called after each row (a background job reports it).
         self._progress = kwargs.pop("progress", None)
         # The preview (dry run) shows what changes; the real import skips the per-row diff for speed.
@@ -550,6 +579,40 @@ class BookResource(resources.ModelResource):
         result.book_error_records = self.error_records(result)
         result.book_errors = [format_error(record) for record in result.book_error_records]
         return result
+
+    # --- the header ---------------------------------------------------------------------------------------
+    def expected_header(self) -> list[str]:
+        """The file's columns, in order: the column names of the resource's import fields (SPEC.md)."""
+        return [f.column_name for f in self.get_import_fields() if f.column_name]
+
+    def header_error(self, dataset) -> HeaderError | None:
+        """``HeaderError`` naming every unknown, missing and repeated column of the file (and the expected
+        header), or None when the file's header is the resource's (in any order). Spaces around a column name
+        are dropped; a column without a name and without a value is ignored (spreadsheets export those)."""
+        expected = self.expected_header()
+        raw = list(dataset.headers or [])
+        names = [_text(name) for name in raw]
+        empty = [
+            i
+            for i, name in enumerate(names)
+            if name == "" and all(_text(v) == "" for v in dataset.get_col(i))
+        ]
+        if empty:
+            keep = [i for i in range(len(names)) if i not in set(empty)]
+            rows = [[row[i] for i in keep] for row in dataset]
+            dataset.wipe()
+            dataset.headers = [names[i] for i in keep]
+            dataset.extend(rows)
+        elif names != raw:
+            dataset.headers = names
+        names = list(dataset.headers or [])
+        known = set(expected)
+        unknown = [name for name in dict.fromkeys(names) if name not in known]
+        missing = [name for name in expected if name not in names]
+        repeated = [name for name in dict.fromkeys(names) if names.count(name) > 1]
+        if not (unknown or missing or repeated):
+            return None
+        return HeaderError(unknown=unknown, missing=missing, repeated=repeated, expected=expected)
 
     # --- the fast path ------------------------------------------------------------------------------------
     #: A real import (no preview) takes ``import_rows_fast`` when the resource allows it (see ``can_import_fast``).
@@ -1095,6 +1158,16 @@ class BookImportAdminMixin:
 
     import_template_name = "admin/loans/import.html"
 
+    def get_import_formats(self):
+        """CSV and XLSX only: the formats an import file may have (``import_files``)."""
+        return list(FORMATS.values())
+
+    def add_data_read_fail_error_to_form(self, form, e):
+        if isinstance(e, FileReadError):
+            form.add_error("import_file", str(e))
+        else:
+            super().add_data_read_fail_error_to_form(form, e)
+
     def import_action(self, request, **kwargs):
         """A file of more than ``IMPORT_BACKGROUND_THRESHOLD`` data rows is not read in the request: it is
         stored, its dry run (or, with the confirmation step switched off, its import) is queued as an
@@ -1172,16 +1245,10 @@ def run_import(
     Returns the django-import-export result and the error lines (empty when it succeeded); the same errors
     as ``{line, column, message}`` are on ``result.book_error_records``. Nothing is saved when there is any
     error or when ``dry_run``. ``progress(rows_done, rows_total)`` is called after every row, inside the
-    import's transaction. ``format_name`` is a format class name (``CSV``) or dotted path.
+    import's transaction. ``format_name`` is ``CSV`` or ``XLSX`` (or a dotted path ending so); raises
+    ``FileReadError`` for a file that cannot be read as that format (``import_files.read_dataset``).
     """
-    from import_export.command_utils import get_format_class
-
-    format_class = get_format_class(format_name, file_name or None, None)
-    if format_class.is_binary():
-        payload = data if isinstance(data, bytes) else data.encode("utf-8")
-    else:
-        payload = data.decode("utf-8-sig") if isinstance(data, bytes) else data
-    dataset = format_class.create_dataset(payload)
+    dataset = read_dataset(data, format_name, file_name or None)
     extra = {"import_job_id": import_job_id} if import_job_id else {}
     result = resource.import_data(
         dataset,
@@ -1262,32 +1329,6 @@ def may_see_import_job(user, job: ImportJob) -> bool:
         return may_import(user, job_resource_class(job))
     except ImportJobError:
         return False
-
-
-def count_rows(data: bytes, format_name: str) -> int:
-    """The number of data rows of a file, cheaply: lines of a text file (a quoted cell spanning lines counts
-    once per line), the sheet's recorded dimension of an XLSX file; other formats are read in full."""
-    from import_export.command_utils import get_format_class
-
-    input_format = get_format_class(format_name, None, None)
-    if not input_format.is_binary():
-        lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
-        return max(lines - 1, 0)
-    if type(input_format).__name__ == "XLSX":
-        import io
-
-        import openpyxl
-
-        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        try:
-            sheet = workbook.active
-            rows = sheet.max_row
-            if rows is None:  # no dimension recorded: count them
-                rows = sum(1 for _row in sheet.iter_rows(values_only=True))
-        finally:
-            workbook.close()
-        return max(rows - 1, 0)
-    return len(input_format.create_dataset(data))
 
 
 def store_upload(data: bytes, file_name: str) -> str:
@@ -1544,6 +1585,7 @@ __all__ = [
     "ProgressReporter",
     "confirm_import_job",
     "count_rows",
+    "FileReadError",
     "current_progress",
     "file_sha256",
     "format_error",
