@@ -563,22 +563,81 @@ class BookResource(resources.ModelResource):
             return result
         # ``progress(rows_done, rows_total)`` is called after each row (a background job reports it).
         self._progress = kwargs.pop("progress", None)
-        # The preview (dry run) shows what changes; the real import skips the per-row diff for speed.
+        # The preview (dry run) shows what changes; the real import skips the per-row diff for speed, and so
+        # does a dry run whose rows nobody looks at (``preview_rows=False``: a background job's counts).
+        preview_rows = kwargs.pop("preview_rows", True)
         self._meta = copy.copy(type(self)._meta)
-        self._meta.skip_diff = not dry_run
-        result = super().import_data(
+        self._meta.skip_diff = not (dry_run and preview_rows)
+        if self.writes_at_the_end(
             dataset,
-            dry_run=dry_run,
-            raise_errors=raise_errors,
             use_transactions=use_transactions,
+            raise_errors=raise_errors,
             collect_failed_rows=collect_failed_rows,
-            # A file is all or nothing: one bad row and none of it is saved.
-            rollback_on_validation_errors=True,
-            **kwargs,
-        )
+        ):
+            result = self.import_then_write(dataset, dry_run, raise_errors, **kwargs)
+        else:
+            result = super().import_data(
+                dataset,
+                dry_run=dry_run,
+                raise_errors=raise_errors,
+                use_transactions=use_transactions,
+                collect_failed_rows=collect_failed_rows,
+                # A file is all or nothing: one bad row and none of it is saved.
+                rollback_on_validation_errors=True,
+                **kwargs,
+            )
         result.book_error_records = self.error_records(result)
         result.book_errors = [format_error(record) for record in result.book_error_records]
         return result
+
+    # --- SQLite: a short write transaction ------------------------------------------------------------------
+    #: Set while ``import_then_write`` runs: the fast path keeps every row to write until the file is read.
+    _writes_at_the_end = False
+
+    def writes_at_the_end(self, dataset, *, use_transactions, raise_errors, collect_failed_rows) -> bool:
+        """On SQLite, whether the file is read and checked before its one write transaction opens (the fast
+        path): SQLite has one writer at a time, so an import holding the write lock while it reads a large
+        file would lock every log-in and every edit out (``database is locked``) for as long."""
+        if connections[self.get_db_connection_name()].vendor != "sqlite":
+            return False
+        if use_transactions is None:
+            use_transactions = self.get_use_transactions()
+        return bool(use_transactions) and self.can_import_fast(
+            dataset, raise_errors=raise_errors, collect_failed_rows=collect_failed_rows
+        )
+
+    def import_then_write(self, dataset, dry_run, raise_errors, **kwargs) -> Result:
+        """The fast path in two steps: read and check every row outside any transaction (the database is only
+        read, which never blocks another connection in WAL mode), then write them all, apply what follows from
+        them (``after_import``) and audit the import in ONE transaction, rolled back when anything failed or for
+        a dry run. A row read in the first step that changed before the second is overwritten (or its
+        constraint fails the whole file), as if the import had come a moment later."""
+        self._writes_at_the_end = True
+        try:
+            return self.import_rows_fast(dataset, dry_run, raise_errors, True, **kwargs)
+        finally:
+            self._writes_at_the_end = False
+
+    def _write_at_the_end(self, dataset, result, dry_run, raise_errors, db_alias, kwargs) -> None:
+        with transaction.atomic(using=db_alias):
+            if result.has_errors() or result.has_validation_errors():
+                # Nothing of this file is kept: write nothing (after_import still sees the result).
+                self.create_instances.clear()
+                self.update_instances.clear()
+                self.delete_instances.clear()
+            else:
+                with transaction.atomic(using=db_alias):
+                    batch_size = self._meta.batch_size
+                    self.bulk_create(True, dry_run, raise_errors, batch_size=batch_size, result=result)
+                    self.bulk_update(True, dry_run, raise_errors, batch_size=batch_size, result=result)
+                    self.bulk_delete(True, dry_run, raise_errors, result=result)
+            try:
+                with transaction.atomic(using=db_alias):
+                    self.after_import(dataset, result, **kwargs)
+            except Exception as exc:
+                self.handle_import_error(result, exc, raise_errors)
+            if dry_run or result.has_errors() or result.has_validation_errors():
+                transaction.set_rollback(True, using=db_alias)
 
     # --- the header ---------------------------------------------------------------------------------------
     def expected_header(self) -> list[str]:
@@ -770,6 +829,7 @@ class BookResource(resources.ModelResource):
         error_class = self.get_error_result_class()
         new_type, update_type = RowResult.IMPORT_TYPE_NEW, RowResult.IMPORT_TYPE_UPDATE
         batch_size = meta.batch_size
+        at_the_end = self._writes_at_the_end  # SQLite: every write in one short transaction after the loop
         creates, updates, deletes = self.create_instances, self.update_instances, self.delete_instances
         report_skipped = meta.report_skipped
         progress, total = self._progress, self._rows_total
@@ -878,17 +938,17 @@ class BookResource(resources.ModelResource):
                 row_result.import_type = RowResult.IMPORT_TYPE_ERROR
                 logger.debug(exc, exc_info=True)
                 row_result.errors.append(error_class(exc, row=row, number=number))
-            if len(creates) == batch_size:
+            if len(creates) == batch_size and not at_the_end:
                 with atomic_if_using_transaction(using_transactions, using=db_alias):
                     self.bulk_create(
                         using_transactions, dry_run, raise_errors, batch_size=batch_size, result=result
                     )
-            if len(updates) == batch_size:
+            if len(updates) == batch_size and not at_the_end:
                 with atomic_if_using_transaction(using_transactions, using=db_alias):
                     self.bulk_update(
                         using_transactions, dry_run, raise_errors, batch_size=batch_size, result=result
                     )
-            if len(deletes) == batch_size:
+            if len(deletes) == batch_size and not at_the_end:
                 with atomic_if_using_transaction(using_transactions, using=db_alias):
                     self.bulk_delete(using_transactions, dry_run, raise_errors, result=result)
             result.increment_row_result_total(row_result)
@@ -901,6 +961,9 @@ class BookResource(resources.ModelResource):
             if progress is not None:
                 progress(number, total)
 
+        if at_the_end:
+            self._write_at_the_end(dataset, result, dry_run, raise_errors, db_alias, kwargs)
+            return result
         with atomic_if_using_transaction(using_transactions, using=db_alias):
             self.bulk_create(using_transactions, dry_run, raise_errors, result=result)
             self.bulk_update(using_transactions, dry_run, raise_errors, result=result)
@@ -1239,17 +1302,21 @@ def run_import(
     user: Any = None,
     progress: Callable[[int, int | None], None] | None = None,
     import_job_id: int | None = None,
+    preview_rows: bool = True,
 ) -> tuple[Result, list[str]]:
     """Import ``data`` (the bytes of a CSV or XLSX file) with ``resource``; all or nothing.
 
     Returns the django-import-export result and the error lines (empty when it succeeded); the same errors
     as ``{line, column, message}`` are on ``result.book_error_records``. Nothing is saved when there is any
     error or when ``dry_run``. ``progress(rows_done, rows_total)`` is called after every row, inside the
-    import's transaction. ``format_name`` is ``CSV`` or ``XLSX`` (or a dotted path ending so); raises
+    import's transaction (on SQLite, while the file is read, before its one write transaction opens).
+    ``format_name`` is ``CSV`` or ``XLSX`` (or a dotted path ending so); raises
     ``FileReadError`` for a file that cannot be read as that format (``import_files.read_dataset``).
     """
     dataset = read_dataset(data, format_name, file_name or None)
-    extra = {"import_job_id": import_job_id} if import_job_id else {}
+    extra: dict[str, Any] = {"import_job_id": import_job_id} if import_job_id else {}
+    if not preview_rows:  # nobody looks at each row's changes: a dry run takes the fast path too
+        extra["preview_rows"] = False
     result = resource.import_data(
         dataset,
         dry_run=dry_run,
@@ -1536,6 +1603,7 @@ def run_import_job(job_id: int) -> dict[str, Any]:
             user=job.user,
             progress=reporter,
             import_job_id=job.pk,
+            preview_rows=False,
         )
     except Exception as exc:
         logger.exception("import job %s failed", job_id)
