@@ -248,13 +248,13 @@ def test_a_background_job_that_fails_late_saves_nothing_and_says_why(settings, t
     assert state() == before
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_receiver_failing_after_the_commit_does_not_report_the_saved_import_as_failed(caplog):
-    """Receivers of the loan book's signals run after the commit: the payments are saved whatever they do, so
-    the import says so (the receiver's error is logged) and the other receivers still run."""
+def test_a_payment_receiver_failing_inside_the_import_leaves_nothing_saved():
+    """The payment signals' receivers (reminders cancelled, cases closed) run inside the import's transaction:
+    one failing is the import failing, and nothing of the file is saved."""
     from loans import signals
 
     loans = book(3)
+    before = state()
 
     def broken(sender, **kwargs):
         raise RuntimeError("receiver broke")
@@ -264,7 +264,31 @@ def test_a_receiver_failing_after_the_commit_does_not_report_the_saved_import_as
         _result, errors = run_import(resources.PaymentResource(), payments_file(loans), file_name="p.csv")
     finally:
         signals.payments_recorded.disconnect(dispatch_uid="test.broken")
+    assert errors == ["file: receiver broke"]
+    assert state() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tier_receiver_failing_after_the_commit_does_not_report_the_saved_import_as_failed(caplog):
+    """A customer import's tier changes are re-planned after the commit: the customers are saved whatever the
+    receivers do, so the import says so (the receiver's error is logged) and the other receivers still run."""
+    from loans import signals
+
+    low, high = make_tier(min_score=300, max_score=599), make_tier(min_score=600, max_score=900)
+    Customer.objects.create(ref="TC1", name="C 1", phone="+8613800138000", credit_score=400, tier=low)
+
+    def broken(sender, **kwargs):
+        raise RuntimeError("receiver broke")
+
+    signals.tier_changed.connect(broken, dispatch_uid="test.broken")
+    try:
+        _result, errors = run_import(
+            resources.CustomerResource(),
+            f"{CUSTOMERS}\nTC1,C 1,+8613800138000,,,zh-hans,Asia/Shanghai,700,,,,,,\n",
+            file_name="c.csv",
+        )
+    finally:
+        signals.tier_changed.disconnect(dispatch_uid="test.broken")
     assert errors == []
-    assert Payment.objects.count() == 3
-    assert NotificationLog.objects.get().status == NotificationLog.Status.CANCELLED  # installments_paid ran
+    assert Customer.objects.get(ref="TC1").tier == high
     assert "receiver broke" in caplog.text
