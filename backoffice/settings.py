@@ -264,6 +264,8 @@ PAYMENT_SIMULATOR_FAILURES = env.str("PAYMENT_SIMULATOR_FAILURES", default="")
 HOW_TO_PAY = env.str("HOW_TO_PAY", default="")
 # The payment page of a loan, e.g. "https://pay.example/{loan_ref}": the {pay_link} placeholder. Empty: no link.
 PAY_LINK_URL = env.str("PAY_LINK_URL", default="")
+# Where customers reach this product's public pages (the signed unsubscribe link of every email).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 
 
 def _check_pay_link_url(pattern: str) -> None:

@@ -288,15 +288,27 @@ def seed_configuration() -> dict[str, int]:
             },
         )
         counts["tiers"] += 1
+    policy = ContactPolicy.get()
     for kind, languages in TEXTS.items():
         for language, (subject, body) in languages.items():
             for channel in ("sms", "email", "push"):
                 text = body
+                # SMS and email carry the policy's opt-out line (Regulation F 1006.6(e)) on a line of its own.
                 if channel == "email":
-                    text = body + "\n\n" + HOW[language] + "\n" + PAY[language]
+                    text = "\n\n".join(
+                        [body, HOW[language] + "\n" + PAY[language], policy.opt_out_line(channel, language)]
+                    )
                 elif channel == "sms":
                     sep = "" if language == "zh-hans" else " "
-                    text = ("【信贷】" if language == "zh-hans" else "[Lender] ") + body + sep + PAY[language]
+                    text = "\n".join(
+                        [
+                            ("【信贷】" if language == "zh-hans" else "[Lender] ")
+                            + body
+                            + sep
+                            + PAY[language],
+                            policy.opt_out_line(channel, language),
+                        ]
+                    )
                 ReminderTemplate.objects.update_or_create(
                     kind=kind,
                     channel=channel,
@@ -315,7 +327,6 @@ def seed_configuration() -> dict[str, int]:
                 defaults={"send_time": dt.time.fromisoformat(at), "is_active": True},
             )
             counts["rules"] += 1
-    policy = ContactPolicy.get()
     policy.holiday_country = policy.holiday_country or "CN"
     policy.save()
     return counts

@@ -169,6 +169,20 @@ class ContactPolicyAdmin(AuditedModelAdmin):
                 ),
             },
         ),
+        (
+            _("Opt-out lines"),
+            {
+                "fields": (
+                    "sms_opt_out_line_zh_hans",
+                    "sms_opt_out_line_en",
+                    "email_opt_out_line_zh_hans",
+                    "email_opt_out_line_en",
+                ),
+                "description": _(
+                    "Every SMS and email ends with the line of its language unless its template carries it already."
+                ),
+            },
+        ),
     )
 
     def has_add_permission(self, request):

@@ -40,6 +40,8 @@ class OutgoingMessage:
     body: str
     idempotency_key: str
     language: str = ""
+    # An email's one-click unsubscribe link (RFC 8058 List-Unsubscribe and List-Unsubscribe-Post headers).
+    unsubscribe_url: str = ""
 
 
 @dataclass
@@ -469,6 +471,9 @@ class EmailBackend:
         headers = {"Message-ID": f"<{message_id}>"}
         if message.language:
             headers["Content-Language"] = message.language
+        if message.unsubscribe_url:
+            headers["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         email = EmailMessage(
             subject=message.subject,
             body=message.body,

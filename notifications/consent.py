@@ -43,14 +43,21 @@ def reply_intent(body: str) -> bool | None:
 
 
 def change_consent(
-    customer: Customer, channel: str, opted_out: bool, *, source: str, at: dt.datetime, actor: str
+    customer: Customer,
+    channel: str,
+    opted_out: bool,
+    *,
+    source: str,
+    at: dt.datetime,
+    actor: str,
+    details: dict | None = None,
 ) -> bool:
     """Set ``customer``'s opt-out of ``channel`` (sms, email, push, call) to ``opted_out``.
 
     Effects: the customer's ``opt_out_<channel>`` flag, and the audit event ``notifications.consent.opted_out``
     or ``.opted_in`` on the customer with the ``source`` (``sms_reply:twilio``, ``email_complaint:ses``...) in
-    the same transaction. Setting the flag it already has changes and writes nothing. Returns whether it
-    changed. Raises ValueError for an unknown channel.
+    the same transaction (``details``, such as the reply keyword, go into the event). Setting the flag it
+    already has changes and writes nothing. Returns whether it changed. Raises ValueError for an unknown channel.
     """
     if channel not in Channel.values:
         raise ValueError(f"Unknown channel {channel!r}.")
@@ -70,6 +77,6 @@ def change_consent(
             obj=customer,
             at=at,
             before={field: current},
-            after={field: opted_out, "channel": channel, "source": source},
+            after={field: opted_out, "channel": channel, "source": source, **(details or {})},
         )
     return True

@@ -273,6 +273,14 @@ class ContactRules(models.Model):
         return text.replace("{business_name}", business).replace("{callback_number}", number)
 
 
+# The (channel, language) pairs whose opt-out line the contact policy holds.
+OPT_OUT_LINES = tuple(
+    (channel, language)
+    for channel in (Channel.SMS.value, Channel.EMAIL.value)
+    for language in (Customer.Language.ZH_HANS.value, Customer.Language.EN.value)
+)
+
+
 class ContactPolicy(ContactRules):
     """The one row of contact settings operations can change in the admin. Its window and call limits apply to
     every customer, together with the rules of the jurisdictions the customer's location points at (the
@@ -299,6 +307,20 @@ class ContactPolicy(ContactRules):
         default=48,
         help_text=_("A contact still unsent this long after its time is dropped as expired."),
     )
+    # Regulation F 1006.6(e): every SMS and email carries a simple way to opt out. The line of the message's
+    # language is appended when the template does not carry it already (an email's names {unsubscribe_link}).
+    sms_opt_out_line_zh_hans = models.CharField(
+        _("SMS opt-out line (Chinese)"), max_length=100, default="回复TD退订"
+    )
+    sms_opt_out_line_en = models.CharField(
+        _("SMS opt-out line (English)"), max_length=100, default="Reply STOP to opt out"
+    )
+    email_opt_out_line_zh_hans = models.CharField(
+        _("email opt-out line (Chinese)"), max_length=200, default="退订：{unsubscribe_link}"
+    )
+    email_opt_out_line_en = models.CharField(
+        _("email opt-out line (English)"), max_length=200, default="Unsubscribe: {unsubscribe_link}"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -318,8 +340,31 @@ class ContactPolicy(ContactRules):
                 errors["holiday_country"] = _("Unknown country code.")
         if self.no_contact_on_holidays and not self.holiday_country:
             errors["holiday_country"] = _("Name the country whose public holidays have no contact.")
+        from .templating import validate_template_text
+
+        for channel, language in OPT_OUT_LINES:
+            name = f"{channel}_opt_out_line_{language.replace('-', '_')}"
+            line = getattr(self, name) or ""
+            try:
+                validate_template_text(line)
+            except ValidationError as exc:
+                errors[name] = exc.messages
+                continue
+            if not line.strip():
+                errors[name] = _("Every SMS and email must carry a way to opt out.")
+            elif channel == Channel.EMAIL and "{unsubscribe_link}" not in line:
+                errors[name] = _("An email's opt-out line must carry the {unsubscribe_link}.")
         if errors:
             raise ValidationError(errors)
+
+    def opt_out_line(self, channel: str, language: str) -> str:
+        """The opt-out line of an SMS or email in ``language`` (English when the language has none); "" for a
+        channel without one (push: the app's own settings)."""
+        if (channel, language) not in OPT_OUT_LINES:
+            language = Customer.Language.EN
+        if (channel, language) not in OPT_OUT_LINES:
+            return ""
+        return getattr(self, f"{channel}_opt_out_line_{language.replace('-', '_')}")
 
     @classmethod
     def get(cls) -> ContactPolicy:

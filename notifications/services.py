@@ -36,7 +36,8 @@ from loans.models import CreditTier, Customer, Installment, Loan
 from . import compliance
 from .choices import Channel, Kind
 from .destinations import DeadDestination, forget_destinations
-from .models import NotificationItem, NotificationLog, ReminderRule, ReminderTemplate
+from .inbound import unsubscribe_url
+from .models import ContactPolicy, NotificationItem, NotificationLog, ReminderRule, ReminderTemplate
 from .templating import render
 
 Status = NotificationLog.Status
@@ -762,6 +763,7 @@ def build_context(
         "loan_ref": ", ".join(loan_refs),
         "how_to_pay": settings.HOW_TO_PAY,
         "pay_link": pay_links(loan_refs),
+        "unsubscribe_link": unsubscribe_url(customer.pk),
         "loans": loans,
     }
 
@@ -784,13 +786,25 @@ def render_template(template: ReminderTemplate, context: dict) -> tuple[str, str
 
 
 def render_message(
-    template: ReminderTemplate, customer: Customer, installments: list[Installment], *, tier, now: dt.datetime
+    template: ReminderTemplate,
+    customer: Customer,
+    installments: list[Installment],
+    *,
+    tier,
+    now: dt.datetime,
+    policy: ContactPolicy | None = None,
 ) -> tuple[str, str]:
     """The subject and body of ``template`` for ``customer`` about ``installments`` (with their loans) as of
-    ``now``: what the dispatcher sends, and what the admin preview shows (one function for both)."""
-    return render_template(
-        template, build_context(customer, installments, tier=tier, now=now, language=template.language)
-    )
+    ``now``: what the dispatcher sends, and what the admin preview shows (one function for both). An SMS or
+    email always carries the contact policy's opt-out line of its language (Regulation F 1006.6(e)): appended on
+    a line of its own when the template does not carry it already."""
+    context = build_context(customer, installments, tier=tier, now=now, language=template.language)
+    subject, body = render_template(template, context)
+    policy = policy or ContactPolicy.get()
+    line = render(policy.opt_out_line(template.channel, template.language), context)
+    if line and line not in body:
+        body = f"{body}\n{line}" if body else line
+    return subject, body
 
 
 # Kinds about instalments already past due: with no message of the day to show, they name every one of them.
@@ -1105,7 +1119,7 @@ def _dispatch_batch(ids, now, book, templates, totals, backends, get_backend) ->
                 "max_contacts_per_week": cap,
             }
         )
-        subject, body = render_message(template, customer, unpaid, tier=tier, now=now)
+        subject, body = render_message(template, customer, unpaid, tier=tier, now=now, policy=policy)
         log.destination, log.language, log.subject, log.body = destination, template.language, subject, body
         sends.append((log, inputs, unpaid))
 
@@ -1236,6 +1250,7 @@ def _send_batch(sends, now, policy, totals, backends, get_backend) -> None:
                 body=sends[i][0].body,
                 idempotency_key=str(sends[i][0].idempotency_key),
                 language=sends[i][0].language,
+                unsubscribe_url=unsubscribe_url(sends[i][0].customer_id) if channel == Channel.EMAIL else "",
             )
             for i in indexes
         ]

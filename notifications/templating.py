@@ -19,6 +19,7 @@ PLACEHOLDERS = (
     "loan_ref",
     "how_to_pay",
     "pay_link",
+    "unsubscribe_link",
     "loans",
 )
 

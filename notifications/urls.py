@@ -10,4 +10,6 @@ urlpatterns = [
     path("twilio/inbound/", twilio_webhooks.twilio_inbound, name="twilio_inbound"),
     # django-anymail's ESP webhooks: /webhooks/anymail/<esp>/tracking/ (see notifications.email_tracking).
     path("anymail/", include("anymail.urls")),
+    path("inbound-sms/", views.inbound_sms, name="inbound_sms"),
+    path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
 ]

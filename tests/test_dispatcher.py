@@ -375,7 +375,10 @@ def test_the_customers_own_language_wins_when_it_has_a_template():
 
     [log] = logs_of(customer)
     assert log.language == "en"
-    assert OutboxMessage.objects.get().body == "Dear Alice Smith, 500.00 CNY is due on 2026-12-01."
+    # The opt-out line of the customer's language follows the template's text (Regulation F 1006.6(e)).
+    assert OutboxMessage.objects.get().body == (
+        "Dear Alice Smith, 500.00 CNY is due on 2026-12-01.\nReply STOP to opt out"
+    )
 
 
 def test_without_any_template_the_contact_is_held_back_with_no_template():

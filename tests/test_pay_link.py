@@ -80,10 +80,10 @@ def test_each_loan_of_a_message_gets_its_payment_link_from_the_configured_patter
 
     assert (
         NotificationLog.objects.get(customer=one).body
-        == "应还500.00CNY。还款链接：https://pay.example/L-1%2FA"
+        == "应还500.00CNY。还款链接：https://pay.example/L-1%2FA\n回复TD退订"
     )
     assert NotificationLog.objects.get(customer=two).body == (
-        "应还1000.00CNY。还款链接：\nL-2: https://pay.example/L-2\nL-3: https://pay.example/L-3"
+        "应还1000.00CNY。还款链接：\nL-2: https://pay.example/L-2\nL-3: https://pay.example/L-3\n回复TD退订"
     )
 
 
@@ -98,7 +98,7 @@ def test_without_a_pattern_the_message_carries_no_empty_label(settings):
 
     preview = preview_template(template, customer, local(SHANGHAI, 2026, 11, 28, 10, 30))
 
-    assert preview["body"] == "应还500.00CNY。"
+    assert preview["body"] == "应还500.00CNY。\n回复TD退订"
 
 
 @pytest.mark.django_db
@@ -152,6 +152,7 @@ def test_the_demo_sms_reads_whole_with_and_without_a_payment_link(settings, patt
     for language, label in (("zh-hans", "还款链接："), ("en", "Pay here:")):
         template = ReminderTemplate.objects.get(kind="pre_due", channel="sms", language=language)
         body = preview_template(template, customer, now)["body"]
-        assert body.endswith(("。", ".", "https://pay.example/L-5"))
+        assert body.splitlines()[-2].endswith(("。", ".", "https://pay.example/L-5"))
+        assert body.splitlines()[-1] in ("回复TD退订", "Reply STOP to opt out")
         assert (label in body) == bool(pattern)
         assert ".Pay" not in body

@@ -306,7 +306,10 @@ def test_a_declined_auto_debit_in_run_jobs_sends_the_autodebit_failed_notice_onc
     notice = NotificationLog.objects.get(customer=customer, kind="autodebit_failed")
     assert (notice.status, notice.channel) == (NotificationLog.Status.SENT, "sms")
     message = OutboxMessage.objects.get()
-    assert message.body == "赵敏: auto-debit of 500.00 failed." and message.destination == customer.phone
+    assert (
+        message.body == "赵敏: auto-debit of 500.00 failed.\n回复TD退订"
+        and message.destination == customer.phone
+    )
     assert state() == before
 
 
