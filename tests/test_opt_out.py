@@ -254,3 +254,13 @@ def test_a_bad_inbound_body_is_refused_whole(client):
 
     assert response.status_code == 400 and "from is not a phone number" in response.json()["error"]
     assert not Customer.objects.filter(opt_out_sms=True).exists()
+
+
+def test_the_unsubscribe_link_of_a_customer_is_the_same_in_every_message():
+    import time_machine
+
+    customer = debtor()
+    with time_machine.travel(NOW):
+        first = unsubscribe_url(customer.pk)
+    with time_machine.travel(NOW + dt.timedelta(days=40)):
+        assert unsubscribe_url(customer.pk) == first
