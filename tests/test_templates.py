@@ -17,6 +17,14 @@ from notifications.templating import sms_segments
 from .factories import make_tier, make_user
 from .factories_reminders import make_debtor, make_rule, make_template
 
+# The contact policy form's opt-out lines (every SMS and email carries one), as the admin shows them by default.
+OPT_OUT_LINES = {
+    "sms_opt_out_line_zh_hans": "回复TD退订",
+    "sms_opt_out_line_en": "Reply STOP to opt out",
+    "email_opt_out_line_zh_hans": "退订：{unsubscribe_link}",
+    "email_opt_out_line_en": "Unsubscribe: {unsubscribe_link}",
+}
+
 
 @pytest.mark.parametrize(
     "text, expected",
@@ -221,6 +229,7 @@ def test_changing_the_contact_window_in_the_admin_is_audited(admin_client):
         "retry_backoff_seconds": "300",
         "expire_after_hours": "48",
         **CALL_SETTINGS,
+        **OPT_OUT_LINES,
     }
 
     response = admin_client.post(url, data)
@@ -264,6 +273,7 @@ def test_the_admin_refuses_an_unknown_holiday_country_and_a_window_that_closes_b
         "retry_backoff_seconds": "300",
         "expire_after_hours": "48",
         **CALL_SETTINGS,
+        **OPT_OUT_LINES,
     }
 
     response = admin_client.post(url, data)
