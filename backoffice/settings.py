@@ -238,9 +238,10 @@ NOTIFICATION_BACKENDS = {
 SMS_GATEWAY_URL = env.str("SMS_GATEWAY_URL", default="")
 SMS_GATEWAY_TOKEN = env.str("SMS_GATEWAY_TOKEN", default="")
 SMS_SENDER_ID = env.str("SMS_SENDER_ID", default="LENDER")
-# The address providers call back (Twilio's StatusCallback, ESP tracking webhooks), e.g.
-# https://backoffice.lender.example; without it messages go out without a callback URL.
-PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="")
+# The product's public address, e.g. https://backoffice.lender.example: what providers call back (Twilio's
+# StatusCallback, ESP tracking webhooks) and where customers reach the signed unsubscribe link of every email.
+# Without it (the production default) messages go out without a callback URL.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000" if DEBUG else "")
 TWILIO_BASE_URL = env.str("TWILIO_BASE_URL", default="")
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
@@ -264,8 +265,6 @@ PAYMENT_SIMULATOR_FAILURES = env.str("PAYMENT_SIMULATOR_FAILURES", default="")
 HOW_TO_PAY = env.str("HOW_TO_PAY", default="")
 # The payment page of a loan, e.g. "https://pay.example/{loan_ref}": the {pay_link} placeholder. Empty: no link.
 PAY_LINK_URL = env.str("PAY_LINK_URL", default="")
-# Where customers reach this product's public pages (the signed unsubscribe link of every email).
-PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 
 
 def _check_pay_link_url(pattern: str) -> None:
