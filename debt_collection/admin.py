@@ -18,10 +18,10 @@ from django.utils.translation import gettext_lazy as _
 from backoffice.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
 from backoffice.masking import mask_name, mask_phone, masker_for
 from backoffice.money import money_display
+from loans.schedule import dpd_bucket
 from notifications.models import NotificationLog
 
 from . import calls, services
-from .ladder import dpd_bucket
 from .models import (
     Agency,
     AgencyPlacement,

@@ -8,8 +8,8 @@ import io
 
 from backoffice.exports import escape_formula
 from backoffice.masking import mask_email, mask_name, mask_phone
+from loans.schedule import dpd_bucket
 
-from .ladder import dpd_bucket
 from .models import AgencyPlacement
 
 COLUMNS = [

@@ -24,10 +24,10 @@ from django.db.models import Count, Q, Sum
 from backoffice.audit import Event, actor_name, log_event, log_events
 from backoffice.bulk import bulk_update_rows
 from loans.models import CreditTier, Customer, Installment, Loan, Payment
+from loans.schedule import days_past_due, grace_days_of, local_date
 from notifications.compliance import Callee, CallMade, RulesBook, contacts_in_last_7_days, earliest_call
 
 from .calls import callee_of, calls_made, decide_call, voicemail_for
-from .ladder import days_past_due, grace_days_of, local_date
 from .models import (
     MESSAGING_ACTIONS,
     Agency,

@@ -26,15 +26,6 @@ from backoffice.compliance_admin import InputFilter
 from backoffice.importing import BookImportAdminMixin
 from backoffice.masking import mask_destination, mask_email, mask_name, mask_phone, masker_for
 from backoffice.money import money_display
-from debt_collection.ladder import (
-    DpdBucket,
-    InstallmentState,
-    days_past_due,
-    dpd_bucket,
-    grace_days_of,
-    installment_state,
-    local_date,
-)
 
 from . import services
 from .forms import PaymentForm
@@ -47,6 +38,7 @@ from .resources import (
     LoanResource,
     PaymentResource,
 )
+from .schedule import DpdBucket, InstallmentState
 
 INSTALMENTS_SHOWN = 60
 
@@ -55,16 +47,10 @@ def instalment_standing(installment, customer=None, at=None) -> tuple[Installmen
     """An instalment's derived state (upcoming, due, grace, overdue, paid) and DPD bucket now, in its customer's
     calendar and with its tier's grace period. Reads ``installment.loan.customer.tier`` unless ``customer`` is
     given: select them with the instalments, or this costs queries per row."""
-    customer = customer or installment.loan.customer
-    today = local_date(at or timezone.now(), customer.timezone)
-    paid = installment.paid_at is not None
-    state = installment_state(
-        due_date=installment.due_date,
-        today=today,
-        grace_period_days=grace_days_of(customer.tier),
-        is_paid=paid,
-    )
-    return state, DpdBucket(dpd_bucket(0 if paid else days_past_due(installment.due_date, today)))
+    if customer is not None:
+        installment.loan.customer = customer
+    at = at or timezone.now()
+    return installment.state(at), installment.dpd_bucket(at)
 
 
 class InstalmentStandingMixin:

@@ -13,6 +13,17 @@ from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from .phones import PhoneNumberField
+from .schedule import (
+    DEFAULT_GRACE_PERIOD_DAYS,
+    DpdBucket,
+    InstallmentState,
+    days_past_due,
+    dpd_bucket,
+    grace_days_of,
+    grace_end_date,
+    installment_state,
+    local_date,
+)
 
 CONTACT_CHANNELS = ("sms", "email", "push", "call")
 MAX_GRACE_PERIOD_DAYS = 14
@@ -66,7 +77,9 @@ class CreditTier(models.Model):
         _("risk level"), max_length=16, choices=RiskLevel.choices, default=RiskLevel.MEDIUM
     )
     grace_period_days = models.PositiveSmallIntegerField(
-        _("grace period (days)"), default=3, validators=[MaxValueValidator(MAX_GRACE_PERIOD_DAYS)]
+        _("grace period (days)"),
+        default=DEFAULT_GRACE_PERIOD_DAYS,
+        validators=[MaxValueValidator(MAX_GRACE_PERIOD_DAYS)],
     )
     max_contacts_per_week = models.PositiveSmallIntegerField(
         _("max contacts per customer in any 7 days"), default=3, validators=[MinValueValidator(1)]
@@ -382,6 +395,12 @@ class Loan(models.Model):
         editable=False,
         help_text=_("Money received beyond the loan's whole balance, kept for the customer."),
     )
+    legal_hold = models.BooleanField(
+        _("legal hold"),
+        default=False,
+        editable=False,
+        help_text=_("Referred to legal: no automatic contact about this loan."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -393,6 +412,10 @@ class Loan(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(principal__gte=0), name="loan_principal_non_negative"),
             models.CheckConstraint(condition=Q(credit__gte=0), name="loan_credit_non_negative"),
+        ]
+        indexes = [
+            # Few loans are held: the planners' exclusion reads this small partial index.
+            models.Index(fields=["id"], condition=Q(legal_hold=True), name="loan_legal_hold_idx"),
         ]
 
     def __str__(self):
@@ -455,6 +478,33 @@ class Installment(models.Model):
     @property
     def is_paid(self) -> bool:
         return self.paid_at is not None
+
+    def _local_day(self, on: dt.date | dt.datetime) -> dt.date:
+        """``on`` as the customer's calendar day: a moment is read in their zone, a date is taken as it is."""
+        if isinstance(on, dt.datetime):
+            return local_date(on, self.loan.customer.timezone)
+        return on
+
+    def state(self, on: dt.date | dt.datetime) -> InstallmentState:
+        """Upcoming, due, in grace, overdue or paid on ``on`` (the customer's calendar and tier's grace period).
+        Reads ``loan.customer.tier``: select them with the instalments in lists."""
+        return installment_state(
+            due_date=self.due_date,
+            today=self._local_day(on),
+            grace_period_days=grace_days_of(self.loan.customer.tier),
+            is_paid=self.is_paid,
+        )
+
+    def days_past_due(self, on: dt.date | dt.datetime) -> int:
+        """Days past the due date on ``on`` in the customer's calendar (0 once paid, and up to the due date)."""
+        return 0 if self.is_paid else days_past_due(self.due_date, self._local_day(on))
+
+    def dpd_bucket(self, on: dt.date | dt.datetime) -> DpdBucket:
+        return dpd_bucket(self.days_past_due(on))
+
+    def grace_end(self, tier: CreditTier | None) -> dt.date:
+        """The last day of grace under ``tier`` (None: the default grace period); overdue the day after."""
+        return grace_end_date(self.due_date, grace_days_of(tier))
 
 
 class Payment(models.Model):

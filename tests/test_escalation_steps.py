@@ -9,9 +9,9 @@ from django.urls import reverse
 
 from backoffice.importing import run_import
 from debt_collection import demo
-from debt_collection.ladder import DpdBucket, InstallmentState, dpd_bucket, installment_state
 from debt_collection.models import Agency, EscalationStep
 from debt_collection.resources import EscalationStepResource
+from loans.schedule import DpdBucket, InstallmentState, dpd_bucket, installment_state
 
 from .factories import make_tier
 from .factories_collections import DUE
@@ -113,8 +113,8 @@ def test_the_demo_ladders_are_seeded_once_per_existing_tier():
 def test_the_overdue_filter_uses_each_tiers_grace_period():
     import datetime as dt
 
-    from debt_collection.ladder import overdue_q
     from loans.models import CreditTier, Installment
+    from loans.schedule import overdue_q
 
     from .factories_collections import make_overdue_loan
 

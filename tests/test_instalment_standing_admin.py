@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from debt_collection.ladder import local_date
+from loans.schedule import local_date
 
 from .factories import make_customer, make_installment, make_loan, make_tier, make_user
 

@@ -1,0 +1,112 @@
+"""An instalment's standing over plain values: its state, days past due, DPD bucket and the end of its grace.
+
+An instalment is ``upcoming`` before its due date, ``due`` on it, in ``grace`` while the days past due (DPD,
+counted from the due date in the customer's local calendar) are within the tier's grace period, ``overdue``
+after it, and ``paid`` once covered. ``Installment.state(on)``, ``.days_past_due(on)`` and ``.grace_end(tier)``
+answer for one instalment; bulk paths (the daily jobs, the preview) call these functions over the values they
+gathered. Nothing here reads the clock or the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Iterable
+from functools import lru_cache
+
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+# The product's grace period for a customer without a tier (a tier's own default is the same).
+DEFAULT_GRACE_PERIOD_DAYS = 3
+
+
+class InstallmentState(models.TextChoices):
+    UPCOMING = "upcoming", _("Upcoming")
+    DUE = "due", _("Due today")
+    GRACE = "grace", _("In grace period")
+    OVERDUE = "overdue", _("Overdue")
+    PAID = "paid", _("Paid")
+
+
+class DpdBucket(models.TextChoices):
+    CURRENT = "", _("Not past due")
+    B1_30 = "1-30", "1-30"
+    B31_60 = "31-60", "31-60"
+    B61_90 = "61-90", "61-90"
+    B90_PLUS = "90+", "90+"
+
+
+@lru_cache(maxsize=256)
+def zone(name: str) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(name)
+
+
+def local_date(at: dt.datetime, tz_name: str) -> dt.date:
+    """The customer's calendar day that holds the moment ``at``."""
+    return at.astimezone(zone(tz_name)).date()
+
+
+def days_past_due(due_date: dt.date, today: dt.date) -> int:
+    """Days past the due date (0 on or before it)."""
+    return max((today - due_date).days, 0)
+
+
+def dpd_bucket(dpd: int) -> DpdBucket:
+    if dpd <= 0:
+        return DpdBucket.CURRENT
+    if dpd <= 30:
+        return DpdBucket.B1_30
+    if dpd <= 60:
+        return DpdBucket.B31_60
+    if dpd <= 90:
+        return DpdBucket.B61_90
+    return DpdBucket.B90_PLUS
+
+
+def grace_days_of(tier) -> int:
+    """The grace period of ``tier`` (a ``CreditTier`` or None: a customer without a tier has the default)."""
+    return tier.grace_period_days if tier is not None else DEFAULT_GRACE_PERIOD_DAYS
+
+
+def grace_end_date(due_date: dt.date, grace_period_days: int) -> dt.date:
+    """The last day of grace: the day after it the instalment is overdue."""
+    return due_date + dt.timedelta(days=grace_period_days)
+
+
+def installment_state(
+    *, due_date: dt.date, today: dt.date, grace_period_days: int, is_paid: bool = False
+) -> InstallmentState:
+    if is_paid:
+        return InstallmentState.PAID
+    if today < due_date:
+        return InstallmentState.UPCOMING
+    if today == due_date:
+        return InstallmentState.DUE
+    if days_past_due(due_date, today) <= grace_period_days:
+        return InstallmentState.GRACE
+    return InstallmentState.OVERDUE
+
+
+def overdue_q(today: dt.date, tiers: Iterable, prefix: str = "") -> Q:
+    """A filter for unpaid instalments past their tier's grace period on ``today`` (one condition per tier).
+
+    ``prefix`` is the path from the queried model to the instalment (``""`` for ``Installment`` itself).
+    Customers without a tier use the default grace period.
+    """
+    p = prefix
+    q = Q(
+        **{
+            f"{p}loan__customer__tier__isnull": True,
+            f"{p}due_date__lt": today - dt.timedelta(days=DEFAULT_GRACE_PERIOD_DAYS),
+        }
+    )
+    for tier in tiers:
+        q |= Q(
+            **{
+                f"{p}loan__customer__tier": tier,
+                f"{p}due_date__lt": today - dt.timedelta(days=tier.grace_period_days),
+            }
+        )
+    return Q(**{f"{p}paid_at__isnull": True}) & q
