@@ -13,9 +13,9 @@ from django.utils.module_loading import import_string
 PIPELINE: list[tuple[str, str]] = [
     ("apply_scores", "loans.services.apply_credit_scores"),
     ("autodebit", "loans.autodebit.run_autodebit"),
-    ("plan", "notifications.services.plan_contacts"),
+    ("plan", "notifications.planning.plan_contacts"),
     ("collections", "debt_collection.services.advance_collections"),
-    ("dispatch", "notifications.services.dispatch_due"),
+    ("dispatch", "notifications.dispatch.dispatch_due"),
     ("anchor_audit", "backoffice.audit.write_anchor"),
 ]
 

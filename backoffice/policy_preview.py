@@ -8,7 +8,7 @@ SQLite the whole database), and the dispatcher would also process real customers
 simulation below instead replays the engine's decisions in memory, reusing its pieces where they are pure:
 the contact window and holidays (``notifications.compliance``), the weekly cap test, the template choice
 (``pick_template``) and the local send time. It follows the same order of gates as
-``notifications.services.dispatch_due``: paid -> do not contact -> opted out (next channel of the order) ->
+``notifications.dispatch.dispatch_due``: paid -> do not contact -> opted out (next channel of the order) ->
 no destination -> outside the window (deferred to the next opening, then checked again) -> weekly cap ->
 no template -> sent.
 
@@ -44,8 +44,10 @@ from django.utils.translation import gettext_lazy
 from loans.models import CreditTier, Customer, Installment, Loan
 from notifications import compliance
 from notifications.choices import Channel, Kind
+from notifications.gates import pick_template
 from notifications.models import ContactPolicy, NotificationLog, ReminderRule
-from notifications.services import pick_template, planned_send_time, template_index
+from notifications.planning import planned_send_time
+from notifications.rendering import template_index
 
 MAX_RANGE_DAYS = 62
 MAX_SAMPLE = 2000

@@ -54,7 +54,7 @@ def fan_out_steps() -> int:
 
 def dispatch_due() -> dict:
     """Send what is due by now over the whole book (the every-minute sweep)."""
-    from notifications.services import dispatch_due as dispatch
+    from notifications.dispatch import dispatch_due as dispatch
 
     from .audit import anchor_quietly
 
@@ -152,8 +152,8 @@ def run_chunk(now_iso: str, low: int, high: int, live: bool = False) -> dict:
     collections ladder, then send what is due (the ladder's messages of the day included) as of
     ``dispatch_moment``, and anchor the audit head. A task's start is an entry point: the only place here that
     reads the clock."""
-    from notifications.services import dispatch_due as dispatch
-    from notifications.services import plan_contacts
+    from notifications.dispatch import dispatch_due as dispatch
+    from notifications.planning import plan_contacts
 
     from .audit import anchor_quietly
 

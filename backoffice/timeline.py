@@ -56,7 +56,7 @@ class TimelineEntry:
     last_error: str
     admin_url: str = ""
     audit_events: list[dict[str, Any]] = field(default_factory=list)
-    # The chain of a failed message and the next channel tried (notifications.services.plan_fallbacks).
+    # The chain of a failed message and the next channel tried (notifications.notices.plan_fallbacks).
     fallback_of: int | None = None
     fallback_id: int | None = None
 

@@ -1,6 +1,6 @@
 """Calls as the compliance gates see them: the calls actually made, and the facts about the person called.
 
-The rule itself is ``notifications.compliance.may_call`` (pure); this module gathers its inputs in bulk for the
+The rule itself is ``notifications.gates.may_call`` (pure); this module gathers its inputs in bulk for the
 three places that ask it: scheduling a call task, the collector's queue and recording an attempt.
 """
 
@@ -13,14 +13,8 @@ from collections.abc import Iterable
 from django.db.models import Count
 
 from loans.models import Customer
-from notifications.compliance import (
-    Callee,
-    CallMade,
-    Decision,
-    RulesBook,
-    contacts_in_last_7_days,
-    may_call,
-)
+from notifications.compliance import CallMade, RulesBook, contacts_in_last_7_days
+from notifications.gates import Callee, Decision, may_call
 
 from .models import CallAttempt, CallAttemptLoan, CallTask
 

@@ -25,7 +25,8 @@ from backoffice.audit import Event, actor_name, log_event, log_events
 from backoffice.bulk import bulk_update_rows
 from loans.models import CreditTier, Customer, Installment, Loan, Payment
 from loans.schedule import days_past_due, grace_days_of, local_date
-from notifications.compliance import Callee, CallMade, RulesBook, contacts_in_last_7_days, earliest_call
+from notifications.compliance import CallMade, RulesBook, contacts_in_last_7_days
+from notifications.gates import Callee, earliest_call
 
 from .calls import callee_of, calls_made, decide_call, voicemail_for
 from .models import (
@@ -185,7 +186,7 @@ def schedule_time(
     desired: dt.datetime, loan_id: int, callee: Callee, made: list[CallMade], book: RulesBook
 ) -> dt.datetime | None:
     """When a call task about ``loan_id`` is due: the first moment from ``desired`` the call limits and the
-    contact window allow (``notifications.compliance.earliest_call`` over the calls made); None when waiting
+    contact window allow (``notifications.gates.earliest_call`` over the calls made); None when waiting
     cannot help (do-not-contact, opted out of calls, no phone)."""
     return earliest_call(desired, loan_id, made, callee, book.for_location(callee.location))
 
@@ -269,7 +270,7 @@ def advance_collections(
 
     Effects, chunk by chunk of loans, each chunk in one transaction: resolves promises (kept, broken, the
     reminder the day before); opens one case per loan past its grace period; closes cases whose overdue
-    amount is paid; performs each reached step once (messages through ``notifications.services.plan_notice``,
+    amount is paid; performs each reached step once (messages through ``notifications.notices.plan_notice``,
     call tasks assigned by load, agency placements, legal referrals that freeze the loan), skipping lower
     steps reached at the same time; keeps the queue priority current; cancels pending automatic contact of
     frozen loans. Paused cases (pending promise), frozen cases and do-not-contact customers do not move.
@@ -667,7 +668,7 @@ def _plan_step_messages(
 ) -> None:
     """The ladder's SMS, email and push of this chunk, planned in the reminder engine's log in one batch: the cases
     of one customer reaching a message step the same day share one message per channel naming each loan."""
-    from notifications.services import Notice, plan_notices
+    from notifications.notices import Notice, plan_notices
 
     plan_notices(
         [
@@ -701,7 +702,7 @@ def follow_tier_change(
     of the ladder performs the new tier's steps. Writes ``collections.case.tier_changed`` per open case and
     ``collections.call.cancelled`` per task. Returns counts.
     """
-    from notifications.services import cancel_pending
+    from notifications.cancelling import cancel_pending
 
     actor = actor_name(actor)
     by_customer = {customer_id: (old, new) for customer_id, old, new in changes}
@@ -791,7 +792,7 @@ def close_cases(
     ``collections.case.closed`` (with the refs of the payments that cured it, from ``payment_refs`` by loan id),
     ``collections.call.cancelled`` per task and ``collections.promise.kept`` per promise.
     """
-    from notifications.services import cancel_pending
+    from notifications.cancelling import cancel_pending
 
     actor = actor_name(actor)
     cases = [c for c in cases if c.is_open]
@@ -980,7 +981,7 @@ def resolve_promises(
     before the promised date a ``promise_reminder`` is planned, and the day after it the promise is broken, the
     case's broken-promise count grows, the ladder resumes and a collector calls again (the collector who took
     the promise, within the call limits). Writes ``collections.promise.*``."""
-    from notifications.services import Notice, default_notice_channel, plan_notices
+    from notifications.notices import Notice, default_notice_channel, plan_notices
 
     counts = counts if counts is not None else Counter()
     actor = actor_name(actor)
@@ -1142,7 +1143,7 @@ def record_call_outcome(
     ``manage.py record_call`` both call this).
 
     First the call is checked as it was made, by the same gates as a message plus the call limits
-    (``notifications.compliance.may_call`` over the calls actually made, for the task's loan and each loan in
+    (``notifications.gates.may_call`` over the calls actually made, for the task's loan and each loan in
     ``covers``, references of the same customer's other loans): a call that may not be made raises
     ``CallRefused`` with the reason code and nothing is recorded.
 
@@ -1354,7 +1355,7 @@ def _stop_calls(customer: Customer, at: dt.datetime, actor: str, task: CallTask)
 
 
 def _put_on_dispute_hold(customer: Customer, at: dt.datetime, actor: str) -> list[Event]:
-    from notifications.services import cancel_pending
+    from notifications.cancelling import cancel_pending
 
     before = {
         "do_not_contact": customer.do_not_contact,
@@ -1505,7 +1506,7 @@ def _refer_many_to_legal(
 ) -> list[LegalReferral]:
     """``refer_to_legal`` for open cases not yet referred (the caller checked), a fixed number of queries for
     any number of cases (the daily ladder refers a day's cohort at once)."""
-    from notifications.services import cancel_pending
+    from notifications.cancelling import cancel_pending
 
     actor_str = actor_name(actor)
     ids = [c.pk for c in cases]
@@ -1573,8 +1574,8 @@ def _refer_many_to_legal(
 
 def enforce_legal_freeze(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counter | None = None) -> int:
     """Cancel whatever automatic contact was planned for loans frozen by legal since the last run."""
+    from notifications.cancelling import cancel_pending
     from notifications.models import NotificationItem, NotificationLog
-    from notifications.services import cancel_pending
 
     # Only the instalments some pending contact lists can change anything (the planner leaves frozen loans
     # out), so the daily run reads those rather than every instalment frozen since the first referral.

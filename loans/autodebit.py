@@ -49,13 +49,13 @@ def _plan_notice():
     """The batch notice service of the reminder engine and its ``Notice`` (``plan_notices``, ``Notice``)."""
     try:
         return (
-            import_string("notifications.services.plan_notices"),
-            import_string("notifications.services.Notice"),
-            import_string("notifications.services.default_notice_channel"),
+            import_string("notifications.notices.plan_notices"),
+            import_string("notifications.notices.Notice"),
+            import_string("notifications.notices.default_notice_channel"),
         )
     except ImportError as exc:
         raise ImproperlyConfigured(
-            "Auto-debit failed but notifications.services.plan_notices is missing, so the autodebit_failed notice "
+            "Auto-debit failed but notifications.notices.plan_notices is missing, so the autodebit_failed notice "
             "cannot be planned; the attempt stays pending and is recorded on the next run."
         ) from exc
 

@@ -18,6 +18,10 @@ class Channel(models.TextChoices):
         return [(c.value, c.label) for c in (cls.SMS, cls.EMAIL, cls.PUSH)]
 
 
+# The channels a message goes on (a call is a collector's task).
+MESSAGING_CHANNELS = (Channel.SMS.value, Channel.EMAIL.value, Channel.PUSH.value)
+
+
 class Kind(models.TextChoices):
     PRE_DUE = "pre_due", _("Before the due date")
     DUE_TODAY = "due_today", _("Due today")

@@ -8,8 +8,8 @@ database); a local time is only used here, to decide.
   must hold in EVERY zone the customer may be in (Regulation F 1006.6(b)(1)(i) and comment 6(b)(1)(i)-2).
 - ``rules_for(countries, by_country, default)``: the contact rules for the customer's location: the lender's
   contact policy and the rules of every jurisdiction the location points at, the strictest of them all.
-- ``window_gate``, ``cap_gate``: the gates a message and a call share.
-- ``may_call(now, ...)``: the whole chain for a call: the shared gates, then the call limits (1006.14(b)(2)).
+- ``window_gate``: the contact window as a decision; ``is_over_weekly_cap``: the weekly cap;
+  ``call_limit_gate``: the call limits (1006.14(b)(2)). The chain that orders them is ``notifications.gates``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import functools
 import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.db.models import Count
 
@@ -29,13 +28,7 @@ CAP_WINDOW = dt.timedelta(days=7)
 # How far ahead to look for an opening (a long holiday season plus weekends is far below this).
 MAX_DAYS_AHEAD = 60
 
-# Reason codes (SPEC.md), as the gates return them.
-OUTSIDE_CONTACT_WINDOW = NotificationLog.Reason.OUTSIDE_CONTACT_WINDOW.value
-FREQUENCY_CAP = NotificationLog.Reason.FREQUENCY_CAP.value
-OPTED_OUT = NotificationLog.Reason.OPTED_OUT.value
-DO_NOT_CONTACT = NotificationLog.Reason.DO_NOT_CONTACT.value
-NO_DESTINATION = NotificationLog.Reason.NO_DESTINATION.value
-CALL_LIMIT = NotificationLog.Reason.CALL_LIMIT.value
+Reason = NotificationLog.Reason
 
 
 # --- values ------------------------------------------------------------------------------------------------
@@ -72,9 +65,10 @@ class Rules:
 
 
 @dataclass(frozen=True)
-class Decision:
-    """What a gate (or a chain of gates) says: allowed, or not with its reason code, the inputs that decided it,
-    and the first moment the answer may change (None: not by waiting)."""
+class Verdict:
+    """What one of the checks here says: allowed, or not with its reason code, the inputs that decided it, and
+    the first moment the answer may change (None: not by waiting). ``notifications.gates`` turns it into the
+    chain's ``Decision``."""
 
     allowed: bool
     reason: str = ""
@@ -82,7 +76,7 @@ class Decision:
     not_before: dt.datetime | None = None
 
 
-ALLOWED = Decision(True)
+ALLOWED = Verdict(True)
 
 
 # --- the contact window --------------------------------------------------------------------------------------
@@ -150,14 +144,14 @@ def local_times(instant: dt.datetime, zones: Iterable[str]) -> dict[str, str]:
     return {zone: instant.astimezone(_zone(zone)).isoformat() for zone in zones}
 
 
-def window_gate(now: dt.datetime, location, rules: Rules) -> Decision:
+def window_gate(now: dt.datetime, location, rules: Rules) -> Verdict:
     """The contact window in every zone of ``location`` (a ``loans.locations.Location``)."""
     if allowed_at(now, location.zones, rules.window):
         return ALLOWED
     opening = next_opening(now, location.zones, rules.window)
-    return Decision(
+    return Verdict(
         False,
-        OUTSIDE_CONTACT_WINDOW,
+        Reason.OUTSIDE_CONTACT_WINDOW,
         {
             **location.audit(),
             **rules.audit(),
@@ -171,15 +165,6 @@ def window_gate(now: dt.datetime, location, rules: Rules) -> Decision:
 # --- the weekly cap ------------------------------------------------------------------------------------------
 def is_over_weekly_cap(sent_in_window: int, max_contacts_per_week: int | None) -> bool:
     return max_contacts_per_week is not None and sent_in_window >= max_contacts_per_week
-
-
-def cap_gate(contacts_in_7_days: int, cap: int | None) -> Decision:
-    """At most ``cap`` contacts (messages and call attempts, all loans) per customer in any rolling 7 days."""
-    if not is_over_weekly_cap(contacts_in_7_days, cap):
-        return ALLOWED
-    return Decision(
-        False, FREQUENCY_CAP, {"contacts_in_last_7_days": contacts_in_7_days, "max_contacts_per_week": cap}
-    )
 
 
 # --- jurisdictions --------------------------------------------------------------------------------------------
@@ -249,20 +234,6 @@ class CallMade:
     is_conversation: bool = False
 
 
-@dataclass(frozen=True)
-class Callee:
-    """What the gates need to know about the person called."""
-
-    location: Any  # loans.locations.Location
-    calendar_zone: str
-    do_not_contact: bool = False
-    do_not_contact_reason: str = ""
-    opted_out_of_calls: bool = False
-    has_phone: bool = True
-    contacts_in_7_days: int = 0
-    max_contacts_per_week: int | None = None
-
-
 def _day_start(day: dt.date, zone: str) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=_zone(zone)).astimezone(dt.UTC)
 
@@ -275,8 +246,8 @@ def _calls_in_days(now: dt.datetime, calls: list[CallMade], zone: str, days: int
 
 
 def call_limit_gate(
-    now: dt.datetime, loan_id: int, calls_made: Iterable[CallMade], callee: Callee, rules: Rules
-) -> Decision:
+    now: dt.datetime, loan_id: int, calls_made: Iterable[CallMade], zones: tuple[str, ...], rules: Rules
+) -> Verdict:
     """Regulation F 1006.14(b)(2) and the per-person daily limit, over the calls actually MADE (not scheduled):
 
     - no call about a debt within ``call_pause_days_after_conversation`` days after a telephone conversation
@@ -286,10 +257,9 @@ def call_limit_gate(
       covered several loans counts for each);
     - no more than ``max_call_attempts_per_day`` call attempts to the person on one day, across loans.
 
-    Days are the customer's local days, in every zone they may be in (the latest answer wins)."""
+    Days are the customer's local days, in every zone they may be in (``zones``; the latest answer wins)."""
     calls = [c for c in calls_made if c.at <= now]
     about_loan = [c for c in calls if loan_id in c.loan_ids]
-    zones = callee.location.zones or (callee.calendar_zone,)
     base = {**rules.audit(), "zones": list(zones), "loan_id": loan_id}
 
     pause = rules.call_pause_days_after_conversation
@@ -298,9 +268,9 @@ def call_limit_gate(
         last = max(c.at for c in conversations)
         until = max(_day_start(last.astimezone(_zone(z)).date() + dt.timedelta(days=pause), z) for z in zones)
         if now < until:
-            return Decision(
+            return Verdict(
                 False,
-                CALL_LIMIT,
+                Reason.CALL_LIMIT,
                 {**base, "limit": "conversation", "last_conversation_at": last, "pause_days": pause},
                 until,
             )
@@ -316,9 +286,9 @@ def call_limit_gate(
             until = max(until, free_at) if until else free_at
         worst_count = max(worst_count, len(recent))
     if until is not None:
-        return Decision(
+        return Verdict(
             False,
-            CALL_LIMIT,
+            Reason.CALL_LIMIT,
             {**base, "limit": "calls_per_debt_in_7_days", "calls_in_7_days": worst_count, "max": limit},
             until,
         )
@@ -332,64 +302,13 @@ def call_limit_gate(
             until = max(until, tomorrow) if until else tomorrow
         worst_count = max(worst_count, len(today))
     if until is not None:
-        return Decision(
+        return Verdict(
             False,
-            CALL_LIMIT,
+            Reason.CALL_LIMIT,
             {**base, "limit": "attempts_per_day", "attempts_today": worst_count, "max": daily},
             until,
         )
     return ALLOWED
-
-
-def may_call(
-    now: dt.datetime, loan_id: int, calls_made: Iterable[CallMade], callee: Callee, rules: Rules
-) -> Decision:
-    """Whether the person may be called about ``loan_id`` at ``now``: the gate chain a message goes through
-    (do-not-contact, opted out of calls, no phone, the contact window in every zone, the weekly contact cap),
-    then the call limits (``call_limit_gate``). The first "no" wins. Used when a call task is created, when the
-    collector's queue is shown and when an attempt is recorded."""
-    calls_made = list(calls_made)
-    if callee.do_not_contact:
-        return Decision(False, DO_NOT_CONTACT, {"do_not_contact_reason": callee.do_not_contact_reason})
-    if callee.opted_out_of_calls:
-        return Decision(False, OPTED_OUT, {"channel": "call"})
-    if not callee.has_phone:
-        return Decision(False, NO_DESTINATION, {"channel": "call"})
-    for gate in (
-        lambda: window_gate(now, callee.location, rules),
-        lambda: cap_gate(callee.contacts_in_7_days, callee.max_contacts_per_week),
-        lambda: call_limit_gate(now, loan_id, calls_made, callee, rules),
-    ):
-        decision = gate()
-        if not decision.allowed:
-            return decision
-    return Decision(True, "", {**callee.location.audit(), **rules.audit(), "loan_id": loan_id})
-
-
-def earliest_call(
-    desired: dt.datetime,
-    loan_id: int,
-    calls_made: Iterable[CallMade],
-    callee: Callee,
-    rules: Rules,
-    *,
-    max_steps: int = 50,
-) -> dt.datetime | None:
-    """The first moment from ``desired`` at which ``may_call`` allows the call, following each refusal's
-    ``not_before``; None when waiting cannot help (do-not-contact, opted out, no phone, windows that never
-    overlap). The weekly cap is left to the moment of the call (who else contacts the customer meanwhile is not
-    known when scheduling)."""
-    calls_made = list(calls_made)
-    at_schedule = Callee(**{**callee.__dict__, "contacts_in_7_days": 0})
-    t = desired
-    for _ in range(max_steps):
-        decision = may_call(t, loan_id, calls_made, at_schedule, rules)
-        if decision.allowed:
-            return t
-        if decision.not_before is None or decision.not_before <= t:
-            return None
-        t = decision.not_before
-    return None
 
 
 # --- gathering --------------------------------------------------------------------------------------------

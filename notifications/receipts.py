@@ -22,7 +22,7 @@ from django.utils.dateparse import parse_datetime
 from backoffice.audit import Event, log_events
 
 from .models import NotificationLog
-from .services import plan_fallbacks
+from .notices import plan_fallbacks
 
 DELIVERED = "delivered"
 FAILED = "failed"

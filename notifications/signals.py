@@ -6,7 +6,7 @@ from .models import NotificationLog
 
 
 def on_installments_paid(sender, installment_ids, at, **kwargs):
-    from .services import cancel_pending
+    from .cancelling import cancel_pending
 
     cancel_pending(
         reason=NotificationLog.Reason.PAID,
@@ -17,7 +17,7 @@ def on_installments_paid(sender, installment_ids, at, **kwargs):
 
 
 def on_tier_changed(sender, changes, at, **kwargs):
-    from .services import replan_after_tier_change
+    from .planning import replan_after_tier_change
 
     if changes:
         replan_after_tier_change(list(changes), at, actor="event:tier_changed")

@@ -6,7 +6,7 @@ import datetime as dt
 import zoneinfo
 
 from notifications.models import ContactPolicy, NotificationLog, ReminderRule, ReminderTemplate
-from notifications.services import plan_contacts
+from notifications.planning import plan_contacts
 
 from .factories import make_customer, make_installment, make_loan, make_tier
 

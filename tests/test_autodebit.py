@@ -245,7 +245,7 @@ def test_a_decline_is_not_recorded_without_the_notice_service(settings, monkeypa
     import loans.autodebit as autodebit
 
     def missing():
-        raise ImproperlyConfigured("notifications.services.plan_notices is missing")
+        raise ImproperlyConfigured("notifications.notices.plan_notices is missing")
 
     monkeypatch.setattr(autodebit, "_plan_notice", missing)
     settings.PAYMENT_SIMULATOR_FAILURES = "insufficient_funds:1"

@@ -8,7 +8,8 @@ import datetime as dt
 import pytest
 
 from loans.locations import locate
-from notifications.compliance import Callee, CallMade, Rules, Window, earliest_call, may_call
+from notifications.compliance import CallMade, Rules, Window
+from notifications.gates import Callee, earliest_call, may_call
 
 from .factories_reminders import LOS_ANGELES, SHANGHAI, local
 

@@ -17,8 +17,9 @@ from backoffice.models import AuditEvent
 from debt_collection.models import CallAttempt, CallTask, CollectionCase
 from debt_collection.services import CallRefused, advance_collections, record_call_outcome
 from loans.models import Customer
+from notifications.dispatch import dispatch_due
 from notifications.models import ContactPolicy
-from notifications.services import dispatch_due, plan_notice
+from notifications.notices import plan_notice
 
 from .factories import make_installment, make_loan, make_tier
 from .factories_collections import DUE, day, make_collector, make_ladder, make_overdue_loan, open_tasks

@@ -11,8 +11,10 @@ from backoffice.importing import run_import
 from backoffice.models import AuditEvent
 from loans import resources
 from loans.models import Customer
+from notifications.dispatch import dispatch_due
 from notifications.models import JurisdictionPolicy, NotificationLog
-from notifications.services import dispatch_due, plan_contacts, plan_notice
+from notifications.notices import plan_notice
+from notifications.planning import plan_contacts
 
 from .factories import make_customer, make_tier
 from .factories_reminders import LOS_ANGELES, SHANGHAI, local, logs_of, make_debtor, make_rule, make_template

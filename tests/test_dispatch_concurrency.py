@@ -8,8 +8,9 @@ import pytest
 from django.db import connection, transaction
 
 from notifications.channels import OutboxBackend, OutgoingMessage, SendResult
+from notifications.dispatch import claim_due, dispatch_due
 from notifications.models import NotificationLog, OutboxMessage
-from notifications.services import claim_due, dispatch_due, plan_contacts
+from notifications.planning import plan_contacts
 
 from .factories import make_tier
 from .factories_reminders import SHANGHAI, local, make_debtor, make_rule, make_template

@@ -8,9 +8,12 @@ from django.test import override_settings
 from backoffice.models import AuditEvent
 from loans import signals as loan_signals
 from loans.models import Customer, Installment
+from notifications.cancelling import cancel_pending
 from notifications.channels import OutboxBackend, OutgoingMessage, ProviderError, SendResult
+from notifications.dispatch import claim_due, dispatch_due
 from notifications.models import NotificationLog, OutboxMessage
-from notifications.services import cancel_pending, claim_due, dispatch_due, plan_contacts, plan_notice
+from notifications.notices import plan_notice
+from notifications.planning import plan_contacts
 
 from .factories import make_tier
 from .factories_reminders import (
@@ -457,7 +460,7 @@ def test_an_error_that_retrying_cannot_fix_fails_at_once():
 
 
 def test_a_crash_after_sending_a_batch_and_before_recording_it_sends_nothing_twice(monkeypatch):
-    from notifications import services
+    from notifications import dispatch
 
     tier = make_tier(max_contacts_per_week=5)
     make_rule(tier, -3, "sms")
@@ -469,7 +472,7 @@ def test_a_crash_after_sending_a_batch_and_before_recording_it_sends_nothing_twi
         raise SystemExit("killed after sending, before recording")
 
     # The worker dies when the provider took the whole batch and nothing of it was recorded yet.
-    monkeypatch.setattr(services, "log_events", die)
+    monkeypatch.setattr(dispatch, "log_events", die)
     with pytest.raises(SystemExit):
         dispatch_due(SEND_AT)
     monkeypatch.undo()

@@ -16,8 +16,8 @@ from werkzeug import Response
 from backoffice.models import AuditEvent
 from loans.models import Customer
 from notifications.channels import EmailBackend, OutgoingMessage, ProviderError
+from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog, OutboxMessage
-from notifications.services import dispatch_due
 
 from .factories import make_customer, make_tier
 from .factories_delivery import make_sent_notification

@@ -10,9 +10,9 @@ from django.test import override_settings
 
 from backoffice.models import AuditEvent
 from notifications.channels import OutgoingMessage, ProviderError, SendResult
+from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog, OutboxMessage
 from notifications.receipts import record_delivery_receipt
-from notifications.services import dispatch_due
 
 from .factories import make_user
 from .factories_collections import pay

@@ -20,8 +20,8 @@ from backoffice.models import AuditEvent
 from loans.models import Customer
 from notifications import channels
 from notifications.channels import FcmPushBackend, OutgoingMessage, ProviderError
+from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog, OutboxMessage
-from notifications.services import dispatch_due
 
 from .factories_reminders import (
     SHANGHAI,

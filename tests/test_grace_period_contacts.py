@@ -10,8 +10,9 @@ from django.core.exceptions import ValidationError
 from backoffice.jobs import run_pipeline
 from backoffice.models import AuditEvent
 from debt_collection.models import CollectionCase
+from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog, ReminderRule
-from notifications.services import dispatch_due, plan_contacts
+from notifications.planning import plan_contacts
 
 from .factories import make_tier
 from .factories_collections import make_ladder

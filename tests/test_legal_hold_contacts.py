@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 
 from debt_collection.models import CollectionCase
+from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog
-from notifications.services import dispatch_due, plan_contacts
+from notifications.planning import plan_contacts
 
 from .factories import make_tier
 from .factories_reminders import SHANGHAI, local, make_debtor, make_rule, make_template

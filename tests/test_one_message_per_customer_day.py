@@ -12,8 +12,8 @@ from backoffice.models import AuditEvent
 from debt_collection.models import CaseStepRun, CollectionCase
 from loans.autodebit import run_autodebit
 from loans.gateways import simulate_failure
+from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog
-from notifications.services import dispatch_due
 
 from .factories import make_customer, make_installment, make_loan
 from .factories_collections import DUE, day, low_risk_tier, overdue_templates

@@ -15,9 +15,11 @@ from backoffice.models import AuditEvent
 from loans.demo import seed_configuration
 from loans.models import Customer
 from notifications.consent import reply_intent
+from notifications.dispatch import dispatch_due
 from notifications.inbound import unsubscribe_url
 from notifications.models import ContactPolicy, NotificationLog, ReminderTemplate
-from notifications.services import dispatch_due, plan_contacts, preview_template
+from notifications.planning import plan_contacts
+from notifications.rendering import preview_template
 
 from .factories import make_customer, make_installment, make_loan, make_tier
 from .factories_reminders import SHANGHAI, local, make_rule, make_template, set_policy

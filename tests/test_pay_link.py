@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
+from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog, ReminderTemplate
-from notifications.services import dispatch_due, plan_contacts, preview_template
+from notifications.planning import plan_contacts
+from notifications.rendering import preview_template
 from notifications.templating import render, validate_template_text
 
 from .factories import make_customer, make_installment, make_loan, make_tier

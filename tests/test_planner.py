@@ -8,7 +8,7 @@ import pytest
 from backoffice.models import AuditEvent
 from loans.models import Installment, Loan
 from notifications.models import NotificationItem, NotificationLog
-from notifications.services import plan_contacts
+from notifications.planning import plan_contacts
 
 from .factories import make_customer, make_installment, make_loan, make_tier
 from .factories_reminders import LOS_ANGELES, SHANGHAI, local, logs_of, make_debtor, make_rule
@@ -201,7 +201,7 @@ def test_planning_takes_the_same_number_of_queries_for_10_and_200_loans(size, dj
 
 
 def test_chunks_never_split_the_loans_of_one_customer(monkeypatch):
-    monkeypatch.setattr("notifications.services.PLAN_CHUNK", 2)
+    monkeypatch.setattr("notifications.planning.PLAN_CHUNK", 2)
     tier = make_tier()
     make_rule(tier, -3, "sms")
     make_rule(tier, -3, "email")
@@ -216,8 +216,8 @@ def test_chunks_never_split_the_loans_of_one_customer(monkeypatch):
 
 
 def test_a_loan_loaded_after_its_day_was_planned_joins_the_message_not_yet_sent():
+    from notifications.dispatch import dispatch_due
     from notifications.models import OutboxMessage
-    from notifications.services import dispatch_due
 
     from .factories_reminders import make_template
 
@@ -243,7 +243,7 @@ def test_a_loan_loaded_after_its_day_was_planned_joins_the_message_not_yet_sent(
 
 
 def test_a_contact_already_sent_is_not_extended():
-    from notifications.services import dispatch_due
+    from notifications.dispatch import dispatch_due
 
     from .factories_reminders import make_template
 

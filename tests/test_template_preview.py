@@ -9,8 +9,10 @@ import pytest
 from django.urls import reverse
 
 from debt_collection.services import advance_collections
+from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog
-from notifications.services import dispatch_due, plan_contacts, preview_template
+from notifications.planning import plan_contacts
+from notifications.rendering import preview_template
 
 from .factories import make_customer, make_installment, make_loan, make_tier
 from .factories_collections import DUE, day, low_risk_tier

@@ -1,0 +1,120 @@
+"""Cancelling: contacts not yet sent that must not go out any more (a payment, a tier change, a closed case)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.db.models import CharField, F, Value
+from django.db.models.functions import Cast, Concat
+from django.utils import timezone
+
+from backoffice.audit import Event, log_events
+
+from .models import NotificationItem, NotificationLog
+
+Status = NotificationLog.Status
+Reason = NotificationLog.Reason
+LOG_TYPE = NotificationLog._meta.label
+_ANY_TIER = object()
+
+
+def cancel_pending(
+    *,
+    reason: str,
+    actor: str,
+    at: dt.datetime,
+    installment_ids: Iterable[int] | None = None,
+    customer_ids: Iterable[int] | None = None,
+    kinds: Iterable[str] | None = None,
+    dedupe_prefix: str | None = None,
+    except_tier_id: int | None | object = _ANY_TIER,
+    details_by_customer: dict[int, dict] | None = None,
+) -> int:
+    """Cancel contacts still ``planned`` or ``deferred`` with ``reason``; returns how many.
+
+    With ``installment_ids``, a contact listing several instalments is cancelled only when every one of them is
+    in ``installment_ids`` or already paid (a consolidated reminder still goes out for the loan left unpaid).
+    ``except_tier_id`` (a tier id, or None for "no tier") keeps the contacts planned under that tier: after a
+    tier change only what the old tier planned is cancelled, whichever of the two ran first.
+    ``details_by_customer`` adds the inputs of the decision (such as the old and new tier) to each event.
+    With reason ``tier_changed`` the cancelled rows give up their dedupe key so the new tier can plan the
+    same contact again. Writes ``notifications.contact.cancelled`` per contact.
+    """
+    qs = NotificationLog.objects.pending()
+    if customer_ids is not None:
+        qs = qs.filter(customer_id__any_of=list(customer_ids))
+    if kinds is not None:
+        qs = qs.filter(kind__in=list(kinds))
+    if dedupe_prefix:
+        qs = qs.filter(dedupe_key__startswith=dedupe_prefix)
+    if except_tier_id is not _ANY_TIER:
+        qs = qs.exclude(tier__isnull=True) if except_tier_id is None else qs.exclude(tier_id=except_tier_id)
+    with transaction.atomic():
+        if installment_ids is not None:
+            paid_now = set(installment_ids)
+            # From the instalments' items to their contacts (both by index): a join the database starts from
+            # the pending contacts would read every pending contact of the book for each call.
+            listed = set(
+                NotificationItem.objects.filter(installment_id__any_of=list(paid_now)).values_list(
+                    "notification_id", flat=True
+                )
+            )
+            candidates = (
+                set(qs.filter(id__any_of=list(listed)).values_list("id", flat=True)) if listed else set()
+            )
+            still_due = set(
+                NotificationItem.objects.filter(
+                    notification_id__any_of=list(candidates), installment__paid_at__isnull=True
+                )
+                .exclude(installment_id__any_of=list(paid_now))
+                .values_list("notification_id", flat=True)
+            )
+            qs = NotificationLog.objects.pending().filter(id__any_of=list(candidates - still_due))
+        rows = list(
+            qs.order_by().values(
+                "id", "status", "customer_id", "channel", "kind", "due_date", "scheduled_for", "tier_id"
+            )
+        )
+        if not rows:
+            return 0
+        changes: dict[str, Any] = {
+            "status": Status.CANCELLED,
+            "reason": reason,
+            "claimed_until": None,
+            "updated_at": timezone.now(),
+        }
+        if reason == Reason.TIER_CHANGED:
+            changes["dedupe_key"] = Concat(
+                F("dedupe_key"), Value(":cancelled:"), Cast("id", output_field=CharField())
+            )
+        ids = [row["id"] for row in rows]
+        count = NotificationLog.objects.filter(
+            id__in=ids, status__in=NotificationLog.PENDING_STATUSES
+        ).update(**changes)
+        log_events(
+            Event(
+                action="notifications.contact.cancelled",
+                actor=actor,
+                object_type=LOG_TYPE,
+                object_id=str(row["id"]),
+                at=at,
+                before={"status": row["status"]},
+                after={
+                    "status": Status.CANCELLED,
+                    "reason": reason,
+                    "customer_id": row["customer_id"],
+                    "channel": row["channel"],
+                    "kind": row["kind"],
+                    "due_date": row["due_date"],
+                    "scheduled_for": row["scheduled_for"],
+                    "installment_ids": sorted(installment_ids) if installment_ids is not None else None,
+                    "tier_id": row["tier_id"],
+                    **(details_by_customer or {}).get(row["customer_id"], {}),
+                },
+            )
+            for row in rows
+        )
+    return count
