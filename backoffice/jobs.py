@@ -13,22 +13,18 @@ from django.utils.module_loading import import_string
 PIPELINE: list[tuple[str, str]] = [
     ("apply_scores", "loans.services.apply_credit_scores"),
     ("autodebit", "loans.autodebit.run_autodebit"),
-    ("plan", "notifications.planning.plan_contacts"),
-    ("collections", "debt_collection.services.advance_collections"),
-    ("dispatch", "notifications.dispatch.dispatch_due"),
+    # The day's engine (strategy.engine): the same steps the workers run per chunk and the policy preview runs.
+    ("plan", "strategy.engine.plan"),
+    ("collections", "strategy.engine.advance"),
+    ("dispatch", "strategy.engine.dispatch"),
     ("anchor_audit", "backoffice.audit.write_anchor"),
 ]
 
 
-def available_steps() -> list[tuple[str, object]]:
-    """The steps whose code exists (apps land one by one); a missing step is skipped, not faked."""
-    steps = []
-    for name, path in PIPELINE:
-        try:
-            steps.append((name, import_string(path)))
-        except ImportError:
-            continue
-    return steps
+def pipeline_steps() -> list[tuple[str, object]]:
+    """The steps of ``PIPELINE`` with their functions. A step that cannot be imported is an error, never
+    skipped: a pipeline quietly missing a step would still report success."""
+    return [(name, import_string(path)) for name, path in PIPELINE]
 
 
 def run_pipeline(now: dt.datetime, run=None) -> dict[str, dict]:
@@ -39,7 +35,7 @@ def run_pipeline(now: dt.datetime, run=None) -> dict[str, dict]:
     from .pipeline_runs import record_step
 
     results = {}
-    for name, func in available_steps():
+    for name, func in pipeline_steps():
         results[name] = func(now) or {}
         if name != "anchor_audit":
             anchor_quietly(now)

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "loans.apps.LoansConfig",
     "notifications.apps.NotificationsConfig",
     "debt_collection.apps.DebtCollectionConfig",
+    "strategy.apps.StrategyConfig",
 ]
 
 MIDDLEWARE = [

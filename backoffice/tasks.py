@@ -15,6 +15,9 @@ from django.conf import settings
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from debt_collection.services import collections_book_steps
+from strategy.engine import Scope, dispatch, run_engine
+
 
 def run_daily_pipeline() -> dict:
     """Schedule entry: the pipeline as of now, with planning and dispatch fanned out in chunks. The chunks
@@ -49,13 +52,11 @@ def run_started_pipeline(run_id: int) -> dict:
 
 def fan_out_steps() -> int:
     """How many entries ``fan_out_daily_run`` reports (its progress is counted against this)."""
-    return 6 if _collections() is not None else 4
+    return 6
 
 
 def dispatch_due() -> dict:
     """Send what is due by now over the whole book (the every-minute sweep)."""
-    from notifications.dispatch import dispatch_due as dispatch
-
     from .audit import anchor_quietly
 
     now = timezone.now()
@@ -105,9 +106,7 @@ def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None,
 
     step("apply_scores", apply_credit_scores(now) or {})
     step("autodebit", run_autodebit(now) or {})
-    collections = _collections()
-    if collections is not None:
-        step("collections_before", collections.collections_book_steps(now, before_chunks=True))
+    step("collections_before", collections_book_steps(now, before_chunks=True))
     ranges = customer_id_ranges(chunk or settings.DAILY_RUN_CHUNK_CUSTOMERS)
     group = f"daily-run-{now:%Y%m%dT%H%M%S}"
     if run is not None:
@@ -124,21 +123,9 @@ def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None,
             task_name=f"{group}-{low}",
         )
     step("chunks", {"enqueued": len(ranges)})
-    if collections is not None:
-        step("collections_after", collections.collections_book_steps(now, before_chunks=False))
+    step("collections_after", collections_book_steps(now, before_chunks=False))
     step("anchor_audit", write_anchor(now) or {})
     return summary
-
-
-def _collections():
-    """The collections services, when the app is installed (apps land one by one)."""
-    from django.apps import apps
-
-    if not apps.is_installed("debt_collection"):
-        return None
-    from debt_collection import services
-
-    return services
 
 
 def dispatch_moment(now: dt.datetime, *, live: bool, started_at: dt.datetime) -> dt.datetime:
@@ -152,18 +139,11 @@ def run_chunk(now_iso: str, low: int, high: int, live: bool = False) -> dict:
     collections ladder, then send what is due (the ladder's messages of the day included) as of
     ``dispatch_moment``, and anchor the audit head. A task's start is an entry point: the only place here that
     reads the clock."""
-    from notifications.dispatch import dispatch_due as dispatch
-    from notifications.planning import plan_contacts
-
     from .audit import anchor_quietly
 
     started_at = timezone.now()
     now = dt.datetime.fromisoformat(now_iso)
-    result = {"plan": plan_contacts(now, customer_id_range=(low, high))}
-    collections = _collections()
-    if collections is not None:
-        result["collections"] = collections.advance_collections(now, customer_id_range=(low, high))
     at = dispatch_moment(now, live=live, started_at=started_at)
-    result["dispatch"] = dispatch(at, customer_id_range=(low, high))
+    result = run_engine(now, Scope(customer_id_range=(low, high)), dispatch_at=at)
     result["anchor_audit"] = anchor_quietly(at)
     return result

@@ -152,7 +152,7 @@ def main() -> int:
 
     import book
     from backoffice.housekeeping import refresh_planner_statistics
-    from backoffice.jobs import available_steps, run_pipeline
+    from backoffice.jobs import pipeline_steps, run_pipeline
     from notifications.models import NotificationLog, OutboxMessage
 
     shanghai = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -198,7 +198,7 @@ def main() -> int:
     summary: dict[str, dict] = {}
     steps: list[str] = []
     with connection.execute_wrapper(count), timed("run", times):
-        for name, step in available_steps():
+        for name, step in pipeline_steps():
             start_queries = queries["n"]
             with timed(name, times):
                 summary[name] = step(now) or {}

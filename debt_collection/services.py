@@ -260,13 +260,17 @@ class _Run:
 
 
 def advance_collections(
-    now: dt.datetime, *, customer_id_range: tuple[int, int] | None = None
+    now: dt.datetime,
+    *,
+    customer_id_range: tuple[int, int] | None = None,
+    customer_ids: Iterable[int] | None = None,
 ) -> dict[str, int]:
     """Advance every overdue loan on its tier's ladder as of ``now`` (the daily collections job).
 
     ``customer_id_range`` (low inclusive, high exclusive) limits it to the loans of one chunk of customers, so
     several workers can advance disjoint chunks (``backoffice.tasks.run_chunk``); the two whole-book steps,
     resolving promises and the legal-freeze sweep, are then left to the caller (``collections_book_steps``).
+    ``customer_ids`` limits the whole job, those two steps included, to the loans of those customers.
 
     Effects, chunk by chunk of loans, each chunk in one transaction: resolves promises (kept, broken, the
     reminder the day before); opens one case per loan past its grace period; closes cases whose overdue
@@ -287,8 +291,10 @@ def advance_collections(
     for step in EscalationStep.objects.order_by("tier_id", "min_dpd", "id"):
         run.steps[step.tier_id].append(step)
 
+    if customer_ids is not None:
+        customer_ids = list(customer_ids)
     if customer_id_range is None:
-        resolve_promises(now, actor=JOB_ACTOR, counts=run.counts)
+        resolve_promises(now, actor=JOB_ACTOR, counts=run.counts, customer_ids=customer_ids)
 
     cutoff = past_due_cutoff(now)
     past_due = Installment.objects.filter(
@@ -299,6 +305,9 @@ def advance_collections(
         low, high = customer_id_range
         past_due = past_due.filter(loan__customer_id__gte=low, loan__customer_id__lt=high)
         open_cases = open_cases.filter(loan__customer_id__gte=low, loan__customer_id__lt=high)
+    if customer_ids is not None:
+        past_due = past_due.filter(loan__customer_id__any_of=customer_ids)
+        open_cases = open_cases.filter(loan__customer_id__any_of=customer_ids)
     past_due_loans = set(past_due.values_list("loan_id", flat=True).distinct())
     open_case_loans = set(open_cases.values_list("loan_id", flat=True))
     loan_ids = sorted(past_due_loans | open_case_loans)
@@ -319,7 +328,7 @@ def advance_collections(
             break
     run.counts = totals
     if customer_id_range is None:
-        enforce_legal_freeze(now, actor=JOB_ACTOR, counts=run.counts)
+        enforce_legal_freeze(now, actor=JOB_ACTOR, counts=run.counts, customer_ids=customer_ids)
     return {k: v for k, v in sorted(run.counts.items())}
 
 
@@ -975,24 +984,30 @@ def _keep_covered_promises(cases: list[CollectionCase], at: dt.datetime, actor: 
 
 # --- promises ------------------------------------------------------------------------------------------------
 def resolve_promises(
-    now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counter | None = None
+    now: dt.datetime,
+    *,
+    actor: Any = JOB_ACTOR,
+    counts: Counter | None = None,
+    customer_ids: Iterable[int] | None = None,
 ) -> dict[str, int]:
     """Pending promises as of ``now`` (customer's local day): kept when paid since made; otherwise the day
     before the promised date a ``promise_reminder`` is planned, and the day after it the promise is broken, the
     case's broken-promise count grows, the ladder resumes and a collector calls again (the collector who took
-    the promise, within the call limits). Writes ``collections.promise.*``."""
+    the promise, within the call limits). Writes ``collections.promise.*``. ``customer_ids`` limits it to the
+    promises of those customers."""
     from notifications.notices import Notice, default_notice_channel, plan_notices
 
     counts = counts if counts is not None else Counter()
     actor = actor_name(actor)
     horizon = now.date() + dt.timedelta(days=3)
-    promises = list(
-        PromiseToPay.objects.filter(
-            status=PromiseToPay.Status.PENDING,
-            case__status=CollectionCase.Status.OPEN,
-            promised_date__lte=horizon,
-        ).select_related("case", "case__loan__customer__tier")
-    )
+    promises = PromiseToPay.objects.filter(
+        status=PromiseToPay.Status.PENDING,
+        case__status=CollectionCase.Status.OPEN,
+        promised_date__lte=horizon,
+    ).select_related("case", "case__loan__customer__tier")
+    if customer_ids is not None:
+        promises = promises.filter(case__loan__customer_id__any_of=list(customer_ids))
+    promises = list(promises)
     if not promises:
         return dict(counts)
     _keep_covered_promises(list({p.case_id: p.case for p in promises}.values()), now, actor, counts)
@@ -1572,8 +1587,15 @@ def _refer_many_to_legal(
     return referrals
 
 
-def enforce_legal_freeze(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Counter | None = None) -> int:
-    """Cancel whatever automatic contact was planned for loans frozen by legal since the last run."""
+def enforce_legal_freeze(
+    now: dt.datetime,
+    *,
+    actor: Any = JOB_ACTOR,
+    counts: Counter | None = None,
+    customer_ids: Iterable[int] | None = None,
+) -> int:
+    """Cancel whatever automatic contact was planned for loans frozen by legal since the last run (of the loans
+    of ``customer_ids`` when given)."""
     from notifications.cancelling import cancel_pending
     from notifications.models import NotificationItem, NotificationLog
 
@@ -1582,17 +1604,15 @@ def enforce_legal_freeze(now: dt.datetime, *, actor: Any = JOB_ACTOR, counts: Co
     pending = NotificationItem.objects.filter(
         notification__status__in=NotificationLog.PENDING_STATUSES
     ).values("installment_id")
-    rows = (
-        Installment.objects.filter(
-            paid_at__isnull=True,
-            loan__collection_cases__status=CollectionCase.Status.OPEN,
-            loan__collection_cases__is_frozen=True,
-            pk__in=pending,
-        )
-        .order_by("loan__customer_id", "pk")
-        .values_list("loan__customer_id", "pk")
-        .distinct()
+    frozen = Installment.objects.filter(
+        paid_at__isnull=True,
+        loan__collection_cases__status=CollectionCase.Status.OPEN,
+        loan__collection_cases__is_frozen=True,
+        pk__in=pending,
     )
+    if customer_ids is not None:
+        frozen = frozen.filter(loan__customer_id__any_of=list(customer_ids))
+    rows = frozen.order_by("loan__customer_id", "pk").values_list("loan__customer_id", "pk").distinct()
     # A consolidated contact lists a customer's loans together: a chunk never splits a customer.
     chunks: list[list[int]] = [[]]
     last_customer = None

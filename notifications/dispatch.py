@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
@@ -43,9 +43,13 @@ LOG_TYPE = NotificationLog._meta.label
 
 
 def claim_due(
-    now: dt.datetime, batch_size: int, customer_id_range: tuple[int, int] | None = None
+    now: dt.datetime,
+    batch_size: int,
+    customer_id_range: tuple[int, int] | None = None,
+    customer_ids: Iterable[int] | None = None,
 ) -> list[int]:
-    """Claim up to ``batch_size`` due contacts for this worker (a lease until ``now + claim_lease(n)``).
+    """Claim up to ``batch_size`` due contacts for this worker (a lease until ``now + claim_lease(n)``), of the
+    customers of ``customer_id_range`` or ``customer_ids`` when given.
 
     On PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` lets concurrent workers take disjoint rows; on SQLite
     the write transaction is exclusive anyway. A row whose lease lapsed (its worker died) is claimable again.
@@ -59,6 +63,8 @@ def claim_due(
         )
         if customer_id_range is not None:
             qs = qs.filter(customer_id__gte=customer_id_range[0], customer_id__lt=customer_id_range[1])
+        if customer_ids is not None:
+            qs = qs.filter(customer_id__any_of=list(customer_ids))
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True)
         ids = list(qs.values_list("id", flat=True)[:batch_size])
@@ -76,7 +82,12 @@ def claim_lease(batch_size: int) -> dt.timedelta:
 
 
 def dispatch_due(
-    now: dt.datetime, *, batch_size: int | None = None, customer_id_range: tuple[int, int] | None = None
+    now: dt.datetime,
+    *,
+    batch_size: int | None = None,
+    customer_id_range: tuple[int, int] | None = None,
+    customer_ids: Iterable[int] | None = None,
+    backend_for: Callable[[str], Any] | None = None,
 ) -> dict:
     """Send the contacts due by ``now`` (pipeline step "dispatch"), in claimed batches.
 
@@ -93,8 +104,12 @@ def dispatch_due(
     with the first message, so nothing reaches a customer twice. Returns counts per status.
 
     ``customer_id_range`` (low inclusive, high exclusive) limits it to one chunk of the book, so several
-    workers can dispatch disjoint chunks; ``batch_size`` defaults to settings.DISPATCH_BATCH_SIZE.
+    workers can dispatch disjoint chunks; ``customer_ids`` to those customers; ``batch_size`` defaults to
+    settings.DISPATCH_BATCH_SIZE. ``backend_for(channel)`` gives the delivery backend of a channel (default the
+    configured one, ``notifications.channels.get_backend``).
     """
+    if customer_ids is not None:
+        customer_ids = list(customer_ids)
     batch_size = batch_size or getattr(settings, "DISPATCH_BATCH_SIZE", 500)
 
     book = compliance.RulesBook.load()
@@ -102,11 +117,11 @@ def dispatch_due(
     totals: Counter = Counter()
     backends: dict[str, Any] = {}
     while True:
-        ids = claim_due(now, batch_size, customer_id_range)
+        ids = claim_due(now, batch_size, customer_id_range, customer_ids)
         if not ids:
             break
         totals["claimed"] += len(ids)
-        _dispatch_batch(ids, now, book, templates, totals, backends, get_backend)
+        _dispatch_batch(ids, now, book, templates, totals, backends, backend_for or get_backend)
         if len(ids) < batch_size:
             break
     return dict(totals)

@@ -26,7 +26,7 @@ def test_it_records_a_run_of_run_jobs_with_each_steps_counts():
     assert run.trigger == PipelineRun.Trigger.COMMAND and not run.is_live
     assert run.status == PipelineRun.Status.SUCCEEDED and run.progress_percent == 100
     assert run.as_of == dt.datetime(2026, 11, 28, 2, 30, tzinfo=dt.UTC)
-    assert [name for name, _counts in run.steps] == [name for name, _func in jobs.available_steps()]
+    assert [name for name, _counts in run.steps] == [name for name, _func in jobs.pipeline_steps()]
     assert dict(run.steps)["dispatch"] == {} and "written" in dict(run.steps)["anchor_audit"]
     assert run.started_at is not None and run.finished_at is not None
 
@@ -35,8 +35,8 @@ def test_it_records_a_failed_step_with_its_error_and_the_steps_before_it(monkeyp
     def broken(now):
         raise RuntimeError("the gateway is down")
 
-    steps = jobs.available_steps()[:1] + [("autodebit", broken)]
-    monkeypatch.setattr(jobs, "available_steps", lambda: steps)
+    steps = jobs.pipeline_steps()[:1] + [("autodebit", broken)]
+    monkeypatch.setattr(jobs, "pipeline_steps", lambda: steps)
 
     with pytest.raises(RuntimeError):
         call_command("run_jobs", "--now", MOMENT, "--force", stdout=StringIO())

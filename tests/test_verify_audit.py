@@ -129,7 +129,7 @@ def test_removing_the_events_of_the_last_pipeline_step_is_caught(anchor_file, mo
 
     make_events(2)
     write_anchor(NOW)
-    monkeypatch.setattr(jobs, "available_steps", lambda: [("one", fake_step(2)), ("two", fake_step(3))])
+    monkeypatch.setattr(jobs, "pipeline_steps", lambda: [("one", fake_step(2)), ("two", fake_step(3))])
     jobs.run_pipeline(NOW)
     anchors = [json.loads(line) for line in anchor_file.read_text().splitlines()]
     heads = [a["seq"] for a in anchors]

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from backoffice.jobs import available_steps, run_pipeline
+from backoffice.jobs import pipeline_steps, run_pipeline
 from backoffice.models import PipelineRun
 from backoffice.pipeline_runs import open_run, recorded
 
@@ -71,7 +71,7 @@ class Command(BaseCommand):
             trigger=PipelineRun.Trigger.COMMAND,
             as_of=moment,
             is_live=not now,
-            steps_total=fan_out_steps() if enqueue else len(available_steps()),
+            steps_total=fan_out_steps() if enqueue else len(pipeline_steps()),
         )
         with recorded(run):
             if enqueue:
