@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
-from . import audit_views, pipeline_views, policy_preview, timeline
+from strategy.views import tier_preview_view
+
+from . import audit_views, pipeline_views, timeline
 
 app_name = "operator"
 
@@ -22,7 +24,7 @@ urlpatterns = [
     ),
     path(
         "loans/credittier/<int:tier_id>/preview/",
-        admin.site.admin_view(policy_preview.tier_preview_view),
+        admin.site.admin_view(tier_preview_view),
         name="tier_preview",
     ),
     path(
