@@ -13,7 +13,7 @@ rolled back: nothing is kept, nobody is contacted. Nobody pays during the previe
 Locks: every decision the engine takes writes audit events, and appending to the audit chain locks its head row
 until the transaction ends; on SQLite a write transaction locks the whole database. While a preview runs, every
 other audited write (the real pipeline, an operator's save) waits for it. The preview is kept short for that
-reason: the sample is bounded (``MAX_SAMPLE`` customers, 200 by default) and so is the range
+reason: the sample is bounded (``MAX_SAMPLE`` customers, ``DEFAULT_SAMPLE`` by default) and so is the range
 (``MAX_RANGE_DAYS``); the engine's queries are set-based, so a run costs a few queries per moment of the range,
 whatever the sample's size.
 """
@@ -40,8 +40,8 @@ from .engine import Scope, dispatch, run_engine
 from .policy import Policy, RuleSpec, StepSpec, write_policy
 
 MAX_RANGE_DAYS = 62
-MAX_SAMPLE = 1000
-DEFAULT_SAMPLE = 200
+MAX_SAMPLE = 500
+DEFAULT_SAMPLE = 50
 Status = NotificationLog.Status
 SENT_STATUSES = (Status.SENT, Status.DELIVERED)
 HELD_BACK_STATUSES = (Status.SUPPRESSED, Status.CANCELLED, Status.FAILED)

@@ -178,3 +178,31 @@ def test_it_is_branded_as_the_product_and_offers_no_dead_view_site_link(
     assert "Django" not in header + title
     assert view_site == 0
     assert landed == f"{live_server.url}/admin/"
+
+
+def test_the_policy_preview_runs_and_fits_a_laptop_screen(browser, live_server, demo_book):  # noqa: F811
+    from loans.models import CreditTier
+    from notifications.models import NotificationLog
+
+    tier = CreditTier.objects.order_by("min_score").first()
+    logs = NotificationLog.objects.count()
+    context, page = log_in(browser, live_server.url, "operations", LAPTOP)
+    try:
+        page.goto(f"{live_server.url}/admin/loans/credittier/{tier.pk}/preview/")
+        page.fill("#id_start", TODAY.isoformat())
+        page.fill("#id_end", (TODAY + dt.timedelta(days=13)).isoformat())
+        page.fill("#id_sample_size", "10")
+        page.fill("#id_grace_period_days", str(min(tier.grace_period_days + 4, 14)))
+        page.click("#bo-preview-form input[type=submit]", no_wait_after=True)
+        page.locator("#bo-preview-result").wait_for(timeout=180_000)
+        page.locator("details.module summary").click()  # the per-day table opened
+        sizes = page.evaluate(
+            """() => ({page: document.documentElement.scrollWidth, window: document.documentElement.clientWidth,
+                 tables: [...document.querySelectorAll('#content-main table')].map(t => t.getBoundingClientRect().right)})"""
+        )
+    finally:
+        context.close()
+
+    assert sizes["page"] <= sizes["window"]
+    assert sizes["tables"] and max(sizes["tables"]) <= LAPTOP["width"]
+    assert NotificationLog.objects.count() == logs  # nothing kept
