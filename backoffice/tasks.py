@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from debt_collection.services import collections_book_steps
+from debt_collection.advance import collections_book_steps
 from strategy.engine import Scope, dispatch, run_engine
 
 

@@ -21,7 +21,7 @@ from backoffice.money import money_display
 from loans.schedule import dpd_bucket
 from notifications.models import NotificationLog
 
-from . import calls, services
+from . import calls, legal, placements
 from .models import (
     Agency,
     AgencyPlacement,
@@ -177,7 +177,7 @@ class CollectionCaseAdmin(admin.ModelAdmin):
             form = PlaceWithAgencyForm(request.POST)
             if form.is_valid():
                 try:
-                    placement = services.place_with_agency(
+                    placement = placements.place_with_agency(
                         queryset, form.cleaned_data["agency"], actor=request.user, at=timezone.now()
                     )
                 except ValidationError as exc:
@@ -211,7 +211,7 @@ class CollectionCaseAdmin(admin.ModelAdmin):
         done, at = 0, timezone.now()
         for case in queryset:
             try:
-                services.refer_to_legal(case, actor=request.user, at=at, note="admin")
+                legal.refer_to_legal(case, actor=request.user, at=at, note="admin")
                 done += 1
             except ValidationError as exc:
                 self.message_user(request, f"{case}: {' '.join(exc.messages)}", messages.WARNING)
@@ -238,7 +238,7 @@ class CallOutcomeForm(forms.Form):
     )
 
 
-def _reason(refused: services.CallRefused) -> str:
+def _reason(refused: calls.CallRefused) -> str:
     """The refusal in words: the reason's label, and when the call may be made."""
     label = str(NotificationLog.Reason(refused.reason).label)
     limit = refused.inputs.get("limit")
@@ -442,7 +442,7 @@ class CallTaskAdmin(AuditedModelAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                services.record_call_outcome(
+                calls.record_call_outcome(
                     task,
                     outcome=data["outcome"],
                     note=data["note"],
@@ -452,7 +452,7 @@ class CallTaskAdmin(AuditedModelAdmin):
                     actor=request.user,
                     at=timezone.now(),
                 )
-            except services.CallRefused as exc:
+            except calls.CallRefused as exc:
                 form.add_error(
                     None, _("This call may not be made now: %(reason)s.") % {"reason": _reason(exc)}
                 )
@@ -584,7 +584,7 @@ class AgencyPlacementAdmin(admin.ModelAdmin):
     def recall_action(self, request, queryset):
         n, at = 0, timezone.now()
         for placement in queryset.filter(recalled_at__isnull=True):
-            services.recall_placement(placement, actor=request.user, at=at)
+            placements.recall_placement(placement, actor=request.user, at=at)
             n += 1
         self.message_user(request, _("%(n)d placement(s) recalled.") % {"n": n})
 

@@ -1,22 +1,37 @@
-"""Calls as the compliance gates see them: the calls actually made, and the facts about the person called.
+"""Calls: the gates' view of a call (the calls actually made, the person called), call tasks created and
+cancelled, and a call attempt recorded with what came of it.
 
-The rule itself is ``notifications.gates.may_call`` (pure); this module gathers its inputs in bulk for the
-three places that ask it: scheduling a call task, the collector's queue and recording an attempt.
+The rule whether a call may be made is ``notifications.gates.may_call``: the send-time gate chain for a
+contact on the call channel, the call limits included (pure); this module gathers its inputs in bulk for the
+places that ask it: scheduling a call task (the daily ladder, a broken promise, a retry after no answer), the
+collector's queue and recording an attempt. A call task is created by ``schedule_calls`` and cancelled by
+``cancel_call_tasks`` only, each writing its audit event.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
-from django.db.models import Count
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
 
-from loans.models import Customer
+from backoffice.audit import Event, actor_name, log_events
+from loans.models import Customer, Loan
+from notifications.cancelling import cancel_pending
 from notifications.compliance import CallMade, RulesBook, contacts_in_last_7_days
-from notifications.gates import Callee, Decision, may_call
+from notifications.gates import Callee, Decision, earliest_call, may_call
+from notifications.models import NotificationLog
 
-from .models import CallAttempt, CallAttemptLoan, CallTask
+from .ladder import local_date
+from .models import CallAttempt, CallAttemptLoan, CallTask, CollectionCase, PromiseToPay
 
 # How far back the calls that can still block a call are read (a pause after a conversation longer than this
 # is not a setting anyone needs: the form caps it).
@@ -123,3 +138,402 @@ def voicemail_for(customer: Customer, user, *, book: RulesBook | None = None) ->
     book = book or RulesBook.load()
     agent = (user.get_full_name() or user.get_username()) if hasattr(user, "get_username") else str(user)
     return book.for_location(customer.location).voicemail_text.replace("{agent_name}", agent)
+
+
+# --- call tasks: created and cancelled ------------------------------------------------------------------------
+# After "no answer" the next attempt is a few hours later (the contact window and the weekly cap still apply).
+NO_ANSWER_RETRY_AFTER = dt.timedelta(hours=4)
+PROMISE_MAX_DAYS_AHEAD = 31
+
+
+def call_priority(*, broken_promises: int, amount_overdue: Decimal, dpd: int) -> int:
+    """Queue order as one number: broken promises first, then the amount overdue, then days past due."""
+    return min(broken_promises, 9) * 10**14 + min(int(amount_overdue), 10**9 - 1) * 10**4 + min(dpd, 9999)
+
+
+def case_priority(case: CollectionCase) -> int:
+    return call_priority(
+        broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd
+    )
+
+
+def collector_loads() -> dict[int, int]:
+    """Active collectors (users allowed to record call outcomes) and their number of open call tasks."""
+    perm = Permission.objects.filter(
+        codename="record_call_outcome", content_type__app_label="collections"
+    ).first()
+    if perm is None:
+        return {}
+    User = get_user_model()
+    ids = set(
+        User.objects.filter(is_active=True)
+        .filter(Q(groups__permissions=perm) | Q(user_permissions=perm))
+        .values_list("pk", flat=True)
+    )
+    loads = dict.fromkeys(ids, 0)
+    for user_id, n in (
+        CallTask.objects.filter(status=CallTask.Status.OPEN, assigned_to_id__in=ids)
+        .values_list("assigned_to_id")
+        .annotate(n=Count("id"))
+        .values_list("assigned_to_id", "n")
+    ):
+        loads[user_id] = n
+    return loads
+
+
+def pick_least_loaded(loads: dict[Any, int]) -> Any | None:
+    """The key with the fewest open items (lowest id on a tie); its load grows by one."""
+    if not loads:
+        return None
+    key = min(loads, key=lambda k: (loads[k], k))
+    loads[key] += 1
+    return key
+
+
+def schedule_time(
+    desired: dt.datetime, loan_id: int, callee: Callee, made: list[CallMade], book: RulesBook
+) -> dt.datetime | None:
+    """When a call task about ``loan_id`` is due: the first moment from ``desired`` the call limits and the
+    contact window allow (``notifications.compliance.earliest_call`` over the calls made); None when waiting
+    cannot help (do-not-contact, opted out of calls, no phone)."""
+    return earliest_call(desired, loan_id, made, callee, book.for_location(callee.location))
+
+
+@dataclass
+class CallRequest:
+    """A call a case needs: from ``desired`` on, assigned by ``assignee()`` (asked only when the call can be
+    scheduled, so a collector's load grows only for a task made); ``context`` joins the audit event."""
+
+    case: CollectionCase
+    customer_id: int
+    desired: dt.datetime
+    assignee: Callable[[], int | None]
+    context: dict = field(default_factory=dict)
+
+
+def schedule_calls(
+    requests: list[CallRequest], *, at: dt.datetime, actor: Any, book: RulesBook | None = None
+) -> list[CallTask]:
+    """Create a call task per request that the gates allow at some moment from its ``desired`` time (the first
+    such moment, ``schedule_time``); a request for a customer who cannot be called (do-not-contact, opted out,
+    no phone) makes no task. A fixed number of queries for any number of requests. Writes
+    ``collections.call.scheduled`` per task. Returns the tasks created."""
+    if not requests:
+        return []
+    actor = actor_name(actor)
+    book = book or RulesBook.load()
+    customer_ids = {r.customer_id for r in requests}
+    customers = Customer.objects.select_related("tier").in_bulk(list(customer_ids))
+    made = calls_made(customer_ids, at)
+    scheduled: list[tuple[CallTask, dict]] = []
+    for r in requests:
+        callee = callee_of(customers[r.customer_id], contacts_in_7_days=0)
+        when = schedule_time(r.desired, r.case.loan_id, callee, made.get(r.customer_id, []), book)
+        if when is not None:
+            task = CallTask(
+                case=r.case,
+                assigned_to_id=r.assignee(),
+                scheduled_for=when,
+                created_at=at,
+                priority=case_priority(r.case),
+            )
+            scheduled.append((task, r.context))
+    tasks = CallTask.objects.bulk_create([t for t, _ in scheduled])
+    log_events(
+        Event(
+            action="collections.call.scheduled",
+            actor=actor,
+            object_type="collections.CallTask",
+            object_id=str(t.pk or ""),
+            at=at,
+            after={
+                "case_id": t.case_id,
+                "assigned_to_id": t.assigned_to_id,
+                "scheduled_for": t.scheduled_for,
+                "priority": t.priority,
+                **context,
+            },
+        )
+        for t, context in scheduled
+    )
+    return tasks
+
+
+def cancel_call_tasks(
+    tasks: QuerySet[CallTask],
+    reason: CallTask.CancelReason,
+    *,
+    at: dt.datetime,
+    actor: Any,
+    details: Callable[[int], dict] | None = None,
+) -> Counter:
+    """Cancel the open tasks among ``tasks`` with ``reason``: they leave the collectors' queue. Writes
+    ``collections.call.cancelled`` per task (with ``details(case_id)``). Returns the number cancelled per case
+    id."""
+    actor = actor_name(actor)
+    rows = list(tasks.filter(status=CallTask.Status.OPEN).order_by("pk").values_list("pk", "case_id"))
+    if not rows:
+        return Counter()
+    CallTask.objects.filter(pk__in=[pk for pk, _ in rows], status=CallTask.Status.OPEN).update(
+        status=CallTask.Status.CANCELLED, cancel_reason=reason
+    )
+    log_events(
+        Event(
+            action="collections.call.cancelled",
+            actor=actor,
+            object_type="collections.CallTask",
+            object_id=str(pk),
+            at=at,
+            after={"case_id": case_id, "reason": reason, **(details(case_id) if details else {})},
+        )
+        for pk, case_id in rows
+    )
+    return Counter(case_id for _, case_id in rows)
+
+
+# --- a call made ---------------------------------------------------------------------------------------------
+class CallRefused(ValidationError):
+    """The call may not be made at that moment (``reason``: a SPEC.md reason code, ``inputs``: what decided)."""
+
+    def __init__(self, reason: str, inputs: dict):
+        self.reason, self.inputs = reason, inputs
+        super().__init__(f"This call may not be made now ({reason}).", code=reason, params={"reason": reason})
+
+
+def record_call_outcome(
+    task: CallTask,
+    *,
+    outcome: str,
+    actor: Any,
+    at: dt.datetime,
+    note: str = "",
+    promise_amount: Decimal | None = None,
+    promise_date: dt.date | None = None,
+    covers: Iterable[str] = (),
+) -> CallTask:
+    """Record a call attempt made at ``at`` and what came of it, in one go (the collector's form and
+    ``manage.py record_call`` both call this).
+
+    First the call is checked as it was made, by the same gates as a message plus the call limits
+    (``notifications.compliance.may_call`` over the calls actually made, for the task's loan and each loan in
+    ``covers``, references of the same customer's other loans): a call that may not be made raises
+    ``CallRefused`` with the reason code and nothing is recorded.
+
+    Effects: a ``CallAttempt`` (counted by the call limits and the weekly contact cap) about the task's loan and
+    the covered loans; the task is ``done`` with outcome, note, time and collector; a conversation (reached,
+    promise, dispute, refused, stop_calling) blocks calls about each of those loans for the policy's pause;
+    ``voicemail`` records the limited-content message left; ``promise_to_pay`` creates a pending
+    ``PromiseToPay`` and pauses the ladder until the promised date; ``dispute`` puts the customer on
+    ``do_not_contact`` (reason dispute), cancels their pending contacts and open call tasks; ``stop_calling``
+    opts the customer out of calls at once and cancels their open call tasks; ``no_answer`` and ``voicemail``
+    schedule a retry within the limits. Writes ``collections.call.recorded`` (and
+    ``collections.promise.created`` / ``collections.customer.disputed`` / ``collections.customer.calls_stopped``
+    / ``collections.call.scheduled``).
+
+    Raises ``ValidationError`` when the task is not open, the outcome is unknown, a covered loan is not the
+    customer's, or a promise lacks a positive amount or a date from today to 31 days ahead, or another promise
+    is still pending.
+    """
+    user = actor if hasattr(actor, "pk") else None
+    actor_str = actor_name(actor)
+    if outcome not in CallTask.Outcome.values or outcome == "":
+        raise ValidationError({"outcome": "Choose the outcome of the call."})
+    with transaction.atomic():
+        task = CallTask.objects.select_for_update().select_related("case__loan").get(pk=task.pk)
+        if task.status != CallTask.Status.OPEN:
+            raise ValidationError("This call task is no longer open.")
+        case = task.case
+        # Locked: two attempts on the same person are counted one after the other (the daily limit).
+        customer = (
+            Customer.objects.select_for_update(of=("self",))
+            .select_related("tier")
+            .get(pk=case.loan.customer_id)
+        )
+        covered = _covered_loans(customer, case.loan, covers)
+        book = RulesBook.load()
+        decision = decide_call(
+            customer,
+            [case.loan_id, *(loan.pk for loan in covered)],
+            at,
+            made=calls_made([customer.pk], at).get(customer.pk, []),
+            contacts_in_7_days=contacts_in_last_7_days([customer.pk], at).get(customer.pk, 0),
+            book=book,
+        )
+        if not decision.allowed:
+            raise CallRefused(decision.reason, decision.inputs)
+        today = local_date(at, customer.timezone)
+        events = []
+        promise = None
+        if outcome == CallTask.Outcome.PROMISE_TO_PAY:
+            errors = {}
+            if promise_amount is None or Decimal(promise_amount) <= 0:
+                errors["promise_amount"] = "Enter the amount promised."
+            if promise_date is None:
+                errors["promise_date"] = "Enter the date promised."
+            elif not today <= promise_date <= today + dt.timedelta(days=PROMISE_MAX_DAYS_AHEAD):
+                errors["promise_date"] = (
+                    f"The promised date must be between today and {PROMISE_MAX_DAYS_AHEAD} days ahead."
+                )
+            if case.promises.filter(status=PromiseToPay.Status.PENDING).exists():
+                errors["promise_date"] = "A promise of this case is still pending."
+            if errors:
+                raise ValidationError(errors)
+            promise = PromiseToPay.objects.create(
+                case=case,
+                call_task=task,
+                amount=Decimal(promise_amount),
+                promised_date=promise_date,
+                created_at=at,
+                created_by=user,
+            )
+            case.paused_until = promise_date
+            events.append(
+                Event(
+                    action="collections.promise.created",
+                    actor=actor_str,
+                    object_type="collections.PromiseToPay",
+                    object_id=str(promise.pk),
+                    at=at,
+                    after={
+                        "case_id": case.pk,
+                        "amount": promise.amount,
+                        "promised_date": promise_date,
+                        "call_task_id": task.pk,
+                    },
+                )
+            )
+        is_conversation = outcome in CallTask.CONVERSATION_OUTCOMES
+        voicemail = ""
+        if outcome == CallTask.Outcome.VOICEMAIL:
+            voicemail = voicemail_for(customer, user if user is not None else actor_str, book=book)
+        attempt = CallAttempt.objects.create(
+            customer=customer,
+            task=task,
+            made_at=at,
+            outcome=outcome,
+            is_conversation=is_conversation,
+            voicemail_message=voicemail,
+            made_by=actor_str,
+        )
+        loan_ids = [case.loan_id, *(loan.pk for loan in covered)]
+        CallAttemptLoan.objects.bulk_create([CallAttemptLoan(attempt=attempt, loan_id=i) for i in loan_ids])
+        task.status, task.outcome, task.note = CallTask.Status.DONE, outcome, note
+        task.completed_at, task.completed_by = at, user
+        task.save(update_fields=["status", "outcome", "note", "completed_at", "completed_by"])
+        if is_conversation:
+            case.last_conversation_at = at
+            CollectionCase.objects.open().filter(loan_id__in=[loan.pk for loan in covered]).update(
+                last_conversation_at=at, updated_at=at
+            )
+        case.save(update_fields=["paused_until", "last_conversation_at", "updated_at"])
+        events.insert(
+            0,
+            Event(
+                action="collections.call.recorded",
+                actor=actor_str,
+                object_type="collections.CallTask",
+                object_id=str(task.pk),
+                at=at,
+                after={
+                    "case_id": case.pk,
+                    "loan_id": case.loan_id,
+                    "covered_loan_refs": [loan.ref for loan in covered],
+                    "call_attempt_id": attempt.pk,
+                    "outcome": outcome,
+                    "is_conversation": is_conversation,
+                    "voicemail_message": voicemail,
+                    "note": note,
+                    "promise_amount": promise_amount,
+                    "promise_date": promise_date,
+                    "dpd": case.dpd,
+                    "stage": case.stage,
+                    "gates": decision.inputs,
+                },
+            ),
+        )
+        log_events(events)
+        if outcome == CallTask.Outcome.DISPUTE:
+            _put_on_dispute_hold(customer, at, actor_str)
+        elif outcome == CallTask.Outcome.STOP_CALLING:
+            _stop_calls(customer, at, actor_str, task)
+        elif outcome in CallTask.RETRY_OUTCOMES:
+            retry = CallRequest(
+                case, customer.pk, at + NO_ANSWER_RETRY_AFTER, lambda: task.assigned_to_id, {"after": outcome}
+            )
+            schedule_calls([retry], at=at, actor=actor_str, book=book)
+    return task
+
+
+def _covered_loans(customer: Customer, loan: Loan, refs: Iterable[str]) -> list[Loan]:
+    """The customer's other loans a call covered, by reference; a reference that is not one of the customer's
+    loans is refused (ValidationError on ``covers``)."""
+    refs = [r.strip() for r in refs if r and r.strip() and r.strip() != loan.ref]
+    if not refs:
+        return []
+    loans = {x.ref: x for x in Loan.objects.filter(customer=customer, ref__in=refs)}
+    unknown = [r for r in dict.fromkeys(refs) if r not in loans]
+    if unknown:
+        raise ValidationError({"covers": f"Not a loan of this customer: {', '.join(unknown)}."})
+    return [loans[r] for r in dict.fromkeys(refs)]
+
+
+def _stop_calls(customer: Customer, at: dt.datetime, actor: str, task: CallTask) -> None:
+    """The customer asked us to stop calling: opted out of calls at once, their open call tasks cancelled."""
+    Customer.objects.filter(pk=customer.pk).update(opt_out_call=True, updated_at=at)
+    cancelled = cancel_call_tasks(
+        CallTask.objects.filter(case__loan__customer=customer),
+        CallTask.CancelReason.OPTED_OUT,
+        at=at,
+        actor=actor,
+    ).total()
+    customer.opt_out_call = True
+    log_events(
+        [
+            Event(
+                action="collections.customer.calls_stopped",
+                actor=actor,
+                object_type="loans.Customer",
+                object_id=str(customer.pk),
+                at=at,
+                before={"opt_out_call": False},
+                after={"opt_out_call": True, "call_task_id": task.pk, "call_tasks_cancelled": cancelled},
+            )
+        ]
+    )
+
+
+def _put_on_dispute_hold(customer: Customer, at: dt.datetime, actor: str) -> None:
+    before = {
+        "do_not_contact": customer.do_not_contact,
+        "do_not_contact_reason": customer.do_not_contact_reason,
+    }
+    Customer.objects.filter(pk=customer.pk).update(
+        do_not_contact=True, do_not_contact_reason=Customer.DoNotContactReason.DISPUTE, updated_at=at
+    )
+    cancelled_tasks = cancel_call_tasks(
+        CallTask.objects.filter(case__loan__customer=customer),
+        CallTask.CancelReason.DISPUTE,
+        at=at,
+        actor=actor,
+    ).total()
+    cancelled = cancel_pending(
+        reason=NotificationLog.Reason.DO_NOT_CONTACT, actor=actor, at=at, customer_ids=[customer.pk]
+    )
+    log_events(
+        [
+            Event(
+                action="collections.customer.disputed",
+                actor=actor,
+                object_type="loans.Customer",
+                object_id=str(customer.pk),
+                at=at,
+                before=before,
+                after={
+                    "do_not_contact": True,
+                    "do_not_contact_reason": Customer.DoNotContactReason.DISPUTE,
+                    "pending_contacts_cancelled": cancelled,
+                    "call_tasks_cancelled": cancelled_tasks,
+                },
+            )
+        ]
+    )

@@ -1,4 +1,4 @@
-"""The derived state of an instalment and where an overdue loan stands on its tier's ladder.
+"""The ladder's rule (which steps a case performs) and the derived state of an instalment.
 
 An instalment is ``upcoming`` before its due date, ``due`` on it, in ``grace`` while the days past due (DPD,
 counted from the due date in the customer's local calendar) are within the tier's grace period, ``overdue``
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from functools import lru_cache
+from typing import Protocol, TypeVar
 
 from django.db import models
 from django.db.models import Q
@@ -80,22 +81,6 @@ def installment_state(
     return InstallmentState.OVERDUE
 
 
-def state_of(installment, at: dt.datetime) -> InstallmentState:
-    """The state of an ``Installment`` at the moment ``at`` (uses its customer's time zone and tier)."""
-    customer = installment.loan.customer
-    return installment_state(
-        due_date=installment.due_date,
-        today=local_date(at, customer.timezone),
-        grace_period_days=grace_days_of(customer.tier),
-        is_paid=installment.paid_at is not None,
-    )
-
-
-def grace_end_date(due_date: dt.date, grace_period_days: int) -> dt.date:
-    """The last day of grace: the day after it the instalment is overdue."""
-    return due_date + dt.timedelta(days=grace_period_days)
-
-
 def overdue_q(today: dt.date, tiers: Iterable, prefix: str = "") -> Q:
     """A filter for unpaid instalments past their tier's grace period on ``today`` (one condition per tier).
 
@@ -117,3 +102,29 @@ def overdue_q(today: dt.date, tiers: Iterable, prefix: str = "") -> Q:
             }
         )
     return Q(**{f"{p}paid_at__isnull": True}) & q
+
+
+class Step(Protocol):
+    min_dpd: int
+
+
+S = TypeVar("S", bound=Step)
+
+
+def steps_to_perform(
+    steps: Sequence[S], dpd: int, grace: int, done: Collection[S]
+) -> tuple[list[S], list[S]]:
+    """The ladder steps a case performs at ``dpd`` days past due, and those it passes over (SPEC.md).
+
+    Nothing is reached inside the grace period (``dpd <= grace``). Of the steps reached (``min_dpd <= dpd``)
+    and not ``done`` yet, only those of the highest ``min_dpd`` are performed (all of them when several share
+    it); the lower ones are skipped, never sent as a burst. Both lists keep the order of ``steps``. Used by the
+    daily advance, by a tier change (whether the new ladder reaches a call) and by the policy preview.
+    """
+    if dpd <= grace:
+        return [], []
+    reached = [s for s in steps if s.min_dpd <= dpd and s not in done]
+    if not reached:
+        return [], []
+    top = max(s.min_dpd for s in reached)
+    return [s for s in reached if s.min_dpd == top], [s for s in reached if s.min_dpd < top]

@@ -180,6 +180,11 @@ class CaseStepRun(models.Model):
         PERFORMED = "performed", _("Performed")
         SKIPPED = "skipped", _("Skipped")
 
+    class SkipReason(models.TextChoices):
+        NONE = "", _("—")
+        SUPERSEDED = "superseded", _("Passed over: a higher step was reached the same day")
+        OPTED_OUT = "opted_out", _("Customer opted out of calls")
+
     case = models.ForeignKey(CollectionCase, on_delete=models.CASCADE, related_name="step_runs")
     step = models.ForeignKey(EscalationStep, null=True, on_delete=models.SET_NULL, related_name="runs")
     # What the step was when it ran: an edited or deleted step does not rewrite history.
@@ -187,7 +192,7 @@ class CaseStepRun(models.Model):
     stage = models.CharField(_("stage"), max_length=32)
     action = models.CharField(_("action"), max_length=16, choices=EscalationStep.Action.choices)
     result = models.CharField(_("result"), max_length=16, choices=Result.choices, default=Result.PERFORMED)
-    detail = models.CharField(_("detail"), max_length=200, blank=True)
+    detail = models.CharField(_("detail"), max_length=200, choices=SkipReason.choices, blank=True)
     dpd = models.PositiveIntegerField(_("days past due when run"))
     run_at = models.DateTimeField(_("run at"))
 
@@ -220,6 +225,15 @@ class CallTask(models.Model):
         REFUSED = "refused", _("Refused to pay")
         STOP_CALLING = "stop_calling", _("Asked us to stop calling")
 
+    class CancelReason(models.TextChoices):
+        NONE = "", _("—")
+        PAID = "paid", _("Overdue amount paid")
+        DO_NOT_CONTACT = "do_not_contact", _("Customer must not be contacted")
+        OPTED_OUT = "opted_out", _("Customer opted out of calls")
+        DISPUTE = "dispute", _("Customer disputes the debt")
+        LEGAL = "legal", _("Referred to legal")
+        TIER_CHANGED = "tier_changed", _("The new tier's ladder calls later")
+
     # A conversation took place: no further call about the loans it covered for the policy's pause.
     CONVERSATION_OUTCOMES = (
         Outcome.REACHED,
@@ -245,7 +259,9 @@ class CallTask(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN)
     outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices, blank=True, default="")
     note = models.TextField(_("note"), blank=True)
-    cancel_reason = models.CharField(_("cancel reason"), max_length=32, blank=True)
+    cancel_reason = models.CharField(
+        _("cancel reason"), max_length=32, choices=CancelReason.choices, blank=True, default=""
+    )
     created_at = models.DateTimeField(_("created at"))
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
     completed_by = models.ForeignKey(
@@ -391,13 +407,22 @@ class Agency(models.Model):
 class AgencyPlacement(models.Model):
     """Cases handed to an agency together, with the file the agency received."""
 
+    class Reason(models.TextChoices):
+        """Why cases were placed (``placed`` events) or taken back (``recall_reason``)."""
+
+        MANUAL = "manual", _("Placed by an operator")
+        LADDER = "ladder", _("Placed by the ladder")
+        RECALLED = "recalled", _("Recalled by an operator")
+        LEGAL = "legal", _("Referred to legal")
+        PAID = "paid", _("Overdue amount paid")
+
     agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="placements")
     cases = models.ManyToManyField(CollectionCase, related_name="placements")
     placed_at = models.DateTimeField(_("placed at"))
     placed_by = models.CharField(_("placed by"), max_length=150)
     recalled_at = models.DateTimeField(_("recalled at"), null=True, blank=True)
     recalled_by = models.CharField(_("recalled by"), max_length=150, blank=True)
-    recall_reason = models.CharField(_("recall reason"), max_length=64, blank=True)
+    recall_reason = models.CharField(_("recall reason"), max_length=64, choices=Reason.choices, blank=True)
     file = models.TextField(_("placement file (CSV)"), blank=True, editable=False)
     file_sha256 = models.CharField(_("file SHA-256"), max_length=64, blank=True, editable=False)
 

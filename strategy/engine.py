@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from debt_collection.services import advance_collections
+from debt_collection.advance import advance_collections
 from notifications.dispatch import dispatch_due
 from notifications.planning import plan_contacts
 
@@ -52,7 +52,7 @@ def plan(now: dt.datetime, scope: Scope = BOOK) -> dict:
 def advance(now: dt.datetime, scope: Scope = BOOK) -> dict:
     """Pipeline step "collections": overdue loans along their tier's ladder as of ``now``. Over a chunk
     (``customer_id_range``) the promises and the legal-freeze sweep are left to the whole-book steps around the
-    chunks (``debt_collection.services.collections_book_steps``); over the book or a set of customers they are
+    chunks (``debt_collection.advance.collections_book_steps``); over the book or a set of customers they are
     part of the step."""
     return advance_collections(now, **scope.arguments())
 

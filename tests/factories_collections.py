@@ -16,7 +16,8 @@ from .factories_reminders import SHANGHAI, local, make_template
 
 DUE = dt.date(2026, 12, 1)
 
-# Low risk: long grace, the phone only at 15 DPD. High risk: short grace, the phone at 3 DPD.
+# Low risk: long grace, the phone only at 15 DPD. High risk: short grace, the phone (with an SMS) at 3 DPD, so its
+# case opens at the call step: the early SMS at 1 DPD, inside grace, is passed over (recorded as skipped).
 LOW_RISK_LADDER = [
     (1, "early", "sms", "overdue"),
     (8, "firm", "sms", "overdue"),
@@ -27,6 +28,7 @@ LOW_RISK_LADDER = [
 ]
 HIGH_RISK_LADDER = [
     (1, "early", "sms", "overdue"),
+    (3, "call", "sms", "overdue"),
     (3, "call", "call_task", ""),
     (7, "firm", "sms", "overdue"),
     (30, "agency", "agency", ""),

@@ -11,8 +11,10 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from backoffice.models import AuditEvent
+from debt_collection.advance import advance_collections
+from debt_collection.legal import refer_to_legal
 from debt_collection.models import AgencyPlacement, CallTask, LegalReferral
-from debt_collection.services import advance_collections, place_with_agency, recall_placement, refer_to_legal
+from debt_collection.placements import place_with_agency, recall_placement
 from notifications.models import NotificationLog
 
 from .factories import make_user

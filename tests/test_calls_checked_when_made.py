@@ -14,8 +14,9 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from backoffice.models import AuditEvent
+from debt_collection.advance import advance_collections
+from debt_collection.calls import CallRefused, record_call_outcome
 from debt_collection.models import CallAttempt, CallTask, CollectionCase
-from debt_collection.services import CallRefused, advance_collections, record_call_outcome
 from loans.models import Customer
 from notifications.dispatch import dispatch_due
 from notifications.models import ContactPolicy

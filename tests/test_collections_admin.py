@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from debt_collection.advance import advance_collections
+from debt_collection.calls import record_call_outcome
 from debt_collection.models import CallTask, PromiseToPay
-from debt_collection.services import advance_collections, place_with_agency, record_call_outcome
+from debt_collection.placements import place_with_agency
 
 from .factories_collections import (
     day,

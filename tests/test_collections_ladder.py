@@ -10,8 +10,8 @@ import pytest
 from backoffice.audit import Event  # noqa: F401  (the trail is checked through AuditEvent)
 from backoffice.jobs import run_pipeline
 from backoffice.models import AuditEvent
+from debt_collection.advance import advance_collections
 from debt_collection.models import AgencyPlacement, CallTask, CaseStepRun, CollectionCase, LegalReferral
-from debt_collection.services import advance_collections
 from loans.models import Loan
 from notifications.models import NotificationLog
 
@@ -158,11 +158,19 @@ def test_running_the_job_twice_for_the_same_moment_changes_nothing_more():
         AuditEvent.objects.count(),
     )
     assert again.get("steps_performed", 0) == 0 and again.get("cases_opened", 0) == 0
-    # Reaching many steps at once (the job first ran at 31 DPD) performs the highest of each action only.
+    # Reaching many steps at once (the job first ran at 31 DPD) performs the highest step only; the steps it
+    # passed are recorded as skipped, never sent as a burst.
     case = open_case(loans[0])
-    assert case.stage == "agency"
-    runs = dict(CaseStepRun.objects.filter(case=case).values_list("min_dpd", "result"))
-    assert runs == {1: "skipped", 3: "performed", 7: "performed", 30: "performed"}
+    assert case.stage == "agency" and not open_tasks(loans[0])
+    runs = list(CaseStepRun.objects.filter(case=case).values_list("min_dpd", "action", "result", "detail"))
+    assert sorted(runs) == [
+        (1, "sms", "skipped", "superseded"),
+        (3, "call_task", "skipped", "superseded"),
+        (3, "sms", "skipped", "superseded"),
+        (7, "sms", "skipped", "superseded"),
+        (30, "agency", "performed", ""),
+    ]
+    assert not NotificationLog.objects.filter(customer=loans[0].customer).exists()
 
 
 def test_query_count_of_the_job_does_not_grow_with_the_number_of_loans():
@@ -251,15 +259,22 @@ def test_a_tier_change_to_high_risk_brings_the_phone_forward():
     from loans.services import apply_credit_scores
 
     make_score(loan.customer, high.min_score, scored_at=day(6, hour=12))
-    apply_credit_scores(day(7, hour=1))
+    apply_credit_scores(day(6, hour=13))
     loan.customer.refresh_from_db()
     assert loan.customer.tier == high
 
-    advance_collections(day(7))
+    advance_collections(day(6, hour=14))
     case.refresh_from_db()
     assert case.tier == high
     assert len(open_tasks(loan)) == 1  # high risk calls from 3 DPD; low risk would wait until 15
-    assert case.stage == "firm"
+    assert case.stage == "call"
+    # At 6 DPD the high ladder's highest step reached is the call (with its SMS): the early SMS is passed over.
+    runs = CaseStepRun.objects.filter(case=case, step__tier=high)
+    assert sorted(runs.values_list("min_dpd", "action", "result")) == [
+        (1, "sms", "skipped"),
+        (3, "call_task", "performed"),
+        (3, "sms", "performed"),
+    ]
 
 
 def test_a_customer_on_do_not_contact_does_not_move_up_the_ladder():
@@ -279,7 +294,8 @@ def test_two_workers_running_the_job_at_once_open_one_case_and_one_call_per_loan
     from django.db import connection
 
     tier = make_tier(grace_period_days=2)
-    make_ladder(tier, [(1, "call", "call_task", ""), (3, "agency", "agency", "")])
+    # Both steps share their min_dpd: a case reaching them at once performs both.
+    make_ladder(tier, [(3, "call", "call_task", ""), (3, "agency", "agency", "")])
     make_agency("AG1")
     make_collector("wei")
     loans = [make_overdue_loan(tier) for _ in range(20)]

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from backoffice.jobs import run_pipeline
-from debt_collection.models import AgencyPlacement, CallTask, CollectionCase, PromiseToPay
-from debt_collection.services import record_call_outcome
+from debt_collection.calls import record_call_outcome
+from debt_collection.models import AgencyPlacement, CallTask, CaseStepRun, CollectionCase, PromiseToPay
 from loans.models import Customer
 from notifications.models import NotificationLog
 
@@ -104,7 +104,8 @@ def test_a_book_of_overdue_loans_walks_its_ladders_day_by_day(django_capture_on_
     assert stage_days("high_promise") == {None: 0, "call": 3, "firm": 10, "agency": 30, "legal": 60}
     assert stage_days("high_paid") == {None: 0, "call": 3, "firm": 7, "closed": 20}
     assert stage_days("high_dispute") == {None: 0, "call": 3, "agency": 40, "legal": 60}
-    # Moved to high risk on day 7: the phone and the firm SMS come at once, not at 15 DPD.
+    # Moved to high risk on day 7 (DPD 7): the high ladder's highest step reached, the firm SMS, comes at once;
+    # the call it passed over is recorded as skipped, not made (never a burst).
     assert stage_days("low_to_high") == {None: 0, "early": 6, "firm": 7, "agency": 30, "legal": 60}
 
     # Tasks: the promise paused the queue until it broke; the dispute and the payment cancelled theirs.
@@ -112,7 +113,10 @@ def test_a_book_of_overdue_loans_walks_its_ladders_day_by_day(django_capture_on_
     assert [tasks["high_dispute"][n] for n in (3, 39, 40)] == [0, 0, 0]
     assert [tasks["high_paid"][n] for n in (3, 19, 20)] == [1, 1, 0]
     assert tasks["low_partial"][14] == 0 and tasks["low_partial"][15] == 1 and tasks["low_partial"][90] == 0
-    assert tasks["low_to_high"][6] == 0 and tasks["low_to_high"][7] == 1
+    assert tasks["low_to_high"][6] == 0 and tasks["low_to_high"][7] == 0
+    assert CaseStepRun.objects.filter(
+        case__loan=loans["low_to_high"], step__tier=high, action="call_task", result="skipped"
+    ).exists()
     promise = PromiseToPay.objects.get()
     assert promise.status == "broken" and promise.case.broken_promises == 1
     assert CallTask.objects.get(case__loan=loans["high_paid"]).cancel_reason == "paid"
@@ -128,7 +132,8 @@ def test_a_book_of_overdue_loans_walks_its_ladders_day_by_day(django_capture_on_
     assert [c for c, _ in ladder_contacts("low_partial")] == ["sms", "sms", "email"]
     assert [at for _, at in ladder_contacts("high_promise")] == [day(3), day(10)]
     assert [at for _, at in ladder_contacts("high_paid")] == [day(3), day(7)]
-    assert [at for _, at in ladder_contacts("high_dispute")] == [day(3), day(40)]
+    # Resumed after the dispute hold at DPD 40: the agency step only, the firm SMS it passed is skipped.
+    assert [at for _, at in ladder_contacts("high_dispute")] == [day(3)]
     assert [at for _, at in ladder_contacts("low_to_high")] == [day(6), day(7)]
     reminder = NotificationLog.objects.get(kind="promise_reminder")
     assert reminder.customer_id == loans["high_promise"].customer_id and reminder.scheduled_for == day(8)

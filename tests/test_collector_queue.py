@@ -11,8 +11,9 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from backoffice.models import AuditEvent
+from debt_collection.advance import advance_collections
+from debt_collection.calls import record_call_outcome
 from debt_collection.models import CallAttempt, CallTask, CaseStepRun, CollectionCase, PromiseToPay
-from debt_collection.services import advance_collections, record_call_outcome
 from loans.models import Customer
 from notifications.models import NotificationLog
 

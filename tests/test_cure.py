@@ -14,8 +14,8 @@ from django.db import transaction
 
 from backoffice.jobs import run_pipeline
 from backoffice.models import AuditEvent
+from debt_collection.advance import advance_collections
 from debt_collection.models import CallTask, CollectionCase, PromiseToPay
-from debt_collection.services import advance_collections
 from loans.models import Payment
 from loans.services import record_payment
 from notifications.models import NotificationLog
@@ -37,7 +37,9 @@ def arrears():
     ladder SMS planned."""
     overdue_templates()
     tier = make_tier(risk_level="high", grace_period_days=2, max_contacts_per_week=5)
-    make_ladder(tier, [(1, "early", "sms", "overdue"), (3, "call", "call_task", "")])
+    make_ladder(
+        tier, [(1, "early", "sms", "overdue"), (3, "call", "sms", "overdue"), (3, "call", "call_task", "")]
+    )
     make_collector("zhao")
     loan = make_loan(make_customer(tier=tier))
     instalments = [
@@ -130,7 +132,9 @@ def test_it_cures_a_loan_when_the_auto_debit_of_the_due_day_pays_the_arrears_fir
 
     overdue_templates()
     tier = make_tier(risk_level="high", grace_period_days=2, max_contacts_per_week=5)
-    make_ladder(tier, [(1, "early", "sms", "overdue"), (3, "call", "call_task", "")])
+    make_ladder(
+        tier, [(1, "early", "sms", "overdue"), (3, "call", "sms", "overdue"), (3, "call", "call_task", "")]
+    )
     make_collector("qian")
     loan = make_loan(make_customer(tier=tier), autopay=True)
     late = make_installment(loan, seq=1, due_date=dt.date(2026, 11, 1), amount_due=FOUR_THOUSAND)

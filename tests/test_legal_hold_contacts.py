@@ -71,7 +71,7 @@ def test_the_planner_never_plans_a_contact_about_a_frozen_loan(debtor):
 
 
 def test_the_daily_freeze_cancels_pending_contacts_only_about_frozen_loans():
-    from debt_collection.services import enforce_legal_freeze
+    from debt_collection.legal import enforce_legal_freeze
 
     tier = make_tier()
     make_rule(tier, -3, "sms", send_time=dt.time(10, 0))

@@ -132,8 +132,9 @@ def test_auto_debit_failures_of_different_days_are_separate_notices():
 
 
 def test_promises_of_one_customer_due_the_same_day_share_one_reminder():
+    from debt_collection.advance import advance_collections
     from debt_collection.models import PromiseToPay
-    from debt_collection.services import advance_collections, resolve_promises
+    from debt_collection.promises import resolve_promises
 
     overdue_templates()
     tier = low_risk_tier(max_contacts_per_week=1)

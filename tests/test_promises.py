@@ -9,8 +9,9 @@ from django.core.exceptions import ValidationError
 
 from backoffice.jobs import run_pipeline
 from backoffice.models import AuditEvent
+from debt_collection.advance import advance_collections
+from debt_collection.calls import call_priority, record_call_outcome
 from debt_collection.models import CaseStepRun, PromiseToPay
-from debt_collection.services import advance_collections, call_priority, record_call_outcome
 from notifications.models import NotificationLog
 
 from .factories_collections import (

@@ -198,8 +198,8 @@ def test_it_dispatches_a_chunk_as_of_the_moment_its_entry_point_chose(live, star
 def test_collections_in_chunks_of_customers_do_what_the_whole_book_run_does(monkeypatch):
     from django_q.conf import Conf
 
+    from debt_collection.advance import advance_collections
     from debt_collection.models import CallTask, CaseStepRun, CollectionCase
-    from debt_collection.services import advance_collections
 
     from .factories_collections import (
         day,

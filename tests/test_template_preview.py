@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from debt_collection.services import advance_collections
+from debt_collection.advance import advance_collections
 from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog
 from notifications.planning import plan_contacts

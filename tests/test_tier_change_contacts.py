@@ -135,11 +135,15 @@ def test_a_tier_change_moves_an_open_case_to_the_new_ladder_and_cancels_the_old_
     assert case.tier == high and case.stage == "call"
     assert len(open_tasks(loan)) == 1  # the high-risk ladder calls from 3 DPD
     high_runs = CaseStepRun.objects.filter(case=case, step__tier=high)
-    assert dict(high_runs.values_list("min_dpd", "result")) == {1: "performed", 3: "performed"}
+    assert sorted(high_runs.values_list("min_dpd", "action", "result")) == [
+        (1, "sms", "skipped"),
+        (3, "call_task", "performed"),
+        (3, "sms", "performed"),
+    ]
     pending = NotificationLog.objects.filter(
         customer=loan.customer, status__in=[Status.PLANNED, Status.DEFERRED]
     )
-    assert [log.tier_id for log in pending] == [high.id]  # the high tier's early SMS, once
+    assert [log.tier_id for log in pending] == [high.id]  # the high tier's SMS of the call step, once
     assert AuditEvent.objects.filter(action="collections.case.tier_changed", object_id=str(case.pk)).exists()
 
     run_jobs(day(6, hour=8), django_capture_on_commit_callbacks)
@@ -176,4 +180,5 @@ def test_moving_to_a_tier_that_calls_later_cancels_the_open_call_until_its_ladde
         customer=loan.customer, tier=low, dedupe_key__startswith="case:"
     )
     assert min(log.scheduled_for for log in low_messages) == day(6)  # nothing from the ladder inside grace
-    assert CaseStepRun.objects.filter(case=case).count() == 2 + 4  # high: SMS and call; low: up to its call
+    # High: the early SMS passed over, the call step's SMS and call; low: up to its call.
+    assert CaseStepRun.objects.filter(case=case).count() == 3 + 4

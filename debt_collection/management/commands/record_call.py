@@ -2,7 +2,7 @@
 --promise-date DATE] [--actor NAME]``: what a dialer integration calls after each attempt.
 
 The attempt is recorded on the loan's next open call task by the same service as the collector's form
-(``debt_collection.services.record_call_outcome``), with the same checks: a call that may not be made at that
+(``debt_collection.calls.record_call_outcome``), with the same checks: a call that may not be made at that
 moment is refused with exit status 2 and its reason code, and nothing is recorded.
 """
 
@@ -17,8 +17,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from backoffice.management.commands.run_jobs import parse_moment
+from debt_collection.calls import CallRefused, record_call_outcome
 from debt_collection.models import CallTask
-from debt_collection.services import CallRefused, record_call_outcome
 
 REFUSED_EXIT = 2
 

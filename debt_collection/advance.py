@@ -1,0 +1,533 @@
+"""The daily advance: every overdue loan walks its tier's ladder (``ladder.steps_to_perform``), chunk by chunk of
+loans, each chunk in one transaction; and open cases follow a customer's new tier.
+
+Safe to run twice for the same moment: a case is unique per open loan, a step runs once per case
+(``CaseStepRun``), a contact once per ``dedupe_key`` in the reminder engine's log. Every decision is written to
+the audit trail (``collections.*``) in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+
+from backoffice.audit import Event, actor_name, log_events
+from backoffice.bulk import bulk_update_rows
+from loans.models import CreditTier, Installment, Loan
+from notifications.cancelling import cancel_pending
+from notifications.compliance import RulesBook
+from notifications.models import NotificationLog
+from notifications.notices import Notice, plan_notices
+
+from .calls import (
+    CallRequest,
+    cancel_call_tasks,
+    case_priority,
+    collector_loads,
+    pick_least_loaded,
+    schedule_calls,
+)
+from .closing import close_cases
+from .ladder import steps_to_perform
+from .legal import enforce_legal_freeze, refer_many_to_legal
+from .models import (
+    MESSAGING_ACTIONS,
+    Agency,
+    AgencyPlacement,
+    CallTask,
+    CaseStepRun,
+    CollectionCase,
+    EscalationStep,
+)
+from .placements import place_with_agency
+from .positions import CHUNK, JOB_ACTOR, LoanPosition, loan_positions, past_due_cutoff
+from .promises import resolve_promises
+
+Skip = CaseStepRun.SkipReason
+# Dedupe keys of the ladder's messages in the reminder engine's log start with this and the tier: the messages of
+# one customer, kind and channel on their local day are one contact naming every case's loan (notice_dedupe_key).
+LADDER_KEY_PREFIX = "case:"
+
+
+@dataclass
+class _Run:
+    now: dt.datetime
+    actor: str
+    tiers: dict[int, CreditTier]
+    steps: dict[int, list[EscalationStep]]
+    book: RulesBook
+    counts: Counter
+    _collectors: dict[int, int] | None = None
+    _agencies: dict[int, int] | None = None
+
+    @property
+    def collectors(self) -> dict[int, int]:
+        if self._collectors is None:
+            self._collectors = collector_loads()
+        return self._collectors
+
+    @property
+    def agencies(self) -> dict[int, int]:
+        if self._agencies is None:
+            self._agencies = {
+                a.pk: a.n
+                for a in Agency.objects.filter(is_active=True).annotate(
+                    n=Count("placements", filter=Q(placements__recalled_at__isnull=True))
+                )
+            }
+        return self._agencies
+
+
+def advance_collections(
+    now: dt.datetime,
+    *,
+    customer_id_range: tuple[int, int] | None = None,
+    customer_ids: Iterable[int] | None = None,
+) -> dict[str, int]:
+    """Advance every overdue loan on its tier's ladder as of ``now`` (the daily collections job).
+
+    ``customer_id_range`` (low inclusive, high exclusive) limits it to the loans of one chunk of customers, so
+    several workers can advance disjoint chunks (``backoffice.tasks.run_chunk``); the two whole-book steps,
+    resolving promises and the legal-freeze sweep, are then left to the caller (``collections_book_steps``).
+    ``customer_ids`` limits the whole job, those two steps included, to the loans of those customers.
+
+    Effects, chunk by chunk of loans, each chunk in one transaction: resolves promises (kept, broken, the
+    reminder the day before); opens one case per loan past its grace period; closes cases whose overdue
+    amount is paid; performs each reached step once (messages through ``notifications.notices.plan_notices``,
+    call tasks assigned by load, agency placements, legal referrals that freeze the loan), skipping lower
+    steps reached at the same time; keeps the queue priority current; cancels pending automatic contact of
+    frozen loans. Paused cases (pending promise), frozen cases and do-not-contact customers do not move.
+    Idempotent. Returns counts of what it did.
+    """
+    run = _Run(
+        now=now,
+        actor=JOB_ACTOR,
+        tiers={t.pk: t for t in CreditTier.objects.all()},
+        steps=defaultdict(list),
+        book=RulesBook.load(),
+        counts=Counter(),
+    )
+    for step in EscalationStep.objects.order_by("tier_id", "min_dpd", "id"):
+        run.steps[step.tier_id].append(step)
+
+    if customer_ids is not None:
+        customer_ids = list(customer_ids)
+    if customer_id_range is None:
+        resolve_promises(now, actor=JOB_ACTOR, counts=run.counts, customer_ids=customer_ids)
+
+    cutoff = past_due_cutoff(now)
+    past_due = Installment.objects.filter(
+        paid_at__isnull=True, due_date__lt=cutoff, loan__status=Loan.Status.ACTIVE
+    )
+    open_cases = CollectionCase.objects.open()
+    if customer_id_range is not None:
+        low, high = customer_id_range
+        past_due = past_due.filter(loan__customer_id__gte=low, loan__customer_id__lt=high)
+        open_cases = open_cases.filter(loan__customer_id__gte=low, loan__customer_id__lt=high)
+    if customer_ids is not None:
+        past_due = past_due.filter(loan__customer_id__any_of=customer_ids)
+        open_cases = open_cases.filter(loan__customer_id__any_of=customer_ids)
+    past_due_loans = set(past_due.values_list("loan_id", flat=True).distinct())
+    open_case_loans = set(open_cases.values_list("loan_id", flat=True))
+    loan_ids = sorted(past_due_loans | open_case_loans)
+    totals = run.counts
+    for start in range(0, len(loan_ids), CHUNK):
+        for attempt in (1, 2):
+            run.counts, run._collectors, run._agencies = Counter(), None, None
+            try:
+                with transaction.atomic():
+                    _advance_chunk(loan_ids[start : start + CHUNK], run)
+            except IntegrityError:
+                # Another worker opened a case of this chunk first (the one-open-case constraint): its
+                # transaction is committed now, so the second attempt finds and locks that case instead.
+                if attempt == 2:
+                    raise
+                continue
+            totals.update(run.counts)
+            break
+    run.counts = totals
+    if customer_id_range is None:
+        enforce_legal_freeze(now, actor=JOB_ACTOR, counts=run.counts, customer_ids=customer_ids)
+    return {k: v for k, v in sorted(run.counts.items())}
+
+
+def collections_book_steps(now: dt.datetime, *, before_chunks: bool) -> dict[str, int]:
+    """The whole-book steps of the collections job when its chunks run on workers: resolving promises before
+    the chunks (a broken promise lets its case move the same day), the legal-freeze sweep after (a contact
+    planned for a loan frozen meanwhile is also refused at send time)."""
+    counts: Counter = Counter()
+    if before_chunks:
+        resolve_promises(now, actor=JOB_ACTOR, counts=counts)
+    else:
+        enforce_legal_freeze(now, actor=JOB_ACTOR, counts=counts)
+    return {k: v for k, v in sorted(counts.items())}
+
+
+def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
+    now, actor, counts = run.now, run.actor, run.counts
+    positions = loan_positions(loan_ids, now, run.tiers)
+    cases = {
+        c.loan_id: c
+        for c in CollectionCase.objects.open().filter(loan_id__any_of=loan_ids).select_for_update()
+    }
+    events: list[Event] = []
+
+    # Close what is no longer overdue: paid, or back inside grace after a payment (the oldest instalment past
+    # due was paid, so the days past due dropped), or the loan was closed. A loan back inside grace only because
+    # its customer moved to a tier with a longer grace period paid nothing: its case waits (see below).
+    to_close = [
+        c
+        for loan_id, c in cases.items()
+        if loan_id not in positions or (not positions[loan_id].is_overdue and positions[loan_id].dpd < c.dpd)
+    ]
+    if to_close:
+        close_cases(to_close, at=now, actor=actor, counts=counts)
+    # Open a case per loan past its grace period.
+    new_cases = []
+    for loan_id, pos in positions.items():
+        if pos.is_overdue and loan_id not in cases:
+            new_cases.append(
+                CollectionCase(
+                    loan_id=loan_id,
+                    tier_id=pos.tier_id,
+                    opened_at=now,
+                    dpd=pos.dpd,
+                    amount_overdue=pos.amount_overdue,
+                )
+            )
+    if new_cases:
+        CollectionCase.objects.bulk_create(new_cases)
+        if any(c.pk is None for c in new_cases):  # backends that do not return ids from bulk inserts
+            fresh = {
+                c.loan_id: c
+                for c in CollectionCase.objects.open().filter(loan_id__in=[c.loan_id for c in new_cases])
+            }
+            new_cases = [fresh[c.loan_id] for c in new_cases]
+        counts["cases_opened"] += len(new_cases)
+        for case in new_cases:
+            pos = positions[case.loan_id]
+            cases[case.loan_id] = case
+            events.append(
+                Event(
+                    action="collections.case.opened",
+                    actor=actor,
+                    object_type="collections.CollectionCase",
+                    object_id=str(case.pk),
+                    at=now,
+                    after={
+                        "loan_id": case.loan_id,
+                        "tier_id": pos.tier_id,
+                        "dpd": pos.dpd,
+                        "grace_period_days": pos.grace_days,
+                        "amount_overdue": pos.amount_overdue,
+                        "installment_ids": pos.past_due_ids,
+                    },
+                )
+            )
+    closed_ids = {c.pk for c in to_close}
+    working = [c for c in cases.values() if c.pk not in closed_ids]
+    if not working:
+        log_events(events)
+        return
+
+    done_steps: dict[int, set[int]] = defaultdict(set)
+    for case_id, step_id in CaseStepRun.objects.filter(case__any_of=[c.pk for c in working]).values_list(
+        "case_id", "step_id"
+    ):
+        done_steps[case_id].add(step_id)
+    open_tasks: dict[int, list[CallTask]] = defaultdict(list)
+    for task in CallTask.objects.filter(
+        case_id__any_of=[c.pk for c in working], status=CallTask.Status.OPEN
+    ).only("id", "case_id", "scheduled_for", "status", "priority"):
+        open_tasks[task.case_id].append(task)
+
+    runs: list[CaseStepRun] = []
+    messages: list[tuple[CollectionCase, EscalationStep, LoanPosition]] = []
+    calls: list[tuple[CollectionCase, EscalationStep, LoanPosition]] = []
+    placements: list[tuple[CollectionCase, EscalationStep]] = []
+    referrals: list[tuple[CollectionCase, EscalationStep]] = []
+    # The job runs many times a day: only cases whose numbers or stage moved are written.
+    before = {c.pk: (c.dpd, c.amount_overdue, c.tier_id, c.stage) for c in working}
+    for case in working:
+        pos = positions[case.loan_id]
+        case.dpd, case.amount_overdue, case.tier_id = pos.dpd, pos.amount_overdue, pos.tier_id
+        if case.is_frozen or case.is_paused or pos.is_do_not_contact:
+            counts["cases_on_hold"] += 1
+            continue
+        if not pos.is_overdue:  # inside the new tier's grace period: only grace reminders, no ladder step
+            counts["cases_in_grace"] += 1
+            continue
+        ladder = run.steps.get(pos.tier_id, [])
+        done = {s for s in ladder if s.pk in done_steps[case.pk]}
+        perform, passed = steps_to_perform(ladder, pos.dpd, pos.grace_days, done)
+        if not perform:
+            continue
+        for step in passed:
+            runs.append(_run_row(case, step, pos, now, CaseStepRun.Result.SKIPPED, Skip.SUPERSEDED))
+            counts["steps_skipped"] += 1
+        for step in perform:
+            if step.action in MESSAGING_ACTIONS:
+                messages.append((case, step, pos))
+            elif step.action == EscalationStep.Action.CALL_TASK:
+                if pos.is_opted_out_of_calls:
+                    runs.append(_run_row(case, step, pos, now, CaseStepRun.Result.SKIPPED, Skip.OPTED_OUT))
+                    counts["steps_skipped"] += 1
+                    continue
+                calls.append((case, step, pos))
+            elif step.action == EscalationStep.Action.AGENCY:
+                if not run.agencies:  # nobody to hand over to: the step waits for an agency
+                    counts["agency_steps_without_agency"] += 1
+                    continue
+                placements.append((case, step))
+            else:
+                referrals.append((case, step))
+            runs.append(_run_row(case, step, pos, now, CaseStepRun.Result.PERFORMED, ""))
+            counts["steps_performed"] += 1
+        top = max(perform, key=lambda s: (s.min_dpd, s.pk))
+        if case.stage != top.stage:
+            events.append(
+                Event(
+                    action="collections.case.stage_changed",
+                    actor=actor,
+                    object_type="collections.CollectionCase",
+                    object_id=str(case.pk),
+                    at=now,
+                    before={"stage": case.stage},
+                    after={
+                        "stage": top.stage,
+                        "step_id": top.pk,
+                        "min_dpd": top.min_dpd,
+                        "dpd": pos.dpd,
+                        "tier_id": pos.tier_id,
+                    },
+                )
+            )
+            case.stage = top.stage
+
+    CaseStepRun.objects.bulk_create(runs)
+    for r in runs:
+        events.append(
+            Event(
+                action="collections.step.performed"
+                if r.result == CaseStepRun.Result.PERFORMED
+                else "collections.step.skipped",
+                actor=actor,
+                object_type="collections.CollectionCase",
+                object_id=str(r.case_id),
+                at=now,
+                after={
+                    "step_id": r.step_id,
+                    "action": r.action,
+                    "stage": r.stage,
+                    "min_dpd": r.min_dpd,
+                    "dpd": r.dpd,
+                    "reason": r.detail,
+                },
+            )
+        )
+
+    customer_of = {c.pk: positions[c.loan_id].customer_id for c in working}
+    # A customer who may no longer be called (put on do-not-contact or opted out of calls since the task was
+    # made) leaves the collectors' queue.
+    for reason, barred in (
+        (
+            CallTask.CancelReason.DO_NOT_CONTACT,
+            {c.pk for c in working if positions[c.loan_id].is_do_not_contact},
+        ),
+        (
+            CallTask.CancelReason.OPTED_OUT,
+            {
+                c.pk
+                for c in working
+                if positions[c.loan_id].is_opted_out_of_calls and not positions[c.loan_id].is_do_not_contact
+            },
+        ),
+    ):
+        if barred:
+            cancelled = cancel_call_tasks(
+                CallTask.objects.filter(case_id__in=barred),
+                reason,
+                at=now,
+                actor=actor,
+                details=lambda case_id: {"customer_id": customer_of[case_id]},
+            )
+            for case_id in cancelled:
+                open_tasks[case_id] = []
+            counts["call_tasks_cancelled"] += cancelled.total()
+
+    # Call tasks: one open task per case at most, assigned to the collector with the fewest open tasks.
+    requests = []
+    for case, _step, pos in calls:
+        if open_tasks.get(case.pk):
+            counts["call_tasks_kept"] += 1
+            continue
+        requests.append(CallRequest(case, pos.customer_id, now, lambda: pick_least_loaded(run.collectors)))
+    new_tasks = schedule_calls(requests, at=now, actor=actor, book=run.book)
+    for task in new_tasks:
+        open_tasks[task.case_id].append(task)
+    if new_tasks:
+        counts["call_tasks_created"] += len(new_tasks)
+    if len(requests) > len(new_tasks):
+        counts["call_tasks_not_callable"] += len(requests) - len(new_tasks)
+
+    # Keep the queue order current for tasks already open.
+    stale = []
+    for case in working:
+        prio = case_priority(case)
+        for task in open_tasks.get(case.pk, []):
+            if task.pk and task.priority != prio:
+                task.priority = prio
+                stale.append(task)
+    if stale:
+        bulk_update_rows(stale, ["priority"], batch_size=500)
+
+    changed = [c for c in working if before[c.pk] != (c.dpd, c.amount_overdue, c.tier_id, c.stage)]
+    for case in changed:
+        case.updated_at = now
+    if changed:
+        bulk_update_rows(changed, ["dpd", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500)
+    log_events(events)
+
+    if placements:
+        by_agency: dict[int, list[CollectionCase]] = defaultdict(list)
+        agencies = run.agencies
+        for case, _step in placements:
+            by_agency[pick_least_loaded(agencies)].append(case)
+        for agency_id, agency_cases in by_agency.items():
+            place_with_agency(
+                agency_cases,
+                Agency.objects.get(pk=agency_id),
+                actor=actor,
+                at=now,
+                reason=AgencyPlacement.Reason.LADDER,
+            )
+            counts["cases_placed"] += len(agency_cases)
+    if referrals:
+        refer_many_to_legal(
+            [case for case, _step in referrals],
+            actor=actor,
+            at=now,
+            note="ladder",
+            stages={case.pk: step.stage for case, step in referrals},
+        )
+        counts["cases_referred_to_legal"] += len(referrals)
+    if messages:
+        _plan_step_messages(messages, now, actor)
+        counts["messages_planned"] += len(messages)
+
+
+def _run_row(case, step, pos, now, result, detail) -> CaseStepRun:
+    return CaseStepRun(
+        case=case,
+        step=step,
+        min_dpd=step.min_dpd,
+        stage=step.stage,
+        action=step.action,
+        result=result,
+        detail=detail,
+        dpd=pos.dpd,
+        run_at=now,
+    )
+
+
+def _plan_step_messages(
+    messages: list[tuple[CollectionCase, EscalationStep, LoanPosition]], now: dt.datetime, actor: str
+) -> None:
+    """The ladder's SMS, email and push of this chunk, planned in the reminder engine's log in one batch: the cases
+    of one customer reaching a message step the same day share one message per channel naming each loan."""
+    plan_notices(
+        [
+            Notice(
+                customer_id=pos.customer_id,
+                tier_id=pos.tier_id,
+                tz_name=pos.tz_name,
+                kind=step.kind,
+                channel=step.action,
+                # Per tier: after a tier change the old ladder's pending message is cancelled and the new one's planned.
+                key_prefix=f"{LADDER_KEY_PREFIX}{pos.tier_id}:",
+                installment_ids=list(pos.past_due_ids),
+                loan_refs=[pos.loan_ref],
+                due_date=pos.first_due_date,
+            )
+            for case, step, pos in messages
+        ],
+        now=now,
+        actor=actor,
+    )
+
+
+def follow_tier_change(
+    changes: list[tuple[int, int | None, int | None]], at: dt.datetime, actor: Any = "system"
+) -> dict[str, int]:
+    """Open cases of customers who moved tier follow the new tier's ladder (receiver of ``tier_changed``).
+
+    ``changes`` are ``(customer_id, old_tier_id, new_tier_id)``. Effects: ladder messages not sent yet that the
+    old tier planned are cancelled (``tier_changed``); an open call task is cancelled (``tier_changed``) when
+    the new ladder reaches no call step at the case's days past due (``steps_to_perform``: a low-risk ladder
+    calls later); the next run of the ladder performs the new tier's steps. Writes
+    ``collections.case.tier_changed`` per open case and ``collections.call.cancelled`` per task. Returns counts.
+    """
+    actor = actor_name(actor)
+    by_customer = {customer_id: (old, new) for customer_id, old, new in changes}
+    by_new_tier: dict[int | None, list[int]] = defaultdict(list)
+    for customer_id, (_old, new) in by_customer.items():
+        by_new_tier[new].append(customer_id)
+    counts: Counter = Counter()
+    with transaction.atomic():
+        for new, customer_ids in by_new_tier.items():
+            counts["contacts_cancelled"] += cancel_pending(
+                reason=NotificationLog.Reason.TIER_CHANGED,
+                actor=actor,
+                at=at,
+                customer_ids=customer_ids,
+                dedupe_prefix=LADDER_KEY_PREFIX,
+                except_tier_id=new,
+                details_by_customer={
+                    c: {"old_tier_id": by_customer[c][0], "new_tier_id": new} for c in customer_ids
+                },
+            )
+        ladders: dict[int, list[EscalationStep]] = defaultdict(list)
+        for step in EscalationStep.objects.filter(tier_id__in=[t for t in by_new_tier if t is not None]):
+            ladders[step.tier_id].append(step)
+        cases = list(
+            CollectionCase.objects.open()
+            .filter(loan__customer_id__any_of=list(by_customer))
+            .select_related("loan")
+            .select_for_update(of=("self",))
+        )
+        new_tier_of = {c.pk: by_customer[c.loan.customer_id][1] for c in cases}
+
+        def reaches_a_call(case: CollectionCase) -> bool:
+            # Every step the new ladder reaches at the case's DPD, performed or passed over (nothing is done yet
+            # on the new ladder; its grace period is the advance's business).
+            perform, passed = steps_to_perform(ladders.get(new_tier_of[case.pk], []), case.dpd, 0, ())
+            return any(s.action == EscalationStep.Action.CALL_TASK for s in perform + passed)
+
+        log_events(
+            Event(
+                action="collections.case.tier_changed",
+                actor=actor,
+                object_type="collections.CollectionCase",
+                object_id=str(c.pk),
+                at=at,
+                before={"tier_id": by_customer[c.loan.customer_id][0]},
+                after={"tier_id": new_tier_of[c.pk], "stage": c.stage, "dpd": c.dpd},
+            )
+            for c in cases
+        )
+        dpd_of = {c.pk: c.dpd for c in cases}
+        cancelled = cancel_call_tasks(
+            CallTask.objects.filter(case_id__in=[c.pk for c in cases if not reaches_a_call(c)]),
+            CallTask.CancelReason.TIER_CHANGED,
+            at=at,
+            actor=actor,
+            details=lambda case_id: {"dpd": dpd_of[case_id]},
+        )
+    counts["call_tasks_cancelled"] += cancelled.total()
+    return dict(counts)
