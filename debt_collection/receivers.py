@@ -1,8 +1,12 @@
-"""Receivers of the loan book's events (wired in ``apps.py``)."""
+"""Receivers of the loan book's events, connected when the app is ready (``apps.py``)."""
 
 from __future__ import annotations
 
+from loans import signals as loan_signals
+from notifications.compliance import register_contact_counter
+
 from .advance import follow_tier_change
+from .calls import attempts_per_customer
 from .closing import settle_payments
 
 
@@ -15,3 +19,10 @@ def on_payments_recorded(sender, at, installment_ids=None, loan_ids=None, paymen
 def on_tier_changed(sender, at, changes=None, **kwargs):
     if changes:
         follow_tier_change(list(changes), at, actor="event:tier_changed")
+
+
+def connect() -> None:
+    """Listen to the loan book, and have the weekly contact cap count the call attempts made too."""
+    loan_signals.payments_recorded.connect(on_payments_recorded, dispatch_uid="collections.payments_recorded")
+    loan_signals.tier_changed.connect(on_tier_changed, dispatch_uid="collections.tier_changed")
+    register_contact_counter(attempts_per_customer)
