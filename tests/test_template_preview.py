@@ -15,7 +15,7 @@ from notifications.planning import plan_contacts
 from notifications.rendering import preview_template
 
 from .factories import make_customer, make_installment, make_loan, make_tier
-from .factories_collections import DUE, day, low_risk_tier
+from .factories_collections import DUE, day, low_risk_tier, make_ladder
 from .factories_reminders import make_rule, make_template
 
 pytestmark = pytest.mark.django_db
@@ -32,10 +32,17 @@ def debtor_three_instalments_overdue(tier):
     return customer, loan
 
 
+def sms_ladder_tier():
+    """A tier whose ladder's highest step reached at 66 DPD is an SMS (a case performs only the highest step it
+    reaches)."""
+    tier = make_tier(grace_period_days=5)
+    make_ladder(tier, [(1, "early", "sms", "overdue"), (60, "late", "sms", "overdue")])
+    return tier
+
+
 def test_the_preview_of_a_collections_message_names_what_the_dispatcher_sends():
     template = make_template("overdue", "sms", "zh-hans", body=BODY)
-    tier = low_risk_tier()
-    customer, loan = debtor_three_instalments_overdue(tier)
+    customer, loan = debtor_three_instalments_overdue(sms_ladder_tier())
     now = day(6)
     advance_collections(now)
 
@@ -77,7 +84,7 @@ def test_the_preview_without_a_message_of_that_kind_names_what_one_would_name_no
 
 def test_the_admin_preview_at_a_moment_shows_the_message_sent_at_that_moment(admin_client):
     template = make_template("overdue", "sms", "zh-hans", body=BODY)
-    customer, _loan = debtor_three_instalments_overdue(low_risk_tier())
+    customer, _loan = debtor_three_instalments_overdue(sms_ladder_tier())
     now = day(6)
     advance_collections(now)
     dispatch_due(now)
