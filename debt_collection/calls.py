@@ -25,12 +25,12 @@ from django.db.models import Count, Q, QuerySet
 
 from backoffice.audit import Event, actor_name, log_events
 from loans.models import Customer, Loan
+from loans.schedule import local_date
 from notifications.cancelling import cancel_pending
 from notifications.compliance import CallMade, RulesBook, contacts_in_last_7_days
 from notifications.gates import Callee, Decision, earliest_call, may_call
 from notifications.models import NotificationLog
 
-from .ladder import local_date
 from .models import CallAttempt, CallAttemptLoan, CallTask, CollectionCase, PromiseToPay
 
 # How far back the calls that can still block a call are read (a pause after a conversation longer than this

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from loans.models import CreditTier, Installment, Loan
-
-from .ladder import days_past_due, grace_days_of, local_date
+from loans.schedule import days_past_due, grace_days_of, local_date
 
 # Who the daily collections job writes in the audit trail, and how many loans it handles in one transaction.
 JOB_ACTOR = "job:advance_collections"

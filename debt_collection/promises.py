@@ -14,12 +14,12 @@ from django.db.models import Sum
 
 from backoffice.audit import Event, actor_name, log_event, log_events
 from loans.models import Customer, Installment, Payment
+from loans.schedule import local_date
 from notifications.choices import Kind
 from notifications.compliance import RulesBook
 from notifications.notices import Notice, default_notice_channel, plan_notices
 
 from .calls import CallRequest, collector_loads, pick_least_loaded, schedule_calls
-from .ladder import local_date
 from .models import CallTask, CollectionCase, PromiseToPay
 from .positions import JOB_ACTOR, ZERO
 
