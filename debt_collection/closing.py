@@ -34,7 +34,8 @@ def close_cases(
     """Close open cases whose overdue amount is covered (or whose loan is no longer active).
 
     Effects: status ``closed`` (reason ``paid``, or ``loan_closed`` for a loan no longer active); open call
-    tasks cancelled (they leave the queue) and pending promises kept; active agency placements recalled (reason
+    tasks cancelled (they leave the queue) and pending promises kept; the legal hold of a frozen case's loan
+    lifted; active agency placements recalled (reason
     ``paid``); pending contacts about the loan's paid instalments cancelled with reason ``paid``. Writes
     ``collections.case.closed`` (with the refs of the payments that cured it, from ``payment_refs`` by loan id),
     ``collections.call.cancelled`` per task and ``collections.promise.kept`` per promise.
@@ -75,6 +76,7 @@ def close_cases(
                     after={
                         "status": CollectionCase.Status.CLOSED,
                         "reason": reason,
+                        **({"legal_hold": False} if case.is_frozen else {}),
                         **(
                             {"payment_refs": payment_refs[case.loan_id]}
                             if payment_refs and payment_refs.get(case.loan_id)
@@ -90,6 +92,10 @@ def close_cases(
                 None,
             )
         bulk_update_rows(cases, ["status", "closed_at", "close_reason", "paused_until", "updated_at"])
+        # A legal referral ends with its case: the loan's legal hold is lifted.
+        held = [c.loan_id for c in cases if c.is_frozen]
+        if held:
+            Loan.objects.filter(pk__in=held).update(legal_hold=False)
         log_events(events)
         cancelled = cancel_call_tasks(
             CallTask.objects.filter(case_id__in=ids), CallTask.CancelReason.PAID, at=at, actor=actor

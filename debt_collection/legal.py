@@ -13,7 +13,7 @@ from django.db import transaction
 
 from backoffice.audit import Event, actor_name, log_events
 from backoffice.bulk import bulk_update_rows
-from loans.models import Installment
+from loans.models import Installment, Loan
 from notifications.cancelling import cancel_pending
 from notifications.models import NotificationItem, NotificationLog
 
@@ -28,7 +28,8 @@ def refer_to_legal(
 ) -> LegalReferral:
     """Refer an open case to legal and freeze all automatic contact for its loan.
 
-    Effects: a ``LegalReferral``; the case is frozen at stage ``legal``; open call tasks cancelled; active
+    Effects: a ``LegalReferral``; the case is frozen at stage ``legal`` and its loan put on legal hold
+    (``Loan.legal_hold``, until the case closes); open call tasks cancelled; active
     agency placements recalled (reason ``legal``); pending contacts about the loan cancelled (reason
     ``do_not_contact``). Writes ``collections.case.referred_to_legal``. Raises ``ValidationError`` for a
     closed or already referred case.
@@ -71,6 +72,8 @@ def refer_many_to_legal(
         for c in cases:
             c.is_frozen, c.paused_until, c.stage, c.updated_at = True, None, stages.get(c.pk, "legal"), at
         bulk_update_rows(cases, ["is_frozen", "paused_until", "stage", "updated_at"], batch_size=500)
+        # The loan book's flag, which the reminder engine reads: no automatic contact about these loans.
+        Loan.objects.filter(pk__in=[c.loan_id for c in cases]).update(legal_hold=True)
         tasks_by_case = cancel_call_tasks(
             CallTask.objects.filter(case_id__in=ids), CallTask.CancelReason.LEGAL, at=at, actor=actor_str
         )
@@ -85,6 +88,7 @@ def refer_many_to_legal(
                 after={
                     "referral_id": r.pk,
                     "is_frozen": True,
+                    "legal_hold": True,
                     "dpd": c.dpd,
                     "amount_overdue": c.amount_overdue,
                     "call_tasks_cancelled": tasks_by_case[c.pk],
