@@ -27,6 +27,7 @@ from notifications.notices import Notice, plan_notices
 
 from .calls import (
     CallRequest,
+    barred_calls,
     cancel_call_tasks,
     case_priority,
     collector_loads,
@@ -332,34 +333,23 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
             )
         )
 
-    customer_of = {c.pk: positions[c.loan_id].customer_id for c in working}
     # A customer who may no longer be called (put on do-not-contact or opted out of calls since the task was
-    # made) leaves the collectors' queue.
-    for reason, barred in (
-        (
-            CallTask.CancelReason.DO_NOT_CONTACT,
-            {c.pk for c in working if positions[c.loan_id].is_do_not_contact},
-        ),
-        (
-            CallTask.CancelReason.OPTED_OUT,
-            {
-                c.pk
-                for c in working
-                if positions[c.loan_id].is_opted_out_of_calls and not positions[c.loan_id].is_do_not_contact
-            },
-        ),
-    ):
-        if barred:
-            cancelled = cancel_call_tasks(
-                CallTask.objects.filter(case_id__in=barred),
-                reason,
-                at=now,
-                actor=actor,
-                details=lambda case_id: {"customer_id": customer_of[case_id]},
-            )
-            for case_id in cancelled:
-                open_tasks[case_id] = []
-            counts["call_tasks_cancelled"] += cancelled.total()
+    # made, as the gate chain says) leaves the collectors' queue.
+    customer_of = {c.pk: positions[c.loan_id].customer_id for c in working}
+    barred = barred_calls(
+        {c.loan_id: customer_of[c.pk] for c in working if open_tasks.get(c.pk)}, now, run.book
+    )
+    for reason in sorted(set(barred.values())):
+        cancelled = cancel_call_tasks(
+            CallTask.objects.filter(case_id__in=[c.pk for c in working if barred.get(c.loan_id) == reason]),
+            CallTask.CancelReason(reason),
+            at=now,
+            actor=actor,
+            details=lambda case_id: {"customer_id": customer_of[case_id]},
+        )
+        for case_id in cancelled:
+            open_tasks[case_id] = []
+        counts["call_tasks_cancelled"] += cancelled.total()
 
     # Call tasks: one open task per case at most, assigned to the collector with the fewest open tasks.
     requests = []

@@ -109,6 +109,26 @@ def decide_call(
     return decision
 
 
+# What the gate chain answers when no waiting lets the call through: an open task about the loan leaves the queue.
+BARRING_REASONS = (NotificationLog.Reason.DO_NOT_CONTACT, NotificationLog.Reason.OPTED_OUT)
+
+
+def barred_calls(customer_of_loan: dict[int, int], now: dt.datetime, book: RulesBook) -> dict[int, str]:
+    """The loans (of ``{loan_id: customer_id}``) whose customer no call may reach now or later, by the gate chain
+    (``may_call``: do-not-contact, opted out of calls), with the reason code (one query)."""
+    if not customer_of_loan:
+        return {}
+    customers = Customer.objects.select_related("tier").in_bulk(set(customer_of_loan.values()))
+    barred = {}
+    for loan_id, customer_id in customer_of_loan.items():
+        customer = customers[customer_id]
+        callee = callee_of(customer, contacts_in_7_days=0)
+        decision = may_call(now, loan_id, (), callee, book.for_location(callee.location))
+        if decision.reason in BARRING_REASONS:
+            barred[loan_id] = decision.reason
+    return barred
+
+
 def queue_gates(tasks: Iterable[CallTask], now: dt.datetime) -> dict[int, Decision]:
     """For the collector's queue: whether each open task's customer may be called about its loan now, and why
     not (a fixed number of queries for a page of tasks, whose case, loan, customer and tier are loaded)."""
