@@ -7,19 +7,19 @@ from django.urls import path
 
 from strategy.views import tier_preview_view
 
-from . import audit_views, pipeline_views, timeline
+from . import audit_views, customer_page, pipeline_views
 
 app_name = "operator"
 
 urlpatterns = [
     path(
         "loans/customer/<int:customer_id>/timeline/",
-        admin.site.admin_view(timeline.customer_timeline_view),
+        admin.site.admin_view(customer_page.customer_page_view),
         name="customer_timeline",
     ),
     path(
         "loans/loan/<int:loan_id>/timeline/",
-        admin.site.admin_view(timeline.loan_timeline_view),
+        admin.site.admin_view(customer_page.loan_page_view),
         name="loan_timeline",
     ),
     path(

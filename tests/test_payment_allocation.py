@@ -298,8 +298,8 @@ def test_the_loan_timeline_says_which_payment_paid_which_instalment(client):
     record_payment(loan=loan, installment=second, amount=D("8500"), received_at=AT, ref="PT1")
     client.force_login(make_user("boss", is_superuser=True))
     page = client.get(f"/admin/loans/loan/{loan.pk}/timeline/").content.decode()
-    assert "PT1" in page and "#2: 4000.00, #3: 4000.00, #4: 500.00" in page
-    assert "LA1-P1" in page and "#1: 4000.00" in page
+    assert "PT1" in page and "#2: CNY 4,000.00, #3: CNY 4,000.00, #4: CNY 500.00" in page
+    assert "LA1-P1" in page and "#1: CNY 4,000.00" in page
 
 
 @pytest.mark.django_db

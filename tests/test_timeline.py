@@ -79,20 +79,25 @@ def test_it_answers_why_the_second_loan_got_no_sms(client, operator, two_loans):
     held_row = html.split(f'id="contact-{two_loans["held"].pk}"')[1].split('id="contact-')[0]
     assert "Weekly contact cap reached" in held_row  # the reason code in plain words
     assert "L-SECOND" in held_row
-    assert "notifications.contact.suppressed" in held_row  # the audit event behind it
+    assert 'data-action="notifications.contact.suppressed"' in held_row  # the audit event behind it
+    # ... read as a sentence, not as JSON
+    assert "Held back by job:dispatch_due: weekly contact cap reached (3 of 3 in 7 days)" in held_row
+    assert "contacts_in_7_days" not in held_row
     sent_row = html.split(f'id="contact-{two_loans["sent"].pk}"')[1].split('id="contact-')[0]
     assert "L-FIRST, L-SECOND" in sent_row  # the consolidated SMS covered both loans
     assert "prov-123" in sent_row
 
 
-def test_times_show_in_the_customers_zone_and_in_utc(client, operator, two_loans):
+def test_times_show_in_the_operators_zone_and_in_the_customers(client, operator, two_loans, settings):
+    settings.TIME_ZONE = "Asia/Shanghai"
     client.force_login(operator)
 
     html = client.get(f"/admin/loans/customer/{two_loans['customer'].pk}/timeline/").content.decode()
 
-    assert "2026-06-14 22:00 EDT" in html  # 02:00 UTC in New York
-    assert "2026-06-15 02:00 UTC" in html
-    assert "2026-06-14 22:01 EDT" in html  # sent a minute later
+    assert "2026-06-15 10:00 CST" in html  # 02:00 UTC in the operators' zone
+    assert "2026-06-14 22:00 EDT" in html  # and in New York, where the customer lives
+    assert "2026-06-15 10:01 CST" in html  # sent a minute later
+    assert "2026-06-15 02:00 UTC" not in html
 
 
 def test_personal_data_is_masked_without_the_permission(client, operator, two_loans):
@@ -189,12 +194,12 @@ def test_the_page_costs_the_same_queries_for_few_or_many_contacts(client, operat
     with CaptureQueriesContext(connection) as many:
         response = client.get(url)
 
-    assert response.content.decode().count("notifications.contact.planned") == 20
+    assert response.content.decode().count('data-action="notifications.contact.planned"') == 20
     assert len(many) == len(few)
     assert sum("backoffice_auditevent" in q["sql"] for q in many.captured_queries) == 1
     assert (
-        sum("notifications_notificationlog" in q["sql"] for q in many.captured_queries) == 2
-    )  # count + page
+        sum("notifications_notificationlog" in q["sql"] for q in many.captured_queries) == 3
+    )  # count + page + the next planned contact
 
 
 @pytest.mark.parametrize("model", ["customer", "loan"])
