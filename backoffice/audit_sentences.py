@@ -14,6 +14,7 @@ from typing import Any
 from django.utils.translation import gettext as _
 
 from backoffice.masking import Masker
+from backoffice.money import format_money
 from debt_collection.models import CallTask
 from loans.models import Payment
 from notifications.models import NotificationLog
@@ -70,14 +71,18 @@ def _contact(event, after: dict, masker: Masker, pii: dict) -> str:
         "fell_back": _("Failed over to the next channel by %(actor)s"),
         "extended": _("Extended to more instalments by %(actor)s"),
     }
-    text = verbs.get(status, _("%(what)s by %(actor)s")) % {"actor": event.actor, "what": _generic(event.action)}
+    text = verbs.get(status, _("%(what)s by %(actor)s")) % {
+        "actor": event.actor,
+        "what": _generic(event.action),
+    }
     reason = _reason(after)
     if reason:
         text += ": " + reason
     if after.get("cap") and after.get("contacts_in_7_days") is not None:
-        text += " " + _("(%(n)s of %(cap)s in 7 days)") % {"n": after["contacts_in_7_days"], "cap": after["cap"]}
-    if status == "deferred" and after.get("next_opening"):
-        text += " " + _("until %(when)s") % {"when": after["next_opening"]}
+        text += " " + _("(%(n)s of %(cap)s in 7 days)") % {
+            "n": after["contacts_in_7_days"],
+            "cap": after["cap"],
+        }
     return text
 
 
@@ -106,7 +111,11 @@ def _call(event, after: dict, masker: Masker, pii: dict) -> str:
 
 def _promise(event, after: dict, masker: Masker, pii: dict) -> str:
     verb = event.action.rsplit(".", 1)[-1]
-    facts = {"actor": event.actor, "amount": after.get("amount", ""), "date": after.get("promised_date", "")}
+    facts = {
+        "actor": event.actor,
+        "amount": format_money(after.get("amount")),
+        "date": after.get("promised_date", ""),
+    }
     phrasing = {
         "created": _("Promise to pay %(amount)s by %(date)s recorded by %(actor)s"),
         "kept": _("Promise kept, said %(actor)s"),
@@ -121,7 +130,7 @@ def _payment(event, after: dict, masker: Masker, pii: dict) -> str:
     facts = {
         "actor": event.actor,
         "ref": after.get("ref", ""),
-        "amount": after.get("amount", ""),
+        "amount": format_money(after.get("amount")),
         "source": _label(Payment.Source, after.get("source")) if after.get("source") else "",
     }
     phrasing = {

@@ -270,8 +270,16 @@ def timeline_sources(user, customer: Customer, loan: Loan | None, filters: dict[
         qs = qs.select_related("case__loan", "created_by").order_by("-created_at", "-id")
         sources.append(Source("promise", _in_range(qs, "created_at", filters), "created_at"))
     if user.has_perm(PAYMENTS) and shows("payment", filters):
-        qs = Payment.objects.filter(loan__customer=customer) if loan is None else Payment.objects.filter(loan=loan)
-        qs = qs.select_related("loan").prefetch_related("allocations__installment").order_by("-received_at", "-id")
+        qs = (
+            Payment.objects.filter(loan__customer=customer)
+            if loan is None
+            else Payment.objects.filter(loan=loan)
+        )
+        qs = (
+            qs.select_related("loan")
+            .prefetch_related("allocations__installment")
+            .order_by("-received_at", "-id")
+        )
         sources.append(Source("payment", _in_range(qs, "received_at", filters), "received_at"))
     return sources
 
@@ -302,15 +310,15 @@ def audit_events_about(keys: list[tuple[str, str]]) -> dict[tuple[str, str], lis
     return found
 
 
-def timeline_rows(
-    items: list[tuple[str, Any]], customer: Customer, *, masker: Masker
-) -> list[TimelineRow]:
+def timeline_rows(items: list[tuple[str, Any]], customer: Customer, *, masker: Masker) -> list[TimelineRow]:
     """The rows of one page of the timeline, with the audit events of all of them read in one query."""
     zone = customer.zone
     pii = known_of(customer)
     events = audit_events_about([key for kind, obj in items if (key := _audit_key(kind, obj))])
     log_events = {
-        object_id: found for (object_type, object_id), found in events.items() if object_type == LOG_OBJECT_TYPE
+        object_id: found
+        for (object_type, object_id), found in events.items()
+        if object_type == LOG_OBJECT_TYPE
     }
     messages = {
         entry.log.pk: entry
@@ -372,10 +380,14 @@ def timeline_rows(
         else:
             allocations = sorted(obj.allocations.all(), key=lambda a: a.installment.seq)
             credit = obj.amount - sum((a.amount for a in allocations), Decimal("0"))
-            paid = ", ".join(f"#{a.installment.seq}: {format_money(a.amount, obj.loan.currency)}" for a in allocations)
+            paid = ", ".join(
+                f"#{a.installment.seq}: {format_money(a.amount, obj.loan.currency)}" for a in allocations
+            )
             detail = _("paid %(instalments)s") % {"instalments": paid} if paid else _("paid no instalment")
             if credit:
-                detail += " · " + _("kept as credit: %(amount)s") % {"amount": format_money(credit, obj.loan.currency)}
+                detail += " · " + _("kept as credit: %(amount)s") % {
+                    "amount": format_money(credit, obj.loan.currency)
+                }
             rows.append(
                 TimelineRow(
                     kind=kind,
@@ -405,11 +417,11 @@ def promise_counts(customer: Customer) -> dict[str, int]:
 
 def _consent(customer: Customer, standings: list[LoanStanding]) -> dict[str, Any]:
     return {
-        "opted_out": [
-            str(label) for value, label in Channel.choices if customer.is_opted_out(value)
-        ],
+        "opted_out": [str(label) for value, label in Channel.choices if customer.is_opted_out(value)],
         "do_not_contact": customer.do_not_contact,
-        "do_not_contact_reason": customer.get_do_not_contact_reason_display() if customer.do_not_contact else "",
+        "do_not_contact_reason": customer.get_do_not_contact_reason_display()
+        if customer.do_not_contact
+        else "",
         "legal_hold": [s.loan.ref for s in standings if s.is_legal_hold],
     }
 

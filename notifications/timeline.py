@@ -67,9 +67,7 @@ def messages_of(*, customer: Customer | None = None, loan: Loan | None = None) -
 def next_planned_contact(customer: Customer, now: dt.datetime) -> NotificationLog | None:
     """The customer's next contact still to be sent (planned or deferred) from ``now`` on."""
     return (
-        NotificationLog.objects.filter(
-            customer=customer, status__in=PENDING_STATUSES, scheduled_for__gte=now
-        )
+        NotificationLog.objects.filter(customer=customer, status__in=PENDING_STATUSES, scheduled_for__gte=now)
         .order_by("scheduled_for", "id")
         .first()
     )
