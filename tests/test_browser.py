@@ -184,7 +184,10 @@ def test_an_operator_opens_the_dashboard_and_a_customer_timeline(open_as, live_s
     assert "Weekly contact cap reached" in held_row.inner_text()
     assert "L-SECOND" in held_row.inner_text()
     assert "L-FIRST, L-SECOND" in page.locator(f"#contact-{book['sent'].pk}").inner_text()
-    assert "notifications.contact.suppressed" in page.locator("#bo-timeline").inner_text()
+    assert (
+        "Held back by job:dispatch_due: weekly contact cap reached"
+        in page.locator("#bo-timeline").inner_text()
+    )
     shot(page, "timeline")
 
     page.goto(f"{live_server.url}/admin/loans/customer/")
