@@ -61,7 +61,7 @@ def customer_book(transactional_db):
             installments=list(loan.installments.all()),
             status=NotificationLog.Status.SUPPRESSED,
             reason=NotificationLog.Reason.FREQUENCY_CAP,
-            scheduled_for=day(n - 3, hour=9),
+            scheduled_for=day(n, hour=9),
             body="Bob Lee, your instalment of CNY 500.00 is overdue. Pay at https://pay.example.com/x " * 2,
         )
     return {"customer": customer, "call": CallAttempt.objects.get(task=task)}
@@ -93,10 +93,12 @@ def test_every_role_reads_the_customer_page_inside_the_window(
         try:
             page.goto(url)
             m = page.evaluate(MEASURE)
+            call_row = page.locator(f"#call-{customer_book['call'].pk}")
+            call_row.locator("xpath=following-sibling::tr[1]//summary").click()  # its audit events
             seen[username] = {
                 "fits": m["page"] <= m["window"] and m["right"] <= viewport["width"],
                 "standing": page.locator("#bo-standing").inner_text(),
-                "sentences": page.locator("#bo-timeline").inner_text(),
+                "sentences": call_row.locator("xpath=following-sibling::tr[1]").inner_text(),
                 "name": "Bob Lee" in page.locator("#bo-who").inner_text(),
             }
             page.screenshot(path=str(SCREENSHOTS / f"customer_page_{username}_{viewport['width']}.png"))
