@@ -28,6 +28,7 @@ from backoffice.masking import mask_destination, mask_email, mask_name, mask_pho
 from backoffice.money import money_display
 
 from . import services
+from .customer_search import customer_search_q
 from .forms import PaymentForm
 from .models import AutoDebitAttempt, CreditScore, CreditTier, Customer, Installment, Loan, Payment
 from .resources import (
@@ -225,7 +226,12 @@ class CustomerAdmin(PersonalDataAdminMixin, AuditedAdminMixin, BookImportExportA
         "opt_out_sms",
     )
     list_select_related = ("tier",)
-    search_fields = ("=ref", "=phone", "name")
+    # What the search box looks in (see get_search_results): the reference, and with the personal-data
+    # permission any part of the phone number, the name or the email.
+    search_fields = ("=ref", "phone", "name", "email")
+    search_help_text = _(
+        "A reference, or (when you may see personal data) part of a phone number, a name or an email."
+    )
     personal_fields = ("name", "phone", "email", "push_token")
     readonly_fields = ("credit_score", "timezone_source", "instalments", "created_at", "updated_at")
     inlines = [LoanInline]
@@ -273,6 +279,12 @@ class CustomerAdmin(PersonalDataAdminMixin, AuditedAdminMixin, BookImportExportA
     def get_list_display(self, request):
         fields = super().get_list_display(request)
         return [PERSONAL.get(f, f) for f in fields] if self._masks(request) else fields
+
+    def get_search_results(self, request, queryset, search_term):
+        # Also what the admin's autocomplete widgets of other models search with.
+        if not search_term.strip():
+            return queryset, False
+        return queryset.filter(customer_search_q(search_term, personal=not self._masks(request))), False
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
