@@ -38,9 +38,9 @@ from backoffice.audit_sentences import sentence_of
 from backoffice.masking import Masker, known_of, masker_for
 from backoffice.models import AuditEvent
 from backoffice.money import format_money
-from debt_collection.ladder import DpdBucket, days_past_due, dpd_bucket, local_date, state_of
 from debt_collection.models import CallAttempt, CallTask, CollectionCase, PromiseToPay
 from loans.models import Customer, Installment, Loan, Payment
+from loans.schedule import DpdBucket
 from notifications.choices import Channel
 from notifications.models import NotificationLog
 from notifications.timeline import (
@@ -88,11 +88,11 @@ class LoanStanding:
     state: str
     days_past_due: int
     dpd_bucket: str
+    is_legal_hold: bool
     case: CollectionCase | None = None
     stage: str = ""
     collector: str = ""
     next_call: dt.datetime | None = None
-    is_legal_hold: bool = False
 
 
 def loan_standings(customer: Customer, loans: list[Loan], now: dt.datetime) -> list[LoanStanding]:
@@ -103,13 +103,12 @@ def loan_standings(customer: Customer, loans: list[Loan], now: dt.datetime) -> l
     for inst in Installment.objects.filter(loan__customer=customer).unpaid().order_by("due_date", "seq"):
         inst.loan = loan_of[inst.loan_id]  # the rules read the loan's customer and tier: no query per row
         by_loan[inst.loan_id].append(inst)
-    today = local_date(now, customer.timezone)
     rows = []
     for loan in loans:
         unpaid = by_loan[loan.pk]
-        past_due = [i for i in unpaid if days_past_due(i.due_date, today) > 0]
+        past_due = [i for i in unpaid if i.days_past_due(now) > 0]
         oldest = past_due[0] if past_due else None
-        dpd = days_past_due(oldest.due_date, today) if oldest else 0
+        dpd = oldest.days_past_due(now) if oldest else 0
         first_unpaid = unpaid[0] if unpaid else None
         rows.append(
             LoanStanding(
@@ -118,9 +117,10 @@ def loan_standings(customer: Customer, loans: list[Loan], now: dt.datetime) -> l
                 arrears=format_money(sum((i.outstanding for i in past_due), Decimal("0")), loan.currency),
                 has_arrears=bool(past_due),
                 oldest_overdue=oldest.due_date if oldest else None,
-                state=state_of(first_unpaid, now).label if first_unpaid else "",
+                state=first_unpaid.state(now).label if first_unpaid else "",
                 days_past_due=dpd,
-                dpd_bucket=DpdBucket(dpd_bucket(dpd)).label,
+                dpd_bucket=oldest.dpd_bucket(now).label if oldest else DpdBucket.CURRENT.label,
+                is_legal_hold=loan.legal_hold,
             )
         )
     return rows
@@ -144,7 +144,7 @@ def _add_collections(rows: list[LoanStanding], customer: Customer, *, with_tasks
         case = cases.get(row.loan.pk)
         if case is None:
             continue
-        row.case, row.stage, row.is_legal_hold = case, case.stage, case.is_frozen
+        row.case, row.stage = case, case.stage
         task = tasks.get(case.pk)
         if task is not None:
             row.next_call = task.scheduled_for
@@ -415,14 +415,14 @@ def promise_counts(customer: Customer) -> dict[str, int]:
     )
 
 
-def _consent(customer: Customer, standings: list[LoanStanding]) -> dict[str, Any]:
+def _consent(customer: Customer, loans: list[Loan]) -> dict[str, Any]:
     return {
         "opted_out": [str(label) for value, label in Channel.choices if customer.is_opted_out(value)],
         "do_not_contact": customer.do_not_contact,
         "do_not_contact_reason": customer.get_do_not_contact_reason_display()
         if customer.do_not_contact
         else "",
-        "legal_hold": [s.loan.ref for s in standings if s.is_legal_hold],
+        "legal_hold": [loan.ref for loan in loans if loan.legal_hold],
     }
 
 
@@ -459,7 +459,7 @@ def _render(request: HttpRequest, *, customer: Customer, loan: Loan | None) -> H
         "loan": loan,
         "loans": loans,
         "standings": standings,
-        "consent": _consent(customer, standings),
+        "consent": _consent(customer, loans),
         "promises": promise_counts(customer) if user.has_perm(PROMISES) else None,
         "next_contact": next_planned_contact(customer, now) if user.has_perm(MESSAGES) else None,
         "next_call": next_call,

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from backoffice.roles import COLLECTOR, COMPLIANCE_OFFICER, OPERATIONS
 from debt_collection.models import CallAttempt, PromiseToPay
 from debt_collection.services import advance_collections, record_call_outcome
+from loans.models import Loan
 from loans.services import record_payment
 from notifications.models import NotificationLog
 
@@ -141,11 +142,14 @@ def test_it_shows_consent_and_holds(client, book):
     customer.opt_out_sms = True
     customer.do_not_contact, customer.do_not_contact_reason = True, "bereavement"
     customer.save()
+    Loan.objects.filter(pk=book["loan"].pk).update(legal_hold=True)
 
     html = page(client, make_user("ops", group=OPERATIONS), customer)
 
     consent = html.split('id="bo-consent"')[1].split("</dl>")[0]
     assert "SMS" in consent and "Bereavement" in consent
+    assert book["loan"].ref in consent and book["later"].ref not in consent  # the loan under legal hold
+    assert "legal hold" in row(html, f"standing-{book['loan'].ref}")
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,6 @@ def drop_indexes(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("loans", "0004_customer_timezone_source")]
+    dependencies = [("loans", "0005_loan_legal_hold")]
 
     operations = [migrations.RunPython(create_indexes, drop_indexes, elidable=False)]
