@@ -13,8 +13,9 @@ from decimal import Decimal
 import pytest
 
 from backoffice.roles import COLLECTOR, COMPLIANCE_OFFICER, OPERATIONS
+from debt_collection.advance import advance_collections
+from debt_collection.calls import record_call_outcome
 from debt_collection.models import CallAttempt, PromiseToPay
-from debt_collection.services import advance_collections, record_call_outcome
 from loans.services import record_payment
 from notifications.models import NotificationLog
 from tests.factories import make_installment, make_loan, make_tier, make_user

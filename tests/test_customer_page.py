@@ -11,8 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from backoffice.roles import COLLECTOR, COMPLIANCE_OFFICER, OPERATIONS
+from debt_collection.advance import advance_collections
+from debt_collection.calls import record_call_outcome
 from debt_collection.models import CallAttempt, PromiseToPay
-from debt_collection.services import advance_collections, record_call_outcome
 from loans.models import Loan
 from loans.services import record_payment
 from notifications.models import NotificationLog
