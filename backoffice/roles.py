@@ -18,8 +18,31 @@ from fnmatch import fnmatchcase
 
 OPERATIONS = "Operations"
 COLLECTOR = "Collector"
+TEAM_LEAD = "Collections team lead"
 COMPLIANCE_OFFICER = "Compliance officer"
 ADMINISTRATOR = "Administrator"
+
+_COLLECTOR: dict[str, list[str]] = {
+    "loans": ["view_customer", "view_loan", "view_installment", "view_payment", "view_personal_data"],
+    "notifications": ["view_notificationlog", "view_notificationitem"],
+    "collections": [
+        "view_collectioncase",
+        "view_casesteprun",
+        "view_calltask",
+        "change_calltask",
+        "add_calltask",
+        "record_call_outcome",
+        "view_callattempt",
+        "view_promisetopay",
+        "change_promisetopay",
+        "add_promisetopay",
+        "view_agency",
+        "view_agencyplacement",
+        "view_legalreferral",
+        "place_with_agency",
+        "refer_to_legal",
+    ],
+}
 
 ROLES: dict[str, dict[str, list[str]]] = {
     # Configure tiers, templates, rules, contact policy and escalation steps; load the loan book; record
@@ -67,27 +90,10 @@ ROLES: dict[str, dict[str, list[str]]] = {
         "django_q": ["view_*"],
     },
     # Work overdue cases: the call queue, outcomes, promises to pay, hand-over to an agency or to legal.
-    COLLECTOR: {
-        "loans": ["view_customer", "view_loan", "view_installment", "view_payment", "view_personal_data"],
-        "notifications": ["view_notificationlog", "view_notificationitem"],
-        "collections": [
-            "view_collectioncase",
-            "view_casesteprun",
-            "view_calltask",
-            "change_calltask",
-            "add_calltask",
-            "record_call_outcome",
-            "view_callattempt",
-            "view_promisetopay",
-            "change_promisetopay",
-            "add_promisetopay",
-            "view_agency",
-            "view_agencyplacement",
-            "view_legalreferral",
-            "place_with_agency",
-            "refer_to_legal",
-        ],
-    },
+    COLLECTOR: _COLLECTOR,
+    # Lead the collectors: everything a collector does, on every collector's queue, and hand their call tasks
+    # to another member of the Collector group (only Collectors receive call tasks).
+    TEAM_LEAD: {**_COLLECTOR, "collections": [*_COLLECTOR["collections"], "view_all_calltasks"]},
     # Review and export for a regulator; never edit. Personal data stays masked unless granted by hand.
     COMPLIANCE_OFFICER: {
         "*": ["view_*", "export_*", "-view_personal_data"],

@@ -230,6 +230,12 @@ CONTENT_SECURITY_POLICY = {
 # --- Product settings ----------------------------------------------------------------------------------
 PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="CN")
 DEFAULT_CURRENCY = env.str("DEFAULT_CURRENCY", default="CNY")
+# A call task is to be worked within this many hours of falling due; the queue flags it as overdue after that.
+CALL_TASK_SERVICE_LEVEL_HOURS = env.int("CALL_TASK_SERVICE_LEVEL_HOURS", default=4)
+if not 1 <= CALL_TASK_SERVICE_LEVEL_HOURS <= 24 * 7:
+    raise ImproperlyConfigured(
+        f"CALL_TASK_SERVICE_LEVEL_HOURS must be a number of hours from 1 to 168; got {CALL_TASK_SERVICE_LEVEL_HOURS}."
+    )
 # One delivery backend per channel, by dotted path. The default writes to an outbox table in the database.
 NOTIFICATION_BACKENDS = {
     "sms": env.str("SMS_BACKEND", default="notifications.channels.OutboxBackend"),

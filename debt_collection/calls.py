@@ -17,20 +17,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 
 from backoffice.audit import Event, actor_name, log_events
 from loans.models import Customer, Loan
 from loans.schedule import local_date
 from notifications.cancelling import cancel_pending
-from notifications.compliance import CallMade, RulesBook, contacts_in_last_7_days
+from notifications.compliance import CallMade, RulesBook, allowed_at, contacts_in_last_7_days
 from notifications.gates import Callee, Decision, earliest_call, may_call
 from notifications.models import NotificationLog
 
+from .assignment import collectors
 from .models import CallAttempt, CallAttemptLoan, CallTask, CollectionCase, PromiseToPay
 
 # How far back the calls that can still block a call are read (a pause after a conversation longer than this
@@ -129,9 +128,19 @@ def barred_calls(customer_of_loan: dict[int, int], now: dt.datetime, book: Rules
     return barred
 
 
-def queue_gates(tasks: Iterable[CallTask], now: dt.datetime) -> dict[int, Decision]:
-    """For the collector's queue: whether each open task's customer may be called about its loan now, and why
-    not (a fixed number of queries for a page of tasks, whose case, loan, customer and tier are loaded)."""
+@dataclass(frozen=True)
+class QueueGate:
+    """Whether a task's customer may be called now (``decision``, from ``may_call``), and, when the contact
+    window refuses it, in which of the customer's zones the window is shut (``allowed_at`` zone by zone)."""
+
+    decision: Decision
+    closed_zones: tuple[str, ...] = ()
+
+
+def queue_gates(tasks: Iterable[CallTask], now: dt.datetime) -> dict[int, QueueGate]:
+    """For the collector's queue and the outcome form: whether each open task's customer may be called about
+    its loan now, and why not (a fixed number of queries for a page of tasks, whose case, loan, customer and
+    tier are loaded)."""
     tasks = [t for t in tasks if t.is_open]
     if not tasks:
         return {}
@@ -139,17 +148,23 @@ def queue_gates(tasks: Iterable[CallTask], now: dt.datetime) -> dict[int, Decisi
     made = calls_made(customer_ids, now)
     counts = contacts_in_last_7_days(customer_ids, now)
     book = RulesBook.load()
-    return {
-        t.pk: decide_call(
-            t.case.loan.customer,
+    gates = {}
+    for t in tasks:
+        customer = t.case.loan.customer
+        decision = decide_call(
+            customer,
             [t.case.loan_id],
             now,
-            made=made.get(t.case.loan.customer_id, []),
-            contacts_in_7_days=counts.get(t.case.loan.customer_id, 0),
+            made=made.get(customer.pk, []),
+            contacts_in_7_days=counts.get(customer.pk, 0),
             book=book,
         )
-        for t in tasks
-    }
+        closed: tuple[str, ...] = ()
+        if decision.reason == NotificationLog.Reason.OUTSIDE_CONTACT_WINDOW:
+            window = book.for_location(customer.location).window
+            closed = tuple(z for z in customer.location.zones if not allowed_at(now, [z], window))
+        gates[t.pk] = QueueGate(decision, closed)
+    return gates
 
 
 def voicemail_for(customer: Customer, user, *, book: RulesBook | None = None) -> str:
@@ -178,18 +193,8 @@ def case_priority(case: CollectionCase) -> int:
 
 
 def collector_loads() -> dict[int, int]:
-    """Active collectors (users allowed to record call outcomes) and their number of open call tasks."""
-    perm = Permission.objects.filter(
-        codename="record_call_outcome", content_type__app_label="collections"
-    ).first()
-    if perm is None:
-        return {}
-    User = get_user_model()
-    ids = set(
-        User.objects.filter(is_active=True)
-        .filter(Q(groups__permissions=perm) | Q(user_permissions=perm))
-        .values_list("pk", flat=True)
-    )
+    """Active members of the Collector group (``assignment.collectors``) and their number of open call tasks."""
+    ids = set(collectors().values_list("pk", flat=True))
     loads = dict.fromkeys(ids, 0)
     for user_id, n in (
         CallTask.objects.filter(status=CallTask.Status.OPEN, assigned_to_id__in=ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from django.conf import settings
@@ -206,6 +207,15 @@ class CaseStepRun(models.Model):
         return f"{self.case_id}: {self.action} @ DPD {self.dpd} ({self.result})"
 
 
+class CallTaskQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(status=CallTask.Status.OPEN)
+
+    def past_service_level(self, now: dt.datetime, service_level: dt.timedelta):
+        """Open tasks not worked by their deadline at ``now`` (the rows ``CallTask.overdue_by`` flags)."""
+        return self.open().filter(scheduled_for__lt=now - service_level)
+
+
 class CallTask(models.Model):
     """A call a collector has to make: the collectors' queue."""
 
@@ -273,6 +283,8 @@ class CallTask(models.Model):
         verbose_name=_("completed by"),
     )
 
+    objects = CallTaskQuerySet.as_manager()
+
     class Meta:
         ordering = ["-priority", "scheduled_for", "id"]
         verbose_name = _("call task")
@@ -299,6 +311,18 @@ class CallTask(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.OPEN
+
+    def service_level_deadline(self, service_level: dt.timedelta) -> dt.datetime:
+        """When the task should have been worked: ``service_level`` after it fell due (``scheduled_for``)."""
+        return self.scheduled_for + service_level
+
+    def overdue_by(self, now: dt.datetime, service_level: dt.timedelta) -> dt.timedelta | None:
+        """How far past its deadline the task is at ``now``; None when it is worked, cancelled or on time
+        (``CallTaskQuerySet.past_service_level`` selects the same tasks)."""
+        if not self.is_open:
+            return None
+        late = now - self.service_level_deadline(service_level)
+        return late if late > dt.timedelta(0) else None
 
 
 class CallAttempt(models.Model):

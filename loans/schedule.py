@@ -53,16 +53,21 @@ def days_past_due(due_date: dt.date, today: dt.date) -> int:
     return max((today - due_date).days, 0)
 
 
+# Each past-due bucket's days past due, first and last (None: no end): ``dpd_bucket`` and the filters on days
+# past due (the call queue's DPD bucket) read the same bounds.
+DPD_BUCKET_BOUNDS: dict[DpdBucket, tuple[int, int | None]] = {
+    DpdBucket.B1_30: (1, 30),
+    DpdBucket.B31_60: (31, 60),
+    DpdBucket.B61_90: (61, 90),
+    DpdBucket.B90_PLUS: (91, None),
+}
+
+
 def dpd_bucket(dpd: int) -> DpdBucket:
-    if dpd <= 0:
-        return DpdBucket.CURRENT
-    if dpd <= 30:
-        return DpdBucket.B1_30
-    if dpd <= 60:
-        return DpdBucket.B31_60
-    if dpd <= 90:
-        return DpdBucket.B61_90
-    return DpdBucket.B90_PLUS
+    for bucket, (first, last) in DPD_BUCKET_BOUNDS.items():
+        if first <= dpd and (last is None or dpd <= last):
+            return bucket
+    return DpdBucket.CURRENT
 
 
 def grace_days_of(tier) -> int:
