@@ -12,10 +12,6 @@ class BackofficeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import signals  # noqa: F401
-        from .lookups import register
-
-        register()  # field__any_of, the daily jobs' lookup for long lists of ids
         from .roles import sync_roles_after_migrate
 
         # Once per migrate (sender=this app): grant the roles the permissions of models added since.

@@ -13,8 +13,8 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
-from backoffice.masking import Masker
-from backoffice.money import format_money
+from core.masking import Masker
+from core.money import format_money
 from debt_collection.models import CallTask
 from loans.models import Payment
 from notifications.models import NotificationLog

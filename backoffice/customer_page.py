@@ -35,9 +35,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from backoffice.audit_sentences import sentence_of
-from backoffice.masking import Masker, known_of, masker_for
-from backoffice.models import AuditEvent
-from backoffice.money import format_money
+from core.masking import Masker, known_of, masker_for
+from core.models import AuditEvent
+from core.money import format_money
 from debt_collection.models import CallAttempt, CallTask, CollectionCase, PromiseToPay
 from loans.models import Customer, Installment, Loan, Payment
 from loans.schedule import DpdBucket

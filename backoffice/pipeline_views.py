@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from .audit import log_event
+from core.audit import log_event
+
 from .models import PipelineRun
 
 RUN_PERMISSION = "backoffice.run_pipeline"

@@ -86,7 +86,8 @@ ROLES: dict[str, dict[str, list[str]]] = {
             "import_*",
             "export_*",
         ],
-        "backoffice": ["view_*", "export_*", "run_pipeline"],
+        "core": ["view_*", "export_*"],
+        "backoffice": ["view_*", "run_pipeline"],
         "django_q": ["view_*"],
     },
     # Work overdue cases: the call queue, outcomes, promises to pay, hand-over to an agency or to legal.
@@ -104,7 +105,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
 }
 
 # Apps whose permissions the roles are about ("*" means these; auth, sessions... only for Administrator).
-PRODUCT_APPS = ("loans", "notifications", "collections", "backoffice", "django_q")
+PRODUCT_APPS = ("core", "loans", "notifications", "collections", "backoffice", "django_q")
 
 
 def codename_matches(codename: str, patterns: list[str]) -> bool:

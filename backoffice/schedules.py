@@ -12,7 +12,7 @@ SCHEDULES = [
     },
     {"name": "dispatch-due", "func": "backoffice.tasks.dispatch_due", "minutes": 1},
     # Ends imports and exports whose worker died; removes files past their retention.
-    {"name": "housekeeping", "func": "backoffice.housekeeping.run_housekeeping", "minutes": 60},
+    {"name": "housekeeping", "func": "core.housekeeping.run_housekeeping", "minutes": 60},
 ]
 
 

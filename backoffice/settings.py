@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django_q",
     "import_export",
     "anymail",
+    "core.apps.CoreConfig",
     "loans.apps.LoansConfig",
     "notifications.apps.NotificationsConfig",
     "debt_collection.apps.DebtCollectionConfig",
@@ -122,8 +123,8 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True
-# One date style per language on every page (backoffice/formats/<language>/formats.py).
-FORMAT_MODULE_PATH = ["backoffice.formats"]
+# One date style per language on every page (core/formats/<language>/formats.py).
+FORMAT_MODULE_PATH = ["core.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
@@ -155,7 +156,7 @@ LOGIN_URL = "admin:login"
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_CLIENT_IP_CALLABLE = "backoffice.signals.client_ip"
+AXES_CLIENT_IP_CALLABLE = "core.signals.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # successful log-ins are in the audit trail already
 AXES_ENABLE_ACCESS_FAILURE_LOG = False  # so are failed ones

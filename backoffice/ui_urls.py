@@ -7,7 +7,9 @@ from django.urls import path
 
 from strategy.views import tier_preview_view
 
-from . import audit_views, customer_page, pipeline_views
+from core import audit_views
+
+from . import customer_page, pipeline_views
 
 app_name = "operator"
 
@@ -38,12 +40,12 @@ urlpatterns = [
         name="pipeline_run",
     ),
     path(
-        "backoffice/auditevent/verify/",
+        "core/auditevent/verify/",
         admin.site.admin_view(audit_views.audit_verification_view),
         name="audit_verify",
     ),
     path(
-        "backoffice/auditevent/verify/<int:verification_id>/",
+        "core/auditevent/verify/<int:verification_id>/",
         admin.site.admin_view(audit_views.audit_verification_view),
         name="audit_verification",
     ),

@@ -26,7 +26,7 @@ def rows_per_table() -> dict[str, int]:
         "notifications.NotificationLog",
         "notifications.NotificationItem",
         "notifications.OutboxMessage",
-        "backoffice.AuditEvent",
+        "core.AuditEvent",
         "collections.CollectionCase",
         "collections.CaseStepRun",
         "collections.CallTask",
@@ -61,7 +61,7 @@ def rows_like_the_run(inserted: dict[str, int], now, customer_id: int) -> tuple[
 
     from django.db.models import Max
 
-    from backoffice.models import AuditEvent
+    from core.models import AuditEvent
     from notifications.models import OutboxMessage
 
     outbox = [
@@ -98,7 +98,7 @@ def bulk_create_like_the_run(rows: tuple[list, list, list], n_items: int) -> Non
     """bulk_create the rows, and ``n_items`` items on the new log rows, in one transaction rolled back."""
     from django.db import transaction
 
-    from backoffice.models import AuditEvent
+    from core.models import AuditEvent
     from loans.models import Installment
     from notifications.models import NotificationItem, NotificationLog, OutboxMessage
 
@@ -151,7 +151,7 @@ def main() -> int:
     from django.utils import timezone
 
     import book
-    from backoffice.housekeeping import refresh_planner_statistics
+    from core.housekeeping import refresh_planner_statistics
     from backoffice.jobs import pipeline_steps, run_pipeline
     from notifications.models import NotificationLog, OutboxMessage
 

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 
-from backoffice.audit import Event, actor_name, log_events
+from core.audit import Event, actor_name, log_events
 from backoffice.roles import COLLECTOR
 
 from .models import CallTask

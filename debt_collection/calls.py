@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, QuerySet
 
-from backoffice.audit import Event, actor_name, log_events
+from core.audit import Event, actor_name, log_events
 from loans.models import Customer, Loan
 from loans.schedule import local_date
 from notifications.cancelling import cancel_pending

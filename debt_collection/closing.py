@@ -10,8 +10,8 @@ from typing import Any
 
 from django.db import transaction
 
-from backoffice.audit import Event, actor_name, log_events
-from backoffice.bulk import bulk_update_rows
+from core.audit import Event, actor_name, log_events
+from core.bulk import bulk_update_rows
 from loans.models import CreditTier, Installment, Loan
 from notifications.cancelling import cancel_pending
 from notifications.models import NotificationLog

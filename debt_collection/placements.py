@@ -13,10 +13,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from backoffice.audit import Event, actor_name, log_events
-from backoffice.bulk import bulk_update_rows
-from backoffice.exports import escape_formula
-from backoffice.masking import mask_email, mask_name, mask_phone
+from core.audit import Event, actor_name, log_events
+from core.bulk import bulk_update_rows
+from core.exports import escape_formula
+from core.masking import mask_email, mask_name, mask_phone
 from loans.schedule import dpd_bucket
 
 from .models import Agency, AgencyPlacement, CollectionCase

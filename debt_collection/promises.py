@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Sum
 
-from backoffice.audit import Event, actor_name, log_event, log_events
+from core.audit import Event, actor_name, log_event, log_events
 from loans.models import Customer, Installment, Payment
 from loans.schedule import local_date
 from notifications.choices import Kind

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from import_export import fields
 
-from backoffice.importing import BookResource, IntWidget, RefWidget, TextWidget
+from core.importing import BookResource, IntWidget, RefWidget, TextWidget
 from loans.models import CreditTier
 
 from .models import EscalationStep

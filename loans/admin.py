@@ -15,17 +15,17 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 
-from backoffice.admin import (
+from core.admin import (
     AuditedAdminMixin,
     AuditedExportMixin,
     AuditedModelAdmin,
     LargeTablePaginator,
     PersonalDataAdminMixin,
 )
-from backoffice.compliance_admin import InputFilter
-from backoffice.importing import BookImportAdminMixin
-from backoffice.masking import mask_destination, mask_email, mask_name, mask_phone, masker_for
-from backoffice.money import money_display
+from core.compliance_admin import InputFilter
+from core.importing import BookImportAdminMixin
+from core.masking import mask_destination, mask_email, mask_name, mask_phone, masker_for
+from core.money import money_display
 
 from . import services
 from .customer_search import customer_search_q

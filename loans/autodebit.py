@@ -20,8 +20,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils.module_loading import import_string
 
-from backoffice.audit import Event, log_events
-from backoffice.bulk import bulk_update_rows
+from core.audit import Event, log_events
+from core.bulk import bulk_update_rows
 
 from .gateways import DebitResult, get_gateway
 from .models import AutoDebitAttempt, Installment, Loan, Payment

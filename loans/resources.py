@@ -1,6 +1,6 @@
 """Import files of the loan book (SPEC.md "Import files"): exactly these columns, keyed by the first column(s).
 
-Every resource is a ``backoffice.importing.BookResource``: a bad row fails the whole file with its line and
+Every resource is a ``core.importing.BookResource``: a bad row fails the whole file with its line and
 column, and re-importing a file updates rows instead of duplicating them.
 """
 
@@ -11,8 +11,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from import_export.fields import Field
 
-from backoffice.audit import Event, log_events
-from backoffice.importing import (
+from core.audit import Event, log_events
+from core.importing import (
     BookResource,
     BoolWidget,
     IntWidget,
@@ -190,7 +190,7 @@ class CustomerResource(BookResource):
             return
         from django.utils import timezone
 
-        from backoffice.audit import actor_name
+        from core.audit import actor_name
 
         actor = actor_name(kwargs.get("user"))
         log_events(

@@ -1,6 +1,6 @@
 """Admin of the reminder engine's configuration: templates (with a preview), rules, the contact policy, the outbox.
 
-The notification log's admin belongs to the compliance screens and is registered elsewhere.
+The notification log's admin, one of the compliance screens, is in ``log_admin``.
 """
 
 from __future__ import annotations
@@ -19,17 +19,18 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 
-from backoffice.admin import (
+from core.admin import (
     AuditedExportMixin,
     AuditedModelAdmin,
     LargeTablePaginator,
     PersonalDataAdminMixin,
 )
-from backoffice.importing import BookImportAdminMixin
-from backoffice.masking import known_of, masker_for
+from core.importing import BookImportAdminMixin
+from core.masking import known_of, masker_for
 from loans.admin import CreditTierAdmin
 from loans.models import Customer
 
+from . import log_admin  # noqa: F401  (registers the notification log's admin)
 from .choices import Channel
 from .models import (
     ContactPolicy,

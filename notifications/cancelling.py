@@ -11,7 +11,7 @@ from django.db.models import CharField, F, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from backoffice.audit import Event, log_events
+from core.audit import Event, log_events
 
 from .models import NotificationItem, NotificationLog
 

@@ -12,7 +12,7 @@ import re
 from django.db import transaction
 from django.utils import timezone
 
-from backoffice.audit import log_event
+from core.audit import log_event
 from loans.models import Customer
 
 from .choices import Channel

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from backoffice.audit import Event, log_events
+from core.audit import Event, log_events
 from loans.models import Customer
 
 from .choices import Channel

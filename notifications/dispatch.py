@@ -22,8 +22,8 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from backoffice.audit import Event, log_events
-from backoffice.bulk import bulk_update_rows
+from core.audit import Event, log_events
+from core.bulk import bulk_update_rows
 from loans.models import CreditTier, Installment
 
 from . import compliance, gates

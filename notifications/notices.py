@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from backoffice.audit import Event, log_events
+from core.audit import Event, log_events
 from loans.models import Customer
 
 from .choices import MESSAGING_CHANNELS, Channel

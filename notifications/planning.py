@@ -23,8 +23,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from backoffice.audit import Event, log_events
-from backoffice.bulk import bulk_update_rows
+from core.audit import Event, log_events
+from core.bulk import bulk_update_rows
 from loans.locations import locate
 from loans.models import Customer, Installment, Loan
 

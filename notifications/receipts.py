@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from backoffice.audit import Event, log_events
+from core.audit import Event, log_events
 
 from .models import NotificationLog
 from .notices import plan_fallbacks

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from import_export.fields import Field
 
-from backoffice.importing import BookResource, IntWidget, LocalTimeWidget, RefWidget, TextWidget
+from core.importing import BookResource, IntWidget, LocalTimeWidget, RefWidget, TextWidget
 from loans.models import CreditTier
 
 from .models import ReminderRule, ReminderTemplate

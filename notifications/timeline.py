@@ -15,7 +15,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.urls import NoReverseMatch, reverse
 
-from backoffice.masking import Masker, known_of
+from core.masking import Masker, known_of
 from loans.models import Customer, Loan
 
 from .choices import Channel, Kind

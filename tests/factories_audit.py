@@ -7,7 +7,7 @@ import itertools
 
 from django.db import connection
 
-from backoffice.audit import Event, log_events
+from core.audit import Event, log_events
 
 
 def make_events(n: int, *, action: str = "tests.thing.changed", actor: str = "job:tests") -> list:
@@ -26,7 +26,7 @@ def make_events(n: int, *, action: str = "tests.thing.changed", actor: str = "jo
 
 def tamper(sql: str, params=()) -> None:
     """Change the audit table behind the application's back: lift the triggers, run ``sql``, put them back."""
-    from backoffice.audit import install_audit_triggers, remove_audit_triggers
+    from core.audit import install_audit_triggers, remove_audit_triggers
 
     remove_audit_triggers(connection)
     with connection.cursor() as cursor:
@@ -39,8 +39,8 @@ def rewrite_trail(seq: int, after) -> None:
     event after it, and the chain head, so the chain alone looks valid again."""
     import json
 
-    from backoffice.audit import compute_hash, event_payload
-    from backoffice.models import AuditEvent
+    from core.audit import compute_hash, event_payload
+    from core.models import AuditEvent
 
     events = list(AuditEvent.objects.filter(seq__gte=seq).order_by("seq"))
     prev = events[0].prev_hash
@@ -73,7 +73,7 @@ def rewrite_trail(seq: int, after) -> None:
 
 def rewind_trail(keep_up_to: int) -> None:
     """An attacker with database access: delete the events after seq ``keep_up_to`` and rewind the chain head."""
-    from backoffice.models import AuditEvent
+    from core.models import AuditEvent
 
     last = AuditEvent.objects.get(seq=keep_up_to)
     tamper("DELETE FROM backoffice_auditevent WHERE seq > %s", [keep_up_to])
@@ -113,8 +113,8 @@ def make_compliance_officer(username="compliance"):
         user.groups.add(group)
     else:
         for app_label, codename in (
-            ("backoffice", "view_auditevent"),
-            ("backoffice", "export_auditevent"),
+            ("core", "view_auditevent"),
+            ("core", "export_auditevent"),
             ("notifications", "view_notificationlog"),
             ("notifications", "export_notificationlog"),
         ):

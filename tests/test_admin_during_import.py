@@ -25,8 +25,8 @@ from django.test import Client
 from django.urls import reverse
 
 from backoffice import roles
-from backoffice.importing import run_import_job, start_import_job
-from backoffice.models import ImportJob
+from core.importing import run_import_job, start_import_job
+from core.models import ImportJob
 from loans.models import Customer
 from loans.resources import CustomerResource
 from tests.factories import make_user

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from backoffice.admin import LargeTablePaginator
+from core.admin import LargeTablePaginator
 from loans.models import Customer
 from tests.factories import make_customer, make_user
 
@@ -86,7 +86,7 @@ BIG_TABLES = {
     "collections.PromiseToPay",
     "collections.AgencyPlacement",
     "collections.LegalReferral",
-    "backoffice.AuditEvent",
+    "core.AuditEvent",
     "django_q.Success",
     "django_q.Failure",
     "django_q.OrmQ",

@@ -10,7 +10,7 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from debt_collection.advance import advance_collections
 from debt_collection.legal import refer_to_legal
 from debt_collection.models import AgencyPlacement, CallTask, LegalReferral

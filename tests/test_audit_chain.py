@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
 
-from backoffice.audit import (
+from core.audit import (
     COPY_AT_LEAST,
     GENESIS_HASH,
     Event,
@@ -17,7 +17,7 @@ from backoffice.audit import (
     missing_audit_triggers,
     verify_chain,
 )
-from backoffice.models import AuditChainHead, AuditEvent
+from core.models import AuditChainHead, AuditEvent
 from tests.factories_audit import make_events
 
 

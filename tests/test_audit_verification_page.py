@@ -7,17 +7,17 @@ import datetime as dt
 
 import pytest
 
-from backoffice import audit_verification
-from backoffice.audit import write_anchor
-from backoffice.models import AuditEvent, AuditVerification
 from backoffice.roles import COLLECTOR
+from core import audit_verification
+from core.audit import write_anchor
+from core.models import AuditEvent, AuditVerification
 from tests.factories import make_user
 from tests.factories_audit import make_compliance_officer, make_events, tamper
 
 pytestmark = pytest.mark.django_db
 
 NOW = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
-PAGE = "/admin/backoffice/auditevent/verify/"
+PAGE = "/admin/core/auditevent/verify/"
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +74,7 @@ def test_a_large_trail_is_checked_in_the_background_with_progress(
 
     verification = AuditVerification.objects.get()
     assert verification.status == AuditVerification.Status.QUEUED
-    assert queued == [("backoffice.audit_verification.run_verification", verification.pk)]
+    assert queued == [("core.audit_verification.run_verification", verification.pk)]
     page = client.get(response.url).content.decode()
     assert 'http-equiv="refresh"' in page and "bo-verification-progress" in page
 
@@ -113,6 +113,6 @@ def test_a_user_who_may_not_view_the_trail_cannot_verify_it(client):
 def test_the_audit_trail_list_links_to_the_verification(client):
     client.force_login(make_compliance_officer())
 
-    html = client.get("/admin/backoffice/auditevent/").content.decode()
+    html = client.get("/admin/core/auditevent/").content.decode()
 
     assert f'href="{PAGE}"' in html

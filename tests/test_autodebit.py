@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from backoffice.jobs import PIPELINE
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from loans.autodebit import PENDING, run_autodebit
 from loans.gateways import DebitResult, SimulatorGateway, parse_failures, simulate_failure
 from loans.models import AutoDebitAttempt, Installment, Loan, Payment

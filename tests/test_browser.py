@@ -17,8 +17,8 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from backoffice.audit import log_event
 from backoffice.roles import COLLECTOR, COMPLIANCE_OFFICER, OPERATIONS
+from core.audit import log_event
 from debt_collection.models import CallTask, CollectionCase, PromiseToPay
 from loans.models import CreditTier, Customer
 from notifications.models import NotificationLog, ReminderTemplate
@@ -283,7 +283,7 @@ def test_the_content_security_policy_lets_the_admin_scripts_run_and_blocks_nothi
 ):
     """The policy (django-csp) is strict on scripts: every page an operator uses still runs its scripts, the
     import progress poll (inline, with the request's nonce) fetches its status, and no page reports a violation."""
-    from backoffice.models import ImportJob
+    from core.models import ImportJob
 
     user = make_user("olga", group=OPERATIONS)
     running = ImportJob.objects.create(

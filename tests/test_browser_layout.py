@@ -18,8 +18,8 @@ from django.core.cache import cache
 from django_q.models import Failure, Success
 
 from backoffice.jobs import run_pipeline
-from backoffice.models import ExportJob
 from backoffice.roles import OPERATIONS
+from core.models import ExportJob
 from debt_collection.models import CallTask, PromiseToPay
 from loans import demo
 from tests.factories import make_user

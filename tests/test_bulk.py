@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from backoffice.bulk import bulk_update_rows
+from core.bulk import bulk_update_rows
 from loans.models import Customer, Installment
 from notifications.models import NotificationLog
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from debt_collection.advance import advance_collections
 from debt_collection.calls import record_call_outcome
 from debt_collection.legal import refer_to_legal

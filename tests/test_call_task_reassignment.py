@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from backoffice.roles import TEAM_LEAD
 from debt_collection.advance import advance_collections
 from debt_collection.assignment import collectors, reassign_call_tasks

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from debt_collection.advance import advance_collections
 from debt_collection.calls import CallRefused, record_call_outcome
 from debt_collection.models import CallAttempt, CallTask, CollectionCase

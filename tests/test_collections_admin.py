@@ -82,7 +82,7 @@ def test_whoever_may_not_see_personal_data_gets_the_queue_masked(client):
 def test_a_supervisor_reassigns_a_task_and_the_change_is_audited(client):
     from django.contrib.auth.models import Permission
 
-    from backoffice.models import AuditEvent
+    from core.models import AuditEvent
 
     tier = high_risk_tier()
     first = make_collector("first")

@@ -8,8 +8,8 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
-from backoffice.exports import run_export_job
-from backoffice.models import AuditEvent, ExportJob
+from core.exports import run_export_job
+from core.models import AuditEvent, ExportJob
 from tests.factories import make_customer, make_user
 from tests.factories_audit import make_compliance_officer, make_notification
 
@@ -46,7 +46,7 @@ def export(client, model: str, fmt: str = "csv", query: str = ""):
 
 def test_a_compliance_officer_sees_the_logs_masked(client, book, officer):
     client.force_login(officer)
-    for model in ("notifications_notificationlog", "backoffice_auditevent"):
+    for model in ("notifications_notificationlog", "core_auditevent"):
         response = client.get(reverse(f"admin:{model}_changelist"))
         assert response.status_code == 200
         assert b"bo-export-form" in response.content
@@ -62,11 +62,11 @@ def test_a_compliance_officer_cannot_change_anything(client, book, officer):
     one = book.notifications.get(status="sent")
     event = AuditEvent.objects.first()
     assert client.get(reverse("admin:notifications_notificationlog_add")).status_code == 403
-    assert client.get(reverse("admin:backoffice_auditevent_add")).status_code == 403
+    assert client.get(reverse("admin:core_auditevent_add")).status_code == 403
     assert (
         client.post(reverse("admin:notifications_notificationlog_delete", args=[one.pk])).status_code == 403
     )
-    assert client.post(reverse("admin:backoffice_auditevent_delete", args=[event.pk])).status_code == 403
+    assert client.post(reverse("admin:core_auditevent_delete", args=[event.pk])).status_code == 403
     response = client.post(
         reverse("admin:notifications_notificationlog_change", args=[one.pk]), {"status": "cancelled"}
     )
@@ -79,9 +79,9 @@ def test_not_even_a_superuser_may_edit_the_trail_or_the_log(client, book):
     admin_user = make_user("root", is_superuser=True)
     client.force_login(admin_user)
     event = AuditEvent.objects.first()
-    page = client.get(reverse("admin:backoffice_auditevent_change", args=[event.pk])).content.decode()
+    page = client.get(reverse("admin:core_auditevent_change", args=[event.pk])).content.decode()
     assert 'name="_save"' not in page
-    assert client.post(reverse("admin:backoffice_auditevent_delete", args=[event.pk])).status_code == 403
+    assert client.post(reverse("admin:core_auditevent_delete", args=[event.pk])).status_code == 403
     assert client.get(reverse("admin:notifications_notificationlog_add")).status_code == 403
 
 
@@ -118,7 +118,7 @@ def test_a_staff_user_without_the_export_permission_cannot_export(client, book):
         b"bo-export-form" not in client.get(reverse("admin:notifications_notificationlog_changelist")).content
     )
     assert export(client, "notifications_notificationlog").status_code == 403
-    assert export(client, "backoffice_auditevent").status_code == 403
+    assert export(client, "core_auditevent").status_code == 403
     assert not ExportJob.objects.exists()
 
 
@@ -132,7 +132,7 @@ def test_a_filter_the_export_does_not_know_is_refused_not_ignored(client, book, 
 def test_a_large_export_runs_in_the_background_and_downloads_when_done(client, book, officer, settings):
     settings.EXPORT_BACKGROUND_THRESHOLD = 0
     client.force_login(officer)  # writes the one backoffice.login.* event exported below
-    response = export(client, "backoffice_auditevent", "xlsx", "action_prefix=backoffice.login.")
+    response = export(client, "core_auditevent", "xlsx", "action_prefix=backoffice.login.")
     job = ExportJob.objects.get()
     assert response.status_code == 302 and response["Location"].endswith(f"/{job.pk}/change/")
     assert job.status == "queued" and job.filters == {"action_prefix": "backoffice.login."}
@@ -143,14 +143,14 @@ def test_a_large_export_runs_in_the_background_and_downloads_when_done(client, b
     assert run_export_job(job.pk) == {"job": job.pk, "skipped": "not queued"}  # a second run writes nothing
     job.refresh_from_db()
     assert job.status == "done" and job.rows_done == 1 == job.total_estimate
-    page = client.get(reverse("admin:backoffice_exportjob_change", args=[job.pk])).content.decode()
-    assert reverse("admin:backoffice_exportjob_download", args=[job.pk]) in page and "http-equiv" not in page
-    download = client.get(reverse("admin:backoffice_exportjob_download", args=[job.pk]))
+    page = client.get(reverse("admin:core_exportjob_change", args=[job.pk])).content.decode()
+    assert reverse("admin:core_exportjob_download", args=[job.pk]) in page and "http-equiv" not in page
+    download = client.get(reverse("admin:core_exportjob_download", args=[job.pk]))
     assert download.status_code == 200
     assert hashlib.sha256(streamed(download)).hexdigest() == job.file_sha256
-    manifest = client.get(reverse("admin:backoffice_exportjob_manifest", args=[job.pk]))
+    manifest = client.get(reverse("admin:core_exportjob_manifest", args=[job.pk]))
     assert hashlib.sha256(streamed(manifest)).hexdigest() == job.manifest_sha256
-    status = client.get(reverse("admin:backoffice_exportjob_status", args=[job.pk])).json()
+    status = client.get(reverse("admin:core_exportjob_status", args=[job.pk])).json()
     assert status["status"] == "done" and status["rows_done"] == 1
 
 
@@ -160,14 +160,14 @@ def test_only_the_owner_or_a_user_granted_all_exports_downloads_a_file(client, b
     export(client, "notifications_notificationlog", "csv")
     job = ExportJob.objects.get()
     run_export_job(job.pk)
-    url = reverse("admin:backoffice_exportjob_download", args=[job.pk])
+    url = reverse("admin:core_exportjob_download", args=[job.pk])
     assert client.get(url).status_code == 200
 
     stranger = make_user("stranger")
     stranger.user_permissions.add(Permission.objects.get(codename="view_notificationlog"))
     client.force_login(stranger)
     assert client.get(url).status_code == 403
-    assert client.get(reverse("admin:backoffice_exportjob_change", args=[job.pk])).status_code in (302, 403)
+    assert client.get(reverse("admin:core_exportjob_change", args=[job.pk])).status_code in (302, 403)
 
     # Another exporter of the same kind may not: the file is someone else's.
     colleague = make_compliance_officer("colleague")
@@ -190,7 +190,7 @@ def test_a_background_export_through_a_real_django_q_sync_run(client, book, offi
     job = ExportJob.objects.get()
     assert job.status == "done" and job.rows_done == 2
     assert Task.objects.filter(name=f"export-{job.pk}", success=True).exists()
-    assert client.get(reverse("admin:backoffice_exportjob_download", args=[job.pk])).status_code == 200
+    assert client.get(reverse("admin:core_exportjob_download", args=[job.pk])).status_code == 200
 
 
 def test_admin_log_in_and_failed_log_in_are_recorded_without_the_password(client, db):
@@ -217,7 +217,7 @@ def test_a_change_to_a_role_is_recorded_with_before_and_after(client, db):
     assert response.status_code == 302
     event = AuditEvent.objects.get(action="auth.group.changed")
     assert event.before == {"name": "Auditors", "permissions": []}
-    assert event.after == {"name": "Auditors", "permissions": ["backoffice.export_auditevent"]}
+    assert event.after == {"name": "Auditors", "permissions": ["core.export_auditevent"]}
     assert event.actor == "root" and event.object_id == str(group.pk)
 
 

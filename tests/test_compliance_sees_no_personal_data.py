@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.urls import NoReverseMatch, reverse
 
 from backoffice.jobs import run_pipeline
-from backoffice.masking import _name_parts, _phone_variants
+from core.masking import _name_parts, _phone_variants
 from loans import demo
 from loans.models import Customer, Loan
 from notifications.models import NotificationLog, OutboxMessage, ReminderTemplate
@@ -117,5 +117,5 @@ def test_the_demo_compliance_officer_sees_no_name_phone_or_email_on_any_admin_pa
         assert not found, (url, [context(html, secret) for secret in sorted(found)[:3]])
     # The walk really saw the pages with message text (and was not refused everywhere).
     assert seen > 50
-    for name in ("notifications_outboxmessage", "notifications_notificationlog", "backoffice_auditevent"):
+    for name in ("notifications_outboxmessage", "notifications_notificationlog", "core_auditevent"):
         assert client.get(reverse(f"admin:{name}_changelist")).status_code == 200

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from backoffice import roles
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from notifications.models import ContactPolicy, ReminderRule
 from tests.factories import make_tier, make_user
 

@@ -9,8 +9,8 @@ import hashlib
 import pytest
 from django.urls import reverse
 
-from backoffice.importing import run_import
-from backoffice.models import AuditEvent
+from core.importing import run_import
+from core.models import AuditEvent
 from debt_collection.models import EscalationStep
 from debt_collection.resources import EscalationStepResource
 from notifications.models import ReminderRule, ReminderTemplate

@@ -13,7 +13,7 @@ import pytest
 from django.db import transaction
 
 from backoffice.jobs import run_pipeline
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from debt_collection.advance import advance_collections
 from debt_collection.models import CallTask, CollectionCase, PromiseToPay
 from loans.models import Payment
@@ -116,7 +116,7 @@ def test_it_keeps_the_promise_a_payment_satisfies(arrears):
 
 
 def test_it_cures_a_loan_when_an_imported_payment_pays_the_arrears(arrears):
-    from backoffice.importing import run_import
+    from core.importing import run_import
     from loans.resources import PaymentResource
 
     loan, _instalments, case = arrears

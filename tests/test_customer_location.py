@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from backoffice.importing import run_import
-from backoffice.models import AuditEvent
+from core.importing import run_import
+from core.models import AuditEvent
 from loans import resources
 from loans.models import Customer
 from notifications.dispatch import dispatch_due

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from notifications.models import NotificationLog
 from notifications.receipts import record_delivery_receipt
 

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from django.test import override_settings
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from loans import signals as loan_signals
 from loans.models import Customer, Installment
 from notifications.cancelling import cancel_pending

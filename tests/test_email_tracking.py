@@ -13,7 +13,7 @@ import json
 import pytest
 from werkzeug import Response
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from loans.models import Customer
 from notifications.channels import EmailBackend, OutgoingMessage, ProviderError
 from notifications.dispatch import dispatch_due

@@ -11,8 +11,8 @@ import zoneinfo
 import pytest
 from django.urls import reverse
 
-from backoffice.audit import log_event
-from backoffice.models import ExportJob
+from core.audit import log_event
+from core.models import ExportJob
 from tests.factories import make_customer
 from tests.factories_audit import make_compliance_officer, make_notification
 
@@ -61,7 +61,7 @@ def test_it_exports_the_audit_trail_from_a_day_on(client, settings):
     log_event("loans.customer.changed", actor="new", at=at(20, 12))
     client.force_login(make_compliance_officer())
 
-    response = export(client, "backoffice_auditevent", from_date="2026-11-15")
+    response = export(client, "core_auditevent", from_date="2026-11-15")
 
     actors = [r["actor"] for r in rows_of(response)]
     assert actors[0] == "new" and "old" not in actors  # (the officer's own log-in event may follow)
@@ -87,6 +87,6 @@ def test_a_bad_range_is_refused_and_nothing_is_exported(client, form, message):
 def test_the_export_form_offers_the_range(client):
     client.force_login(make_compliance_officer())
 
-    html = client.get(reverse("admin:backoffice_auditevent_changelist")).content.decode()
+    html = client.get(reverse("admin:core_auditevent_changelist")).content.decode()
 
     assert 'name="from_date"' in html and 'name="to_date"' in html

@@ -21,9 +21,9 @@ import openpyxl
 import pytest
 from django.db import connection
 
-from backoffice import masking
-from backoffice.exports import NOTIFICATION_COLUMNS, _cell, _moment, export_to_file
-from backoffice.masking import (
+from core import masking
+from core.exports import NOTIFICATION_COLUMNS, _cell, _moment, export_to_file
+from core.masking import (
     EMAIL_RE,
     MIN_INTERNATIONAL_DIGITS,
     MIN_PHONE_DIGITS,

@@ -12,9 +12,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from backoffice.audit import log_event
-from backoffice.exports import AUDIT_COLUMNS, NOTIFICATION_COLUMNS, export_to_file
-from backoffice.models import AuditEvent
+from core.audit import log_event
+from core.exports import AUDIT_COLUMNS, NOTIFICATION_COLUMNS, export_to_file
+from core.models import AuditEvent
 from notifications.models import NotificationLog
 from tests.factories import make_customer
 from tests.factories_audit import make_notification

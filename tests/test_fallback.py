@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import override_settings
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from notifications.channels import OutgoingMessage, ProviderError, SendResult
 from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog, OutboxMessage

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug import Response
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from loans.models import Customer
 from notifications import channels
 from notifications.channels import FcmPushBackend, OutgoingMessage, ProviderError

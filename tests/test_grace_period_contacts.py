@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from backoffice.jobs import run_pipeline
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from debt_collection.models import CollectionCase
 from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog, ReminderRule

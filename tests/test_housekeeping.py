@@ -10,16 +10,16 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from backoffice.audit import verify_chain
-from backoffice.exports import run_export_job
-from backoffice.housekeeping import (
+from core.audit import verify_chain
+from core.exports import run_export_job
+from core.housekeeping import (
     abandoned_after,
     end_abandoned_jobs,
     remove_expired_files,
     run_housekeeping,
 )
-from backoffice.importing import run_import_job
-from backoffice.models import AuditEvent, ExportJob, ImportJob
+from core.importing import run_import_job
+from core.models import AuditEvent, ExportJob, ImportJob
 
 from .factories import make_user
 
@@ -119,12 +119,12 @@ def test_export_files_past_their_retention_are_removed_and_the_job_says_so(admin
     assert event.object_id == str(old.pk) and event.after["file"] == "old.csv"
     assert event.after["retention_days"] == days
 
-    page = admin_client.get(reverse("admin:backoffice_exportjob_change", args=[old.pk])).content.decode()
+    page = admin_client.get(reverse("admin:core_exportjob_change", args=[old.pk])).content.decode()
     assert "removed after its retention period" in page
-    assert reverse("admin:backoffice_exportjob_download", args=[old.pk]) not in page
-    status = admin_client.get(reverse("admin:backoffice_exportjob_status", args=[old.pk])).json()
+    assert reverse("admin:core_exportjob_download", args=[old.pk]) not in page
+    status = admin_client.get(reverse("admin:core_exportjob_status", args=[old.pk])).json()
     assert status["download"] is None
-    assert admin_client.get(reverse("admin:backoffice_exportjob_download", args=[old.pk])).status_code == 404
+    assert admin_client.get(reverse("admin:core_exportjob_download", args=[old.pk])).status_code == 404
 
 
 def test_an_upload_goes_only_when_every_job_using_it_finished_before_the_retention():
@@ -159,7 +159,7 @@ def test_housekeeping_is_a_schedule_and_does_nothing_on_a_quiet_day():
 
     register_schedules()
     schedule = Schedule.objects.get(name="housekeeping")
-    assert (schedule.func, schedule.minutes) == ("backoffice.housekeeping.run_housekeeping", 60)
+    assert (schedule.func, schedule.minutes) == ("core.housekeeping.run_housekeeping", 60)
     counts = run_housekeeping(timezone.now())
     assert {k: v for k, v in counts.items() if k != "statistics_refreshed"} == dict.fromkeys(
         [
@@ -176,7 +176,7 @@ def test_housekeeping_is_a_schedule_and_does_nothing_on_a_quiet_day():
 def test_sqlite_gets_planner_statistics_from_housekeeping():
     from django.db import connection
 
-    from backoffice.housekeeping import refresh_planner_statistics
+    from core.housekeeping import refresh_planner_statistics
 
     if connection.vendor != "sqlite":
         assert refresh_planner_statistics() == {"statistics_refreshed": 0}  # autovacuum's job

@@ -18,8 +18,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 
-from backoffice.importing import run_import, run_import_job, start_import_job
-from backoffice.models import AuditEvent, ImportJob
+from core.importing import run_import, run_import_job, start_import_job
+from core.models import AuditEvent, ImportJob
 from loans import resources
 from loans.models import Customer, Installment, Loan, Payment
 from notifications.models import NotificationItem, NotificationLog

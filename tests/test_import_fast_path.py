@@ -14,8 +14,8 @@ from django.apps import apps
 from django.db import transaction
 from django.utils import timezone
 
-from backoffice.importing import run_import
-from backoffice.models import AuditEvent
+from core.importing import run_import
+from core.models import AuditEvent
 from debt_collection.models import EscalationStep
 from debt_collection.resources import EscalationStepResource
 from loans import resources

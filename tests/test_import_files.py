@@ -16,9 +16,9 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from backoffice import roles
-from backoffice.import_files import FileReadError, count_rows, decode_text
-from backoffice.importing import run_import
-from backoffice.models import ImportJob
+from core.import_files import FileReadError, count_rows, decode_text
+from core.importing import run_import
+from core.models import ImportJob
 from loans.models import Customer
 from loans.resources import CustomerResource
 from tests.factories import make_user

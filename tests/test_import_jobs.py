@@ -9,8 +9,9 @@ from django.contrib import admin
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from backoffice import importing, roles
-from backoffice.importing import (
+from backoffice import roles
+from core import importing
+from core.importing import (
     ImportJobError,
     confirm_import_job,
     count_rows,
@@ -18,7 +19,7 @@ from backoffice.importing import (
     run_import_job,
     start_import_job,
 )
-from backoffice.models import AuditEvent, ImportJob
+from core.models import AuditEvent, ImportJob
 from loans.models import Customer
 from loans.resources import CustomerResource
 from tests.factories import make_user
@@ -296,7 +297,7 @@ def test_the_job_runs_through_django_q(operator, monkeypatch, django_capture_on_
     assert job.status == ImportJob.Status.SUCCEEDED and job.rows_new == 12
     assert Customer.objects.filter(ref__startswith="BG").count() == 12
     task = Task.objects.get(name=f"import-{job.pk}")
-    assert task.success and task.func == "backoffice.importing.run_import_job" and task.args == (job.pk,)
+    assert task.success and task.func == "core.importing.run_import_job" and task.args == (job.pk,)
 
 
 def test_rows_are_counted_without_reading_the_file_into_a_dataset():

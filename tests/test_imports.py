@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 from django.core.management import CommandError, call_command
 
-from backoffice.importing import run_import
-from backoffice.models import AuditEvent
+from core.importing import run_import
+from core.models import AuditEvent
 from loans import resources
 from loans.models import CreditScore, CreditTier, Customer, Installment, Loan, Payment
 from tests.factories import make_customer, make_installment, make_loan, make_tier

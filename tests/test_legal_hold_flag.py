@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from debt_collection.advance import advance_collections
 from debt_collection.legal import refer_to_legal
 from loans.models import Loan

@@ -13,7 +13,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from backoffice import roles
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from tests.factories import make_customer, make_tier, make_user
 
 pytestmark = pytest.mark.django_db

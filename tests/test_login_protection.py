@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from tests.factories import make_user
 
 PASSWORD = "right-pass-2026!"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from backoffice.masking import (
+from core.masking import (
     can_see_personal_data,
     mask_destination,
     mask_email,

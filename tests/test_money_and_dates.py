@@ -11,7 +11,7 @@ import time_machine
 from django.core.cache import cache
 from django.utils import translation
 
-from backoffice.money import format_money
+from core.money import format_money
 from loans.models import CreditTier
 from notifications.choices import Channel, Kind
 from notifications.models import ReminderTemplate

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from backoffice.jobs import run_pipeline
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from debt_collection.models import CaseStepRun, CollectionCase
 from loans.autodebit import run_autodebit
 from loans.gateways import simulate_failure

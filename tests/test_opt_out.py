@@ -11,7 +11,7 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from loans.demo import seed_configuration
 from loans.models import Customer
 from notifications.consent import reply_intent

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from loans import signals
 from loans.models import Loan, Payment
 from loans.services import record_payment, refresh_installments

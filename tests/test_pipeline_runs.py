@@ -10,8 +10,9 @@ import pytest
 from django.core.management import call_command
 
 from backoffice import jobs, tasks
-from backoffice.models import AuditEvent, PipelineRun
+from backoffice.models import PipelineRun
 from backoffice.roles import COMPLIANCE_OFFICER, OPERATIONS
+from core.models import AuditEvent
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from loans.models import Installment, Loan
 from notifications.models import NotificationItem, NotificationLog
 from notifications.planning import plan_contacts

@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from backoffice.jobs import run_pipeline
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from debt_collection.advance import advance_collections
 from debt_collection.calls import call_priority, record_call_outcome
 from debt_collection.models import CaseStepRun, PromiseToPay

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from backoffice import roles
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from loans.models import CreditTier, Customer
 from tests.factories import make_customer, make_tier, make_user
 
@@ -289,7 +289,7 @@ def test_compliance_officers_can_add_change_or_delete_nothing_in_any_admin(clien
 def test_compliance_officers_see_every_product_list_they_may_review(client):
     from django_q.models import Failure, Schedule
 
-    from backoffice.models import AuditEvent
+    from core.models import AuditEvent
     from notifications.models import NotificationLog
 
     login(client, roles.COMPLIANCE_OFFICER)

@@ -9,8 +9,8 @@ from django.core.management import CommandError, call_command
 from django_q.models import Schedule
 
 from backoffice import tasks
-from backoffice.models import AuditEvent
 from backoffice.schedules import SCHEDULES, register_schedules
+from core.models import AuditEvent
 from notifications.models import NotificationLog, OutboxMessage
 
 from .factories import make_tier

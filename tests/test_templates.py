@@ -6,8 +6,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from backoffice.importing import run_import
-from backoffice.models import AuditEvent
+from core.importing import run_import
+from core.models import AuditEvent
 from loans.admin import CreditTierAdmin
 from notifications.admin import ReminderRuleInline
 from notifications.models import ContactPolicy, ReminderRule, ReminderTemplate

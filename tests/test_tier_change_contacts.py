@@ -10,7 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from debt_collection.models import CaseStepRun
 from notifications.models import NotificationLog, OutboxMessage
 

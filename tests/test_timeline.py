@@ -5,7 +5,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from backoffice.audit import log_event
+from core.audit import log_event
 from notifications.models import NotificationLog
 from tests.factories import make_customer, make_installment, make_loan, make_user
 from tests.factories_operator import make_log

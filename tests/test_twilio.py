@@ -11,7 +11,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 from werkzeug import Response
 
-from backoffice.models import AuditEvent
+from core.models import AuditEvent
 from loans.models import Customer
 from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog

@@ -10,9 +10,9 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from backoffice import roles
-from backoffice.exports import export_to_file, run_export_job
-from backoffice.importing import import_root, store_upload
-from backoffice.models import ExportJob
+from core.exports import export_to_file, run_export_job
+from core.importing import import_root, store_upload
+from core.models import ExportJob
 from tests.factories import make_customer, make_user
 from tests.factories_audit import make_notification
 
@@ -85,7 +85,7 @@ def test_it_matches_admin_autocomplete_on_references_only(client, alice):
         ("notifications_notificationlog", "body__contains", "Alice"),
         ("notifications_notificationlog", "customer__name__startswith", "Ali"),
         ("notifications_outboxmessage", "destination__startswith", "+86138"),
-        ("backoffice_auditevent", "after__name", NAME),
+        ("core_auditevent", "after__name", NAME),
     ],
 )
 def test_it_refuses_a_list_filter_on_personal_data_from_a_compliance_officer(
@@ -107,7 +107,7 @@ def test_operations_may_still_filter_customers_by_phone(client, alice):
 
 def _export_of(client, user, kind="audit", settings=None) -> ExportJob:
     client.force_login(user)
-    model = "backoffice_auditevent" if kind == "audit" else "notifications_notificationlog"
+    model = "core_auditevent" if kind == "audit" else "notifications_notificationlog"
     client.post(reverse(f"admin:{model}_export"), {"format": "csv", "query": ""})
     job = ExportJob.objects.filter(user=user).latest("pk")
     if job.status == ExportJob.Status.QUEUED:
@@ -119,9 +119,9 @@ def _export_of(client, user, kind="audit", settings=None) -> ExportJob:
 
 def _job_urls(job) -> list[str]:
     return [
-        reverse("admin:backoffice_exportjob_download", args=[job.pk]),
-        reverse("admin:backoffice_exportjob_manifest", args=[job.pk]),
-        reverse("admin:backoffice_exportjob_status", args=[job.pk]),
+        reverse("admin:core_exportjob_download", args=[job.pk]),
+        reverse("admin:core_exportjob_manifest", args=[job.pk]),
+        reverse("admin:core_exportjob_status", args=[job.pk]),
     ]
 
 
@@ -133,9 +133,9 @@ def test_operations_cannot_fetch_an_administrators_unmasked_audit_export(client,
     client.force_login(operations())
     for url in _job_urls(job):
         assert client.get(url).status_code == 403, url
-    change = client.get(reverse("admin:backoffice_exportjob_change", args=[job.pk]))
+    change = client.get(reverse("admin:core_exportjob_change", args=[job.pk]))
     assert change.status_code in (302, 403)
-    assert job not in listed(client.get(reverse("admin:backoffice_exportjob_changelist")))
+    assert job not in listed(client.get(reverse("admin:core_exportjob_changelist")))
 
 
 def test_a_compliance_officer_cannot_fetch_a_colleagues_masked_export(client, alice):
@@ -153,18 +153,18 @@ def test_the_owner_and_a_role_granted_all_exports_fetch_an_export(client, alice)
         assert client.get(url).status_code == 200, url
 
     administrator = make_user("boss", group=roles.ADMINISTRATOR)
-    assert not administrator.is_superuser and administrator.has_perm("backoffice.access_all_exports")
+    assert not administrator.is_superuser and administrator.has_perm("core.access_all_exports")
     client.force_login(administrator)
     for url in _job_urls(job):
         assert client.get(url).status_code == 200, url
-    assert job in listed(client.get(reverse("admin:backoffice_exportjob_changelist")))
+    assert job in listed(client.get(reverse("admin:core_exportjob_changelist")))
 
 
 def test_only_administrators_are_granted_all_exports():
     holders = {
         role
         for role in roles.ROLES
-        if make_user(f"u-{role}".replace(" ", "-"), group=role).has_perm("backoffice.access_all_exports")
+        if make_user(f"u-{role}".replace(" ", "-"), group=role).has_perm("core.access_all_exports")
     }
     assert holders == {roles.ADMINISTRATOR}
 

@@ -13,9 +13,9 @@ from django.utils.translation import gettext as _
 
 from backoffice import charts
 from backoffice.dashboard import DPD_BUCKETS, dashboard_figures, day_start
-from backoffice.money import format_money
 from backoffice.pipeline_runs import latest_run
 from backoffice.pipeline_views import RUN_PERMISSION, VIEW_PERMISSION, chunk_progress, step_rows
+from core.money import format_money
 from loans.models import CreditTier, Loan
 from notifications.choices import Channel
 from notifications.models import NotificationLog

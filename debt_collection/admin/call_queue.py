@@ -22,9 +22,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from backoffice.admin import AuditedModelAdmin, LargeTablePaginator, PersonalDataAdminMixin
-from backoffice.masking import masker_for
-from backoffice.money import format_money
+from core.admin import AuditedModelAdmin, LargeTablePaginator, PersonalDataAdminMixin
+from core.masking import masker_for
+from core.money import format_money
 from loans.models import Loan
 from loans.schedule import dpd_bucket
 from notifications.models import NotificationLog

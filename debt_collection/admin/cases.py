@@ -13,8 +13,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from backoffice.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
-from backoffice.money import money_display
+from core.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
+from core.money import money_display
 from loans.schedule import dpd_bucket
 
 from .. import legal, placements
@@ -51,7 +51,7 @@ def _import_mixin():
     try:
         from import_export.admin import ImportExportMixin
 
-        from backoffice.importing import BookImportAdminMixin
+        from core.importing import BookImportAdminMixin
     except ImportError:  # pragma: no cover
         return ()
     return (BookImportAdminMixin, ImportExportMixin)
@@ -283,7 +283,7 @@ class AgencyPlacementAdmin(admin.ModelAdmin):
         if not request.user.has_perm("collections.download_placement_file"):
             raise PermissionDenied
         placement = get_object_or_404(AgencyPlacement, pk=placement_id)
-        from backoffice.audit import log_event
+        from core.audit import log_event
 
         log_event(
             "collections.placement.downloaded",

@@ -10,8 +10,8 @@ from __future__ import annotations
 from django.core.management.commands.flush import Command as FlushCommand
 from django.db import connections
 
-from backoffice.audit import install_audit_triggers, missing_audit_triggers, remove_audit_triggers
-from backoffice.models import AuditEvent
+from core.audit import install_audit_triggers, missing_audit_triggers, remove_audit_triggers
+from core.models import AuditEvent
 
 
 class Command(FlushCommand):

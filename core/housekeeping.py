@@ -12,7 +12,7 @@ Two things nobody should have to click:
 - Files are kept for a while, then removed: export files (personal data, even masked, should not pile up on a
   disk) after ``EXPORT_FILE_RETENTION_DAYS``, stored uploads after ``IMPORT_FILE_RETENTION_DAYS`` once no job
   still needs them. The job rows stay, with their SHA-256, as the record of what was exported or imported.
-- The audit head is anchored at least hourly (``backoffice.audit.write_anchor``), whatever else ran.
+- The audit head is anchored at least hourly (``core.audit.write_anchor``), whatever else ran.
 
 Every change is written to the audit trail (``backoffice.export.abandoned``, ``backoffice.import.abandoned``,
 ``backoffice.export.file_removed``, ``backoffice.import.file_removed``).

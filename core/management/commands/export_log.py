@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backoffice.exports import FORMATS, KINDS, ExportError, export_to_file
+from core.exports import FORMATS, KINDS, ExportError, export_to_file
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from backoffice.audit import AnchorError, init_anchors, verify_chain
+from core.audit import AnchorError, init_anchors, verify_chain
 
 
 class Command(BaseCommand):

@@ -584,7 +584,7 @@ def export_to_file(
     log_event(
         "backoffice.export.completed",
         actor=user if user is not None else who,
-        object_type="backoffice.ExportJob" if job_id else "",
+        object_type="core.ExportJob" if job_id else "",
         object_id=str(job_id or ""),
         after={
             "kind": kind,
@@ -647,7 +647,7 @@ def start_export(user, kind: str, fmt: str, filters: dict[str, Any] | None) -> E
     else:
         from django_q.tasks import async_task
 
-        async_task("backoffice.exports.run_export_job", job.pk, task_name=f"export-{job.pk}", group="exports")
+        async_task("core.exports.run_export_job", job.pk, task_name=f"export-{job.pk}", group="exports")
     return job
 
 
@@ -702,7 +702,7 @@ def run_export_job(job_id: int) -> dict[str, Any]:
     return {"job": job_id, "rows": result.rows}
 
 
-ALL_EXPORTS_PERMISSION = "backoffice.access_all_exports"
+ALL_EXPORTS_PERMISSION = "core.access_all_exports"
 
 
 def may_see_all_exports(user) -> bool:
@@ -711,7 +711,7 @@ def may_see_all_exports(user) -> bool:
 
 
 def may_download(user, job: ExportJob) -> bool:
-    """The owner, or a user granted ``backoffice.access_all_exports`` (and, for an unmasked file, the right to
+    """The owner, or a user granted ``core.access_all_exports`` (and, for an unmasked file, the right to
     see personal data). Being allowed to export the same kind is not enough: the file is someone else's."""
     if user is None or not user.is_active:
         return False

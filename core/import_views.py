@@ -93,7 +93,7 @@ def job_view(request, pk: int):
         "stored_errors": len(job.errors),
         "urls": _model_urls(job),
     }
-    return TemplateResponse(request, "admin/backoffice/import_job.html", context)
+    return TemplateResponse(request, "admin/core/import_job.html", context)
 
 
 RECENT_JOBS = 50
@@ -115,7 +115,7 @@ def list_view(request):
         "title": _("Background imports"),
         "jobs": jobs[:RECENT_JOBS],
     }
-    return TemplateResponse(request, "admin/backoffice/import_job_list.html", context)
+    return TemplateResponse(request, "admin/core/import_job_list.html", context)
 
 
 @require_GET

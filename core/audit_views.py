@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from .audit_verification import start_verification
 from .models import AuditVerification
 
-VIEW_PERMISSION = "backoffice.view_auditevent"
+VIEW_PERMISSION = "core.view_auditevent"
 
 
 def audit_verification_view(request: HttpRequest, verification_id: int | None = None) -> HttpResponse:
@@ -33,4 +33,4 @@ def audit_verification_view(request: HttpRequest, verification_id: int | None = 
         "recent": AuditVerification.objects.select_related("user")[:10],
         "refresh": current is not None and not current.is_finished,
     }
-    return TemplateResponse(request, "backoffice/audit_verification.html", context)
+    return TemplateResponse(request, "core/audit_verification.html", context)

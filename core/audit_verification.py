@@ -26,7 +26,7 @@ def start_verification(user) -> AuditVerification:
 
     transaction.on_commit(
         lambda: async_task(
-            "backoffice.audit_verification.run_verification",
+            "core.audit_verification.run_verification",
             verification.pk,
             task_name=f"audit-verification-{verification.pk}",
             group="audit-verification",

@@ -1,8 +1,8 @@
-"""What compliance officers use in the admin: the audit trail and the notification log (both read-only for
-everyone), the "Export" button on their lists, and the export jobs with progress and download.
+"""What compliance officers use in the admin: the audit trail (read-only for everyone), the "Export" button on
+the lists of the exportable logs (``ComplianceExportMixin``), and the export jobs with progress and download.
 
 Personal data is masked on these screens unless the user holds ``loans.view_personal_data``. Exporting needs
-``notifications.export_notificationlog`` or ``backoffice.export_auditevent``: being staff is not enough.
+``notifications.export_notificationlog`` or ``core.export_auditevent``: being staff is not enough.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from notifications.models import NotificationLog
-
 from .admin import LargeTablePaginator, PersonalDataAdminMixin
 from .exports import (
     FORMATS,
@@ -32,7 +30,6 @@ from .exports import (
     may_see_all_exports,
     start_export,
 )
-from .masking import known_of
 from .models import EXPORT_PERMISSIONS, AuditEvent, ExportJob
 
 # Changelist query parameters -> export filters. Paging and ordering do not change what is exported; any other
@@ -43,7 +40,7 @@ IGNORED_PARAMS = frozenset({"p", "o", "_changelist_filters"})
 class InputFilter(admin.SimpleListFilter):
     """A free-text filter (a user name, say) that never scans the table for its choices."""
 
-    template = "admin/backoffice/input_filter.html"
+    template = "admin/core/input_filter.html"
 
     def lookups(self, request, model_admin):
         return (("", ""),)
@@ -109,7 +106,7 @@ class ComplianceExportMixin:
 
     export_kind = ""
     export_params: dict[str, str] = {}
-    change_list_template = "admin/backoffice/export_change_list.html"
+    change_list_template = "admin/core/export_change_list.html"
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
@@ -157,7 +154,7 @@ class ComplianceExportMixin:
             messages.error(request, _("The export failed: %(error)s") % {"error": job.error})
             return HttpResponseRedirect(back)
         messages.info(request, _("The export runs in the background; this page shows its progress."))
-        return HttpResponseRedirect(reverse("admin:backoffice_exportjob_change", args=[job.pk]))
+        return HttpResponseRedirect(reverse("admin:core_exportjob_change", args=[job.pk]))
 
 
 def export_date_range(data) -> dict[str, str]:
@@ -241,114 +238,9 @@ class AuditEventAdmin(PersonalDataAdminMixin, ComplianceExportMixin, ReadOnlyAdm
         return self._json(obj, obj.after)
 
 
-@admin.register(NotificationLog)
-class NotificationLogAdmin(
-    PersonalDataAdminMixin, ComplianceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin
-):
-    export_kind = "notifications"
-    export_params = {
-        "status__exact": "status",
-        "reason__exact": "reason",
-        "channel__exact": "channel",
-        "kind__exact": "kind",
-        "scheduled_for__gte": "since",
-        "scheduled_for__lt": "until",
-        "q": "q",
-    }
-    list_display = (
-        "id",
-        "scheduled_for",
-        "customer_ref",
-        "customer_name",
-        "channel",
-        "kind",
-        "status",
-        "reason",
-        "destination_display",
-        "loan_refs",
-    )
-    list_filter = ("status", "reason", "channel", "kind", ("scheduled_for", DateFieldListFilter))
-    search_fields = ("=customer__ref", "loan_refs__contains")
-    search_help_text = _("A customer reference (exact) or a loan reference.")
-    personal_fields = (
-        "destination",
-        "subject",
-        "body",
-        "last_error",
-        "customer__name",
-        "customer__phone",
-        "customer__email",
-        "customer__push_token",
-    )
-    list_select_related = ("customer",)
-    raw_id_fields = ("customer", "tier")
-    show_full_result_count = False
-    paginator = LargeTablePaginator
-    list_per_page = 100
-    fields = (
-        "customer_link",
-        "customer_name",
-        "tier",
-        "channel",
-        "kind",
-        "status",
-        "reason",
-        "due_date",
-        "offset_days",
-        "scheduled_for",
-        "sent_at",
-        "delivered_at",
-        "destination_display",
-        "language",
-        "subject_display",
-        "body_display",
-        "loan_refs",
-        "attempts",
-        "error_display",
-        "provider_message_id",
-        "created_at",
-        "updated_at",
-    )
-    readonly_fields = fields
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("customer")
-
-    @admin.display(description=_("customer"), ordering="customer__ref")
-    def customer_ref(self, obj):
-        return obj.customer.ref
-
-    @admin.display(description=_("customer"))
-    def customer_link(self, obj):
-        # Not the customer's __str__: it carries the name, which may have to stay masked.
-        url = reverse("admin:loans_customer_change", args=[obj.customer_id])
-        return format_html('<a href="{}">{}</a>', url, obj.customer.ref)
-
-    @admin.display(description=_("name"))
-    def customer_name(self, obj):
-        return self.masker(obj).name(obj.customer.name)
-
-    @admin.display(description=_("destination"))
-    def destination_display(self, obj):
-        return self.masker(obj).destination(obj.destination)
-
-    @admin.display(description=_("subject"))
-    def subject_display(self, obj):
-        return self.masker(obj).text(obj.subject, **known_of(obj.customer))
-
-    @admin.display(description=_("body"))
-    def body_display(self, obj):
-        body = self.masker(obj).text(obj.body, **known_of(obj.customer))
-        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", body)
-
-    @admin.display(description=_("last error"))
-    def error_display(self, obj):
-        return self.masker(obj).text(obj.last_error, **known_of(obj.customer))
-
-
 @admin.register(ExportJob)
 class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Each user sees and downloads their own exports; a user granted ``backoffice.access_all_exports``
+    """Each user sees and downloads their own exports; a user granted ``core.access_all_exports``
     (Administrators) sees everyone's. The page polls until the file is ready."""
 
     list_display = (
@@ -382,7 +274,7 @@ class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "finished_at",
     )
     readonly_fields = fields
-    change_form_template = "admin/backoffice/exportjob/change_form.html"
+    change_form_template = "admin/core/exportjob/change_form.html"
 
     def _may_use(self, request) -> bool:
         user = request.user
@@ -405,17 +297,17 @@ class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             path(
                 "<int:pk>/download/",
                 self.admin_site.admin_view(self.download_view),
-                name="backoffice_exportjob_download",
+                name="core_exportjob_download",
             ),
             path(
                 "<int:pk>/manifest/",
                 self.admin_site.admin_view(self.manifest_view),
-                name="backoffice_exportjob_manifest",
+                name="core_exportjob_manifest",
             ),
             path(
                 "<int:pk>/status/",
                 self.admin_site.admin_view(self.status_view),
-                name="backoffice_exportjob_status",
+                name="core_exportjob_status",
             ),
         ] + super().get_urls()
 
@@ -452,7 +344,7 @@ class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "rows_done": job.rows_done,
                 "total_estimate": job.total_estimate,
                 "error": job.error,
-                "download": reverse("admin:backoffice_exportjob_download", args=[job.pk])
+                "download": reverse("admin:core_exportjob_download", args=[job.pk])
                 if job.status == ExportJob.Status.DONE and job.file_path
                 else None,
             }
@@ -465,4 +357,4 @@ class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-__all__ = ["AuditEventAdmin", "ExportJobAdmin", "NotificationLogAdmin"]
+__all__ = ["AuditEventAdmin", "ExportJobAdmin"]

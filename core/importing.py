@@ -1414,9 +1414,7 @@ def _enqueue(job_id: int) -> None:
     def enqueue():
         from django_q.tasks import async_task
 
-        async_task(
-            "backoffice.importing.run_import_job", job_id, task_name=f"import-{job_id}", group="imports"
-        )
+        async_task("core.importing.run_import_job", job_id, task_name=f"import-{job_id}", group="imports")
 
     # After commit: a worker must find the job row (and the task must not run if the request rolls back).
     transaction.on_commit(enqueue)

@@ -1,4 +1,4 @@
-"""Signal receivers of the back office: admin log-ins, failed log-ins and lockouts go to the audit trail."""
+"""Signal receivers of the core: admin log-ins, failed log-ins and lockouts go to the audit trail."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def client_ip(request) -> str:
     return request.META.get("REMOTE_ADDR", "") or ""
 
 
-@receiver(user_logged_in, dispatch_uid="backoffice.audit_login_succeeded")
+@receiver(user_logged_in, dispatch_uid="core.audit_login_succeeded")
 def record_login(sender, request, user, **kwargs):
     log_event(
         "backoffice.login.succeeded",
@@ -28,7 +28,7 @@ def record_login(sender, request, user, **kwargs):
     )
 
 
-@receiver(user_login_failed, dispatch_uid="backoffice.audit_login_failed")
+@receiver(user_login_failed, dispatch_uid="core.audit_login_failed")
 def record_failed_login(sender, credentials, request=None, **kwargs):
     # Django already replaces the password by asterisks in ``credentials``; only the user name is kept here.
     username = str(credentials.get("username", "") or "")[:150]
@@ -42,7 +42,7 @@ def record_failed_login(sender, credentials, request=None, **kwargs):
     )
 
 
-@receiver(user_locked_out, dispatch_uid="backoffice.audit_login_locked_out")
+@receiver(user_locked_out, dispatch_uid="core.audit_login_locked_out")
 def record_lockout(sender, request=None, username=None, ip_address=None, **kwargs):
     """django-axes locked this user name out from this address (and says so again at each attempt meanwhile)."""
     username = str(username or "")[:150]
@@ -58,9 +58,9 @@ def record_lockout(sender, request=None, username=None, ip_address=None, **kwarg
     )
 
 
-@receiver(post_migrate, dispatch_uid="backoffice.ensure_chain_head")
+@receiver(post_migrate, dispatch_uid="core.ensure_chain_head")
 def create_chain_head(sender, app_config=None, using="default", **kwargs):
     """The chain head row must exist before the first writer locks it (also after a flush)."""
-    if app_config is None or app_config.label != "backoffice":
+    if app_config is None or app_config.label != "core":
         return
     ensure_chain_head(using=using)
