@@ -11,6 +11,8 @@ class CoreConfig(AppConfig):
 
     def ready(self):
         from . import signals  # noqa: F401
+        from .exports import audit
         from .lookups import register
 
         register()  # field__any_of, the daily jobs' lookup for long lists of ids
+        audit.register()  # the audit trail as a compliance export kind

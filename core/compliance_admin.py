@@ -20,17 +20,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from .admin import LargeTablePaginator, PersonalDataAdminMixin
-from .exports import (
-    FORMATS,
-    ExportError,
-    job_file_path,
-    manifest_path_for,
-    may_download,
-    may_export,
-    may_see_all_exports,
-    start_export,
-)
-from .models import EXPORT_PERMISSIONS, AuditEvent, ExportJob
+from .exports.files import manifest_path_for
+from .exports.jobs import job_file_path, may_download, may_export, may_see_all_exports, start_export
+from .exports.kinds import ExportError, export_kinds
+from .exports.writers import FORMATS
+from .models import AuditEvent, ExportJob
 
 # Changelist query parameters -> export filters. Paging and ordering do not change what is exported; any other
 # parameter would narrow the list in a way the export does not know, so it is refused rather than ignored.
@@ -278,7 +272,7 @@ class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def _may_use(self, request) -> bool:
         user = request.user
-        return user.is_active and user.is_staff and any(user.has_perm(p) for p in EXPORT_PERMISSIONS.values())
+        return user.is_active and user.is_staff and any(user.has_perm(k.permission) for k in export_kinds())
 
     def has_view_permission(self, request, obj=None):
         if obj is not None:

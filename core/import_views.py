@@ -21,7 +21,7 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from .exports import escape_formula
+from .exports.writers import escape_formula
 from .importing import (
     ImportJobError,
     confirm_import_job,

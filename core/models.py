@@ -120,16 +120,6 @@ class ExportJob(models.Model):
     def is_finished(self) -> bool:
         return self.status in (self.Status.DONE, self.Status.FAILED)
 
-    @property
-    def export_permission(self) -> str:
-        return EXPORT_PERMISSIONS[self.kind]
-
-
-EXPORT_PERMISSIONS = {
-    ExportJob.Kind.NOTIFICATIONS: "notifications.export_notificationlog",
-    ExportJob.Kind.AUDIT: "core.export_auditevent",
-}
-
 
 class ImportJob(models.Model):
     """One admin import of a large file, run as a background django-q2 task (``core.importing``).

@@ -15,7 +15,7 @@ from django.db import transaction
 
 from core.audit import Event, actor_name, log_events
 from core.bulk import bulk_update_rows
-from core.exports import escape_formula
+from core.exports.writers import escape_formula
 from core.masking import mask_email, mask_name, mask_phone
 from loans.schedule import dpd_bucket
 

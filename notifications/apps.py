@@ -12,8 +12,9 @@ class NotificationsConfig(AppConfig):
     def ready(self):
         from loans import signals as loan_signals
 
-        from . import signals
+        from . import exports, signals
 
+        exports.register()  # the notification log as a compliance export kind (core.exports)
         loan_signals.installments_paid.connect(
             signals.on_installments_paid, dispatch_uid="notifications.cancel_on_paid"
         )

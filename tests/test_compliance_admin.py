@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
-from core.exports import run_export_job
+from core.exports.jobs import run_export_job
 from core.models import AuditEvent, ExportJob
 from tests.factories import make_customer, make_user
 from tests.factories_audit import make_compliance_officer, make_notification

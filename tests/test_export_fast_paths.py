@@ -4,7 +4,7 @@ The notification export reads raw driver rows (times as text), masks a message w
 email and phone scans of ``_mask_emails`` and a cached ``PHONE_RE.sub``), escapes formula cells as it builds
 each row and writes CSV by batch, hashing as it writes. Each of these is checked here against a plain
 reference: the regular expressions applied as written, ``values_list().iterator()`` with Django's converters,
-``_cell`` on every cell and ``csv.writer`` row by row.
+``cell`` on every cell and ``csv.writer`` row by row.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import pytest
 from django.db import connection
 
 from core import masking
-from core.exports import NOTIFICATION_COLUMNS, _cell, _moment, export_to_file
+from core.exports.files import export_to_file
+from core.exports.rows import moment
+from core.exports.writers import cell
 from core.masking import (
     EMAIL_RE,
     MIN_INTERNATIONAL_DIGITS,
@@ -36,6 +38,7 @@ from core.masking import (
     mask_phone,
     mask_text,
 )
+from notifications.exports import NOTIFICATION_COLUMNS
 from notifications.models import NotificationLog
 from tests.factories import make_customer
 from tests.factories_audit import make_notification
@@ -267,7 +270,7 @@ def reference_rows(*, masked: bool) -> list[list]:
             row["body"] = ref_mask_text(row["body"] or "", **known)
             row["customer__name"] = ref_mask_name(row["customer__name"] or "")
             row["destination"] = ref_mask_destination(row["destination"] or "")
-        row["scheduled_for"], row["sent_at"] = _moment(row["scheduled_for"]), _moment(row["sent_at"])
+        row["scheduled_for"], row["sent_at"] = moment(row["scheduled_for"]), moment(row["sent_at"])
         rows.append([row[f] for f in _FIELDS[:15]])
     return rows
 
@@ -277,7 +280,7 @@ def reference_csv(rows: list[list]) -> bytes:
     writer = csv.writer(out)
     writer.writerow(NOTIFICATION_COLUMNS)
     for row in rows:
-        writer.writerow([_cell(v) for v in row])
+        writer.writerow([cell(v) for v in row])
     return out.getvalue().encode("utf-8-sig")
 
 
@@ -308,7 +311,7 @@ def test_the_xlsx_export_holds_the_plain_cells(tricky_log, tmp_path):
         ["" if v is None else v.replace("_x000D_", "\r") if isinstance(v, str) else v for v in row]
         for row in sheet.iter_rows(values_only=True)
     ]
-    expected = [list(NOTIFICATION_COLUMNS)] + [[_cell(v) for v in row] for row in reference_rows(masked=True)]
+    expected = [list(NOTIFICATION_COLUMNS)] + [[cell(v) for v in row] for row in reference_rows(masked=True)]
     assert cells == expected
 
 

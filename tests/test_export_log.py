@@ -13,8 +13,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from core.audit import log_event
-from core.exports import AUDIT_COLUMNS, NOTIFICATION_COLUMNS, export_to_file
+from core.exports.audit import AUDIT_COLUMNS
+from core.exports.files import export_to_file
 from core.models import AuditEvent
+from notifications.exports import NOTIFICATION_COLUMNS
 from notifications.models import NotificationLog
 from tests.factories import make_customer
 from tests.factories_audit import make_notification

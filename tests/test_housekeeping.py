@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.audit import verify_chain
-from core.exports import run_export_job
+from core.exports.jobs import run_export_job
 from core.housekeeping import (
     abandoned_after,
     end_abandoned_jobs,

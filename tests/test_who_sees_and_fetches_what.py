@@ -10,7 +10,8 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from backoffice import roles
-from core.exports import export_to_file, run_export_job
+from core.exports.files import export_to_file
+from core.exports.jobs import run_export_job
 from core.importing import import_root, store_upload
 from core.models import ExportJob
 from tests.factories import make_customer, make_user

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from core.exports import FORMATS, KINDS, ExportError, export_to_file
+from core.exports.files import export_to_file
+from core.exports.kinds import ExportError, kind_names
+from core.exports.writers import FORMATS
 
 
 class Command(BaseCommand):
@@ -16,7 +18,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("kind", choices=KINDS)
+        parser.add_argument("kind", choices=kind_names())
         parser.add_argument("--format", choices=FORMATS, default="csv")
         parser.add_argument("--output", required=True, help="The file to write.")
         parser.add_argument(
