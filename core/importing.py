@@ -35,7 +35,6 @@ from django.contrib import messages as admin_messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, models, transaction
-from django.db.models import Q
 from django.forms.models import model_to_dict
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -49,6 +48,7 @@ from import_export.results import Result, RowResult
 from import_export.utils import atomic_if_using_transaction
 
 from .audit import log_event
+from .background import claim_job
 from .bulk import bulk_update_rows
 from .import_files import FORMATS, FileReadError, count_rows, read_dataset
 from .private_files import write_private
@@ -1578,12 +1578,7 @@ def run_import_job(job_id: int) -> dict[str, Any]:
     from .models import ImportJob
 
     now = timezone.now()
-    stale = now - dt.timedelta(seconds=int(settings.Q_CLUSTER.get("timeout", 900)))
-    claimable = Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, started_at__lt=stale)
-    claimed = ImportJob.objects.filter(claimable, pk=job_id).update(
-        status=ImportJob.Status.RUNNING, started_at=now, rows_done=0, finished_at=None
-    )
-    if not claimed:
+    if not claim_job(ImportJob, job_id, now):
         return {"job": job_id, "skipped": "not queued"}
     job = ImportJob.objects.select_related("user").get(pk=job_id)
     reporter = ProgressReporter(job_id)

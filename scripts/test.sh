@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole suite, twice: on SQLite (the embedded default) and on PostgreSQL with the Redis broker.
+# The import layers, then the whole suite twice: on SQLite (the embedded default) and on PostgreSQL with the
+# Redis broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -9,6 +10,10 @@ REDIS_TEST_URL=${REDIS_TEST_URL:-redis://127.0.0.1:6379/15}
 
 bash scripts/ensure_services.sh
 if [ -f scripts/ensure_browser.sh ]; then bash scripts/ensure_browser.sh; fi
+
+# The layers of ARCHITECTURE.md (import-linter contracts in pyproject.toml): a violation fails the command.
+echo "== Import layers =="
+.venv/bin/lint-imports
 
 # The SQLite pass runs with the process clock pinned to 14:30 UTC: 22:30 in Shanghai, 06:30 (07:30 in summer
 # time) in Los Angeles, night in both, so a test that depends on the hour it runs at fails every run.
