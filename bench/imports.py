@@ -4,7 +4,7 @@
     .venv/bin/python bench/imports.py --rows 100000 --database-url postgres://postgres@127.0.0.1:5432/bench
 
 Figure: importing a CSV of ``--rows`` new instalments (per-row validation, all-or-nothing) through
-`core.importing.run_import`, as a background import job does, from the file's bytes. Floor: bulk_create
+`core.imports.resource.run_import`, as a background import job does, from the file's bytes. Floor: bulk_create
 of the same instalments into the same table (rolled back). Target: at least 0.25x the floor's rate.
 """
 
@@ -24,7 +24,7 @@ def main() -> int:
     from django.db import transaction
 
     import book
-    from core.importing import run_import
+    from core.imports.resource import run_import
     from loans.models import Installment, Loan
     from loans.resources import InstallmentResource
 

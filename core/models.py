@@ -122,7 +122,7 @@ class ExportJob(models.Model):
 
 
 class ImportJob(models.Model):
-    """One admin import of a large file, run as a background django-q2 task (``core.importing``).
+    """One admin import of a large file, run as a background django-q2 task (``core.imports.jobs``).
 
     The uploaded file is stored under ``settings.IMPORT_ROOT`` (never under static files) with its SHA-256; a
     successful dry run can be confirmed, which queues the real import of the same stored file as a new job

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from import_export import fields
 
-from core.importing import BookResource, IntWidget, RefWidget, TextWidget
+from core.imports.resource import BookResource
+from core.imports.widgets import IntWidget, RefWidget, TextWidget
 from loans.models import CreditTier
 
 from .models import EscalationStep

@@ -23,7 +23,7 @@ from core.admin import (
     PersonalDataAdminMixin,
 )
 from core.compliance_admin import InputFilter
-from core.importing import BookImportAdminMixin
+from core.imports.admin import BookImportAdminMixin
 from core.masking import mask_destination, mask_email, mask_name, mask_phone, masker_for
 from core.money import money_display
 

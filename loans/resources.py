@@ -1,6 +1,6 @@
 """Import files of the loan book (SPEC.md "Import files"): exactly these columns, keyed by the first column(s).
 
-Every resource is a ``core.importing.BookResource``: a bad row fails the whole file with its line and
+Every resource is a ``core.imports.resource.BookResource``: a bad row fails the whole file with its line and
 column, and re-importing a file updates rows instead of duplicating them.
 """
 
@@ -12,8 +12,9 @@ from django.db import transaction
 from import_export.fields import Field
 
 from core.audit import Event, log_events
-from core.importing import (
-    BookResource,
+from core.imports.fast_path import object_values
+from core.imports.resource import BookResource
+from core.imports.widgets import (
     BoolWidget,
     IntWidget,
     ISODateTimeWidget,
@@ -23,7 +24,6 @@ from core.importing import (
     RefWidget,
     TextWidget,
     _text,
-    object_values,
 )
 
 from . import signals

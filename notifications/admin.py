@@ -25,7 +25,7 @@ from core.admin import (
     LargeTablePaginator,
     PersonalDataAdminMixin,
 )
-from core.importing import BookImportAdminMixin
+from core.imports.admin import BookImportAdminMixin
 from core.masking import known_of, masker_for
 from loans.admin import CreditTierAdmin
 from loans.models import Customer

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from import_export.fields import Field
 
-from core.importing import BookResource, IntWidget, LocalTimeWidget, RefWidget, TextWidget
+from core.imports.resource import BookResource
+from core.imports.widgets import IntWidget, LocalTimeWidget, RefWidget, TextWidget
 from loans.models import CreditTier
 
 from .models import ReminderRule, ReminderTemplate

@@ -25,7 +25,7 @@ from django.test import Client
 from django.urls import reverse
 
 from backoffice import roles
-from core.importing import run_import_job, start_import_job
+from core.imports.jobs import run_import_job, start_import_job
 from core.models import ImportJob
 from loans.models import Customer
 from loans.resources import CustomerResource

@@ -9,7 +9,7 @@ import hashlib
 import pytest
 from django.urls import reverse
 
-from core.importing import run_import
+from core.imports.resource import run_import
 from core.models import AuditEvent
 from debt_collection.models import EscalationStep
 from debt_collection.resources import EscalationStepResource

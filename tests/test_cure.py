@@ -116,7 +116,7 @@ def test_it_keeps_the_promise_a_payment_satisfies(arrears):
 
 
 def test_it_cures_a_loan_when_an_imported_payment_pays_the_arrears(arrears):
-    from core.importing import run_import
+    from core.imports.resource import run_import
     from loans.resources import PaymentResource
 
     loan, _instalments, case = arrears

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from core.importing import run_import
+from core.imports.resource import run_import
 from core.models import AuditEvent
 from loans import resources
 from loans.models import Customer

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from core.importing import run_import
+from core.imports.resource import run_import
 from debt_collection import demo
 from debt_collection.models import Agency, EscalationStep
 from debt_collection.resources import EscalationStepResource

@@ -18,7 +18,7 @@ from core.housekeeping import (
     remove_expired_files,
     run_housekeeping,
 )
-from core.importing import run_import_job
+from core.imports.jobs import run_import_job
 from core.models import AuditEvent, ExportJob, ImportJob
 
 from .factories import make_user

@@ -18,7 +18,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 
-from core.importing import run_import, run_import_job, start_import_job
+from core.imports.jobs import run_import_job, start_import_job
+from core.imports.resource import run_import
 from core.models import AuditEvent, ImportJob
 from loans import resources
 from loans.models import Customer, Installment, Loan, Payment

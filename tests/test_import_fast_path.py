@@ -14,7 +14,7 @@ from django.apps import apps
 from django.db import transaction
 from django.utils import timezone
 
-from core.importing import run_import
+from core.imports.resource import run_import
 from core.models import AuditEvent
 from debt_collection.models import EscalationStep
 from debt_collection.resources import EscalationStepResource

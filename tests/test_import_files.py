@@ -16,8 +16,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from backoffice import roles
-from core.import_files import FileReadError, count_rows, decode_text
-from core.importing import run_import
+from core.imports.files import FileReadError, count_rows, decode_text
+from core.imports.resource import run_import
 from core.models import ImportJob
 from loans.models import Customer
 from loans.resources import CustomerResource

@@ -11,7 +11,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from backoffice import roles
-from core.importing import run_import, run_import_job, start_import_job
+from core.imports.jobs import run_import_job, start_import_job
+from core.imports.resource import run_import
 from core.models import AuditEvent, ImportJob
 from loans.models import Customer
 from loans.resources import CustomerResource, PaymentResource

@@ -10,15 +10,16 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from backoffice import roles
-from core import importing
-from core.importing import (
+from core.imports import jobs as import_jobs
+from core.imports.files import count_rows
+from core.imports.jobs import (
     ImportJobError,
     confirm_import_job,
-    count_rows,
     current_progress,
     run_import_job,
     start_import_job,
 )
+from core.imports.resource import file_sha256
 from core.models import AuditEvent, ImportJob
 from loans.models import Customer
 from loans.resources import CustomerResource
@@ -84,7 +85,7 @@ def test_a_big_file_goes_to_the_background_and_the_request_saves_nothing(
     assert (job.user, job.is_dry_run, job.status, job.rows_total) == (operator, True, "queued", 12)
     assert job.resource == "loans.resources.CustomerResource" and job.file_name == "customers.csv"
     stored = settings.IMPORT_ROOT / job.file_path
-    assert stored.read_bytes() == data and job.file_sha256 == importing.file_sha256(data)
+    assert stored.read_bytes() == data and job.file_sha256 == file_sha256(data)
     assert not Customer.objects.exists()
 
 
@@ -213,19 +214,19 @@ def test_progress_is_visible_while_the_import_transaction_is_still_open(monkeypa
     operator = make_user("operator-2", group=roles.OPERATIONS)
     job = start(operator, customer_file(12))
     seen = []
-    report = importing.ProgressReporter.__call__
+    report = import_jobs.ProgressReporter.__call__
 
     def watched(self, done, total):
         report(self, done, total)
         # Read back as the result page does, while run_import has not committed anything yet.
         seen.append((current_progress(ImportJob.objects.get(pk=job.pk))[0], Customer.objects.count()))
 
-    monkeypatch.setattr(importing, "PROGRESS_EVERY", 4)
-    monkeypatch.setattr(importing.ProgressReporter, "__call__", watched)
+    monkeypatch.setattr(import_jobs, "PROGRESS_EVERY", 4)
+    monkeypatch.setattr(import_jobs.ProgressReporter, "__call__", watched)
     run_import_job(job.pk)
     assert (4, 0) in seen and (8, 0) in seen
     assert Customer.objects.count() == 12
-    assert not importing.progress_path(job.pk).exists()
+    assert not import_jobs.progress_path(job.pk).exists()
 
 
 def test_only_the_owner_or_an_importer_sees_a_job_and_only_an_importer_confirms(client, operator):
@@ -297,7 +298,7 @@ def test_the_job_runs_through_django_q(operator, monkeypatch, django_capture_on_
     assert job.status == ImportJob.Status.SUCCEEDED and job.rows_new == 12
     assert Customer.objects.filter(ref__startswith="BG").count() == 12
     task = Task.objects.get(name=f"import-{job.pk}")
-    assert task.success and task.func == "core.importing.run_import_job" and task.args == (job.pk,)
+    assert task.success and task.func == "core.imports.jobs.run_import_job" and task.args == (job.pk,)
 
 
 def test_rows_are_counted_without_reading_the_file_into_a_dataset():

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.core.management import CommandError, call_command
 
-from core.importing import run_import
+from core.imports.resource import run_import
 from core.models import AuditEvent
 from loans import resources
 from loans.models import CreditScore, CreditTier, Customer, Installment, Loan, Payment

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from core.importing import run_import
+from core.imports.resource import run_import
 from core.models import AuditEvent
 from loans.allocation import Instalment, Receipt, Unpaid, allocate, allocate_loan
 from loans.models import Installment, Loan, Payment, PaymentAllocation

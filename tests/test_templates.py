@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from core.importing import run_import
+from core.imports.resource import run_import
 from core.models import AuditEvent
 from loans.admin import CreditTierAdmin
 from notifications.admin import ReminderRuleInline

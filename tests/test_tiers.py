@@ -146,7 +146,7 @@ TIER_HEADER = "code,name,min_score,max_score,risk_level,grace_period_days,max_co
 
 
 def test_two_rows_of_one_tier_file_that_overlap_each_other_save_nothing():
-    from core.importing import run_import
+    from core.imports.resource import run_import
     from loans.resources import CreditTierResource
 
     data = "\n".join([TIER_HEADER, "FA,Prime,9800,9950,low,7,2,sms", "FB,Good,9850,9900,medium,5,3,sms", ""])
@@ -156,7 +156,7 @@ def test_two_rows_of_one_tier_file_that_overlap_each_other_save_nothing():
 
 
 def test_a_tier_file_of_adjacent_ranges_imports():
-    from core.importing import run_import
+    from core.imports.resource import run_import
     from loans.resources import CreditTierResource
 
     data = "\n".join([TIER_HEADER, "FC,Prime,9800,9899,low,7,2,sms", "FD,Good,9900,9999,medium,5,3,sms", ""])
@@ -165,7 +165,7 @@ def test_a_tier_file_of_adjacent_ranges_imports():
 
 
 def test_a_tier_file_is_audited_tier_by_tier_with_before_and_after():
-    from core.importing import run_import
+    from core.imports.resource import run_import
     from loans.resources import CreditTierResource
     from tests.factories import make_user
 

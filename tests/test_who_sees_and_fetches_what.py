@@ -12,7 +12,7 @@ from django.urls import reverse
 from backoffice import roles
 from core.exports.files import export_to_file
 from core.exports.jobs import run_export_job
-from core.importing import import_root, store_upload
+from core.imports.jobs import import_root, store_upload
 from core.models import ExportJob
 from tests.factories import make_customer, make_user
 from tests.factories_audit import make_notification

@@ -51,7 +51,7 @@ def _import_mixin():
     try:
         from import_export.admin import ImportExportMixin
 
-        from core.importing import BookImportAdminMixin
+        from core.imports.admin import BookImportAdminMixin
     except ImportError:  # pragma: no cover
         return ()
     return (BookImportAdminMixin, ImportExportMixin)

@@ -17,8 +17,8 @@ from django.core.management.base import BaseCommand, CommandError
 from import_export.command_utils import get_resource_class
 from import_export.results import RowResult
 
-from core.import_files import FileReadError, read_dataset
-from core.importing import BookResource, file_sha256
+from core.imports.files import FileReadError, read_dataset
+from core.imports.resource import BookResource, file_sha256
 
 
 class Command(BaseCommand):

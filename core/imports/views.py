@@ -21,8 +21,9 @@ from django.urls import NoReverseMatch, path, reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from .exports.writers import escape_formula
-from .importing import (
+from ..exports.writers import escape_formula
+from ..models import ImportJob
+from .jobs import (
     ImportJobError,
     confirm_import_job,
     current_progress,
@@ -30,7 +31,6 @@ from .importing import (
     may_import,
     may_see_import_job,
 )
-from .models import ImportJob
 
 app_name = "imports"
 
