@@ -17,7 +17,7 @@ PIPELINE: list[tuple[str, str]] = [
     ("plan", "strategy.engine.plan"),
     ("collections", "strategy.engine.advance"),
     ("dispatch", "strategy.engine.dispatch"),
-    ("anchor_audit", "core.audit.write_anchor"),
+    ("anchor_audit", "core.audit_anchors.write_anchor"),
 ]
 
 
@@ -31,7 +31,8 @@ def run_pipeline(now: dt.datetime, run=None) -> dict[str, dict]:
     """Run the steps in order. The audit head is anchored after each step (a broken anchor file is logged, not
     fatal, there), and ``anchor_audit`` ends the pipeline, failing loudly if the anchor file is broken. With a
     ``PipelineRun``, each step's counts are written to it as the step finishes (its progress)."""
-    from core.audit import anchor_quietly
+    from core.audit_anchors import anchor_quietly
+
     from .pipeline_runs import record_step
 
     results = {}

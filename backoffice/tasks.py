@@ -57,7 +57,7 @@ def fan_out_steps() -> int:
 
 def dispatch_due() -> dict:
     """Send what is due by now over the whole book (the every-minute sweep)."""
-    from core.audit import anchor_quietly
+    from core.audit_anchors import anchor_quietly
 
     now = timezone.now()
     result = dispatch(now)
@@ -91,10 +91,10 @@ def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None,
     """
     from django_q.tasks import async_task
 
+    from core.audit_anchors import write_anchor
     from loans.autodebit import run_autodebit
     from loans.services import apply_credit_scores
 
-    from core.audit import write_anchor
     from .models import PipelineRun
     from .pipeline_runs import record_step
 
@@ -139,7 +139,7 @@ def run_chunk(now_iso: str, low: int, high: int, live: bool = False) -> dict:
     collections ladder, then send what is due (the ladder's messages of the day included) as of
     ``dispatch_moment``, and anchor the audit head. A task's start is an entry point: the only place here that
     reads the clock."""
-    from core.audit import anchor_quietly
+    from core.audit_anchors import anchor_quietly
 
     started_at = timezone.now()
     now = dt.datetime.fromisoformat(now_iso)

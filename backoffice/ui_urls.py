@@ -5,9 +5,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
-from strategy.views import tier_preview_view
-
 from core import audit_views
+from strategy.views import tier_preview_view
 
 from . import customer_page, pipeline_views
 

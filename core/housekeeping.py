@@ -12,7 +12,7 @@ Two things nobody should have to click:
 - Files are kept for a while, then removed: export files (personal data, even masked, should not pile up on a
   disk) after ``EXPORT_FILE_RETENTION_DAYS``, stored uploads after ``IMPORT_FILE_RETENTION_DAYS`` once no job
   still needs them. The job rows stay, with their SHA-256, as the record of what was exported or imported.
-- The audit head is anchored at least hourly (``core.audit.write_anchor``), whatever else ran.
+- The audit head is anchored at least hourly (``core.audit_anchors.write_anchor``), whatever else ran.
 
 Every change is written to the audit trail (``backoffice.export.abandoned``, ``backoffice.import.abandoned``,
 ``backoffice.export.file_removed``, ``backoffice.import.file_removed``).
@@ -191,7 +191,7 @@ def run_housekeeping(now: dt.datetime | None = None) -> dict[str, int]:
     """The hourly schedule: end abandoned jobs, remove files past their retention, refresh SQLite's statistics,
     then anchor the audit head (``AnchorError`` if the anchor file is broken: the task fails, loudly, each hour).
     A task's start is an entry point: without ``now`` it reads the clock here, once, and passes it down."""
-    from .audit import write_anchor
+    from .audit_anchors import write_anchor
 
     now = now or timezone.now()
     done = {**end_abandoned_jobs(now), **remove_expired_files(now), **refresh_planner_statistics()}

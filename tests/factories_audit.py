@@ -26,7 +26,7 @@ def make_events(n: int, *, action: str = "tests.thing.changed", actor: str = "jo
 
 def tamper(sql: str, params=()) -> None:
     """Change the audit table behind the application's back: lift the triggers, run ``sql``, put them back."""
-    from core.audit import install_audit_triggers, remove_audit_triggers
+    from core.audit_triggers import install_audit_triggers, remove_audit_triggers
 
     remove_audit_triggers(connection)
     with connection.cursor() as cursor:

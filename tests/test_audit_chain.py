@@ -7,17 +7,10 @@ from decimal import Decimal
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
 
-from core.audit import (
-    COPY_AT_LEAST,
-    GENESIS_HASH,
-    Event,
-    event_hash,
-    log_event,
-    log_events,
-    missing_audit_triggers,
-    verify_chain,
-)
-from core.models import AuditChainHead, AuditEvent
+from core.audit import COPY_AT_LEAST, Event, event_hash, log_event, log_events
+from core.audit_triggers import missing_audit_triggers
+from core.audit_verification import verify_chain
+from core.models import GENESIS_HASH, AuditChainHead, AuditEvent
 from tests.factories_audit import make_events
 
 

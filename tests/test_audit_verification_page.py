@@ -9,7 +9,7 @@ import pytest
 
 from backoffice.roles import COLLECTOR
 from core import audit_verification
-from core.audit import write_anchor
+from core.audit_anchors import write_anchor
 from core.models import AuditEvent, AuditVerification
 from tests.factories import make_user
 from tests.factories_audit import make_compliance_officer, make_events, tamper

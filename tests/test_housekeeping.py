@@ -10,7 +10,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from core.audit import verify_chain
+from core.audit_verification import verify_chain
 from core.exports.jobs import run_export_job
 from core.housekeeping import (
     abandoned_after,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from core.audit import verify_chain
+from core.audit_verification import verify_chain
 from notifications.models import ContactPolicy, NotificationLog, OutboxMessage, ReminderRule, ReminderTemplate
 from tests.factories import make_customer, make_installment, make_loan, make_tier
 

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from core.audit import write_anchor
+from core.audit_anchors import write_anchor
 from core.models import AuditEvent
 from tests.factories_audit import make_events, rewind_trail, rewrite_trail, tamper
 
@@ -82,7 +82,7 @@ def test_a_truncated_trail_is_caught_by_the_anchor(anchor_file):
 def test_dropped_triggers_fail_verification(anchor_file):
     from django.db import connection
 
-    from core.audit import remove_audit_triggers
+    from core.audit_triggers import remove_audit_triggers
 
     make_events(1)
     write_anchor(NOW)
@@ -109,7 +109,7 @@ def test_the_anchor_job_appends_the_head_once_per_change(anchor_file):
 def test_the_anchor_job_is_the_last_step_of_the_pipeline():
     from backoffice.jobs import PIPELINE
 
-    assert PIPELINE[-1] == ("anchor_audit", "core.audit.write_anchor")
+    assert PIPELINE[-1] == ("anchor_audit", "core.audit_anchors.write_anchor")
 
 
 # --- The tail: what happened after the last anchor, and the anchor file itself -------------------------------
@@ -203,7 +203,7 @@ def test_a_missing_anchor_file_fails(anchor_file):
 
 @pytest.mark.django_db
 def test_a_deleted_anchor_file_fails_and_is_not_silently_started_again(anchor_file):
-    from core.audit import AnchorError
+    from core.audit_anchor_file import AnchorError
 
     make_events(2)
     write_anchor(NOW)
@@ -218,7 +218,7 @@ def test_a_deleted_anchor_file_fails_and_is_not_silently_started_again(anchor_fi
 
 @pytest.mark.django_db
 def test_a_shortened_anchor_file_fails(anchor_file):
-    from core.audit import AnchorError
+    from core.audit_anchor_file import AnchorError
 
     make_events(2)
     write_anchor(NOW)
@@ -280,7 +280,7 @@ def test_initialising_refuses_a_broken_chain(anchor_file):
 
 @pytest.mark.django_db
 def test_the_pipelines_last_step_fails_loudly_on_a_broken_anchor_file(anchor_file):
-    from core.audit import AnchorError
+    from core.audit_anchor_file import AnchorError
 
     make_events(1)
     call_command("run_jobs", "--now", NOW.isoformat(), stdout=StringIO())

@@ -4,7 +4,7 @@ from django.db import migrations
 
 
 def install(apps, schema_editor):
-    from core.audit import install_audit_triggers
+    from core.audit_triggers import install_audit_triggers
 
     connection = schema_editor.connection
     if connection.vendor not in ("sqlite", "postgresql"):
@@ -13,7 +13,7 @@ def install(apps, schema_editor):
 
 
 def remove(apps, schema_editor):
-    from core.audit import remove_audit_triggers
+    from core.audit_triggers import remove_audit_triggers
 
     remove_audit_triggers(schema_editor.connection)
 

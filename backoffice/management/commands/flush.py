@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.management.commands.flush import Command as FlushCommand
 from django.db import connections
 
-from core.audit import install_audit_triggers, missing_audit_triggers, remove_audit_triggers
+from core.audit_triggers import install_audit_triggers, missing_audit_triggers, remove_audit_triggers
 from core.models import AuditEvent
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from core.audit import AnchorError, init_anchors, verify_chain
+from core.audit_anchor_file import AnchorError
+from core.audit_anchors import init_anchors
+from core.audit_verification import verify_chain
 
 
 class Command(BaseCommand):
