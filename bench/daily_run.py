@@ -151,8 +151,8 @@ def main() -> int:
     from django.utils import timezone
 
     import book
-    from core.housekeeping import refresh_planner_statistics
     from backoffice.jobs import pipeline_steps, run_pipeline
+    from core.housekeeping import refresh_planner_statistics
     from notifications.models import NotificationLog, OutboxMessage
 
     shanghai = zoneinfo.ZoneInfo("Asia/Shanghai")

@@ -15,7 +15,6 @@ from django.db.models import Min
 from django.test.utils import CaptureQueriesContext
 
 from backoffice.models import PipelineRun
-
 from core.models import AuditChainHead, AuditEvent
 from debt_collection.models import CallTask, CaseStepRun, CollectionCase, EscalationStep
 from loans.models import CreditTier, Customer
