@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from core.audit import Event  # noqa: F401  (the trail is checked through AuditEvent)
 from backoffice.jobs import run_pipeline
+from core.audit import Event  # noqa: F401  (the trail is checked through AuditEvent)
 from core.models import AuditEvent
 from debt_collection.advance import advance_collections
 from debt_collection.models import AgencyPlacement, CallTask, CaseStepRun, CollectionCase, LegalReferral
