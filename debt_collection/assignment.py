@@ -16,8 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 
-from core.audit import Event, actor_name, log_events
 from backoffice.roles import COLLECTOR
+from core.audit import Event, actor_name, log_events
 
 from .models import CallTask
 

@@ -9,8 +9,8 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from core.models import AuditEvent
 from backoffice.roles import TEAM_LEAD
+from core.models import AuditEvent
 from debt_collection.advance import advance_collections
 from debt_collection.assignment import collectors, reassign_call_tasks
 from debt_collection.calls import collector_loads, record_call_outcome
