@@ -11,7 +11,7 @@ import datetime as dt
 from django.utils.module_loading import import_string
 
 PIPELINE: list[tuple[str, str]] = [
-    ("apply_scores", "loans.services.apply_credit_scores"),
+    ("apply_scores", "loans.scores.apply_credit_scores"),
     ("autodebit", "loans.autodebit.run_autodebit"),
     # The day's engine (strategy.engine): the same steps the workers run per chunk and the policy preview runs.
     ("plan", "strategy.engine.plan"),

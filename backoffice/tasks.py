@@ -93,7 +93,7 @@ def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None,
 
     from core.audit_anchors import write_anchor
     from loans.autodebit import run_autodebit
-    from loans.services import apply_credit_scores
+    from loans.scores import apply_credit_scores
 
     from .models import PipelineRun
     from .pipeline_runs import record_step

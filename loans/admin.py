@@ -27,7 +27,7 @@ from core.imports.admin import BookImportAdminMixin
 from core.masking import mask_destination, mask_email, mask_name, mask_phone, masker_for
 from core.money import money_display
 
-from . import services
+from . import scores, services
 from .customer_search import customer_search_q
 from .forms import PaymentForm
 from .models import AutoDebitAttempt, CreditScore, CreditTier, Customer, Installment, Loan, Payment
@@ -107,7 +107,7 @@ class CreditTierAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixi
             super().save_model(request, obj, form, change)
             if {"min_score", "max_score"} & set(form.changed_data):
                 # Customers follow the new ranges at once (pinned ones excepted).
-                services.rederive_customer_tiers(
+                scores.rederive_customer_tiers(
                     at=timezone.now(), actor=request.user, reason="tier_ranges_changed"
                 )
 
@@ -357,7 +357,7 @@ class CustomerAdmin(PersonalDataAdminMixin, AuditedAdminMixin, BookImportExportA
         with transaction.atomic():
             super().save_model(request, obj, form, change)
             if before and pin_fields & set(form.changed_data):
-                services.note_tier_pin_change(obj, before=before, at=timezone.now(), actor=request.user)
+                scores.note_tier_pin_change(obj, before=before, at=timezone.now(), actor=request.user)
 
 
 @admin.register(CreditScore)

@@ -28,6 +28,7 @@ from core.imports.widgets import (
 
 from . import signals
 from .models import CreditScore, CreditTier, Customer, Installment, Loan, Payment
+from .tiers import tier_for
 
 
 def tier_values(tier: CreditTier) -> dict:
@@ -109,7 +110,7 @@ class CreditTierResource(BookResource):
         if not self.is_dry_run and not result.has_errors() and not result.has_validation_errors():
             from django.utils import timezone
 
-            from .services import rederive_customer_tiers
+            from .scores import rederive_customer_tiers
 
             rederive_customer_tiers(
                 at=timezone.now(), actor=kwargs.get("user"), reason="tier_ranges_imported"
@@ -176,9 +177,7 @@ class CustomerResource(BookResource):
         before = instance.tier_id
         if not instance.is_tier_pinned:
             score = instance.credit_score
-            instance.tier = next(
-                (t for t in self.tiers if score is not None and t.min_score <= score <= t.max_score), None
-            )
+            instance.tier = tier_for(score, self.tiers)
         if not instance.do_not_contact:
             instance.do_not_contact_reason = ""
         if instance.pk and before != instance.tier_id:

@@ -11,7 +11,8 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
 from debt_collection.models import EscalationStep
-from loans.models import CreditTier, validate_channel_order
+from loans.models import CreditTier
+from loans.models.tiers import validate_channel_order
 from notifications.choices import Channel, Kind
 from notifications.models import ReminderRule
 

@@ -256,7 +256,7 @@ def test_a_tier_change_to_high_risk_brings_the_phone_forward():
     case = open_case(loan)
     assert case.stage == "early" and not open_tasks(loan)
 
-    from loans.services import apply_credit_scores
+    from loans.scores import apply_credit_scores
 
     make_score(loan.customer, high.min_score, scored_at=day(6, hour=12))
     apply_credit_scores(day(6, hour=13))

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from core.models import AuditEvent
 from loans import signals
 from loans.models import CreditScore, CreditTier, Customer
-from loans.services import apply_credit_scores, pin_tier, rederive_customer_tiers
+from loans.scores import apply_credit_scores, pin_tier, rederive_customer_tiers
 from tests.factories import make_customer, make_score, make_tier
 
 pytestmark = pytest.mark.django_db
@@ -198,3 +198,14 @@ def test_a_tier_file_is_audited_tier_by_tier_with_before_and_after():
     assert created.before is None and created.object_id == str(CreditTier.objects.get(code="FF").pk)
     assert created.after["min_score"] == 9800 and created.after["source"] == "import"
     assert not AuditEvent.objects.filter(object_type="loans.CreditTier", object_id=str(same.pk)).exists()
+
+
+def test_tier_for_picks_the_tier_whose_range_holds_the_score():
+    from loans.tiers import tier_for
+
+    low, high = make_tier(min_score=300, max_score=549), make_tier(min_score=550, max_score=949)
+
+    assert tier_for(549, [high, low]) == low
+    assert tier_for(550, [high, low]) == high
+    assert tier_for(950, [high, low]) is None
+    assert tier_for(None, [high, low]) is None

@@ -2,7 +2,8 @@
 
 import django.core.validators
 import django.db.models.deletion
-import loans.models
+import loans.models.customers
+import loans.models.tiers
 import loans.phones
 from decimal import Decimal
 from django.db import migrations, models
@@ -27,7 +28,7 @@ class Migration(migrations.Migration):
                 ('risk_level', models.CharField(choices=[('low', 'Low'), ('medium', 'Medium'), ('high', 'High'), ('very_high', 'Very high')], default='medium', max_length=16, verbose_name='risk level')),
                 ('grace_period_days', models.PositiveSmallIntegerField(default=3, validators=[django.core.validators.MaxValueValidator(14)], verbose_name='grace period (days)')),
                 ('max_contacts_per_week', models.PositiveSmallIntegerField(default=3, validators=[django.core.validators.MinValueValidator(1)], verbose_name='max contacts per customer in any 7 days')),
-                ('channel_order', models.CharField(default='sms,push,email', help_text='Comma-separated; when a customer opted out of one channel the next is used.', max_length=64, validators=[loans.models.validate_channel_order], verbose_name='channel order')),
+                ('channel_order', models.CharField(default='sms,push,email', help_text='Comma-separated; when a customer opted out of one channel the next is used.', max_length=64, validators=[loans.models.tiers.validate_channel_order], verbose_name='channel order')),
                 ('updated_at', models.DateTimeField(auto_now=True)),
             ],
             options={
@@ -47,7 +48,7 @@ class Migration(migrations.Migration):
                 ('email', models.EmailField(blank=True, max_length=254, verbose_name='email')),
                 ('push_token', models.CharField(blank=True, max_length=255, verbose_name='push token')),
                 ('language', models.CharField(choices=[('zh-hans', '简体中文'), ('en', 'English')], default='zh-hans', max_length=10, verbose_name='language')),
-                ('timezone', models.CharField(default='Asia/Shanghai', max_length=64, validators=[loans.models.validate_timezone], verbose_name='time zone')),
+                ('timezone', models.CharField(default='Asia/Shanghai', max_length=64, validators=[loans.models.customers.validate_timezone], verbose_name='time zone')),
                 ('credit_score', models.IntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(0)], verbose_name='latest credit score')),
                 ('is_tier_pinned', models.BooleanField(default=False, help_text='A pinned tier no longer follows the credit score.', verbose_name='tier pinned by an operator')),
                 ('tier_pin_reason', models.CharField(blank=True, max_length=255, verbose_name='reason for pinning')),

@@ -1,0 +1,19 @@
+"""The loan book: credit tiers, customers, credit scores, loans, instalments, payments, auto-debit attempts.
+
+One module per concern; Django and every caller find the models here."""
+
+from .customers import CreditScore, Customer
+from .loans import Installment, Loan
+from .payments import AutoDebitAttempt, Payment, PaymentAllocation
+from .tiers import CreditTier
+
+__all__ = [
+    "AutoDebitAttempt",
+    "CreditScore",
+    "CreditTier",
+    "Customer",
+    "Installment",
+    "Loan",
+    "Payment",
+    "PaymentAllocation",
+]
