@@ -17,11 +17,11 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django_q.models import Failure, Success
 
+from backoffice import demo
 from backoffice.jobs import run_pipeline
 from backoffice.roles import OPERATIONS
 from core.models import ExportJob
 from debt_collection.models import CallTask, PromiseToPay
-from loans import demo
 from tests.factories import make_user
 from tests.test_browser import browser  # noqa: F401  (the module's Chromium)
 

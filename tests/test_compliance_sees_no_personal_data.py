@@ -13,9 +13,10 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.urls import NoReverseMatch, reverse
 
+from backoffice import demo
 from backoffice.jobs import run_pipeline
+from backoffice import demo
 from core.masking import _name_parts, _phone_variants
-from loans import demo
 from loans.models import Customer, Loan
 from notifications.models import NotificationLog, OutboxMessage, ReminderTemplate
 

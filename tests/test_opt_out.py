@@ -11,8 +11,8 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 
+from backoffice.demo import seed_configuration
 from core.models import AuditEvent
-from loans.demo import seed_configuration
 from loans.models import Customer
 from notifications.consent import reply_intent
 from notifications.dispatch import dispatch_due

@@ -105,7 +105,7 @@ def test_without_a_pattern_the_message_carries_no_empty_label(settings):
 
 @pytest.mark.django_db
 def test_the_demo_templates_carry_the_payment_link_in_both_languages(settings):
-    from loans.demo import seed_configuration
+    from backoffice.demo import seed_configuration
 
     settings.PAY_LINK_URL = "https://pay.example/{loan_ref}"
     settings.HOW_TO_PAY = ""
@@ -145,7 +145,7 @@ def test_a_pay_link_pattern_with_an_unknown_placeholder_refuses_to_start():
 @pytest.mark.django_db
 @pytest.mark.parametrize("pattern", ["", "https://pay.example/{loan_ref}"])
 def test_the_demo_sms_reads_whole_with_and_without_a_payment_link(settings, pattern):
-    from loans.demo import seed_configuration
+    from backoffice.demo import seed_configuration
 
     settings.PAY_LINK_URL = pattern
     seed_configuration()

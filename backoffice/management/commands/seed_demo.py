@@ -1,4 +1,4 @@
-"""``manage.py seed_demo``: realistic demo data (idempotent), then the demo credentials. Logic: loans.demo."""
+"""``manage.py seed_demo``: realistic demo data (idempotent), then the demo credentials. Logic: backoffice.demo."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        from loans.demo import seed
+        from backoffice.demo import seed
 
         if not settings.DEBUG and not options["allow_production"]:
             raise CommandError(
