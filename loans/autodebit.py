@@ -15,16 +15,16 @@ import zoneinfo
 from collections import defaultdict
 from decimal import Decimal
 
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Exists, OuterRef
-from django.utils.module_loading import import_string
 
 from core.audit import Event, log_events
 from core.bulk import bulk_update_rows
 
+from . import signals
 from .gateways import DebitResult, get_gateway
 from .models import AutoDebitAttempt, Installment, Loan, Payment
+from .services import reallocate_loans
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,6 @@ ACTOR = "job:autodebit"
 CHUNK = 500
 # Claimed, gateway not yet answered (or the answer not yet recorded). Not one of the model's final statuses.
 PENDING = "pending"
-# The autodebit_failed notices of one customer's day are one contact naming each loan declined that day.
-NOTICE_KEY_PREFIX = "autodebit:"
 
 
 def idempotency_key_for(attempt: AutoDebitAttempt) -> str:
@@ -43,21 +41,6 @@ def idempotency_key_for(attempt: AutoDebitAttempt) -> str:
 
 def payment_ref_for(attempt: AutoDebitAttempt) -> str:
     return f"AD-{attempt.installment_id}-{attempt.attempted_on:%Y%m%d}"
-
-
-def _plan_notice():
-    """The batch notice service of the reminder engine and its ``Notice`` (``plan_notices``, ``Notice``)."""
-    try:
-        return (
-            import_string("notifications.notices.plan_notices"),
-            import_string("notifications.notices.Notice"),
-            import_string("notifications.notices.default_notice_channel"),
-        )
-    except ImportError as exc:
-        raise ImproperlyConfigured(
-            "Auto-debit failed but notifications.notices.plan_notices is missing, so the autodebit_failed notice "
-            "cannot be planned; the attempt stays pending and is recorded on the next run."
-        ) from exc
 
 
 def _local_dates(now: dt.datetime) -> dict[dt.date, list[str]]:
@@ -119,8 +102,6 @@ def _inputs(attempt: AutoDebitAttempt, result: DebitResult | None = None) -> dic
 
 
 def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.datetime) -> int:
-    from .services import reallocate_loans  # loans.services imports this module: resolve at call time
-
     if not done:
         return 0
     with transaction.atomic():
@@ -189,12 +170,11 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
 
 def _record_failures(declined: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.datetime) -> int:
     """Record the declines of a chunk in one transaction: the attempts still pending become ``failed`` with their
-    reason (one bulk update), one audit write, and the ``autodebit_failed`` notices (one batch; the declines of a
-    customer's day are one notice naming each loan, whichever chunk recorded them).
-    Returns how many were recorded (another worker may have recorded some meanwhile)."""
+    reason (one bulk update), one audit write, and ``autodebit_failed`` sent with them (the reminder engine plans
+    the customer's notice in the same transaction). Returns how many were recorded (another worker may have
+    recorded some meanwhile)."""
     if not declined:
         return 0
-    plan_notices, Notice, notice_channel = _plan_notice()
     with transaction.atomic():
         claimed = set(
             AutoDebitAttempt.objects.select_for_update()
@@ -204,7 +184,7 @@ def _record_failures(declined: list[tuple[AutoDebitAttempt, DebitResult]], now: 
         declined = [(a, r) for a, r in declined if a.pk in claimed]
         if not declined:
             return 0
-        events, notices = [], []
+        events = []
         for attempt, result in declined:
             attempt.status = AutoDebitAttempt.Status.FAILED
             attempt.failure_reason = (result.failure_reason or "declined")[:64]
@@ -218,24 +198,11 @@ def _record_failures(declined: list[tuple[AutoDebitAttempt, DebitResult]], now: 
                     after={**_inputs(attempt, result), "reason": attempt.failure_reason},
                 )
             )
-            inst = attempt.installment
-            customer = inst.loan.customer
-            notices.append(
-                Notice(
-                    customer_id=customer.pk,
-                    tier_id=customer.tier_id,
-                    tz_name=customer.timezone,
-                    kind="autodebit_failed",
-                    channel=notice_channel(customer.tier),
-                    key_prefix=NOTICE_KEY_PREFIX,
-                    installment_ids=[inst.pk],
-                    loan_refs=[inst.loan.ref],
-                    due_date=inst.due_date,
-                )
-            )
         bulk_update_rows([a for a, _r in declined], ["status", "failure_reason", "gateway_reference"])
         log_events(events)
-        plan_notices(notices, now=now, actor=ACTOR)
+        signals.autodebit_failed.send(
+            sender=AutoDebitAttempt, attempts=[a for a, _r in declined], at=now, actor=ACTOR
+        )
     return len(declined)
 
 
@@ -245,11 +212,11 @@ def run_autodebit(now: dt.datetime) -> dict[str, int]:
     Effects: claims one ``AutoDebitAttempt`` per instalment and local day (a re-run claims nothing new), calls
     the gateway of ``settings.PAYMENT_GATEWAY_BACKEND`` for each pending attempt, then on success records a
     ``Payment`` (source ``autodebit``) allocated by the waterfall (oldest unpaid instalment first; a loan out
-    of arrears is cured at once), on decline records the reason and plans an ``autodebit_failed`` notice. Audit events
-    ``loans.autodebit.succeeded`` / ``loans.autodebit.failed`` carry the inputs. A gateway exception leaves the
-    attempt pending for the next run (counted as ``unconfirmed``).
-    Raises ImproperlyConfigured when a decline cannot be noticed (no ``plan_notice``) or the gateway is
-    misconfigured. Returns counts.
+    of arrears is cured at once), on decline records the reason and sends ``autodebit_failed`` (the reminder
+    engine plans the customer's notice). Audit events ``loans.autodebit.succeeded`` / ``loans.autodebit.failed``
+    carry the inputs. A gateway exception leaves the attempt pending for the next run (counted as
+    ``unconfirmed``), and so does a receiver of ``autodebit_failed`` that fails (its error is raised).
+    Raises ImproperlyConfigured when the gateway is misconfigured. Returns counts.
     """
     gateway = get_gateway()
     counts = {"claimed": 0, "succeeded": 0, "failed": 0, "unconfirmed": 0}

@@ -8,6 +8,10 @@
 Both are sent inside the payment's transaction (``loans.services.reallocate_loans``): a receiver's work (the
 cure of a loan out of arrears) commits with the money or not at all.
 - ``tier_changed(sender, changes: list[tuple[customer_id, old_tier_id, new_tier_id]], at: datetime)``.
+- ``autodebit_failed(sender, attempts: list[AutoDebitAttempt], at: datetime, actor: str)``: the gateway declined
+  these debits (each attempt with its instalment, loan, customer and tier selected). Sent inside the
+  transaction that records the declines: a failing receiver (the customer's notice not planned) leaves the
+  attempts pending, recorded with their notice on the next run.
 """
 
 from django.dispatch import Signal
@@ -15,3 +19,4 @@ from django.dispatch import Signal
 installments_paid = Signal()
 payments_recorded = Signal()
 tier_changed = Signal()
+autodebit_failed = Signal()

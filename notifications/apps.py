@@ -12,9 +12,12 @@ class NotificationsConfig(AppConfig):
     def ready(self):
         from loans import signals as loan_signals
 
-        from . import exports, signals
+        from . import exports, receivers, signals
 
         exports.register()  # the notification log as a compliance export kind (core.exports)
+        loan_signals.autodebit_failed.connect(
+            receivers.on_autodebit_failed, dispatch_uid="notifications.notice_autodebit_failed"
+        )
         loan_signals.installments_paid.connect(
             signals.on_installments_paid, dispatch_uid="notifications.cancel_on_paid"
         )

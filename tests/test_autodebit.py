@@ -240,20 +240,51 @@ def test_a_failure_configured_in_settings_declines_and_a_rerun_neither_retries_n
     assert AuditEvent.objects.filter(action="loans.autodebit.failed").count() == 1
 
 
-def test_a_decline_is_not_recorded_without_the_notice_service(settings, monkeypatch):
-    """Guard: if the notice cannot be planned the decline stays pending (recorded with its notice next run)."""
-    import loans.autodebit as autodebit
+def test_a_decline_whose_notice_cannot_be_planned_is_not_recorded(settings, monkeypatch):
+    """The notice is planned in the decline's transaction: if planning fails the decline stays pending (recorded
+    with its notice on the next run)."""
+    import notifications.receivers
+    from notifications.models import NotificationLog
 
-    def missing():
-        raise ImproperlyConfigured("notifications.notices.plan_notices is missing")
+    def broken(*args, **kwargs):
+        raise RuntimeError("the notice could not be planned")
 
-    monkeypatch.setattr(autodebit, "_plan_notice", missing)
+    monkeypatch.setattr(notifications.receivers, "plan_notices", broken)
     settings.PAYMENT_SIMULATOR_FAILURES = "insufficient_funds:1"
     inst = autopay_installment()
 
-    with pytest.raises(ImproperlyConfigured, match="plan_notice"):
+    with pytest.raises(RuntimeError, match="could not be planned"):
         run_autodebit(NOW)
     assert AutoDebitAttempt.objects.get(installment=inst).status == PENDING
+    assert not AuditEvent.objects.filter(action="loans.autodebit.failed").exists()
+
+    monkeypatch.undo()
+    settings.PAYMENT_SIMULATOR_FAILURES = "insufficient_funds:1"
+    run_autodebit(NOW + dt.timedelta(hours=1))
+    assert AutoDebitAttempt.objects.get(installment=inst).status == AutoDebitAttempt.Status.FAILED
+    assert NotificationLog.objects.filter(kind="autodebit_failed").count() == 1
+
+
+def test_the_loan_book_tells_of_a_decline_by_a_signal_once_the_decline_is_written(settings):
+    from loans.signals import autodebit_failed
+
+    seen = []
+
+    def receiver(sender, attempts, at, actor, **kwargs):
+        stored = AutoDebitAttempt.objects.filter(pk__in=[a.pk for a in attempts]).values_list(
+            "status", flat=True
+        )
+        seen.append(([a.installment_id for a in attempts], at, actor, list(stored)))
+
+    autodebit_failed.connect(receiver, dispatch_uid="test.autodebit_failed")
+    try:
+        settings.PAYMENT_SIMULATOR_FAILURES = "insufficient_funds:1"
+        inst = autopay_installment()
+        run_autodebit(NOW)
+    finally:
+        autodebit_failed.disconnect(dispatch_uid="test.autodebit_failed")
+
+    assert seen == [([inst.pk], NOW, "job:autodebit", [AutoDebitAttempt.Status.FAILED])]
 
 
 # --- the simulator ----------------------------------------------------------------------------------------
