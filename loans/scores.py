@@ -14,8 +14,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from backoffice.audit import Event, actor_name, log_events
-from backoffice.bulk import bulk_update_rows
+from core.audit import Event, actor_name, log_events
+from core.bulk import bulk_update_rows
 
 from . import signals
 from .models import CreditScore, CreditTier, Customer

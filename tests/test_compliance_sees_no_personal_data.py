@@ -15,7 +15,6 @@ from django.urls import NoReverseMatch, reverse
 
 from backoffice import demo
 from backoffice.jobs import run_pipeline
-from backoffice import demo
 from core.masking import _name_parts, _phone_variants
 from loans.models import Customer, Loan
 from notifications.models import NotificationLog, OutboxMessage, ReminderTemplate
