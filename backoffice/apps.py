@@ -13,9 +13,14 @@ class BackofficeConfig(AppConfig):
 
     def ready(self):
         from .roles import sync_roles_after_migrate
+        from .schedules import register_schedules_after_migrate
 
         # Once per migrate (sender=this app): grant the roles the permissions of models added since.
         post_migrate.connect(sync_roles_after_migrate, sender=self, dispatch_uid="backoffice.sync_roles")
+        # The product's django-q2 schedules, once per migrate (visible in the admin).
+        post_migrate.connect(
+            register_schedules_after_migrate, sender=self, dispatch_uid="backoffice.schedules"
+        )
         if apps.is_installed("django_q"):
             q = apps.get_app_config("django_q")
             if str(q.verbose_name) == Q_LABEL:  # a label set otherwise is shown as it is

@@ -36,3 +36,8 @@ def register_schedules(using: str = "default") -> int:
         )
         created += was_created
     return created
+
+
+def register_schedules_after_migrate(sender, using: str = "default", **kwargs) -> None:
+    """Receiver of ``post_migrate`` (sent once per migrate for the back office)."""
+    register_schedules(using=using)

@@ -40,6 +40,7 @@ from .models import (
     ReminderRule,
     ReminderTemplate,
 )
+from .rendering import preview_template
 from .resources import ReminderRuleResource, ReminderTemplateResource
 from .templating import sms_segments
 
@@ -95,8 +96,6 @@ class ReminderTemplateAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExpo
     def preview_view(self, request, object_id):
         """The template rendered for the customer whose reference is given (``?customer=C000001``), as the
         dispatcher renders it now or at the moment given (``&at=2026-12-07T10:00+08:00``)."""
-        from .rendering import preview_template
-
         template = get_object_or_404(ReminderTemplate, pk=object_id)
         if not self.has_view_permission(request, template):
             raise PermissionDenied

@@ -1,7 +1,9 @@
+from anymail.signals import tracking
 from django.apps import AppConfig
 from django.db.backends.signals import connection_created
-from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
+
+from loans import signals as loan_signals
 
 
 class NotificationsConfig(AppConfig):
@@ -10,9 +12,8 @@ class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from loans import signals as loan_signals
-
         from . import exports, receivers, signals
+        from .email_tracking import on_tracking_event
 
         exports.register()  # the notification log as a compliance export kind (core.exports)
         loan_signals.autodebit_failed.connect(
@@ -24,23 +25,10 @@ class NotificationsConfig(AppConfig):
         loan_signals.tier_changed.connect(
             signals.on_tier_changed, dispatch_uid="notifications.replan_on_tier_change"
         )
-        from anymail.signals import tracking
-
-        from .email_tracking import on_tracking_event
-
         tracking.connect(on_tracking_event, dispatch_uid="notifications.email_tracking")
-        post_migrate.connect(
-            _register_schedules, sender=self, dispatch_uid="notifications.register_schedules"
-        )
         connection_created.connect(
             _use_sqlites_real_parameter_limit, dispatch_uid="notifications.sqlite_params"
         )
-
-
-def _register_schedules(sender, using="default", **kwargs):
-    from backoffice.schedules import register_schedules
-
-    register_schedules(using=using)
 
 
 def _use_sqlites_real_parameter_limit(sender, connection, **kwargs):

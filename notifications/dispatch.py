@@ -25,6 +25,7 @@ from django.utils import timezone
 from core.audit import Event, log_events
 from core.bulk import bulk_update_rows
 from loans.models import CreditTier, Installment
+from loans.schedule import grace_days_of, grace_end_date
 
 from . import compliance, gates
 from .channels import OutgoingMessage, ProviderError, get_backend, send_all
@@ -215,11 +216,7 @@ def _facts(log, now, book, templates, held, used_channels, sent_counts, in_fligh
         channel_order_label=tier.channel_order if tier else "",
         channels_used=frozenset(used_channels.get(contact_key(log), {log.channel})),
         expire_after_hours=book.policy.expire_after_hours,
-        grace_end=(
-            log.due_date + dt.timedelta(days=tier.grace_period_days if tier is not None else 0)
-            if log.due_date
-            else None
-        ),
+        grace_end=grace_end_date(log.due_date, grace_days_of(tier)) if log.due_date else None,
         contacts_in_7_days=sent_counts[customer.id],
         contacts_in_flight=sum(
             1 for key in in_flight.get(customer.id, ()) if key < (log.scheduled_for, log.id)

@@ -24,8 +24,9 @@ from core.audit import Event, log_events
 from .models import NotificationLog
 from .notices import plan_fallbacks
 
-DELIVERED = "delivered"
-FAILED = "failed"
+# A receipt says the message was delivered or failed: the log's own statuses.
+DELIVERED = NotificationLog.Status.DELIVERED.value
+FAILED = NotificationLog.Status.FAILED.value
 RECEIPT_STATUSES = (DELIVERED, FAILED)
 ACTOR = "webhook:delivery_receipts"
 

@@ -15,6 +15,7 @@ from django.apps import apps
 from django.conf import settings
 
 from loans.models import CreditTier, Customer, Installment, Loan
+from loans.schedule import grace_days_of, grace_end_date
 
 from .choices import Channel, Kind
 from .inbound import unsubscribe_url
@@ -54,7 +55,6 @@ def build_context(
         )
         for i in installments
     )
-    grace_days = tier.grace_period_days if tier is not None else 0
     return {
         "customer_name": customer.name,
         "amount_due": amount,
@@ -62,7 +62,7 @@ def build_context(
         "due_date": due_date.isoformat() if due_date else "",
         "days_until_due": max((due_date - local_today).days, 0) if due_date else "",
         "days_past_due": max((local_today - due_date).days, 0) if due_date else "",
-        "grace_end_date": (due_date + dt.timedelta(days=grace_days)).isoformat() if due_date else "",
+        "grace_end_date": grace_end_date(due_date, grace_days_of(tier)).isoformat() if due_date else "",
         "loan_ref": ", ".join(loan_refs),
         "how_to_pay": settings.HOW_TO_PAY,
         "pay_link": pay_links(loan_refs),

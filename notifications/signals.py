@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from .cancelling import cancel_pending
 from .models import NotificationLog
+from .planning import replan_after_tier_change
 
 
 def on_installments_paid(sender, installment_ids, at, **kwargs):
-    from .cancelling import cancel_pending
-
     cancel_pending(
         reason=NotificationLog.Reason.PAID,
         actor="event:installments_paid",
@@ -17,7 +17,5 @@ def on_installments_paid(sender, installment_ids, at, **kwargs):
 
 
 def on_tier_changed(sender, changes, at, **kwargs):
-    from .planning import replan_after_tier_change
-
     if changes:
         replan_after_tier_change(list(changes), at, actor="event:tier_changed")
