@@ -35,7 +35,7 @@ from .gates import Decision
 from .inbound import unsubscribe_url
 from .models import NotificationLog
 from .notices import channel_facts, channels_used, contact_key, plan_fallbacks
-from .rendering import frozen_loans, render_message, template_index
+from .rendering import render_message, template_index
 
 Status = NotificationLog.Status
 Reason = NotificationLog.Reason
@@ -134,7 +134,7 @@ def _dispatch_batch(ids, now, book, templates, totals, backends, get_backend) ->
     logs, installments_of = _load_batch(ids)
     sent_counts = Counter(compliance.contacts_in_last_7_days({log.customer_id for log in logs}, now))
     in_flight = compliance.contacts_in_flight({log.customer_id for log in logs}, now, ids)
-    held = frozen_loans({i.loan_id for installments in installments_of.values() for i in installments})
+    held = frozenset(i.loan_id for items in installments_of.values() for i in items if i.loan.legal_hold)
     # Only a contact whose channel the customer opted out of needs the channels its contact already used.
     used_channels = channels_used([log for log in logs if log.customer.is_opted_out(log.channel)])
     decisions: list[tuple[NotificationLog, Decision, dict]] = []

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -144,6 +143,7 @@ def plan_contacts(
             .filter(
                 due_date__in=sorted({local_day - dt.timedelta(days=d) for d in offsets}),
                 loan__status=Loan.Status.ACTIVE,
+                loan__legal_hold=False,  # a loan under legal hold is never planned
                 loan__customer__timezone__in=tz_names,
                 loan__customer__tier_id__in=list(rules_by_tier),
             )
@@ -159,10 +159,6 @@ def plan_contacts(
                 "loan__customer__phone",
             )
         )
-        if apps.is_installed("debt_collection"):
-            from debt_collection.models import frozen_loan_ids
-
-            rows = rows.exclude(loan_id__in=frozen_loan_ids())  # a subquery: legal holds are never planned
         if customer_ids is not None:
             rows = rows.filter(loan__customer_id__any_of=list(customer_ids))
         if customer_id_range is not None:

@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from django.apps import apps
 from django.conf import settings
 
 from loans.models import CreditTier, Customer, Installment, Loan
@@ -143,8 +142,7 @@ def message_installments(customer: Customer, kind: str, channel: str, now: dt.da
             .select_related("loan")
             .order_by("notification_items__id")
         )
-        frozen = frozen_loans({i.loan_id for i in listed})
-        named = [i for i in listed if i.paid_at is None and i.loan_id not in frozen]
+        named = [i for i in listed if i.paid_at is None and not i.loan.legal_hold]
         if named:
             return named, tier or (CreditTier.objects.filter(pk=log.tier_id).first() if log.tier_id else None)
     unpaid = list(
@@ -153,8 +151,7 @@ def message_installments(customer: Customer, kind: str, channel: str, now: dt.da
         .select_related("loan")
         .order_by("due_date", "loan__ref", "seq")
     )
-    frozen = frozen_loans({i.loan_id for i in unpaid})
-    unpaid = [i for i in unpaid if i.loan_id not in frozen]
+    unpaid = [i for i in unpaid if not i.loan.legal_hold]
     past_due = [i for i in unpaid if i.due_date < local_day]
     if kind in PAST_DUE_KINDS and past_due:
         return past_due, tier
@@ -171,12 +168,3 @@ def preview_template(template: ReminderTemplate, customer: Customer, now: dt.dat
     subject, body = render_message(template, customer, installments, tier=tier, now=now)
     chars, segments, encoding = sms_segments(body)
     return {"subject": subject, "body": body, "chars": chars, "segments": segments, "encoding": encoding}
-
-
-def frozen_loans(loan_ids: set[int]) -> set[int]:
-    """Of ``loan_ids``, the loans under a legal referral (collections freezes their automatic contact)."""
-    if not loan_ids or not apps.is_installed("debt_collection"):
-        return set()
-    from debt_collection.models import frozen_loan_ids
-
-    return set(frozen_loan_ids().filter(loan_id__any_of=loan_ids).values_list("loan_id", flat=True))

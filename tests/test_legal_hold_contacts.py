@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from debt_collection.models import CollectionCase
+from loans.models import Loan
 from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog
 from notifications.planning import plan_contacts
@@ -20,6 +21,8 @@ PLAN_AT = local(SHANGHAI, 2026, 11, 28, 10, 30)  # three days before the 1 Decem
 
 
 def freeze(installment):
+    """A legal referral as collections records it: the loan on the loan book's legal hold, its case frozen."""
+    Loan.objects.filter(pk=installment.loan_id).update(legal_hold=True)
     return CollectionCase.objects.create(
         loan=installment.loan,
         tier=installment.loan.customer.tier,
