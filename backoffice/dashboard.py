@@ -40,7 +40,7 @@ from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from loans.models import Installment, Loan, Payment
+from loans.models import AutoDebitAttempt, Installment, Loan, Payment
 from notifications.models import NotificationLog
 
 CACHE_SECONDS = 60
@@ -265,7 +265,6 @@ def morning_board(today: dt.date) -> dict[str, Any] | None:
     """What an operations lead asks first: promises due today and broken yesterday, auto-debit failures of
     yesterday and today, the call queue by age, and the promise-kept and right-party-contact rates of the last
     30 days, and the amount collected by stage (6 queries); None while collections is not installed."""
-    from loans.models import AutoDebitAttempt
 
     if not collections_ready():
         return None

@@ -10,6 +10,10 @@ import datetime as dt
 
 from django.utils.module_loading import import_string
 
+from core.audit_anchors import anchor_quietly
+
+from .pipeline_runs import record_step
+
 PIPELINE: list[tuple[str, str]] = [
     ("apply_scores", "loans.scores.apply_credit_scores"),
     ("autodebit", "loans.autodebit.run_autodebit"),
@@ -31,9 +35,6 @@ def run_pipeline(now: dt.datetime, run=None) -> dict[str, dict]:
     """Run the steps in order. The audit head is anchored after each step (a broken anchor file is logged, not
     fatal, there), and ``anchor_audit`` ends the pipeline, failing loudly if the anchor file is broken. With a
     ``PipelineRun``, each step's counts are written to it as the step finishes (its progress)."""
-    from core.audit_anchors import anchor_quietly
-
-    from .pipeline_runs import record_step
 
     results = {}
     for name, func in pipeline_steps():

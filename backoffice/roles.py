@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
+from debt_collection.assignment import COLLECTOR
+
 OPERATIONS = "Operations"
-COLLECTOR = "Collector"
 TEAM_LEAD = "Collections team lead"
 COMPLIANCE_OFFICER = "Compliance officer"
 ADMINISTRATOR = "Administrator"

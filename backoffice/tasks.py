@@ -14,17 +14,23 @@ import datetime as dt
 from django.conf import settings
 from django.db.models import Max, Min
 from django.utils import timezone
+from django_q import tasks as queue
 
+from core.audit_anchors import anchor_quietly, write_anchor
 from debt_collection.advance import collections_book_steps
+from loans.autodebit import run_autodebit
+from loans.models import Customer
+from loans.scores import apply_credit_scores
 from strategy.engine import Scope, dispatch, run_engine
+
+from .models import PipelineRun
+from .pipeline_runs import open_run, record_step, recorded
 
 
 def run_daily_pipeline() -> dict:
     """Schedule entry: the pipeline as of now, with planning and dispatch fanned out in chunks. The chunks
     run live: each dispatches as of the moment a worker starts it (see ``dispatch_moment``). Recorded as a
     ``PipelineRun`` (trigger ``schedule``)."""
-    from .models import PipelineRun
-    from .pipeline_runs import open_run, recorded
 
     now = timezone.now()
     run = open_run(trigger=PipelineRun.Trigger.SCHEDULE, as_of=now, is_live=True, steps_total=fan_out_steps())
@@ -36,8 +42,6 @@ def run_started_pipeline(run_id: int) -> dict:
     """Task entry for a run an operator started from the dashboard (a ``queued`` ``PipelineRun``): today's
     pipeline, live, exactly as the schedule runs it, as of the moment a worker takes it. Safe to run twice:
     a run that is no longer queued is left alone, and every step is idempotent anyway."""
-    from .models import PipelineRun
-    from .pipeline_runs import recorded
 
     now = timezone.now()
     claimed = PipelineRun.objects.filter(pk=run_id, status=PipelineRun.Status.QUEUED).update(
@@ -57,7 +61,6 @@ def fan_out_steps() -> int:
 
 def dispatch_due() -> dict:
     """Send what is due by now over the whole book (the every-minute sweep)."""
-    from core.audit_anchors import anchor_quietly
 
     now = timezone.now()
     result = dispatch(now)
@@ -67,7 +70,6 @@ def dispatch_due() -> dict:
 
 def customer_id_ranges(chunk: int) -> list[tuple[int, int]]:
     """Half-open id ranges of at most ``chunk`` customer ids covering the book (one query)."""
-    from loans.models import Customer
 
     bounds = Customer.objects.aggregate(low=Min("id"), high=Max("id"))
     if bounds["low"] is None:
@@ -89,14 +91,6 @@ def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None,
     "as of X" chunk as of X. The choice is made by the caller, the entry point, and travels with each task.
     With a ``PipelineRun``, each step's counts and the chunks' group are written to it as they are known.
     """
-    from django_q.tasks import async_task
-
-    from core.audit_anchors import write_anchor
-    from loans.autodebit import run_autodebit
-    from loans.scores import apply_credit_scores
-
-    from .models import PipelineRun
-    from .pipeline_runs import record_step
 
     summary: dict[str, dict] = {}
 
@@ -113,7 +107,7 @@ def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None,
         run.chunk_group, run.chunks_enqueued = group, len(ranges)
         PipelineRun.objects.filter(pk=run.pk).update(chunk_group=group, chunks_enqueued=len(ranges))
     for low, high in ranges:
-        async_task(
+        queue.async_task(
             "backoffice.tasks.run_chunk",
             now.isoformat(),
             low,
@@ -139,7 +133,6 @@ def run_chunk(now_iso: str, low: int, high: int, live: bool = False) -> dict:
     collections ladder, then send what is due (the ladder's messages of the day included) as of
     ``dispatch_moment``, and anchor the audit head. A task's start is an entry point: the only place here that
     reads the clock."""
-    from core.audit_anchors import anchor_quietly
 
     started_at = timezone.now()
     now = dt.datetime.fromisoformat(now_iso)

@@ -5,8 +5,6 @@ The notification log's admin, one of the compliance screens, is in ``log_admin``
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Q, Subquery
@@ -27,6 +25,7 @@ from core.admin import (
 )
 from core.imports.admin import BookImportAdminMixin
 from core.masking import known_of, masker_for
+from core.moments import parse_moment
 from loans.admin import CreditTierAdmin
 from loans.models import Customer
 
@@ -43,15 +42,6 @@ from .models import (
 from .rendering import preview_template
 from .resources import ReminderRuleResource, ReminderTemplateResource
 from .templating import sms_segments
-
-
-def parse_moment(text: str) -> dt.datetime | None:
-    """An ISO-8601 moment typed in the admin (without an offset: the operator's time zone), or None."""
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
 @admin.register(ReminderTemplate)
@@ -102,7 +92,10 @@ class ReminderTemplateAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExpo
         ref = (request.GET.get("customer") or "").strip()
         customer = Customer.objects.select_related("tier").filter(ref=ref).first() if ref else None
         at_text = (request.GET.get("at") or "").strip()
-        at = parse_moment(at_text) if at_text else timezone.now()
+        try:
+            at = parse_moment(at_text) if at_text else timezone.now()
+        except ValueError:
+            at = None
         preview = preview_template(template, customer, at) if customer and at else None
         if preview:
             masker = masker_for(request)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import QuerySet
-from django.utils import timezone
+
+from core import moments
 
 
 class ExportError(ValueError):
@@ -39,17 +40,11 @@ class ExportKind:
 
 
 def parse_moment(value: Any) -> dt.datetime:
-    """An export filter's date or time (ISO-8601; naive means the back office's time zone), aware."""
-    if isinstance(value, dt.datetime):
-        moment = value
-    else:
-        try:
-            moment = dt.datetime.fromisoformat(str(value).strip())
-        except ValueError as exc:
-            raise ExportError(f"“{value}” is not an ISO-8601 date or time.") from exc
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
-    return moment
+    """An export filter's date or time (see ``core.moments.parse_moment``)."""
+    try:
+        return moments.parse_moment(value)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
 
 
 _KINDS: dict[str, ExportKind] = {}

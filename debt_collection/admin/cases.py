@@ -12,9 +12,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from import_export.admin import ImportExportMixin
 
 from core.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginator
+from core.imports.admin import BookImportAdminMixin
 from core.money import money_display
+from loans.admin import CreditTierAdmin
 from loans.schedule import dpd_bucket
 
 from .. import legal, placements
@@ -39,26 +42,13 @@ class EscalationStepInline(admin.TabularInline):
     ordering = ["min_dpd", "action"]
 
 
-try:  # the ladder is edited on the credit tier's page
-    from loans.admin import CreditTierAdmin
-except ImportError:  # pragma: no cover - the loans admin lands separately
-    CreditTierAdmin = None
-if CreditTierAdmin is not None and EscalationStepInline not in CreditTierAdmin.inlines:
+# The ladder is edited on the credit tier's page.
+if EscalationStepInline not in CreditTierAdmin.inlines:
     CreditTierAdmin.inlines = [*CreditTierAdmin.inlines, EscalationStepInline]
 
 
-def _import_mixin():
-    try:
-        from import_export.admin import ImportExportMixin
-
-        from core.imports.admin import BookImportAdminMixin
-    except ImportError:  # pragma: no cover
-        return ()
-    return (BookImportAdminMixin, ImportExportMixin)
-
-
 @admin.register(EscalationStep)
-class EscalationStepAdmin(AuditedExportMixin, *_import_mixin(), AuditedModelAdmin):
+class EscalationStepAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
     list_display = ["tier", "min_dpd", "stage", "action", "kind"]
     list_filter = ["tier", "action"]
     list_select_related = ["tier"]

@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from backoffice.jobs import pipeline_steps, run_pipeline
 from backoffice.models import PipelineRun
 from backoffice.pipeline_runs import open_run, recorded
+from core import moments
 
 
 def parse_moment(text: str) -> dt.datetime:
-    """ISO-8601; a moment without an offset is read in the project's TIME_ZONE."""
+    """``--now`` as a UTC moment (see ``core.moments.parse_moment``)."""
     try:
-        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise CommandError(
-            f"--now: “{text}” is not an ISO-8601 date and time (e.g. 2026-11-30T10:00:00+08:00)."
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zoneinfo.ZoneInfo(settings.TIME_ZONE))
-    return moment.astimezone(dt.UTC)
+        return moments.parse_moment(text).astimezone(dt.UTC)
+    except ValueError as exc:
+        raise CommandError(f"--now: {exc}") from None
 
 
 class Command(BaseCommand):

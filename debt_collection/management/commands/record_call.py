@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from backoffice.management.commands.run_jobs import parse_moment
+from core.moments import parse_moment
 from debt_collection.calls import CallRefused, record_call_outcome
 from debt_collection.models import CallTask
 
@@ -42,7 +42,10 @@ class Command(BaseCommand):
         parser.add_argument("--actor", default="dialer", help="Who made the call (a user name or a system).")
 
     def handle(self, *args, **options):
-        at = parse_moment(options["at"])
+        try:
+            at = parse_moment(options["at"]).astimezone(dt.UTC)
+        except ValueError as exc:
+            raise CommandError(f"--at: {exc}") from None
         amount = date = None
         if options["promise_amount"]:
             try:
