@@ -1,12 +1,12 @@
-"""Admin of the loan book: search by reference, import (upload, dry-run preview, confirm) and export.
+"""Admin of the loan book's configuration and people: credit tiers, customers (found by reference, or with the
+personal-data permission by any part of a phone number, a name or an email) and credit scores. Loans,
+instalments, payments and auto-debit attempts are in ``loans.book_admin``.
 
 Lists never count a big table (``LargeTablePaginator``, ``show_full_result_count = False``) and foreign keys
 into big tables are raw-id widgets. Importing needs ``loans.import_<model>``, exporting ``loans.export_<model>``.
 """
 
 from __future__ import annotations
-
-from decimal import Decimal
 
 from django.contrib import admin
 from django.db import transaction
@@ -19,64 +19,18 @@ from core.admin import (
     AuditedAdminMixin,
     AuditedExportMixin,
     AuditedModelAdmin,
-    LargeTablePaginator,
     PersonalDataAdminMixin,
 )
-from core.compliance_admin import InputFilter
 from core.imports.admin import BookImportAdminMixin
 from core.masking import mask_destination, mask_email, mask_name, mask_phone, masker_for
-from core.money import money_display
 
-from . import scores, services
+from . import scores
+from .book_admin import BookImportExportAdmin, ReadOnlyInline, instalment_standing
 from .customer_search import customer_search_q
-from .forms import PaymentForm
-from .models import AutoDebitAttempt, CreditScore, CreditTier, Customer, Installment, Loan, Payment
-from .resources import (
-    CreditScoreResource,
-    CreditTierResource,
-    CustomerResource,
-    InstallmentResource,
-    LoanResource,
-    PaymentResource,
-)
-from .schedule import DpdBucket, InstallmentState
+from .models import CreditScore, CreditTier, Customer, Installment, Loan
+from .resources import CreditScoreResource, CreditTierResource, CustomerResource
 
 INSTALMENTS_SHOWN = 60
-
-
-def instalment_standing(installment, customer=None, at=None) -> tuple[InstallmentState, DpdBucket]:
-    """An instalment's derived state (upcoming, due, grace, overdue, paid) and DPD bucket now, in its customer's
-    calendar and with its tier's grace period. Reads ``installment.loan.customer.tier`` unless ``customer`` is
-    given: select them with the instalments, or this costs queries per row."""
-    if customer is not None:
-        installment.loan.customer = customer
-    at = at or timezone.now()
-    return installment.state(at), installment.dpd_bucket(at)
-
-
-class InstalmentStandingMixin:
-    """``state`` and ``dpd_bucket`` columns for admins and inlines of instalments."""
-
-    @admin.display(description=_("state"))
-    def state(self, obj):
-        return instalment_standing(obj)[0].label if obj.pk else "—"
-
-    @admin.display(description=_("DPD bucket"))
-    def dpd_bucket(self, obj):
-        return instalment_standing(obj)[1].label if obj.pk else "—"
-
-
-class BigTableAdmin(admin.ModelAdmin):
-    paginator = LargeTablePaginator
-    show_full_result_count = False
-    list_per_page = 50
-
-
-class BookImportExportAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, BigTableAdmin):
-    # The import is recorded once in the audit trail (backoffice.import.completed), not as one admin log
-    # entry per row. Edits by hand (a do-not-contact flag, an amount due) are audited with before and after
-    # by ``AuditedAdminMixin`` on each admin below; payments write their own events.
-    skip_admin_log = True
 
 
 # --- configuration --------------------------------------------------------------------------------------
@@ -113,18 +67,6 @@ class CreditTierAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixi
 
 
 # --- customers ------------------------------------------------------------------------------------------
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
 class LoanInline(ReadOnlyInline):
     model = Loan
     fields = ("ref", "principal", "currency", "disbursed_on", "status", "autopay")
@@ -175,28 +117,6 @@ class MaskedCustomerResource(CustomerResource):
 
     def dehydrate_push_token(self, customer):
         return mask_destination(customer.push_token)
-
-
-class CurrencyFilter(InputFilter):
-    """Typed, not listed: listing the currencies would scan the whole loan table."""
-
-    title = _("currency")
-    parameter_name = "currency"
-
-    def queryset(self, request, queryset):
-        value = (self.value() or "").strip().upper()
-        return queryset.filter(currency=value) if value else queryset
-
-
-class FailureReasonFilter(InputFilter):
-    """Typed, not listed: the gateways' reasons are free text, listing them would scan every attempt."""
-
-    title = _("failure reason")
-    parameter_name = "failure_reason"
-
-    def queryset(self, request, queryset):
-        value = (self.value() or "").strip()
-        return queryset.filter(failure_reason=value) if value else queryset
 
 
 @admin.register(Customer)
@@ -369,194 +289,3 @@ class CreditScoreAdmin(AuditedAdminMixin, BookImportExportAdmin):
     search_fields = ("=customer__ref",)
     raw_id_fields = ("customer",)
     readonly_fields = ("applied_at",)
-
-
-# --- loans ----------------------------------------------------------------------------------------------
-class InstallmentInline(InstalmentStandingMixin, ReadOnlyInline):
-    model = Installment
-    fields = ("seq", "due_date", "amount_due", "amount_paid", "paid_by", "paid_at", "state", "dpd_bucket")
-    readonly_fields = fields
-
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("loan__customer__tier")
-            .prefetch_related("allocations__payment")
-        )
-
-    @admin.display(description=_("paid by"))
-    def paid_by(self, obj):
-        if not obj.pk:
-            return "—"
-        return ", ".join(f"{a.payment.ref}: {a.amount}" for a in obj.allocations.all()) or "—"
-
-
-class PaidFilter(admin.SimpleListFilter):
-    title = _("paid")
-    parameter_name = "paid"
-
-    def lookups(self, request, model_admin):
-        return (("yes", _("Paid in full")), ("no", _("Unpaid")))
-
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(paid_at__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(paid_at__isnull=True)
-        return queryset
-
-
-@admin.register(Loan)
-class LoanAdmin(AuditedAdminMixin, BookImportExportAdmin):
-    change_form_template = "admin/loans/loan/change_form.html"
-    resource_classes = [LoanResource]
-    list_display = ("ref", "customer__ref", "principal_display", "disbursed_on", "status", "autopay")
-    list_filter = ("status", "autopay", CurrencyFilter)
-    list_select_related = ("customer",)
-    search_fields = ("=ref", "=customer__ref")
-    raw_id_fields = ("customer",)
-    readonly_fields = ("credit", "payments")
-    inlines = [InstallmentInline]
-
-    principal_display = money_display("principal", lambda loan: loan.currency, description=_("principal"))
-
-    @admin.display(description=_("payments and what they paid"))
-    def payments(self, obj):
-        if not obj.pk:
-            return "—"
-        payments = list(
-            obj.payments.order_by("received_at", "pk").prefetch_related("allocations__installment")
-        )
-        if not payments:
-            return "—"
-
-        def cells(p):
-            parts = [f"#{a.installment.seq}: {a.amount}" for a in p.allocations.all()]
-            credit = p.amount - sum((a.amount for a in p.allocations.all()), Decimal("0"))
-            return (p.ref, p.received_at, p.amount, p.get_source_display(), ", ".join(parts) or "—", credit)
-
-        head = format_html(
-            "<thead><tr>" + "<th>{}</th>" * 6 + "</tr></thead>",
-            _("payment"),
-            _("received at"),
-            _("amount"),
-            _("source"),
-            _("paid instalments"),
-            _("kept as credit"),
-        )
-        body = format_html_join("", "<tr>" + "<td>{}</td>" * 6 + "</tr>", (cells(p) for p in payments))
-        return format_html('<table class="loan-payments">{}<tbody>{}</tbody></table>', head, body)
-
-
-@admin.register(Installment)
-class InstallmentAdmin(InstalmentStandingMixin, AuditedAdminMixin, BookImportExportAdmin):
-    resource_classes = [InstallmentResource]
-    list_display = (
-        "loan",
-        "seq",
-        "due_date",
-        "amount_due_display",
-        "amount_paid_display",
-        "paid_at",
-        "state",
-        "dpd_bucket",
-    )
-    list_filter = (PaidFilter, "loan__status")
-    # The state and DPD bucket need the customer's time zone and tier: read with the rows, not per row.
-    list_select_related = ("loan__customer__tier",)
-    search_fields = ("=loan__ref", "=loan__customer__ref")
-    raw_id_fields = ("loan",)
-    readonly_fields = ("amount_paid", "paid_at")
-
-    amount_due_display = money_display("amount_due", lambda i: i.loan.currency, description=_("amount due"))
-    amount_paid_display = money_display(
-        "amount_paid", lambda i: i.loan.currency, description=_("amount paid")
-    )
-
-    def save_model(self, request, obj, form, change):
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            services.refresh_installments(
-                [obj.pk], timezone.now(), payments_recorded=False, actor=request.user
-            )
-
-
-@admin.register(Payment)
-class PaymentAdmin(BookImportExportAdmin):
-    """A payment is entered by loan reference (``loans.forms.PaymentForm``) and recorded, corrected or reversed
-    through ``loans.services`` (allocated by the waterfall, audited, the loan cured at once)."""
-
-    form = PaymentForm
-    resource_classes = [PaymentResource]
-    list_display = ("ref", "loan", "start_seq", "amount", "received_at", "source", "allocated")
-    list_filter = ("source",)
-    list_select_related = ("loan", "installment")
-    search_fields = ("=ref", "=loan__ref")
-    readonly_fields = ("allocated",)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("allocations__installment")
-
-    @admin.display(description=_("start at instalment"), ordering="installment__seq")
-    def start_seq(self, obj):
-        return f"#{obj.installment.seq}" if obj.installment_id else "—"
-
-    @admin.display(description=_("paid instalments"))
-    def allocated(self, obj):
-        if not obj.pk:
-            return "—"
-        parts = [f"#{a.installment.seq}: {a.amount}" for a in obj.allocations.all()]
-        credit = obj.amount - sum((a.amount for a in obj.allocations.all()), Decimal("0"))
-        if credit:
-            parts.append(_("credit: %(amount)s") % {"amount": credit})
-        return ", ".join(parts) or "—"
-
-    def save_model(self, request, obj, form, change):
-        now = timezone.now()
-        if not change:
-            payment = services.record_payment(
-                loan=obj.loan,
-                amount=obj.amount,
-                received_at=obj.received_at,
-                ref=obj.ref,
-                source=obj.source,
-                installment=obj.installment,
-                actor=request.user,
-                now=now,
-            )
-            obj.pk = payment.pk
-            return
-        before = Payment.objects.select_related("loan", "installment").get(pk=obj.pk)
-        services.correct_payment(obj, before=before, actor=request.user, now=now)
-
-    def delete_model(self, request, obj):
-        services.reverse_payment(obj, actor=request.user, now=timezone.now())
-
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for obj in queryset:
-                self.delete_model(request, obj)
-
-
-@admin.register(AutoDebitAttempt)
-class AutoDebitAttemptAdmin(BigTableAdmin):
-    list_display = (
-        "installment",
-        "attempted_on",
-        "amount_display",
-        "status",
-        "failure_reason",
-        "gateway_reference",
-    )
-    list_filter = ("status", FailureReasonFilter, "attempted_on")
-    amount_display = money_display("amount", lambda a: a.installment.loan.currency, description=_("amount"))
-    list_select_related = ("installment__loan",)
-    search_fields = ("=installment__loan__ref", "=gateway_reference")
-    raw_id_fields = ("installment", "payment")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
