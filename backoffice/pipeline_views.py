@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -63,7 +64,9 @@ def start_pipeline_view(request: HttpRequest) -> HttpResponse:
 
 def step_rows(run: PipelineRun) -> list[dict]:
     """Each step of ``run`` with its counts, and a link to the list behind each count that names failures."""
-    day = (run.as_of or run.created_at).date().isoformat()
+    # The run's day in the operators' zone, as the lists it links to read their days (a moment from the
+    # database is in UTC: its own date would name the day before for a run in the small hours of Shanghai).
+    day = timezone.localdate(run.as_of or run.created_at).isoformat()
     rows = []
     for name, counts in run.steps:
         items = []

@@ -11,6 +11,7 @@ from django.core.management import call_command
 
 from backoffice import jobs, tasks
 from backoffice.models import PipelineRun
+from backoffice.pipeline_views import step_rows
 from backoffice.roles import COMPLIANCE_OFFICER, OPERATIONS
 from core.models import AuditEvent
 from tests.factories import make_user
@@ -142,3 +143,15 @@ def test_the_dashboard_shows_the_last_run_and_links_its_failures(client):
     assert 'data-step="autodebit"' in page
     assert "/admin/loans/autodebitattempt/?status__exact=failed&amp;attempted_on=2026-11-28" in page
     assert "sent=4" in page
+
+
+def test_a_failure_link_names_the_runs_day_in_the_operators_zone(settings):
+    settings.TIME_ZONE = "Asia/Shanghai"
+    run = PipelineRun(
+        as_of=dt.datetime(2026, 11, 30, 17, 30, tzinfo=dt.UTC),  # 01:30 on 1 December in Shanghai
+        steps=[["autodebit", {"failed": 2}]],
+    )
+
+    [row] = step_rows(run)
+
+    assert "attempted_on=2026-12-01" in row["counts"][0]["link"]
