@@ -261,6 +261,18 @@ FCM_PROJECT_ID = env.str("FCM_PROJECT_ID", default="")
 FCM_CREDENTIALS_FILE = env.str("FCM_CREDENTIALS_FILE", default="")
 FCM_ACCESS_TOKEN = env.str("FCM_ACCESS_TOKEN", default="")
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
+# Per provider: how many requests one worker has in flight at once (over pooled keep-alive connections), and
+# how many messages a second all workers of all clusters send together (0: no limit; shared through Redis when
+# REDIS_URL is set). A 429's Retry-After is waited for within a batch up to PROVIDER_MAX_THROTTLE_WAIT_SECONDS.
+SMS_GATEWAY_CONCURRENCY = env.int("SMS_GATEWAY_CONCURRENCY", default=16)
+SMS_GATEWAY_RATE_PER_SECOND = env.float("SMS_GATEWAY_RATE_PER_SECOND", default=50.0)
+TWILIO_CONCURRENCY = env.int("TWILIO_CONCURRENCY", default=8)
+TWILIO_RATE_PER_SECOND = env.float("TWILIO_RATE_PER_SECOND", default=10.0)
+FCM_CONCURRENCY = env.int("FCM_CONCURRENCY", default=16)
+FCM_RATE_PER_SECOND = env.float("FCM_RATE_PER_SECOND", default=200.0)
+EMAIL_CONCURRENCY = env.int("EMAIL_CONCURRENCY", default=4)
+EMAIL_RATE_PER_SECOND = env.float("EMAIL_RATE_PER_SECOND", default=10.0)
+PROVIDER_MAX_THROTTLE_WAIT_SECONDS = env.float("PROVIDER_MAX_THROTTLE_WAIT_SECONDS", default=30.0)
 # Without a secret (production that did not set one) the delivery webhook refuses every request.
 DELIVERY_WEBHOOK_SECRET = env.str("DELIVERY_WEBHOOK_SECRET", default="dev-webhook-secret" if DEBUG else "")
 # Bounds of one delivery-receipt request (a larger one gets 400) and receipts applied per transaction.

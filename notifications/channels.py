@@ -6,16 +6,28 @@ ProviderError]`` (one outcome per message, in order) to send a batch at once; ``
 and falls back to ``send`` one message after another. ``ProviderError.retryable`` tells the dispatcher whether trying again can
 help (timeouts, connection errors, 5xx, 429) or not (any other 4xx: a bad number, a dead push token).
 
+The HTTP backends and email send a batch concurrently (``<PROVIDER>_CONCURRENCY`` requests in flight over pooled
+keep-alive connections), within the provider's rate (``<PROVIDER>_RATE_PER_SECOND``, one token bucket shared by
+every worker: ``core.throttle``). A 429 holds the bucket off for its Retry-After and the message is tried again
+in the batch; when the wait would be too long it comes back as a ``ProviderError`` with ``retry_after``, which the
+dispatcher defers without spending an attempt.
+
 Each message carries an idempotency key (the notification's own), sent to the provider in the way its protocol
 allows, so a retry after a crash between sending and recording is recognised by the provider, not re-sent.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
+import math
 import os
 import smtplib
 import threading
+import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,6 +39,9 @@ from django.core.mail import EmailMessage, get_connection
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils.module_loading import import_string
+from requests.adapters import HTTPAdapter
+
+from core.throttle import TokenBucket, acquire, bucket_for
 
 # Identifiers that are not UUIDs still map to one stable UUID (the outbox stores keys as UUIDs).
 _KEY_NAMESPACE = uuid.UUID("6f1d3a52-3f0e-4d7c-9d44-1d0c5e2b8a10")
@@ -62,12 +77,15 @@ class ProviderError(Exception):
         status_code: int | None = None,
         dead_destination: bool = False,
         response_json: Any = None,
+        retry_after: float | None = None,
     ):
         super().__init__(message)
         self.retryable = retryable
         self.status_code = status_code
         self.dead_destination = dead_destination
         self.response_json = response_json  # the provider's error body, when it was JSON
+        # Set when the provider throttled us (HTTP 429): the seconds it asked us to wait. Not the message's fault.
+        self.retry_after = retry_after
 
 
 class ChannelBackend(Protocol):
@@ -86,6 +104,104 @@ def send_each(backend: ChannelBackend, messages: list[OutgoingMessage]) -> list[
         except Exception as exc:  # noqa: BLE001 - a broken backend fails its message, not the batch
             outcomes.append(ProviderError(f"{type(exc).__name__}: {exc}", retryable=True))
     return outcomes
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    """How a provider takes a batch: ``concurrency`` requests in flight per worker, ``rate`` messages a second
+    across all workers (0: no limit)."""
+
+    concurrency: int
+    rate: float
+
+    @classmethod
+    def from_settings(cls, prefix: str) -> SendLimits:
+        return cls(
+            concurrency=max(1, int(getattr(settings, f"{prefix}_CONCURRENCY", 1))),
+            rate=max(0.0, float(getattr(settings, f"{prefix}_RATE_PER_SECOND", 0))),
+        )
+
+
+def send_concurrently(
+    messages: list[OutgoingMessage],
+    send_one: Callable[[OutgoingMessage], SendResult],
+    *,
+    limits: SendLimits,
+    bucket: TokenBucket,
+    slots: threading.Semaphore | None = None,
+) -> list[SendResult | ProviderError]:
+    """Send ``messages`` through ``send_one`` with up to ``limits.concurrency`` in flight, each taking a token of
+    ``bucket`` first. One outcome per message, in order. A throttled message (``retry_after`` set) holds the
+    bucket off and is tried again once the wait is over, as long as the batch has waited less than
+    ``PROVIDER_MAX_THROTTLE_WAIT_SECONDS``; after that it comes back throttled for the dispatcher to defer.
+    ``slots`` (the provider's ``provider_slots``) keep two batches sent at once in one process within the
+    provider's concurrency too."""
+    if not messages:
+        return []
+    max_wait = float(getattr(settings, "PROVIDER_MAX_THROTTLE_WAIT_SECONDS", 30))
+    started = time.monotonic()
+
+    slots = slots or threading.Semaphore(limits.concurrency)
+
+    def one(message: OutgoingMessage) -> SendResult | ProviderError:
+        while True:
+            try:
+                with slots:
+                    acquire(bucket)
+                    return send_one(message)
+            except ProviderError as exc:
+                if exc.retry_after is None:
+                    return exc
+                bucket.hold_off(exc.retry_after)
+                if time.monotonic() - started + exc.retry_after > max_wait:
+                    return exc
+            except Exception as exc:  # noqa: BLE001 - a broken backend fails its message, not the batch
+                return ProviderError(f"{type(exc).__name__}: {exc}", retryable=True)
+
+    workers = min(limits.concurrency, len(messages))
+    if workers == 1:
+        return [one(message) for message in messages]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send") as pool:
+        return list(pool.map(one, messages))
+
+
+def batch_send_seconds(batch_size: int) -> float:
+    """How long a batch of ``batch_size`` messages may take to send on the slowest configured channel: every
+    request timing out, ``concurrency`` at a time, plus the time the rate limit spreads them over and the
+    longest 429 wait. A backend without limits sends one message after another."""
+    timeout = float(getattr(settings, "PROVIDER_TIMEOUT_SECONDS", 10)) + 1
+    slowest = 0.0
+    for path in dict(getattr(settings, "NOTIFICATION_BACKENDS", {})).values():
+        try:
+            limits = getattr(import_string(path), "send_limits", None)
+        except ImportError:
+            limits = None
+        if limits is None:
+            seconds = batch_size * timeout
+        else:
+            limits = limits()
+            seconds = math.ceil(batch_size / limits.concurrency) * timeout
+            seconds += batch_size / limits.rate if limits.rate else 0
+            seconds += float(getattr(settings, "PROVIDER_MAX_THROTTLE_WAIT_SECONDS", 30))
+        slowest = max(slowest, seconds)
+    return slowest or batch_size * timeout
+
+
+def retry_after_seconds(value: str | None, *, default: float = 1.0) -> float:
+    """A Retry-After header's wait in seconds: a number of seconds or an HTTP date; ``default`` without one."""
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def send_all(backend: ChannelBackend, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
@@ -113,6 +229,22 @@ def send_all(backend: ChannelBackend, messages: list[OutgoingMessage]) -> list[S
         )
         return [error] * len(messages)
     return outcomes
+
+
+def start_send_all(backend: ChannelBackend, messages: list[OutgoingMessage]) -> Future:
+    """``send_all`` begun: in a thread of its own when the backend keeps off the database (``sends_off_thread``:
+    the HTTP providers and email), so the caller can prepare its next batch while this one is at the provider;
+    else (the outbox writes to the database, on the caller's connection) done at once. The future's result is
+    ``send_all``'s."""
+    if getattr(backend, "sends_off_thread", False) and messages:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
+        try:
+            return pool.submit(send_all, backend, messages)
+        finally:
+            pool.shutdown(wait=False)  # the thread ends with its batch
+    done: Future = Future()
+    done.set_result(send_all(backend, messages))
+    return done
 
 
 def get_backend(channel: str) -> ChannelBackend:
@@ -221,17 +353,61 @@ def _outbox_row(message: OutgoingMessage, key: uuid.UUID):
     )
 
 
+_sessions: dict[tuple, requests.Session] = {}
+_slots: dict[tuple, threading.Semaphore] = {}
+_sessions_lock = threading.Lock()
+
+
+def provider_slots(name: str, concurrency: int) -> threading.Semaphore:
+    """The requests one process may have in flight at a provider, whatever the number of batches sending."""
+    key = (os.getpid(), name, concurrency)
+    with _sessions_lock:
+        return _slots.setdefault(key, threading.Semaphore(concurrency))
+
+
+def pooled_session(name: str, pool_size: int) -> requests.Session:
+    """One ``requests.Session`` per process and provider, keeping up to ``pool_size`` connections alive between
+    requests and batches (a forked worker makes its own: sockets are not shared across processes)."""
+    key = (os.getpid(), name, pool_size)
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            _sessions[key] = session
+        return session
+
+
 class HttpBackend:
-    """What the HTTP providers share: a timeout, error mapping and JSON decoding."""
+    """What the HTTP providers share: a pooled keep-alive session, a timeout, error mapping and JSON decoding,
+    and ``send_many`` sending a batch concurrently within the provider's limits (``settings_prefix``)."""
 
     provider = "provider"
+    settings_prefix = ""
+    sends_off_thread = True  # no database: start_send_all may send a batch while the next is prepared
 
     def __init__(self) -> None:
         self.timeout = float(settings.PROVIDER_TIMEOUT_SECONDS)
+        self.limits = self.send_limits()
+        self.session = pooled_session(type(self).__name__, self.limits.concurrency)
+        self.slots = provider_slots(type(self).__name__, self.limits.concurrency)
+
+    @classmethod
+    def send_limits(cls) -> SendLimits:
+        return SendLimits.from_settings(cls.settings_prefix)
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        raise NotImplementedError
+
+    def send_many(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+        bucket = bucket_for(self.settings_prefix.lower() or type(self).__name__, self.limits.rate)
+        return send_concurrently(messages, self.send, limits=self.limits, bucket=bucket, slots=self.slots)
 
     def post(self, url: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = requests.post(url, timeout=self.timeout, **kwargs)
+            response = self.session.post(url, timeout=self.timeout, **kwargs)
         except requests.Timeout as exc:
             raise ProviderError(f"{self.provider}: timed out after {self.timeout}s", retryable=True) from exc
         except requests.RequestException as exc:
@@ -246,6 +422,11 @@ class HttpBackend:
                 retryable=is_retryable_status(response.status_code),
                 status_code=response.status_code,
                 response_json=body,
+                retry_after=(
+                    retry_after_seconds(response.headers.get("Retry-After"))
+                    if response.status_code == 429
+                    else None
+                ),
             )
         try:
             data = response.json()
@@ -270,6 +451,7 @@ class JsonSmsGatewayBackend(HttpBackend):
     """A generic JSON SMS gateway: ``POST SMS_GATEWAY_URL`` with ``{to, from, text, reference}``."""
 
     provider = "SMS gateway"
+    settings_prefix = "SMS_GATEWAY"
 
     def __init__(self) -> None:
         super().__init__()
@@ -296,6 +478,7 @@ class TwilioSmsBackend(HttpBackend):
     ``PUBLIC_BASE_URL`` set, each message asks Twilio to report its status to our StatusCallback URL."""
 
     provider = "Twilio"
+    settings_prefix = "TWILIO"
 
     def __init__(self) -> None:
         super().__init__()
@@ -402,6 +585,7 @@ class FcmPushBackend(HttpBackend):
     it from the customer and falls back to the next channel."""
 
     provider = "FCM"
+    settings_prefix = "FCM"
 
     def __init__(self) -> None:
         super().__init__()
@@ -463,9 +647,49 @@ class EmailBackend:
 
     The Message-ID is derived from the idempotency key, so a message sent twice after a crash carries the same
     id and mail systems can recognise the duplicate; it is also the provider message id bounces refer to.
+
+    A batch goes out over ``EMAIL_CONCURRENCY`` connections at once, each kept open for the whole batch (one
+    SMTP session or ESP API session per sending thread), within ``EMAIL_RATE_PER_SECOND``.
     """
 
-    def send(self, message: OutgoingMessage) -> SendResult:
+    settings_prefix = "EMAIL"
+    sends_off_thread = True
+
+    @classmethod
+    def send_limits(cls) -> SendLimits:
+        return SendLimits.from_settings(cls.settings_prefix)
+
+    def send_many(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
+        limits = self.send_limits()
+        local = threading.local()
+        opened: list[Any] = []
+
+        def send_one(message: OutgoingMessage) -> SendResult:
+            connection = getattr(local, "connection", None)
+            if connection is None:
+                connection = local.connection = get_connection(fail_silently=False)
+                opened.append(connection)
+            try:
+                return self.send(message, connection=connection)
+            except ProviderError:
+                # The session may be broken: the thread's next message opens a new one.
+                local.connection = None
+                _close_quietly(connection)
+                raise
+
+        try:
+            return send_concurrently(
+                messages,
+                send_one,
+                limits=limits,
+                bucket=bucket_for("email", limits.rate),
+                slots=provider_slots("email", limits.concurrency),
+            )
+        finally:
+            for connection in opened:
+                _close_quietly(connection)
+
+    def send(self, message: OutgoingMessage, connection=None) -> SendResult:
         domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
         message_id = f"{key_as_uuid(message.idempotency_key)}@{domain}"
         headers = {"Message-ID": f"<{message_id}>"}
@@ -482,7 +706,11 @@ class EmailBackend:
             headers=headers,
         )
         try:
-            with get_connection(fail_silently=False) as connection:
+            if connection is None:
+                with get_connection(fail_silently=False) as connection:
+                    sent = connection.send_messages([email])
+            else:
+                connection.open()  # kept open for the thread's next message (a no-op once open)
                 sent = connection.send_messages([email])
         except AnymailRecipientsRefused as exc:
             # The ESP refused the address itself (invalid, or on its bounce/complaint suppression list).
@@ -515,3 +743,10 @@ class EmailBackend:
         return SendResult(
             provider_message_id=(status.message_id if status and status.message_id else message_id)
         )
+
+
+def _close_quietly(connection) -> None:
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001 - closing a broken session must not fail the batch
+        pass

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from typing import Any
 
 from django.conf import settings
@@ -28,7 +29,7 @@ from loans.models import CreditTier, Installment
 from loans.schedule import grace_days_of, grace_end_date
 
 from . import compliance, gates
-from .channels import OutgoingMessage, ProviderError, get_backend, send_all
+from .channels import OutgoingMessage, ProviderError, batch_send_seconds, get_backend, start_send_all
 from .choices import Channel
 from .destinations import DeadDestination, forget_destinations
 from .gates import Decision
@@ -75,11 +76,11 @@ def claim_due(
 
 
 def claim_lease(batch_size: int) -> dt.timedelta:
-    """Long enough for a whole batch to time out at the provider one message after another, so a slow batch
-    is never taken over by a second worker while its first is still sending."""
-    per_message = float(getattr(settings, "PROVIDER_TIMEOUT_SECONDS", 10)) + 1
+    """Long enough for a whole batch to time out at the slowest provider (``batch_send_seconds``: concurrently
+    where the backend sends concurrently, within its rate), so a slow batch is never taken over by a second
+    worker while its first is still sending."""
     lease = dt.timedelta(seconds=getattr(settings, "DISPATCH_CLAIM_LEASE_SECONDS", 600))
-    return max(lease, dt.timedelta(seconds=batch_size * per_message))
+    return max(lease, dt.timedelta(seconds=batch_send_seconds(batch_size)))
 
 
 def dispatch_due(
@@ -117,14 +118,27 @@ def dispatch_due(
     templates = template_index()
     totals: Counter = Counter()
     backends: dict[str, Any] = {}
-    while True:
-        ids = claim_due(now, batch_size, customer_id_range, customer_ids)
-        if not ids:
-            break
-        totals["claimed"] += len(ids)
-        _dispatch_batch(ids, now, book, templates, totals, backends, backend_for or get_backend)
-        if len(ids) < batch_size:
-            break
+    # A batch is at its providers (an HTTP backend sends on its own threads, within its concurrency) while the
+    # next is claimed, prepared and handed over; then it is recorded. Its rows stay claimed until then, so the
+    # next batch's weekly cap counts them in flight.
+    at_providers = None
+    try:
+        while True:
+            ids = claim_due(now, batch_size, customer_id_range, customer_ids)
+            started = None
+            if ids:
+                totals["claimed"] += len(ids)
+                started = _dispatch_batch(
+                    ids, now, book, templates, totals, backends, backend_for or get_backend
+                )
+            previous, at_providers = at_providers, started
+            if previous:
+                _record_sends(*previous)
+            if len(ids) < batch_size:
+                break
+    finally:
+        if at_providers:
+            _record_sends(*at_providers)
     return dict(totals)
 
 
@@ -181,7 +195,7 @@ def _dispatch_batch(ids, now, book, templates, totals, backends, get_backend) ->
         sends.append((log, inputs, unpaid))
 
     _record_decisions(decisions, now, totals)
-    _send_batch(sends, now, policy, totals, backends, get_backend)
+    return _start_sends(sends, now, policy, totals, backends, get_backend)
 
 
 def _contact(log: NotificationLog, installments: Iterable[Installment]) -> gates.Contact:
@@ -285,21 +299,16 @@ def _record_decisions(
         log_events(events)
 
 
-def _send_batch(sends, now, policy, totals, backends, get_backend) -> None:
-    """Send the batch's messages (per channel, through ``send_all``: one call for a backend with ``send_many``),
-    then record every outcome in ONE transaction: the sent rows with one update of their common fields and a
-    bulk update of their own, the provider errors (retry with backoff, or failed) with a bulk update, and one
-    audit write for all of them.
-
-    Crash safety: a worker that dies after sending and before this record leaves its rows claimed; when the
-    lease lapses another run re-sends them with the same idempotency keys, and the provider (or the outbox)
-    answers with the first message: nothing reaches a customer twice."""
+def _start_sends(sends, now, policy, totals, backends, get_backend) -> tuple | None:
+    """Start sending the batch's messages (per channel, through ``start_send_all``: one call for a backend with
+    ``send_many``, on its own thread for an HTTP provider). Returns what ``_record_sends`` takes, None when
+    there is nothing to send."""
     if not sends:
-        return
+        return None
     by_channel: dict[str, list[int]] = defaultdict(list)
     for index, (log, _inputs, _unpaid) in enumerate(sends):
         by_channel[log.channel].append(index)
-    outcomes: list[Any] = [None] * len(sends)
+    started = []
     for channel, indexes in by_channel.items():
         messages = [
             OutgoingMessage(
@@ -316,21 +325,38 @@ def _send_batch(sends, now, policy, totals, backends, get_backend) -> None:
         try:
             backend = backends.get(channel) or backends.setdefault(channel, get_backend(channel))
         except Exception as exc:  # noqa: BLE001 - a channel without a working backend fails its messages only
-            results = [ProviderError(f"{type(exc).__name__}: {exc}", retryable=True)] * len(messages)
+            failed: Future = Future()
+            failed.set_result([ProviderError(f"{type(exc).__name__}: {exc}", retryable=True)] * len(messages))
+            started.append((indexes, failed))
         else:
-            results = send_all(backend, messages)
-        for i, result in zip(indexes, results):
+            started.append((indexes, start_send_all(backend, messages)))
+    return sends, started, now, policy, totals
+
+
+def _record_sends(sends, started, now, policy, totals) -> None:
+    """Wait for the batch's outcomes, then record every one in ONE transaction: the sent rows with one update
+    of their common fields and a bulk update of their own, the provider errors (retry with backoff, or failed)
+    with a bulk update, and one audit write for all of them, in the batch's order.
+
+    Crash safety: a worker that dies after sending and before this record leaves its rows claimed; when the
+    lease lapses another run re-sends them with the same idempotency keys, and the provider (or the outbox)
+    answers with the first message: nothing reaches a customer twice."""
+    outcomes: list[Any] = [None] * len(sends)
+    for indexes, sending in started:
+        for i, result in zip(indexes, sending.result()):
             outcomes[i] = result
 
     stamp = timezone.now()
     sent_logs, failed_logs, events, dead = [], [], [], []
     for (log, inputs, unpaid), outcome in zip(sends, outcomes):
         before = log.status
-        attempts = log.attempts + 1
+        # A provider that throttled us (429) did not refuse the message: that try spends no attempt.
+        throttled = isinstance(outcome, ProviderError) and outcome.retry_after is not None
+        attempts = log.attempts + (0 if throttled else 1)
         log.attempts, log.claimed_until, log.updated_at = attempts, None, stamp
         if isinstance(outcome, ProviderError):
             error = (str(outcome) or type(outcome).__name__)[:500]
-            status = _apply_failure(log, now, policy, attempts, error, outcome.retryable)
+            status = _apply_failure(log, now, policy, attempts, error, outcome.retryable, outcome.retry_after)
             details = {**inputs, "attempt": attempts, "error": error, "retryable": outcome.retryable}
             if status == Status.DEFERRED:
                 details["retry_at"] = log.scheduled_for
@@ -415,11 +441,16 @@ def _send_batch(sends, now, policy, totals, backends, get_backend) -> None:
             plan_fallbacks(failed_for_good, at=now, actor=DISPATCHER_ACTOR)
 
 
-def _apply_failure(log, now, policy, attempts, error, retryable) -> str:
+def _apply_failure(log, now, policy, attempts, error, retryable, retry_after=None) -> str:
     """Set the fields of a provider error on ``log``: retried after ``retry_backoff_seconds * 2**(attempt-1)``
-    (deferred) until ``max_send_attempts``, failed at once when retrying cannot help. Returns the status."""
+    (deferred) until ``max_send_attempts``, failed at once when retrying cannot help. A throttled message
+    (``retry_after`` seconds, the provider's 429) is deferred that long and never fails for it (the contact
+    expires instead if the provider never takes it). Returns the status."""
     log.last_error, log.reason = error, Reason.PROVIDER_ERROR
-    if not retryable or attempts >= policy.max_send_attempts:
+    if retry_after is not None:
+        log.status = Status.DEFERRED
+        log.scheduled_for = now + dt.timedelta(seconds=max(1.0, retry_after))
+    elif not retryable or attempts >= policy.max_send_attempts:
         log.status = Status.FAILED
     else:
         log.status = Status.DEFERRED
