@@ -155,7 +155,7 @@ def reset_contacts() -> None:
 def planner_statistics() -> None:
     from django.db import connection
 
-    from backoffice.housekeeping import refresh_planner_statistics
+    from core.housekeeping import refresh_planner_statistics
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

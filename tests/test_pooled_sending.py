@@ -11,8 +11,8 @@ import uuid
 import pytest
 from aiosmtpd.controller import Controller
 
-from backoffice.models import AuditEvent
 from core import throttle
+from core.models import AuditEvent
 from notifications.channels import (
     EmailBackend,
     JsonSmsGatewayBackend,
