@@ -12,6 +12,9 @@ class BackofficeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from core.audit_search import register_subject_finder
+
+        from .audit_subjects import customer_subjects
         from .roles import sync_roles_after_migrate
         from .schedules import register_schedules_after_migrate
 
@@ -21,6 +24,7 @@ class BackofficeConfig(AppConfig):
         post_migrate.connect(
             register_schedules_after_migrate, sender=self, dispatch_uid="backoffice.schedules"
         )
+        register_subject_finder(customer_subjects)  # the audit trail found by customer reference
         if apps.is_installed("django_q"):
             q = apps.get_app_config("django_q")
             if str(q.verbose_name) == Q_LABEL:  # a label set otherwise is shown as it is

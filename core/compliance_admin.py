@@ -11,7 +11,6 @@ import datetime as dt
 import json
 
 from django.contrib import admin, messages
-from django.contrib.admin.filters import DateFieldListFilter
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404
@@ -20,10 +19,12 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from .admin import LargeTablePaginator, PersonalDataAdminMixin
+from .audit_search import audit_search_q
 from .exports.files import manifest_path_for
 from .exports.jobs import job_file_path, may_download, may_export, may_see_all_exports, start_export
 from .exports.kinds import ExportError, export_kinds
 from .exports.writers import FORMATS
+from .list_filters import DateRangeFilter, day_range, parse_day
 from .models import AuditEvent, ExportJob
 
 # Changelist query parameters -> export filters. Paging and ordering do not change what is exported; any other
@@ -100,6 +101,9 @@ class ComplianceExportMixin:
 
     export_kind = ""
     export_params: dict[str, str] = {}
+    search_q = (
+        None  # term -> Q, as the export's ``q`` filter matches (core.audit_search, notifications.log_search)
+    )
     change_list_template = "admin/core/export_change_list.html"
 
     def get_urls(self):
@@ -125,8 +129,14 @@ class ComplianceExportMixin:
                 continue
             if key not in self.export_params:
                 raise ExportError(_("The filter “%(key)s” cannot be exported.") % {"key": key})
-            filters[self.export_params[key]] = params.get(key)
+            filters[self.export_params[key]] = _day_bound(key, params.get(key))
         return filters
+
+    def get_search_results(self, request, queryset, search_term):
+        # One term, matched as the export's ``q`` filter matches it, so an export holds what the search showed.
+        if self.search_q is None:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(self.search_q(search_term)), False
 
     def export_view(self, request):
         if not may_export(request.user, self.export_kind):
@@ -149,6 +159,20 @@ class ComplianceExportMixin:
             return HttpResponseRedirect(back)
         messages.info(request, _("The export runs in the background; this page shows its progress."))
         return HttpResponseRedirect(reverse("admin:core_exportjob_change", args=[job.pk]))
+
+
+def _day_bound(key: str, value: str) -> str:
+    """A date range filter's day as the export's bound: the start of the ``__from`` day, the end of the ``__to``
+    day, in the operator's zone; other parameters unchanged."""
+    if not key.endswith(("__from", "__to")):
+        return value
+    try:
+        day = parse_day(value)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
+    since, until = day_range(day, None) if key.endswith("__from") else day_range(None, day)
+    bound = since or until
+    return bound.isoformat() if bound else ""
 
 
 def export_date_range(data) -> dict[str, str]:
@@ -191,14 +215,17 @@ class AuditEventAdmin(PersonalDataAdminMixin, ComplianceExportMixin, ReadOnlyAdm
         "actor": "actor",
         "at__gte": "since",
         "at__lt": "until",
+        "at__from": "since",
+        "at__to": "until",
         "q": "q",
     }
     list_display = ("seq", "at", "actor", "action", "object_type", "object_id")
     ordering = ("-seq",)  # newest first; the unique index on seq serves it
     list_display_links = ("seq",)
-    list_filter = (ActionPrefixFilter, ActorFilter, ("at", DateFieldListFilter))
+    list_filter = (ActionPrefixFilter, ActorFilter, ("at", DateRangeFilter))
     search_fields = ("=object_id", "^action")
-    search_help_text = _("An object id (exact) or the start of an action code.")
+    search_help_text = _("An object id (exact), the start of an action code, or a customer reference.")
+    search_q = staticmethod(audit_search_q)
     personal_fields = ("before", "after")
     show_full_result_count = False
     paginator = LargeTablePaginator

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from loans.models import CreditTier, Customer, Loan
@@ -355,7 +356,7 @@ class CallAttempt(models.Model):
         indexes = [models.Index(fields=["customer", "made_at"], name="call_attempt_customer_idx")]
 
     def __str__(self):
-        return f"Call to {self.customer_id} at {self.made_at:%Y-%m-%d %H:%M} ({self.outcome})"
+        return f"Call to {self.customer_id} at {timezone.localtime(self.made_at):%Y-%m-%d %H:%M} ({self.outcome})"
 
 
 class CallAttemptLoan(models.Model):

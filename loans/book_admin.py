@@ -21,6 +21,7 @@ from import_export.admin import ImportExportMixin
 from core.admin import AuditedAdminMixin, AuditedExportMixin, LargeTablePaginator
 from core.compliance_admin import InputFilter
 from core.imports.admin import BookImportAdminMixin
+from core.list_filters import DateRangeFilter
 from core.money import money_display
 
 from . import services
@@ -218,7 +219,7 @@ class PaymentAdmin(BookImportExportAdmin):
     form = PaymentForm
     resource_classes = [PaymentResource]
     list_display = ("ref", "loan", "start_seq", "amount", "received_at", "source", "allocated")
-    list_filter = ("source",)
+    list_filter = (("received_at", DateRangeFilter), "source")
     list_select_related = ("loan", "installment")
     search_fields = ("=ref", "=loan__ref", "=loan__customer__ref")
     search_help_text = _("A payment, loan or customer reference.")

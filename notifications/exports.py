@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from django.db import connections
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from core.exports.kinds import ExportKind, register_kind, within
 from core.exports.rows import raw_batches, time_reading
 from core.exports.writers import FORMULA_FIRST, cell
 from core.masking import mask_customer_text, mask_destination, mask_name
 
+from .log_search import log_search_q
 from .models import NotificationLog
 
 NOTIFICATION_COLUMNS = (
@@ -88,7 +89,7 @@ def notification_queryset(filters: dict[str, str]) -> QuerySet:
     if "loan_ref" in filters:
         qs = qs.filter(loan_refs__contains=filters["loan_ref"])
     if "q" in filters:
-        qs = qs.filter(Q(customer__ref__iexact=filters["q"]) | Q(loan_refs__contains=filters["q"]))
+        qs = qs.filter(log_search_q(filters["q"]))
     return qs
 
 

@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin.filters import DateFieldListFilter
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from core.admin import LargeTablePaginator, PersonalDataAdminMixin
 from core.compliance_admin import ComplianceExportMixin, ReadOnlyAdminMixin
+from core.list_filters import DateRangeFilter
 from core.masking import known_of
 
+from .log_search import log_search_q
 from .models import NotificationLog
 
 
@@ -28,6 +29,8 @@ class NotificationLogAdmin(
         "kind__exact": "kind",
         "scheduled_for__gte": "since",
         "scheduled_for__lt": "until",
+        "scheduled_for__from": "since",
+        "scheduled_for__to": "until",
         "q": "q",
     }
     list_display = (
@@ -42,9 +45,10 @@ class NotificationLogAdmin(
         "destination_display",
         "loan_refs",
     )
-    list_filter = ("status", "reason", "channel", "kind", ("scheduled_for", DateFieldListFilter))
-    search_fields = ("=customer__ref", "loan_refs__contains")
-    search_help_text = _("A customer reference (exact) or a loan reference.")
+    list_filter = ("status", "reason", "channel", "kind", ("scheduled_for", DateRangeFilter))
+    search_fields = ("=customer__ref",)
+    search_help_text = _("A customer or loan reference (exact).")
+    search_q = staticmethod(log_search_q)
     personal_fields = (
         "destination",
         "subject",

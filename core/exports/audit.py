@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
+from ..audit_search import audit_search_q
 from ..masking import mask_value
 from ..models import AuditEvent
 from .kinds import ExportKind, register_kind, within
@@ -35,7 +36,7 @@ def audit_queryset(filters: dict[str, str]) -> QuerySet:
     if "action_prefix" in filters:
         qs = qs.filter(action__startswith=filters["action_prefix"])
     if "q" in filters:
-        qs = qs.filter(Q(object_id__iexact=filters["q"]) | Q(action__istartswith=filters["q"]))
+        qs = qs.filter(audit_search_q(filters["q"]))
     return qs
 
 

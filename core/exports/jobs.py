@@ -74,7 +74,7 @@ def run_export_job(job_id: int) -> dict[str, Any]:
         total = filtered_queryset(job.kind, job.filters).count()
         ExportJob.objects.filter(pk=job_id).update(total_estimate=total)
     masked = job.is_masked or not can_see_personal_data(job.user)
-    relative = Path(f"{job.kind}-{now:%Y%m%dT%H%M%S}-{job.pk}.{job.format}")
+    relative = Path(f"{job.kind}-{timezone.localtime(now):%Y%m%dT%H%M%S}-{job.pk}.{job.format}")
     try:
         result = export_to_file(
             job.kind,
