@@ -29,7 +29,7 @@ from loans.models import CreditTier, Installment
 from loans.schedule import grace_days_of, grace_end_date
 
 from . import compliance, gates
-from .channels import OutgoingMessage, ProviderError, batch_send_seconds, get_backend, start_send_all
+from .channels import get_backend
 from .choices import Channel
 from .destinations import DeadDestination, forget_destinations
 from .gates import Decision
@@ -37,6 +37,7 @@ from .inbound import unsubscribe_url
 from .models import NotificationLog
 from .notices import channel_facts, channels_used, contact_key, plan_fallbacks
 from .rendering import render_message, template_index
+from .sending import OutgoingMessage, ProviderError, batch_send_seconds, start_send_all
 
 Status = NotificationLog.Status
 Reason = NotificationLog.Reason

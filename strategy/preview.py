@@ -33,8 +33,8 @@ from django.utils.translation import gettext as _
 
 from debt_collection.models import CaseStepRun
 from loans.models import CreditTier, Customer, Loan
-from notifications.channels import SendResult
 from notifications.models import NotificationItem, NotificationLog
+from notifications.sending import SendResult
 
 from .engine import Scope, dispatch, run_engine
 from .policy import Policy, RuleSpec, StepSpec, write_policy

@@ -18,14 +18,11 @@ from notifications.channels import (
     FcmPushBackend,
     JsonSmsGatewayBackend,
     OutboxBackend,
-    OutgoingMessage,
-    ProviderError,
-    SendResult,
     TwilioSmsBackend,
     get_backend,
-    send_all,
 )
 from notifications.models import OutboxMessage
+from notifications.sending import OutgoingMessage, ProviderError, SendResult, send_all
 
 
 def sms(key: str | None = None, **kwargs) -> OutgoingMessage:

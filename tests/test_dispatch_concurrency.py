@@ -7,10 +7,11 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from notifications.channels import OutboxBackend, OutgoingMessage, SendResult
+from notifications.channels import OutboxBackend
 from notifications.dispatch import claim_due, dispatch_due
 from notifications.models import NotificationLog, OutboxMessage
 from notifications.planning import plan_contacts
+from notifications.sending import OutgoingMessage, SendResult
 
 from .factories import make_tier
 from .factories_reminders import SHANGHAI, local, make_debtor, make_rule, make_template

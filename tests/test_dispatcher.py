@@ -9,11 +9,12 @@ from core.models import AuditEvent
 from loans import signals as loan_signals
 from loans.models import Customer, Installment
 from notifications.cancelling import cancel_pending
-from notifications.channels import OutboxBackend, OutgoingMessage, ProviderError, SendResult
+from notifications.channels import OutboxBackend
 from notifications.dispatch import claim_due, dispatch_due
 from notifications.models import NotificationLog, OutboxMessage
 from notifications.notices import plan_notice
 from notifications.planning import plan_contacts
+from notifications.sending import OutgoingMessage, ProviderError, SendResult
 
 from .factories import make_tier
 from .factories_reminders import (

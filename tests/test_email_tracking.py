@@ -15,9 +15,10 @@ from werkzeug import Response
 
 from core.models import AuditEvent
 from loans.models import Customer
-from notifications.channels import EmailBackend, OutgoingMessage, ProviderError
+from notifications.channels import EmailBackend
 from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog, OutboxMessage
+from notifications.sending import OutgoingMessage, ProviderError
 
 from .factories import make_customer, make_tier
 from .factories_delivery import make_sent_notification

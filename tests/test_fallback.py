@@ -9,10 +9,10 @@ from django.contrib.auth.models import Permission
 from django.test import override_settings
 
 from core.models import AuditEvent
-from notifications.channels import OutgoingMessage, ProviderError, SendResult
 from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog, OutboxMessage
 from notifications.receipts import record_delivery_receipt
+from notifications.sending import OutgoingMessage, ProviderError, SendResult
 
 from .factories import make_user
 from .factories_collections import pay

@@ -19,9 +19,10 @@ from werkzeug import Response
 from core.models import AuditEvent
 from loans.models import Customer
 from notifications import channels
-from notifications.channels import FcmPushBackend, OutgoingMessage, ProviderError
+from notifications.channels import FcmPushBackend
 from notifications.dispatch import dispatch_due
 from notifications.models import NotificationLog, OutboxMessage
+from notifications.sending import OutgoingMessage, ProviderError
 
 from .factories_reminders import (
     SHANGHAI,

@@ -54,9 +54,7 @@ def table(model) -> list[dict]:
     return sorted(
         (
             {
-                name: "now"
-                if isinstance(value, dt.datetime) and since <= value <= now
-                else value
+                name: "now" if isinstance(value, dt.datetime) and since <= value <= now else value
                 for name, value in zip(fields, row)
             }
             for row in model.objects.values_list(*fields)

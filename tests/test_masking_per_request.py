@@ -15,8 +15,9 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from backoffice import roles
-from notifications.channels import OutboxBackend, OutgoingMessage
+from notifications.channels import OutboxBackend
 from notifications.models import NotificationLog, OutboxMessage
+from notifications.sending import OutgoingMessage
 from tests.factories import make_customer, make_user
 from tests.factories_audit import make_compliance_officer, make_notification
 

@@ -13,10 +13,11 @@ from aiosmtpd.controller import Controller
 
 from core import throttle
 from core.models import AuditEvent
-from notifications.channels import (
-    EmailBackend,
-    JsonSmsGatewayBackend,
-    OutboxBackend,
+from notifications.channels import EmailBackend, JsonSmsGatewayBackend, OutboxBackend
+from notifications.dispatch import claim_lease, dispatch_due
+from notifications.models import NotificationLog
+from notifications.planning import plan_contacts
+from notifications.sending import (
     OutgoingMessage,
     ProviderError,
     SendResult,
@@ -24,9 +25,6 @@ from notifications.channels import (
     send_all,
     start_send_all,
 )
-from notifications.dispatch import claim_lease, dispatch_due
-from notifications.models import NotificationLog
-from notifications.planning import plan_contacts
 
 from .factories import make_tier
 from .factories_reminders import SHANGHAI, local, logs_of, make_debtor, make_rule, make_template, set_policy

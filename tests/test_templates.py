@@ -249,7 +249,8 @@ def test_changing_the_contact_window_in_the_admin_is_audited(admin_client):
 
 @pytest.mark.django_db
 def test_the_outbox_is_a_read_only_list(admin_client):
-    from notifications.channels import OutboxBackend, OutgoingMessage
+    from notifications.channels import OutboxBackend
+    from notifications.sending import OutgoingMessage
 
     OutboxBackend().send(OutgoingMessage("sms", "+8613800138000", "", "您好", "key-1"))
 

@@ -112,7 +112,8 @@ def test_each_message_asks_twilio_to_report_to_the_status_callback_url(twilio, c
 
 
 def test_without_a_public_address_no_callback_url_is_sent(twilio, settings):
-    from notifications.channels import OutgoingMessage, TwilioSmsBackend
+    from notifications.channels import TwilioSmsBackend
+    from notifications.sending import OutgoingMessage
 
     settings.PUBLIC_BASE_URL = ""
     seen = {}
