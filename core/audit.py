@@ -79,10 +79,20 @@ class Event:
     at: Any = field(default=None)
 
 
+def about(model: type[models.Model] | models.Model, pk: Any = None) -> dict[str, str]:
+    """How an event names what it is about, the one way: the model's label (``collections.CallTask``) and the
+    primary key (of ``model`` when it is an object). ``Event(..., **about(task))``, ``**about(Payment, pk)``."""
+    if isinstance(model, models.Model):
+        pk = model.pk if pk is None else pk
+        model = type(model)
+    return {"object_type": model._meta.label, "object_id": "" if pk is None else str(pk)}
+
+
 def describe(obj: models.Model | None) -> tuple[str, str]:
     if obj is None:
         return "", ""
-    return obj._meta.label, str(obj.pk)
+    named = about(obj)
+    return named["object_type"], named["object_id"]
 
 
 def actor_name(actor: Any) -> str:

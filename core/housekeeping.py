@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .audit import Event, log_events
+from .audit import Event, about, log_events
 from .models import ExportJob, ImportJob
 
 logger = logging.getLogger(__name__)
@@ -156,8 +156,7 @@ def remove_expired_files(now: dt.datetime) -> dict[str, int]:
                     Event(
                         action="backoffice.import.file_removed",
                         actor=ACTOR,
-                        object_type=ImportJob._meta.label,
-                        object_id=str(pk),
+                        **about(ImportJob, pk),
                         at=now,
                         after={
                             "file": path,
@@ -225,8 +224,7 @@ def _event(action: str, job, now: dt.datetime, extra: dict) -> Event:
     return Event(
         action=action,
         actor=ACTOR,
-        object_type=job._meta.label,
-        object_id=str(job.pk),
+        **about(job),
         at=now,
         after={"user": job.user.get_username() if job.user_id else None, **extra},
     )

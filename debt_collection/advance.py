@@ -17,7 +17,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 
-from core.audit import Event, actor_name, log_events
+from core.audit import Event, about, actor_name, log_events
 from core.bulk import bulk_update_rows
 from loans.models import CreditTier, Installment, Loan
 from notifications.cancelling import cancel_pending
@@ -218,8 +218,7 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                 Event(
                     action="collections.case.opened",
                     actor=actor,
-                    object_type="collections.CollectionCase",
-                    object_id=str(case.pk),
+                    **about(CollectionCase, case.pk),
                     at=now,
                     after={
                         "loan_id": case.loan_id,
@@ -296,8 +295,7 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                 Event(
                     action="collections.case.stage_changed",
                     actor=actor,
-                    object_type="collections.CollectionCase",
-                    object_id=str(case.pk),
+                    **about(CollectionCase, case.pk),
                     at=now,
                     before={"stage": case.stage},
                     after={
@@ -319,8 +317,7 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                 if r.result == CaseStepRun.Result.PERFORMED
                 else "collections.step.skipped",
                 actor=actor,
-                object_type="collections.CollectionCase",
-                object_id=str(r.case_id),
+                **about(CollectionCase, r.case_id),
                 at=now,
                 after={
                     "step_id": r.step_id,
@@ -503,8 +500,7 @@ def follow_tier_change(
             Event(
                 action="collections.case.tier_changed",
                 actor=actor,
-                object_type="collections.CollectionCase",
-                object_id=str(c.pk),
+                **about(CollectionCase, c.pk),
                 at=at,
                 before={"tier_id": by_customer[c.loan.customer_id][0]},
                 after={"tier_id": new_tier_of[c.pk], "stage": c.stage, "dpd": c.dpd},

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 
-from core.audit import Event, actor_name, log_events
+from core.audit import Event, about, actor_name, log_events
 
 from .models import CallTask
 
@@ -68,8 +68,7 @@ def reassign_call_tasks(tasks: Iterable[CallTask], collector: Any, *, actor: Any
             Event(
                 action="collections.call.reassigned",
                 actor=actor_str,
-                object_type="collections.CallTask",
-                object_id=str(task.pk),
+                **about(CallTask, task.pk),
                 at=at,
                 before={"assigned_to_id": task.assigned_to_id},
                 after={"assigned_to_id": collector.pk, "case_id": task.case_id},

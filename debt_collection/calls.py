@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, QuerySet
 
-from core.audit import Event, actor_name, log_events
+from core.audit import Event, about, actor_name, log_events
 from loans.models import Customer, Loan
 from loans.schedule import local_date
 from notifications.cancelling import cancel_pending
@@ -268,8 +268,7 @@ def schedule_calls(
         Event(
             action="collections.call.scheduled",
             actor=actor,
-            object_type="collections.CallTask",
-            object_id=str(t.pk or ""),
+            **about(CallTask, t.pk or ""),
             at=at,
             after={
                 "case_id": t.case_id,
@@ -306,8 +305,7 @@ def cancel_call_tasks(
         Event(
             action="collections.call.cancelled",
             actor=actor,
-            object_type="collections.CallTask",
-            object_id=str(pk),
+            **about(CallTask, pk),
             at=at,
             after={"case_id": case_id, "reason": reason, **(details(case_id) if details else {})},
         )
@@ -416,8 +414,7 @@ def record_call_outcome(
                 Event(
                     action="collections.promise.created",
                     actor=actor_str,
-                    object_type="collections.PromiseToPay",
-                    object_id=str(promise.pk),
+                    **about(PromiseToPay, promise.pk),
                     at=at,
                     after={
                         "case_id": case.pk,
@@ -456,8 +453,7 @@ def record_call_outcome(
             Event(
                 action="collections.call.recorded",
                 actor=actor_str,
-                object_type="collections.CallTask",
-                object_id=str(task.pk),
+                **about(CallTask, task.pk),
                 at=at,
                 after={
                     "case_id": case.pk,
@@ -517,8 +513,7 @@ def _stop_calls(customer: Customer, at: dt.datetime, actor: str, task: CallTask)
             Event(
                 action="collections.customer.calls_stopped",
                 actor=actor,
-                object_type="loans.Customer",
-                object_id=str(customer.pk),
+                **about(Customer, customer.pk),
                 at=at,
                 before={"opt_out_call": False},
                 after={"opt_out_call": True, "call_task_id": task.pk, "call_tasks_cancelled": cancelled},
@@ -549,8 +544,7 @@ def _put_on_dispute_hold(customer: Customer, at: dt.datetime, actor: str) -> Non
             Event(
                 action="collections.customer.disputed",
                 actor=actor,
-                object_type="loans.Customer",
-                object_id=str(customer.pk),
+                **about(Customer, customer.pk),
                 at=at,
                 before=before,
                 after={

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import transaction
 
-from core.audit import Event, actor_name, log_events
+from core.audit import Event, about, actor_name, log_events
 from core.bulk import bulk_update_rows
 from loans.models import CreditTier, Installment, Loan
 from notifications.cancelling import cancel_pending
@@ -64,8 +64,7 @@ def close_cases(
                 Event(
                     action="collections.case.closed",
                     actor=actor,
-                    object_type="collections.CollectionCase",
-                    object_id=str(case.pk),
+                    **about(CollectionCase, case.pk),
                     at=at,
                     before={
                         "status": CollectionCase.Status.OPEN,

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from core.audit import Event, actor_name, log_events
+from core.audit import Event, about, actor_name, log_events
 from core.bulk import bulk_update_rows
 from loans.models import Installment, Loan
 from notifications.cancelling import cancel_pending
@@ -81,8 +81,7 @@ def refer_many_to_legal(
             Event(
                 action="collections.case.referred_to_legal",
                 actor=actor_str,
-                object_type="collections.CollectionCase",
-                object_id=str(c.pk),
+                **about(CollectionCase, c.pk),
                 at=at,
                 before=before[c.pk],
                 after={

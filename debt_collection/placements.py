@@ -13,7 +13,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from core.audit import Event, actor_name, log_events
+from core.audit import Event, about, actor_name, log_events
 from core.bulk import bulk_update_rows
 from core.exports.writers import escape_formula
 from core.masking import mask_email, mask_name, mask_phone
@@ -124,8 +124,7 @@ def place_with_agency(
             Event(
                 action="collections.case.placed",
                 actor=actor_str,
-                object_type="collections.CollectionCase",
-                object_id=str(c.pk),
+                **about(CollectionCase, c.pk),
                 at=at,
                 after={
                     "placement_id": placement.pk,
@@ -147,8 +146,7 @@ def recall_event(placement: AgencyPlacement, actor: str, at: dt.datetime, reason
     return Event(
         action="collections.placement.recalled",
         actor=actor,
-        object_type="collections.AgencyPlacement",
-        object_id=str(placement.pk),
+        **about(AgencyPlacement, placement.pk),
         at=at,
         before={"recalled_at": None},
         after={

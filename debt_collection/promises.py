@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Sum
 
-from core.audit import Event, actor_name, log_event, log_events
+from core.audit import Event, about, actor_name, log_event, log_events
 from loans.models import Customer, Installment, Payment
 from loans.schedule import local_date
 from notifications.choices import Kind
@@ -52,8 +52,7 @@ def keep_promises(
         Event(
             action="collections.promise.kept",
             actor=actor,
-            object_type="collections.PromiseToPay",
-            object_id=str(p.pk),
+            **about(PromiseToPay, p.pk),
             at=at,
             after={
                 "case_id": p.case_id,
@@ -134,8 +133,7 @@ def resolve_promises(
                 log_event(
                     "collections.promise.broken",
                     actor=actor,
-                    object_type="collections.PromiseToPay",
-                    object_id=str(promise.pk),
+                    **about(PromiseToPay, promise.pk),
                     at=now,
                     after={
                         "case_id": case.pk,
@@ -182,8 +180,7 @@ def resolve_promises(
                 log_event(
                     "collections.promise.reminder_planned",
                     actor=actor,
-                    object_type="collections.PromiseToPay",
-                    object_id=str(promise.pk),
+                    **about(PromiseToPay, promise.pk),
                     at=now,
                     after={
                         "case_id": case.pk,

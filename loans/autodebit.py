@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from core.audit import Event, log_events
+from core.audit import Event, about, log_events
 from core.bulk import bulk_update_rows
 
 from . import signals
@@ -140,8 +140,7 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
                 Event(
                     action="loans.payment.recorded",
                     actor=ACTOR,
-                    object_type="loans.Payment",
-                    object_id=str(attempt.payment_id),
+                    **about(Payment, attempt.payment_id),
                     after={
                         "ref": payment_ref_for(attempt),
                         "loan": inputs["loan"],
@@ -156,8 +155,7 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
                 Event(
                     action="loans.autodebit.succeeded",
                     actor=ACTOR,
-                    object_type="loans.AutoDebitAttempt",
-                    object_id=str(attempt.pk),
+                    **about(AutoDebitAttempt, attempt.pk),
                     after={**inputs, "payment_ref": payment_ref_for(attempt)},
                 )
             )
@@ -193,8 +191,7 @@ def _record_failures(declined: list[tuple[AutoDebitAttempt, DebitResult]], now: 
                 Event(
                     action="loans.autodebit.failed",
                     actor=ACTOR,
-                    object_type="loans.AutoDebitAttempt",
-                    object_id=str(attempt.pk),
+                    **about(AutoDebitAttempt, attempt.pk),
                     after={**_inputs(attempt, result), "reason": attempt.failure_reason},
                 )
             )

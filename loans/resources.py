@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from import_export.fields import Field
 
-from core.audit import Event, log_events
+from core.audit import Event, about, log_events
 from core.imports.fast_path import object_values
 from core.imports.resource import BookResource
 from core.imports.widgets import (
@@ -196,8 +196,7 @@ class CustomerResource(BookResource):
             Event(
                 action="loans.customer.tier_changed",
                 actor=actor,
-                object_type="loans.Customer",
-                object_id=str(cid),
+                **about(Customer, cid),
                 before={"tier_id": old},
                 after={"tier_id": new, "credit_score": score, "reason": "customer_import"},
             )

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from core.audit import Event, actor_name, log_events
+from core.audit import Event, about, actor_name, log_events
 from core.bulk import bulk_update_rows
 
 from . import signals
@@ -74,8 +74,7 @@ def apply_credit_scores(now: dt.datetime) -> dict[str, int]:
                         Event(
                             action="loans.customer.tier_changed",
                             actor="job:apply_credit_scores",
-                            object_type="loans.Customer",
-                            object_id=str(customer.pk),
+                            **about(Customer, customer.pk),
                             before={"tier_id": old_tier, "credit_score": old_score},
                             after={
                                 "tier_id": new_tier,
@@ -132,8 +131,7 @@ def rederive_customer_tiers(
                     Event(
                         action="loans.customer.tier_changed",
                         actor=who,
-                        object_type="loans.Customer",
-                        object_id=str(pk),
+                        **about(Customer, pk),
                         before={"tier_id": old},
                         after={"tier_id": tier_id, "credit_score": score, "reason": reason},
                     )
@@ -186,8 +184,7 @@ def note_tier_pin_change(
             Event(
                 action=action,
                 actor=actor_name(actor),
-                object_type="loans.Customer",
-                object_id=str(customer.pk),
+                **about(Customer, customer.pk),
                 before=before,
                 after={
                     "tier_id": customer.tier_id,

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from core.audit import Event, actor_name, log_events
+from core.audit import Event, about, actor_name, log_events
 from core.bulk import bulk_update_rows
 
 from . import signals
@@ -197,8 +197,7 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
             Event(
                 action="loans.payment.allocated",
                 actor=actor,
-                object_type="loans.Payment",
-                object_id=str(payment_id),
+                **about(Payment, payment_id),
                 after={
                     "ref": ref,
                     "loan": loans[loan_of[payment_id]].ref,
@@ -307,8 +306,7 @@ def _payment_event(action: str, payment: Payment, actor: Any, before: dict | Non
     return Event(
         action=action,
         actor=actor_name(actor),
-        object_type="loans.Payment",
-        object_id=str(payment.pk),
+        **about(Payment, payment.pk),
         before=before,
         after=_payment_values(payment),
     )
@@ -353,8 +351,7 @@ def reverse_payment(payment: Payment, *, actor: Any = None, now: dt.datetime) ->
                 Event(
                     action="loans.payment.deleted",
                     actor=actor_name(actor),
-                    object_type="loans.Payment",
-                    object_id=str(payment.pk),
+                    **about(Payment, payment.pk),
                     before=before,
                 )
             ]
