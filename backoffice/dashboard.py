@@ -26,20 +26,17 @@ Definitions (also printed on the page):
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import importlib
-import pkgutil
 import zoneinfo
 from decimal import Decimal
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from debt_collection.models import CallTask, PromiseToPay
 from loans.models import AutoDebitAttempt, Installment, Loan, Payment
 from notifications.models import NotificationLog
 
@@ -220,26 +217,9 @@ def cure_rates(today: dt.date) -> list[dict[str, Any]]:
     ]
 
 
-@functools.cache
-def collections_ready() -> bool:
-    """Whether the collections app is installed with its call tasks migrated (read from disk, no query)."""
-    if not apps.is_installed("debt_collection"):
-        return False
-    try:
-        config = apps.get_app_config("collections")
-        config.get_model("CallTask")
-        migrations = importlib.import_module(f"{config.name}.migrations")
-    except (LookupError, ImportError):
-        return False
-    return any(not m.name.startswith("_") for m in pkgutil.iter_modules(migrations.__path__))
-
-
-def collector_tasks(today: dt.date) -> list[dict[str, Any]] | None:
+def collector_tasks(today: dt.date) -> list[dict[str, Any]]:
     """Open call tasks per assigned collector, and how many of them are callable by the end of today
-    (1 query); None while collections is not installed."""
-    if not collections_ready():
-        return None
-    CallTask = apps.get_model("collections", "CallTask")
+    (1 query)."""
     rows = (
         CallTask.objects.filter(status=CallTask.Status.OPEN)
         .order_by()
@@ -261,15 +241,11 @@ KPI_WINDOW_DAYS = 30
 QUEUE_AGES = (("later", None, -1), ("today", 0, 0), ("1-2", 1, 2), ("3-7", 3, 7), ("8+", 8, None))
 
 
-def morning_board(today: dt.date) -> dict[str, Any] | None:
+def morning_board(today: dt.date) -> dict[str, Any]:
     """What an operations lead asks first: promises due today and broken yesterday, auto-debit failures of
     yesterday and today, the call queue by age, and the promise-kept and right-party-contact rates of the last
-    30 days, and the amount collected by stage (6 queries); None while collections is not installed."""
+    30 days, and the amount collected by stage (6 queries)"""
 
-    if not collections_ready():
-        return None
-    PromiseToPay = apps.get_model("collections", "PromiseToPay")
-    CallTask = apps.get_model("collections", "CallTask")
     yesterday = today - dt.timedelta(days=1)
     window_start = today - dt.timedelta(days=KPI_WINDOW_DAYS)
     promises = PromiseToPay.objects.aggregate(

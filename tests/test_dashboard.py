@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from backoffice.charts import Series, bar_chart, line_chart
-from backoffice.dashboard import collections_ready, dashboard_figures
+from backoffice.dashboard import dashboard_figures
 from loans.models import Loan
 from notifications.models import NotificationLog
 from tests.factories import make_customer, make_installment, make_loan, make_payment, make_tier, make_user
@@ -175,7 +175,7 @@ def test_the_front_page_shows_the_dashboard_in_a_pinned_number_of_queries(book, 
 # contacts by status/channel, held back, 14 days of contacts, of payments, DPD buckets, roll rates, cure rates,
 # and once collections is migrated the collectors' open tasks and the morning board (promises, auto-debit
 # failures, the call queue by age, completed calls, amount collected by stage)
-DASHBOARD_QUERIES = 7 + (6 if collections_ready() else 0)
+DASHBOARD_QUERIES = 13
 
 
 def test_charts_escape_labels_and_scale_to_the_largest_value():
