@@ -12,7 +12,7 @@ class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import exports, receivers, signals
+        from . import checks, exports, receivers, signals  # noqa: F401  (checks registers itself)
         from .email_tracking import on_tracking_event
 
         exports.register()  # the notification log as a compliance export kind (core.exports)

@@ -34,6 +34,7 @@ def test_check_deploy_is_clean_in_production_settings():
         DEBUG="false",
         SECRET_KEY="x7#k2!Lq9@vR4$wP8^zT1&mN6*bY3(cH5)jF0_sD-eG+uA=oI;lK:pQ/rS.tU,vW<xY>",
         ALLOWED_HOSTS="backoffice.example",
+        PUBLIC_BASE_URL="https://backoffice.example",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
