@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from django.contrib import admin
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import DateTimeField, Q, Value
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
@@ -31,26 +31,40 @@ from .resources import InstallmentResource, LoanResource, PaymentResource
 from .schedule import DpdBucket, InstallmentState
 
 
-def instalment_standing(installment, customer=None, at=None) -> tuple[InstallmentState, DpdBucket]:
-    """An instalment's derived state (upcoming, due, grace, overdue, paid) and DPD bucket now, in its customer's
-    calendar and with its tier's grace period. Reads ``installment.loan.customer.tier`` unless ``customer`` is
-    given: select them with the instalments, or this costs queries per row."""
+def instalment_standing(installment, *, at, customer=None) -> tuple[InstallmentState, DpdBucket]:
+    """An instalment's derived state (upcoming, due, grace, overdue, paid) and DPD bucket at ``at``, in its
+    customer's calendar and with its tier's grace period. Reads ``installment.loan.customer.tier`` unless
+    ``customer`` is given: select them with the instalments, or this costs queries per row."""
     if customer is not None:
         installment.loan.customer = customer
-    at = at or timezone.now()
     return installment.state(at), installment.dpd_bucket(at)
 
 
+STANDING_AT = "standing_at"
+
+
+def request_moment(request):
+    """The one moment a request's instalments are judged at: taken at the first ask, kept on the request."""
+    if not hasattr(request, "bo_standing_at"):
+        request.bo_standing_at = timezone.now()
+    return request.bo_standing_at
+
+
 class InstalmentStandingMixin:
-    """``state`` and ``dpd_bucket`` columns for admins and inlines of instalments."""
+    """``state`` and ``dpd_bucket`` columns for admins and inlines of instalments. Every row of a request is
+    judged at the request's one moment, carried on the rows (``standing_at``), never read per row."""
+
+    def get_queryset(self, request):
+        moment = Value(request_moment(request), output_field=DateTimeField())
+        return super().get_queryset(request).annotate(**{STANDING_AT: moment})
 
     @admin.display(description=_("state"))
     def state(self, obj):
-        return instalment_standing(obj)[0].label if obj.pk else "—"
+        return instalment_standing(obj, at=getattr(obj, STANDING_AT))[0].label if obj.pk else "—"
 
     @admin.display(description=_("DPD bucket"))
     def dpd_bucket(self, obj):
-        return instalment_standing(obj)[1].label if obj.pk else "—"
+        return instalment_standing(obj, at=getattr(obj, STANDING_AT))[1].label if obj.pk else "—"
 
 
 class BigTableAdmin(admin.ModelAdmin):
