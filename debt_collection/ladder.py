@@ -16,6 +16,10 @@ class Step(Protocol):
 
 S = TypeVar("S", bound=Step)
 
+# Dedupe keys of the ladder's messages in the reminder engine's log start with this and the tier: the messages of
+# one customer, kind and channel on their local day are one contact naming every case's loan (notice_dedupe_key).
+LADDER_KEY_PREFIX = "case:"
+
 
 def steps_to_perform(
     steps: Sequence[S], dpd: int, grace: int, done: Collection[S]

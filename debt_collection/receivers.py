@@ -5,9 +5,9 @@ from __future__ import annotations
 from loans import signals as loan_signals
 from notifications.compliance import register_contact_counter
 
-from .advance import follow_tier_change
 from .calls import attempts_per_customer
 from .closing import settle_payments
+from .tier_changes import follow_tier_change
 
 
 def on_payments_recorded(sender, at, installment_ids=None, loan_ids=None, payment_refs=None, **kwargs):

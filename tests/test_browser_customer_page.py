@@ -14,7 +14,7 @@ import pytest
 
 from backoffice.roles import COLLECTOR, COMPLIANCE_OFFICER, OPERATIONS
 from debt_collection.advance import advance_collections
-from debt_collection.calls import record_call_outcome
+from debt_collection.call_outcomes import record_call_outcome
 from debt_collection.models import CallAttempt, PromiseToPay
 from loans.services import record_payment
 from notifications.models import NotificationLog

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from debt_collection.advance import advance_collections
 from debt_collection.assignment import service_level
-from debt_collection.calls import record_call_outcome
+from debt_collection.call_outcomes import record_call_outcome
 from debt_collection.models import CallTask
 
 from .factories import make_tier

@@ -8,7 +8,8 @@ import time_machine
 from django.urls import reverse
 
 from debt_collection.advance import advance_collections
-from debt_collection.calls import CallRefused, queue_gates, record_call_outcome
+from debt_collection.call_outcomes import CallRefused, record_call_outcome
+from debt_collection.calls import queue_gates
 from debt_collection.models import CallTask
 from loans.models import Customer
 

@@ -7,7 +7,7 @@ import pytest
 
 from core.models import AuditEvent
 from debt_collection.advance import advance_collections
-from debt_collection.calls import record_call_outcome
+from debt_collection.call_outcomes import record_call_outcome
 from debt_collection.legal import refer_to_legal
 from debt_collection.models import CallTask
 from loans.models import Customer

@@ -13,7 +13,8 @@ from backoffice.roles import TEAM_LEAD
 from core.models import AuditEvent
 from debt_collection.advance import advance_collections
 from debt_collection.assignment import collectors, reassign_call_tasks
-from debt_collection.calls import collector_loads, record_call_outcome
+from debt_collection.call_outcomes import record_call_outcome
+from debt_collection.calls import collector_loads
 from debt_collection.models import CallTask
 
 from .factories import make_tier, make_user

@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from core.models import AuditEvent
 from debt_collection.advance import advance_collections
-from debt_collection.calls import CallRefused, record_call_outcome
+from debt_collection.call_outcomes import CallRefused, record_call_outcome
 from debt_collection.models import CallAttempt, CallTask, CollectionCase
 from loans.models import Customer
 from notifications.dispatch import dispatch_due

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from debt_collection.advance import advance_collections
-from debt_collection.calls import record_call_outcome
+from debt_collection.call_outcomes import record_call_outcome
 from debt_collection.models import CallTask, PromiseToPay
 from debt_collection.placements import place_with_agency
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from backoffice.jobs import run_pipeline
-from debt_collection.calls import record_call_outcome
+from debt_collection.call_outcomes import record_call_outcome
 from debt_collection.models import AgencyPlacement, CallTask, CaseStepRun, CollectionCase, PromiseToPay
 from loans.models import Customer
 from notifications.models import NotificationLog

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from core.models import AuditEvent
 from debt_collection.advance import advance_collections
-from debt_collection.calls import record_call_outcome
+from debt_collection.call_outcomes import record_call_outcome
 from debt_collection.models import CallAttempt, CallTask, CaseStepRun, CollectionCase, PromiseToPay
 from loans.models import Customer
 from notifications.models import NotificationLog

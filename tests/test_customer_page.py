@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from backoffice.roles import COLLECTOR, COMPLIANCE_OFFICER, OPERATIONS
 from debt_collection.advance import advance_collections
-from debt_collection.calls import record_call_outcome
+from debt_collection.call_outcomes import record_call_outcome
 from debt_collection.models import CallAttempt, PromiseToPay
 from loans.models import Loan
 from loans.services import record_payment

@@ -10,7 +10,8 @@ from django.core.exceptions import ValidationError
 from backoffice.jobs import run_pipeline
 from core.models import AuditEvent
 from debt_collection.advance import advance_collections
-from debt_collection.calls import call_priority, record_call_outcome
+from debt_collection.call_outcomes import record_call_outcome
+from debt_collection.calls import call_priority
 from debt_collection.models import CaseStepRun, PromiseToPay
 from notifications.models import NotificationLog
 

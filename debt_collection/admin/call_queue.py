@@ -29,7 +29,7 @@ from loans.models import Loan
 from loans.schedule import dpd_bucket
 from notifications.models import NotificationLog
 
-from .. import calls
+from .. import call_outcomes, calls
 from ..assignment import collectors, reassign_call_tasks, service_level
 from ..models import CallAttempt, CallTask, CollectionCase, PromiseToPay
 from .filters import CollectorFilter, OpenOnlyFilter, ServiceLevelFilter, TaskDpdBucketFilter, TaskStageFilter
@@ -355,7 +355,7 @@ class CallTaskAdmin(PersonalDataAdminMixin, AuditedModelAdmin):
             # The amount is prefilled on every call: it is a promise's only when the outcome is one.
             promised = data["outcome"] == CallTask.Outcome.PROMISE_TO_PAY
             try:
-                calls.record_call_outcome(
+                call_outcomes.record_call_outcome(
                     task,
                     outcome=data["outcome"],
                     note=data["note"],
@@ -365,7 +365,7 @@ class CallTaskAdmin(PersonalDataAdminMixin, AuditedModelAdmin):
                     actor=request.user,
                     at=timezone.now(),
                 )
-            except calls.CallRefused as exc:
+            except call_outcomes.CallRefused as exc:
                 form.add_error(
                     None,
                     gettext("This call may not be made now: %(reason)s.")

@@ -2,7 +2,7 @@
 --promise-date DATE] [--actor NAME]``: what a dialer integration calls after each attempt.
 
 The attempt is recorded on the loan's next open call task by the same service as the collector's form
-(``debt_collection.calls.record_call_outcome``), with the same checks: a call that may not be made at that
+(``debt_collection.call_outcomes.record_call_outcome``), with the same checks: a call that may not be made at that
 moment is refused with exit status 2 and its reason code, and nothing is recorded.
 """
 
@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from core.moments import parse_moment
-from debt_collection.calls import CallRefused, record_call_outcome
+from debt_collection.call_outcomes import CallRefused, record_call_outcome
 from debt_collection.models import CallTask
 
 REFUSED_EXIT = 2
