@@ -13,6 +13,8 @@ SCHEDULES = [
     {"name": "dispatch-due", "func": "backoffice.tasks.dispatch_due", "minutes": 1},
     # Ends imports and exports whose worker died; removes files past their retention.
     {"name": "housekeeping", "func": "core.housekeeping.run_housekeeping", "minutes": 60},
+    # Delivery receipts that came before their send was recorded and were not applied by the dispatcher.
+    {"name": "parked-receipts", "func": "notifications.receipts.run_parked_receipts", "minutes": 10},
 ]
 
 

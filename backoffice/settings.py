@@ -279,6 +279,8 @@ DELIVERY_WEBHOOK_SECRET = env.str("DELIVERY_WEBHOOK_SECRET", default="dev-webhoo
 DELIVERY_RECEIPTS_MAX_BYTES = env.int("DELIVERY_RECEIPTS_MAX_BYTES", default=1_048_576)
 DELIVERY_RECEIPTS_MAX_PER_REQUEST = env.int("DELIVERY_RECEIPTS_MAX_PER_REQUEST", default=5000)
 DELIVERY_RECEIPTS_CHUNK_SIZE = env.int("DELIVERY_RECEIPTS_CHUNK_SIZE", default=500)
+# A receipt that names no contact yet (the send is not recorded) waits this long for it, then is dropped.
+PARKED_RECEIPT_RETENTION_HOURS = env.int("PARKED_RECEIPT_RETENTION_HOURS", default=48)
 PAYMENT_GATEWAY_BACKEND = env.str("PAYMENT_GATEWAY_BACKEND", default="loans.gateways.SimulatorGateway")
 # Simulator failures, e.g. "insufficient_funds:0.1,card_expired:0.02" (reason:probability).
 PAYMENT_SIMULATOR_FAILURES = env.str("PAYMENT_SIMULATOR_FAILURES", default="")

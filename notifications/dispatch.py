@@ -36,6 +36,7 @@ from .gates import Decision
 from .inbound import unsubscribe_url
 from .models import NotificationLog
 from .notices import channel_facts, channels_used, contact_key, plan_fallbacks
+from .receipts import apply_parked_receipts
 from .rendering import render_message, template_index
 from .sending import OutgoingMessage, ProviderError, batch_send_seconds, start_send_all
 
@@ -433,6 +434,9 @@ def _record_sends(sends, started, now, policy, totals) -> None:
                 batch_size=500,
             )
         log_events(events)
+        # A fast provider's receipt can come before this record: it was parked, and applies now.
+        if sent_logs:
+            apply_parked_receipts([log.provider_message_id for log in sent_logs], now=now)
         # A dead address is forgotten before falling back, and the contacts that failed for good go on to the
         # next channel of the tier, in the same transaction as their failure.
         if dead:

@@ -9,6 +9,7 @@ own short transaction (a receipt applied twice changes nothing more, so a retrie
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from django.utils.dateparse import parse_datetime
 
 from core.audit import Event, log_events
 
-from .models import NotificationLog
+from .models import NotificationLog, ParkedReceipt
 from .notices import plan_fallbacks
+
+logger = logging.getLogger(__name__)
 
 # A receipt says the message was delivered or failed: the log's own statuses.
 DELIVERED = NotificationLog.Status.DELIVERED.value
@@ -170,7 +173,8 @@ def check_receipts(receipts: Sequence[Receipt]) -> None:
 
 def apply_receipts(receipts: Sequence[Receipt], *, now: dt.datetime, actor: str = ACTOR) -> list[str]:
     """Apply receipts in chunks of ``DELIVERY_RECEIPTS_CHUNK_SIZE``, each chunk in its own transaction (a lock
-    on its contacts, one bulk update, its audit events in one go). Returns the provider ids no contact carries.
+    on its contacts, one bulk update, its audit events in one go). Returns the provider ids no contact carries;
+    their receipts are parked (``ParkedReceipt``) until the send is recorded (``apply_parked_receipts``).
 
     Effects per receipt: a ``sent`` contact becomes ``delivered`` (``delivered_at`` = the receipt's time or
     ``now``) or ``failed`` with reason ``provider_error`` and ``last_error``, with the audit event
@@ -186,15 +190,20 @@ def apply_receipts(receipts: Sequence[Receipt], *, now: dt.datetime, actor: str 
     return unknown
 
 
-def _apply_chunk(receipts: Sequence[Receipt], *, now: dt.datetime, actor: str) -> list[str]:
+def _apply_chunk(
+    receipts: Sequence[Receipt], *, now: dt.datetime, actor: str, park: bool = True
+) -> list[str]:
     unknown, changed, events = [], {}, []
     failed_at: dict[dt.datetime, list[NotificationLog]] = {}
     with transaction.atomic():
         contacts = _latest_contacts((r.provider_message_id for r in receipts), lock=True)
+        parked = []
         for receipt in receipts:
             log = contacts.get(receipt.provider_message_id)
             if log is None:
                 unknown.append(receipt.provider_message_id)
+                if park:
+                    parked.append(_parked(receipt, now=now, actor=actor))
                 continue
             if log.status != NotificationLog.Status.SENT and not (
                 receipt.also_after_delivery
@@ -238,6 +247,8 @@ def _apply_chunk(receipts: Sequence[Receipt], *, now: dt.datetime, actor: str) -
                 list(changed.values()), ["status", "reason", "last_error", "delivered_at", "updated_at"]
             )
         log_events(events)
+        if parked:
+            ParkedReceipt.objects.bulk_create(parked)
         # Failed contacts fall back to the next channel of the tier, scheduled when the receipt says they failed
         # (a few queries per distinct time, whatever the number of contacts).
         for at, logs in failed_at.items():
@@ -276,3 +287,78 @@ def record_delivery_receipt(
     if unknown:
         return None
     return _latest_contacts([provider_message_id], lock=False).get(provider_message_id)
+
+
+def _parked(receipt: Receipt, *, now: dt.datetime, actor: str) -> ParkedReceipt:
+    return ParkedReceipt(
+        provider_message_id=receipt.provider_message_id,
+        status=receipt.status,
+        error=receipt.error,
+        at=receipt.at,
+        also_after_delivery=receipt.also_after_delivery,
+        actor=actor[:64],
+        received_at=now,
+    )
+
+
+def apply_parked_receipts(provider_message_ids: Iterable[str], *, now: dt.datetime) -> dict[str, int]:
+    """Apply the parked receipts of these provider ids (the dispatcher calls it in the transaction that records
+    their sends), in the order they came, and remove them. A parked receipt timed before its message was sent
+    contradicts the log: it is dropped with a warning instead of undoing the recording. Returns
+    ``{"applied": n, "dropped": n}``; one query when nothing is parked."""
+    ids = {pid for pid in provider_message_ids if pid}
+    if not ids:
+        return {"applied": 0, "dropped": 0}
+    parked = list(
+        ParkedReceipt.objects.filter(provider_message_id__any_of=list(ids))
+        .select_for_update()
+        .order_by("received_at", "id")
+    )
+    if not parked:
+        return {"applied": 0, "dropped": 0}
+    sent = dict(
+        NotificationLog.objects.filter(provider_message_id__in={p.provider_message_id for p in parked})
+        .order_by("id")
+        .values_list("provider_message_id", "sent_at")
+    )
+    by_actor: dict[str, list[Receipt]] = {}
+    done, applied, dropped = [], 0, 0
+    for row in parked:
+        if row.provider_message_id not in sent:
+            continue
+        done.append(row.pk)
+        receipt = Receipt(row.provider_message_id, row.status, row.error, row.at, row.also_after_delivery)
+        try:
+            check_receipt_time(receipt, sent[row.provider_message_id])
+        except ReceiptError as exc:
+            logger.warning("Parked delivery receipt dropped: %s", exc)
+            dropped += 1
+            continue
+        by_actor.setdefault(row.actor, []).append(receipt)
+        applied += 1
+    for actor, receipts in by_actor.items():
+        for chunk in _chunks(receipts, settings.DELIVERY_RECEIPTS_CHUNK_SIZE):
+            _apply_chunk(chunk, now=now, actor=actor, park=False)
+    ParkedReceipt.objects.filter(pk__in=done).delete()
+    return {"applied": applied, "dropped": dropped}
+
+
+def run_parked_receipts(now: dt.datetime | None = None) -> dict[str, int]:
+    """The periodic pass (schedule ``parked-receipts``): apply parked receipts whose message is now known, and
+    drop those that waited longer than ``PARKED_RECEIPT_RETENTION_HOURS`` (a warning with their count).
+    Returns ``{"applied": n, "dropped": n, "waiting": n}``."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(hours=settings.PARKED_RECEIPT_RETENTION_HOURS)
+    ids = set(ParkedReceipt.objects.values_list("provider_message_id", flat=True).distinct())
+    with transaction.atomic():
+        result = apply_parked_receipts(ids, now=now)
+        expired, _ = ParkedReceipt.objects.filter(received_at__lt=cutoff).delete()
+    if expired:
+        logger.warning(
+            "%d parked delivery receipts named no message for %d hours: dropped",
+            expired,
+            settings.PARKED_RECEIPT_RETENTION_HOURS,
+        )
+    result["dropped"] += expired
+    result["waiting"] = ParkedReceipt.objects.count()
+    return result

@@ -1,7 +1,7 @@
 """Reminder engine: templates and per-tier rules (``rules``), the contact policy and jurisdictions' rules
 (``policy``), the notification log and the outbox (``log``)."""
 
-from .log import NotificationItem, NotificationLog, NotificationLogQuerySet, OutboxMessage
+from .log import NotificationItem, NotificationLog, NotificationLogQuerySet, OutboxMessage, ParkedReceipt
 from .policy import (
     DEFAULT_VOICEMAIL_TEXT,
     OPT_OUT_LINES,
@@ -22,6 +22,7 @@ __all__ = [
     "NotificationLog",
     "NotificationLogQuerySet",
     "OutboxMessage",
+    "ParkedReceipt",
     "ReminderRule",
     "ReminderTemplate",
     "validate_voicemail_text",

@@ -149,3 +149,25 @@ class OutboxMessage(models.Model):
         # Not the destination: this text is the admin's page title, breadcrumb and history heading, which
         # viewers who may not see personal data see too.
         return f"{self.channel} {self.provider_message_id}"
+
+
+class ParkedReceipt(models.Model):
+    """A delivery receipt that named no contact when it came: a fast provider can answer before the dispatcher
+    has recorded the message's provider id (the batch is still at the gateway). It waits here and is applied
+    when that send is recorded, or by the periodic pass; after ``PARKED_RECEIPT_RETENTION_HOURS`` it is
+    dropped (an id that was never ours)."""
+
+    provider_message_id = models.CharField(max_length=128, db_index=True)
+    status = models.CharField(max_length=16)
+    error = models.CharField(max_length=500, blank=True)
+    at = models.DateTimeField(null=True, blank=True)
+    also_after_delivery = models.BooleanField(default=False)
+    actor = models.CharField(max_length=64)
+    received_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("parked delivery receipt")
+        verbose_name_plural = _("parked delivery receipts")
+
+    def __str__(self):
+        return f"{self.status} {self.provider_message_id}"
