@@ -252,4 +252,4 @@ class AuditedExportMixin:
         return data
 
 
-from . import compliance_admin  # noqa: E402, F401  (the audit trail and the export jobs)
+from . import compliance_admin, export_jobs_admin  # noqa: E402, F401  (the audit trail, the export jobs)

@@ -32,8 +32,24 @@ def audit_search_q(term: str) -> Q:
     if not term:
         return Q()
     q = Q(object_id=term) | Q(action__startswith=term.lower())
-    for finder in _FINDERS:
-        for object_type, ids in finder(term).items():
-            if ids:
-                q |= Q(object_type=object_type, object_id__in=ids)
+    for subject in _subjects(term):
+        q |= subject
     return q
+
+
+def audit_subject_q(term: str) -> Q:
+    """Events about anything a registered finder says ``term`` names (a customer's reference: their record,
+    loans, payments, messages, cases, calls and promises); no event when it names nothing."""
+    q = Q(pk__in=[])
+    for subject in _subjects(term.strip()) if term.strip() else ():
+        q |= subject
+    return q
+
+
+def _subjects(term: str) -> list[Q]:
+    return [
+        Q(object_type=object_type, object_id__in=ids)
+        for finder in _FINDERS
+        for object_type, ids in finder(term).items()
+        if ids
+    ]

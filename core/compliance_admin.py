@@ -12,17 +12,15 @@ import json
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse, QueryDict
-from django.shortcuts import get_object_or_404
+from django.http import FileResponse, Http404, HttpResponseRedirect, QueryDict
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from .admin import LargeTablePaginator, PersonalDataAdminMixin
 from .audit_search import audit_search_q
-from .exports.files import manifest_path_for
-from .exports.jobs import job_file_path, may_download, may_export, may_see_all_exports, start_export
-from .exports.kinds import ExportError, export_kinds
+from .exports.jobs import job_file_path, may_export, start_export
+from .exports.kinds import ExportError
 from .exports.writers import FORMATS
 from .list_filters import DateRangeFilter, day_range, parse_day
 from .models import AuditEvent, ExportJob
@@ -147,13 +145,17 @@ class ComplianceExportMixin:
         query = request.POST.get("query", "")
         back = f"{changelist}?{query}" if query else changelist
         try:
-            filters = {**self.export_filters(QueryDict(query)), **export_date_range(request.POST)}
+            filters = {
+                **self.export_filters(QueryDict(query)),
+                **export_date_range(request.POST),
+                **export_customer(request.POST),
+            }
             job = start_export(request.user, self.export_kind, request.POST.get("format", "csv"), filters)
         except ExportError as exc:
             messages.error(request, str(exc))
             return HttpResponseRedirect(back)
         if job.status == ExportJob.Status.DONE:
-            return _file_response(job)
+            return export_file_response(job)
         if job.status == ExportJob.Status.FAILED:
             messages.error(request, _("The export failed: %(error)s") % {"error": job.error})
             return HttpResponseRedirect(back)
@@ -196,7 +198,14 @@ def export_date_range(data) -> dict[str, str]:
     return range_
 
 
-def _file_response(job: ExportJob) -> FileResponse:
+def export_customer(data) -> dict[str, str]:
+    """The export form's customer reference as the export's ``customer_ref`` filter: only that customer's rows
+    (the notification log's contacts, the audit trail's events about them), on top of the list's filters."""
+    ref = (data.get("customer_ref") or "").strip()
+    return {"customer_ref": ref} if ref else {}
+
+
+def export_file_response(job: ExportJob) -> FileResponse:
     path = job_file_path(job)
     if not job.file_path or not path.is_file():
         raise Http404("The export file is not there (any more).")
@@ -259,123 +268,4 @@ class AuditEventAdmin(PersonalDataAdminMixin, ComplianceExportMixin, ReadOnlyAdm
         return self._json(obj, obj.after)
 
 
-@admin.register(ExportJob)
-class ExportJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Each user sees and downloads their own exports; a user granted ``core.access_all_exports``
-    (Administrators) sees everyone's. The page polls until the file is ready."""
-
-    list_display = (
-        "id",
-        "kind",
-        "format",
-        "status",
-        "rows_done",
-        "total_estimate",
-        "is_masked",
-        "user",
-        "created_at",
-    )
-    list_filter = ("kind", "status")
-    list_select_related = ("user",)
-    show_full_result_count = False
-    fields = (
-        "user",
-        "kind",
-        "format",
-        "filters",
-        "is_masked",
-        "status",
-        "rows_done",
-        "total_estimate",
-        "file_sha256",
-        "manifest_sha256",
-        "error",
-        "created_at",
-        "started_at",
-        "finished_at",
-    )
-    readonly_fields = fields
-    change_form_template = "admin/core/exportjob/change_form.html"
-
-    def _may_use(self, request) -> bool:
-        user = request.user
-        return user.is_active and user.is_staff and any(user.has_perm(k.permission) for k in export_kinds())
-
-    def has_view_permission(self, request, obj=None):
-        if obj is not None:
-            return may_download(request.user, obj)
-        return self._may_use(request) or super().has_view_permission(request, obj)
-
-    def has_module_permission(self, request):
-        return self._may_use(request) or super().has_module_permission(request)
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        return qs if may_see_all_exports(request.user) else qs.filter(user=request.user)
-
-    def get_urls(self):
-        return [
-            path(
-                "<int:pk>/download/",
-                self.admin_site.admin_view(self.download_view),
-                name="core_exportjob_download",
-            ),
-            path(
-                "<int:pk>/manifest/",
-                self.admin_site.admin_view(self.manifest_view),
-                name="core_exportjob_manifest",
-            ),
-            path(
-                "<int:pk>/status/",
-                self.admin_site.admin_view(self.status_view),
-                name="core_exportjob_status",
-            ),
-        ] + super().get_urls()
-
-    def _job(self, request, pk) -> ExportJob:
-        job = get_object_or_404(ExportJob, pk=pk)
-        if not may_download(request.user, job):
-            raise PermissionDenied
-        return job
-
-    def get_object(self, request, object_id, from_field=None):
-        # Not limited to the user's own rows: ``has_view_permission`` decides (``may_download``).
-        return ExportJob.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
-
-    def download_view(self, request, pk):
-        job = self._job(request, pk)
-        if job.status != ExportJob.Status.DONE:
-            raise Http404("The export is not finished.")
-        return _file_response(job)
-
-    def manifest_view(self, request, pk):
-        job = self._job(request, pk)
-        path_ = manifest_path_for(job_file_path(job))
-        if job.status != ExportJob.Status.DONE or not path_.is_file():
-            raise Http404("The export is not finished.")
-        return FileResponse(
-            path_.open("rb"), as_attachment=True, filename=path_.name, content_type="application/json"
-        )
-
-    def status_view(self, request, pk):
-        job = self._job(request, pk)
-        return JsonResponse(
-            {
-                "status": job.status,
-                "rows_done": job.rows_done,
-                "total_estimate": job.total_estimate,
-                "error": job.error,
-                "download": reverse("admin:core_exportjob_download", args=[job.pk])
-                if job.status == ExportJob.Status.DONE and job.file_path
-                else None,
-            }
-        )
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        job = self.get_object(request, object_id)
-        if job is not None:
-            extra_context = {**(extra_context or {}), "job": job}
-        return super().change_view(request, object_id, form_url, extra_context)
-
-
-__all__ = ["AuditEventAdmin", "ExportJobAdmin"]
+__all__ = ["AuditEventAdmin", "ComplianceExportMixin", "InputFilter", "ReadOnlyAdminMixin"]

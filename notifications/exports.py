@@ -74,18 +74,21 @@ NOTIFICATION_FILTERS = (
 
 
 def notification_queryset(filters: dict[str, str]) -> QuerySet:
-    """In ``id`` order; ``since``/``until`` on ``scheduled_for``; ``q`` matches as the admin's search box does."""
+    """In ``id`` order; ``since``/``until`` on ``scheduled_for``; ``customer_ref`` as typed or upper-cased (as the
+    search box reads a reference); ``q`` matches as the admin's search box does."""
     qs = within(NotificationLog.objects.order_by("id"), "scheduled_for", filters)
     exact = {
         "status": "status",
         "reason": "reason",
         "channel": "channel",
         "kind": "kind",
-        "customer_ref": "customer__ref",
     }
     for key, lookup in exact.items():
         if key in filters:
             qs = qs.filter(**{lookup: filters[key]})
+    if "customer_ref" in filters:
+        ref = filters["customer_ref"].strip()
+        qs = qs.filter(customer__ref__in=sorted({ref, ref.upper()}))
     if "loan_ref" in filters:
         qs = qs.filter(loan_refs__contains=filters["loan_ref"])
     if "q" in filters:

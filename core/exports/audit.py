@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from django.db.models import QuerySet
 
-from ..audit_search import audit_search_q
+from ..audit_search import audit_search_q, audit_subject_q
 from ..masking import mask_value
 from ..models import AuditEvent
 from .kinds import ExportKind, register_kind, within
@@ -24,17 +24,20 @@ AUDIT_COLUMNS = (
     "prev_hash",
     "hash",
 )
-AUDIT_FILTERS = ("since", "until", "action_prefix", "actor", "object_type", "object_id", "q")
+AUDIT_FILTERS = ("since", "until", "action_prefix", "actor", "object_type", "object_id", "customer_ref", "q")
 
 
 def audit_queryset(filters: dict[str, str]) -> QuerySet:
-    """``since``/``until`` on ``at``; ``q`` matches as the admin's search box does (one term)."""
+    """``since``/``until`` on ``at``; ``customer_ref``: the events about that customer (their record, loans,
+    payments, messages, cases, calls, promises); ``q`` matches as the admin's search box does (one term)."""
     qs = within(AuditEvent.objects.order_by("seq"), "at", filters)
     for key in ("actor", "object_type", "object_id"):
         if key in filters:
             qs = qs.filter(**{key: filters[key]})
     if "action_prefix" in filters:
         qs = qs.filter(action__startswith=filters["action_prefix"])
+    if "customer_ref" in filters:
+        qs = qs.filter(audit_subject_q(filters["customer_ref"]))
     if "q" in filters:
         qs = qs.filter(audit_search_q(filters["q"]))
     return qs

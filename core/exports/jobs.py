@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from ..background import claim_job
@@ -120,3 +121,21 @@ def may_download(user, job: ExportJob) -> bool:
     if job.user_id == user.pk:
         return True
     return may_see_all_exports(user) and (job.is_masked or can_see_personal_data(user))
+
+
+# The filters by which an export names one customer: their reference, or a search for it.
+CUSTOMER_FILTERS = ("customer_ref", "q")
+
+
+def jobs_about_customer_q(term: str) -> Q:
+    """The export jobs that concern the customer whose reference is ``term`` (as typed or upper-cased, as every
+    search box reads a reference): those filtered by that customer, or searched for that reference. An export
+    of a whole log holds every customer and is not listed; nothing matches an empty ``term``."""
+    term = term.strip()
+    if not term:
+        return Q(pk__in=[])
+    refs = sorted({term, term.upper()})
+    q = Q(pk__in=[])
+    for key in CUSTOMER_FILTERS:
+        q |= Q(**{f"filters__{key}__in": refs})
+    return q

@@ -26,13 +26,23 @@ class Command(BaseCommand):
         )
         parser.add_argument("--until", help="ISO-8601 date or time, exclusive.")
         parser.add_argument(
+            "--customer",
+            metavar="REF",
+            help="Only this customer's rows: their contacts, or the audit events about them (their record, "
+            "loans, payments, messages, cases, calls and promises).",
+        )
+        parser.add_argument(
             "--unmasked",
             action="store_true",
             help="Write personal data in clear (for a lawful request only).",
         )
 
     def handle(self, *args, **options):
-        filters = {"since": options["since"], "until": options["until"]}
+        filters = {
+            "since": options["since"],
+            "until": options["until"],
+            "customer_ref": (options["customer"] or "").strip(),
+        }
         try:
             result = export_to_file(
                 options["kind"],
