@@ -204,6 +204,7 @@ class RulesBook:
     policy: ContactPolicy
     default: Rules
     by_country: dict[str, Rules]
+    _by_countries: dict[tuple[str, ...], Rules] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, policy: ContactPolicy | None = None) -> RulesBook:
@@ -220,7 +221,12 @@ class RulesBook:
         )
 
     def for_location(self, location) -> Rules:
-        return rules_for(location.countries, self.by_country, self.default)
+        """``rules_for`` the location's countries, worked out once per set of countries (a book holds a few)."""
+        countries = location.countries
+        rules = self._by_countries.get(countries)
+        if rules is None:
+            rules = self._by_countries[countries] = rules_for(countries, self.by_country, self.default)
+        return rules
 
 
 # --- calls -----------------------------------------------------------------------------------------------

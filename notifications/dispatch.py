@@ -155,13 +155,14 @@ def _dispatch_batch(ids, now, book, templates, totals, backends, get_backend) ->
     used_channels = channels_used([log for log in logs if log.customer.is_opted_out(log.channel)])
     decisions: list[tuple[NotificationLog, Decision, dict]] = []
     sends: list[tuple[NotificationLog, dict, list[Installment]]] = []
+    tier_facts: dict = {}
 
     for log in logs:
         customer = log.customer
         installments = {i.id: i for i in installments_of.get(log.id, [])}
         decision = gates.decide(
             _contact(log, installments.values()),
-            _facts(log, now, book, templates, held, used_channels, sent_counts, in_flight),
+            _facts(log, now, book, templates, held, used_channels, sent_counts, in_flight, tier_facts),
         )
         inputs: dict[str, Any] = {"customer_id": customer.id, "channel": log.channel, "kind": log.kind}
         if decision.channel != log.channel:
@@ -211,12 +212,25 @@ def _contact(log: NotificationLog, installments: Iterable[Installment]) -> gates
     )
 
 
-def _facts(log, now, book, templates, held, used_channels, sent_counts, in_flight) -> gates.Facts:
-    """The gates' facts of one contact of the batch, from what the batch gathered."""
+def _tier_facts(tier) -> tuple[tuple[str, ...], str, int | None, int]:
+    """What the gates read of a tier: its channel order (and as stored), weekly cap and grace days."""
+    if tier is None:
+        return (), "", None, grace_days_of(None)
+    return tuple(tier.channels), tier.channel_order, tier.max_contacts_per_week, grace_days_of(tier)
+
+
+def _facts(log, now, book, templates, held, used_channels, sent_counts, in_flight, tiers) -> gates.Facts:
+    """The gates' facts of one contact of the batch, from what the batch gathered (``tiers``: each tier's facts,
+    worked out once per batch)."""
     customer = log.customer
     tier = customer.tier or log.tier
+    key = tier.pk if tier else None
+    if key not in tiers:
+        tiers[key] = _tier_facts(tier)
+    channel_order, channel_order_label, cap, grace_days = tiers[key]
     location = customer.location
     opted_out_of, destinations = channel_facts(customer)
+    flight = in_flight.get(customer.id)
     return gates.Facts(
         now=now,
         location=location,
@@ -228,16 +242,14 @@ def _facts(log, now, book, templates, held, used_channels, sent_counts, in_fligh
         legal_hold_loan_ids=held,
         opted_out_of=opted_out_of,
         destinations=destinations,
-        channel_order=tuple(tier.channels) if tier else (),
-        channel_order_label=tier.channel_order if tier else "",
-        channels_used=frozenset(used_channels.get(contact_key(log), {log.channel})),
+        channel_order=channel_order,
+        channel_order_label=channel_order_label,
+        channels_used=frozenset(used_channels.get(contact_key(log), (log.channel,))),
         expire_after_hours=book.policy.expire_after_hours,
-        grace_end=grace_end_date(log.due_date, grace_days_of(tier)) if log.due_date else None,
+        grace_end=grace_end_date(log.due_date, grace_days) if log.due_date else None,
         contacts_in_7_days=sent_counts[customer.id],
-        contacts_in_flight=sum(
-            1 for key in in_flight.get(customer.id, ()) if key < (log.scheduled_for, log.id)
-        ),
-        max_contacts_per_week=tier.max_contacts_per_week if tier else None,
+        contacts_in_flight=sum(1 for key in flight if key < (log.scheduled_for, log.id)) if flight else 0,
+        max_contacts_per_week=cap,
         templates=templates,
         language=customer.language,
         default_language=book.policy.default_language,
@@ -398,15 +410,10 @@ def _record_sends(sends, started, now, policy, totals) -> None:
         if sent_logs:
             # One statement per batch writes every field of a sent row: a second UPDATE of the same rows would
             # write each row (and every index of the log) twice.
+            # What every sent row gets alike goes once, not once per row.
             bulk_update_rows(
                 sent_logs,
                 [
-                    "status",
-                    "reason",
-                    "sent_at",
-                    "last_error",
-                    "claimed_until",
-                    "updated_at",
                     "channel",
                     "destination",
                     "language",
@@ -417,6 +424,14 @@ def _record_sends(sends, started, now, policy, totals) -> None:
                     "provider_message_id",
                 ],
                 batch_size=500,
+                same={
+                    "status": Status.SENT,
+                    "reason": "",
+                    "sent_at": now,
+                    "last_error": "",
+                    "claimed_until": None,
+                    "updated_at": stamp,
+                },
             )
         if failed_logs:
             bulk_update_rows(

@@ -251,6 +251,10 @@ def channels_used(logs: list[NotificationLog]) -> dict[tuple, set[str]]:
 def channel_facts(customer: Customer) -> tuple[frozenset[str], dict[str, str]]:
     """The channels ``customer`` opted out of, and their address on each channel ("" for none)."""
     return (
-        frozenset(c for c in Channel.values if customer.is_opted_out(c)),
-        {c: customer.destination(c) for c in Channel.values},
+        frozenset(c for c in _CHANNELS if customer.is_opted_out(c)),
+        {c: customer.destination(c) for c in _CHANNELS},
     )
+
+
+# ``Channel.values`` builds its list again on every read; the dispatcher asks for every contact.
+_CHANNELS = tuple(Channel.values)

@@ -19,7 +19,7 @@ from loans.schedule import grace_days_of, grace_end_date
 from .choices import Channel, Kind
 from .inbound import unsubscribe_url
 from .models import ContactPolicy, NotificationLog, ReminderTemplate
-from .templating import render, sms_segments
+from .templating import placeholders_of, render, sms_segments
 
 LOAN_LINE = {
     "en": "{loan_ref}: {amount} {currency} due {due_date}",
@@ -33,9 +33,17 @@ def template_index() -> dict[tuple[str, str, str], ReminderTemplate]:
 
 
 def build_context(
-    customer: Customer, installments: list[Installment], *, tier, now: dt.datetime, language: str
+    customer: Customer,
+    installments: list[Installment],
+    *,
+    tier,
+    now: dt.datetime,
+    language: str,
+    unsubscribe_link: bool = True,
 ) -> dict:
-    """The placeholder values for a message about ``installments`` (with their loans) as of ``now``."""
+    """The placeholder values for a message about ``installments`` (with their loans) as of ``now``. The
+    ``{unsubscribe_link}`` (a signed token and a URL reversed) only with ``unsubscribe_link``: a text that does not
+    use it need not pay for it."""
     local_today = customer.local_now(now).date()
     due_date = min((i.due_date for i in installments), default=None)
     currency = installments[0].loan.currency if installments else settings.DEFAULT_CURRENCY
@@ -65,7 +73,7 @@ def build_context(
         "loan_ref": ", ".join(loan_refs),
         "how_to_pay": settings.HOW_TO_PAY,
         "pay_link": pay_links(loan_refs),
-        "unsubscribe_link": unsubscribe_url(customer.pk),
+        "unsubscribe_link": unsubscribe_url(customer.pk) if unsubscribe_link else "",
         "loans": loans,
     }
 
@@ -99,11 +107,25 @@ def render_message(
     """The subject and body of ``template`` for ``customer`` about ``installments`` (with their loans) as of
     ``now``: what the dispatcher sends, and what the admin preview shows (one function for both). An SMS or
     email always carries the contact policy's opt-out line of its language (Regulation F 1006.6(e)): appended on
-    a line of its own when the template does not carry it already."""
-    context = build_context(customer, installments, tier=tier, now=now, language=template.language)
-    subject, body = render_template(template, context)
+    a line of its own when the template does not carry it already. An email's opt-out line always carries the
+    ``{unsubscribe_link}`` (``ContactPolicy.clean``); the link is signed only for a text that uses it."""
     policy = policy or ContactPolicy.get()
-    line = render(policy.opt_out_line(template.channel, template.language), context)
+    opt_out = policy.opt_out_line(template.channel, template.language)
+    texts = (
+        (template.body, opt_out)
+        if template.channel == Channel.SMS
+        else (template.subject, template.body, opt_out)
+    )
+    context = build_context(
+        customer,
+        installments,
+        tier=tier,
+        now=now,
+        language=template.language,
+        unsubscribe_link=any("unsubscribe_link" in placeholders_of(text or "") for text in texts),
+    )
+    subject, body = render_template(template, context)
+    line = render(opt_out, context)
     if line and line not in body:
         body = f"{body}\n{line}" if body else line
     return subject, body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 
@@ -34,6 +35,16 @@ def placeholders_in(text: str) -> list[str]:
         raise ValidationError(
             _("Malformed placeholder: %(error)s. Write {name}, or {{ for a literal brace.") % {"error": exc}
         ) from exc
+
+
+@functools.lru_cache(maxsize=1024)
+def placeholders_of(text: str) -> frozenset[str]:
+    """The placeholder names ``text`` uses (``render`` fills in no other), known once per text: the dispatcher
+    asks it for every message. A malformed text names every placeholder (``render`` then fails as it would)."""
+    try:
+        return frozenset(placeholders_in(text))
+    except ValidationError:
+        return frozenset(PLACEHOLDERS)
 
 
 def validate_template_text(text: str) -> None:

@@ -114,3 +114,39 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut_on_postgresql():
     with pytest.raises(DataError), transaction.atomic():
         bulk_update_rows([customer], ["name"])
     assert Customer.objects.get(pk=customer.pk).name != "N" * 200
+
+
+def test_values_every_row_shares_are_written_with_each_rows_own():
+    customer = make_customer()
+    logs = [
+        NotificationLog.objects.create(
+            customer=customer,
+            channel="sms",
+            kind="pre_due",
+            status="planned",
+            scheduled_for=dt.datetime(2026, 12, 1, 2, tzinfo=dt.timezone.utc),
+            dedupe_key=f"same:{n}",
+        )
+        for n in range(3)
+    ]
+    other = NotificationLog.objects.create(
+        customer=customer,
+        channel="sms",
+        kind="pre_due",
+        status="planned",
+        scheduled_for=dt.datetime(2026, 12, 1, 2, tzinfo=dt.timezone.utc),
+        dedupe_key="same:other",
+    )
+    sent_at = dt.datetime(2026, 12, 1, 2, 0, 1, 250000, tzinfo=dt.timezone.utc)
+    for n, log in enumerate(logs):
+        log.body, log.attempts = f"body {n} ’", n + 1
+
+    assert bulk_update_rows(logs, ["body", "attempts"], same={"status": "sent", "sent_at": sent_at}) == 3
+
+    rows = NotificationLog.objects.filter(dedupe_key__startswith="same:").order_by("dedupe_key")
+    assert [(r.body, r.attempts, r.status, r.sent_at) for r in rows] == [
+        ("body 0 ’", 1, "sent", sent_at),
+        ("body 1 ’", 2, "sent", sent_at),
+        ("body 2 ’", 3, "sent", sent_at),
+        (other.body, other.attempts, "planned", None),
+    ]
