@@ -12,6 +12,7 @@ import math
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from typing import Any, Protocol
 
 import requests
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse
 from django.utils.module_loading import import_string
 from requests.adapters import HTTPAdapter
 
@@ -251,3 +254,31 @@ def pooled_session(name: str, pool_size: int) -> requests.Session:
             session.mount("http://", adapter)
             _sessions[key] = session
         return session
+
+
+# --- what the backends share -------------------------------------------------------------------------------
+# Identifiers that are not UUIDs still map to one stable UUID (the outbox stores keys as UUIDs).
+_KEY_NAMESPACE = uuid.UUID("6f1d3a52-3f0e-4d7c-9d44-1d0c5e2b8a10")
+
+
+def key_as_uuid(idempotency_key: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(idempotency_key))
+    except ValueError:
+        return uuid.uuid5(_KEY_NAMESPACE, str(idempotency_key))
+
+
+def required_setting(name: str) -> str:
+    value = getattr(settings, name, "")
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set to use this delivery backend.")
+    return value
+
+
+def public_url(view_name: str) -> str:
+    """The address a provider calls back for ``view_name``: ``PUBLIC_BASE_URL`` plus the view's path."""
+    return settings.PUBLIC_BASE_URL.rstrip("/") + reverse(view_name)
+
+
+def is_retryable_status(status_code: int) -> bool:
+    return status_code >= 500 or status_code in (408, 429)
