@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from debt_collection.models import CallTask, PromiseToPay
 from loans.models import AutoDebitAttempt, Installment, Loan, Payment
+from loans.schedule import unpaid_at_q, went_overdue_q
 from notifications.models import NotificationLog
 
 CACHE_SECONDS = 60
@@ -165,7 +166,7 @@ def roll_rates(today: dt.date) -> list[dict[str, Any]]:
     """For each bucket 30 days ago, how many were unpaid in it then and how many of those are still unpaid
     today (so in the next bucket now), and the share (1 query)."""
     snapshot = today - dt.timedelta(days=ROLL_PERIOD_DAYS)
-    unpaid_at_snapshot = Q(paid_at__isnull=True) | Q(paid_at__gte=day_start(snapshot + dt.timedelta(days=1)))
+    unpaid_at_snapshot = unpaid_at_q(day_start(snapshot + dt.timedelta(days=1)))
     aggregates = {}
     for key, first, last in ROLL_BUCKETS:
         in_bucket = _due_range(snapshot, first, last)
@@ -194,17 +195,18 @@ def roll_rates(today: dt.date) -> list[dict[str, Any]]:
 def cure_rates(today: dt.date) -> list[dict[str, Any]]:
     """Per current tier: instalments due in the last 90 days not paid by their due date, how many of them were
     paid since, and the share (1 query)."""
-    went_overdue = Q(paid_at__isnull=True) | Q(paid_at__date__gt=F("due_date"))
+    went_overdue = went_overdue_q()
     rows = (
         _book()
         .filter(went_overdue, due_date__gte=today - dt.timedelta(days=CURE_WINDOW_DAYS), due_date__lt=today)
         .order_by()
-        .values("loan__customer__tier__code", "loan__customer__tier__name")
+        .values("loan__customer__tier_id", "loan__customer__tier__code", "loan__customer__tier__name")
         .annotate(overdue=Count("id"), cured=Count("id", filter=Q(paid_at__isnull=False)))
         .order_by("loan__customer__tier__code")
     )
     return [
         {
+            "tier_id": r["loan__customer__tier_id"],
             "tier_code": r["loan__customer__tier__code"] or "",
             "tier_name": r["loan__customer__tier__name"] or "",
             "overdue": r["overdue"],
@@ -223,7 +225,7 @@ def collector_tasks(today: dt.date) -> list[dict[str, Any]]:
     rows = (
         CallTask.objects.filter(status=CallTask.Status.OPEN)
         .order_by()
-        .values("assigned_to__username")
+        .values("assigned_to_id", "assigned_to__username")
         .annotate(
             open=Count("id"),
             due_now=Count("id", filter=Q(scheduled_for__lt=day_start(today + dt.timedelta(days=1)))),
@@ -231,7 +233,12 @@ def collector_tasks(today: dt.date) -> list[dict[str, Any]]:
         .order_by("assigned_to__username")
     )
     return [
-        {"collector": r["assigned_to__username"] or "", "open": r["open"], "due_now": r["due_now"]}
+        {
+            "collector": r["assigned_to__username"] or "",
+            "collector_id": r["assigned_to_id"],
+            "open": r["open"],
+            "due_now": r["due_now"],
+        }
         for r in rows
     ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.db import transaction
 from django.db.models import DateTimeField, Q, Value
 from django.utils import timezone
@@ -21,14 +22,14 @@ from import_export.admin import ImportExportMixin
 from core.admin import AuditedAdminMixin, AuditedExportMixin, LargeTablePaginator
 from core.compliance_admin import InputFilter
 from core.imports.admin import BookImportAdminMixin
-from core.list_filters import DateRangeFilter
+from core.list_filters import DateRangeFilter, day_range, parse_day
 from core.money import money_display
 
 from . import services
 from .forms import PaymentForm
 from .models import AutoDebitAttempt, Installment, Loan, Payment
 from .resources import InstallmentResource, LoanResource, PaymentResource
-from .schedule import DpdBucket, InstallmentState
+from .schedule import DpdBucket, InstallmentState, unpaid_at_q, went_overdue_q
 
 
 def instalment_standing(installment, *, at, customer=None) -> tuple[InstallmentState, DpdBucket]:
@@ -150,6 +151,34 @@ class PaidFilter(admin.SimpleListFilter):
         return queryset
 
 
+class WentOverdueFilter(admin.SimpleListFilter):
+    """Instalments not paid by their due date (unpaid, or paid on a later day): the cure rate's base."""
+
+    title = _("went overdue")
+    parameter_name = "went_overdue"
+
+    def lookups(self, request, model_admin):
+        return (("yes", _("Not paid by the due date")),)
+
+    def queryset(self, request, queryset):
+        return queryset.filter(went_overdue_q()) if self.value() == "yes" else queryset
+
+
+class UnpaidOnFilter(InputFilter):
+    """Typed day (YYYY-MM-DD, the operator's zone): the instalments not yet paid in full at that day's end,
+    whatever they are now (the roll rate's base, 30 days ago)."""
+
+    title = _("unpaid at the end of (YYYY-MM-DD)")
+    parameter_name = "unpaid_on"
+
+    def queryset(self, request, queryset):
+        try:
+            day = parse_day(self.value())
+        except ValueError as exc:
+            raise IncorrectLookupParameters(str(exc)) from exc
+        return queryset.filter(unpaid_at_q(day_range(None, day)[1])) if day else queryset
+
+
 @admin.register(Loan)
 class LoanAdmin(AuditedAdminMixin, BookImportExportAdmin):
     change_form_template = "admin/loans/loan/change_form.html"
@@ -205,7 +234,7 @@ class InstallmentAdmin(InstalmentStandingMixin, AuditedAdminMixin, BookImportExp
         "state",
         "dpd_bucket",
     )
-    list_filter = (PaidFilter, "loan__status")
+    list_filter = (PaidFilter, "loan__status", "loan__customer__tier", WentOverdueFilter, UnpaidOnFilter)
     # The state and DPD bucket need the customer's time zone and tier: read with the rows, not per row.
     list_select_related = ("loan__customer__tier",)
     search_fields = ("=loan__ref", "=loan__customer__ref")

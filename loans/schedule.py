@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 # The product's grace period for a customer without a tier (a tier's own default is the same).
@@ -115,3 +115,14 @@ def overdue_q(today: dt.date, tiers: Iterable, prefix: str = "") -> Q:
             }
         )
     return Q(**{f"{p}paid_at__isnull": True}) & q
+
+
+def unpaid_at_q(moment: dt.datetime) -> Q:
+    """Instalments not yet paid in full at ``moment``: unpaid, or paid at or after it."""
+    return Q(paid_at__isnull=True) | Q(paid_at__gte=moment)
+
+
+def went_overdue_q() -> Q:
+    """Instalments not paid by their due date: unpaid, or paid on a later day (in the active time zone).
+    The dashboard's cure rate counts them, and the instalment list's "went overdue" filter shows them."""
+    return Q(paid_at__isnull=True) | Q(paid_at__date__gt=F("due_date"))

@@ -12,7 +12,14 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from backoffice import charts
-from backoffice.dashboard import DPD_BUCKETS, dashboard_figures, day_start
+from backoffice.dashboard import (
+    CURE_WINDOW_DAYS,
+    DPD_BUCKETS,
+    ROLL_BUCKETS,
+    ROLL_PERIOD_DAYS,
+    dashboard_figures,
+    day_start,
+)
 from backoffice.pipeline_runs import latest_run
 from backoffice.pipeline_views import RUN_PERMISSION, VIEW_PERMISSION, chunk_progress, step_rows
 from core.money import format_money
@@ -21,6 +28,9 @@ from notifications.choices import Channel
 from notifications.models import NotificationLog
 
 register = template.Library()
+
+# Who sees every collector's queue (the call queue's collector filter): their figures link to it.
+ALL_TASKS_PERMISSION = "collections.view_all_calltasks"
 
 
 def status_label(code: str) -> str:
@@ -77,7 +87,13 @@ def dashboard_context(figures: dict) -> dict:
         }
         for s in statuses
     ]
-    channel_totals = [sum(matrix.get((s, c), 0) for s in statuses) for c in channels]
+    channel_totals = [
+        {
+            "n": sum(matrix.get((s, c), 0) for s in statuses),
+            "url": _list_url(log, channel__exact=c, **todays),
+        }
+        for c in channels
+    ]
     held_back = [
         {
             "status": status_label(s),
@@ -112,28 +128,53 @@ def dashboard_context(figures: dict) -> dict:
         [o["bucket"] for o in overdue],
         [charts.Series(_("Amount owed"), [o["amount"] for o in overdue], "#c62828")],
     )
-    roll_rows = [
-        {
-            **r,
-            "from_label": _("Current") if r["from_bucket"] == "current" else r["from_bucket"],
-            "rate_text": percent(r["rate"]),
+    instalments = "admin:loans_installment_changelist"
+    snapshot = today - dt.timedelta(days=ROLL_PERIOD_DAYS)
+    roll_rows = []
+    for r in figures["roll_rates"]:
+        was_in_bucket = {"loan__status__in": IN_BOOK, **due_dates(snapshot, ROLL_RANGES[r["from_bucket"]])}
+        still_unpaid = _list_url(instalments, paid="no", **was_in_bucket)
+        roll_rows.append(
+            {
+                **r,
+                "from_label": _("Current") if r["from_bucket"] == "current" else r["from_bucket"],
+                "rate_text": percent(r["rate"]),
+                "base_url": _list_url(instalments, unpaid_on=snapshot.isoformat(), **was_in_bucket),
+                "rolled_url": still_unpaid,
+            }
+        )
+    cure_rows = []
+    for r in figures["cure_rates"]:
+        tier = (
+            {"loan__customer__tier__id__exact": r["tier_id"]}
+            if r.get("tier_id")
+            else {"loan__customer__tier__isnull": "True"}
+        )
+        went_overdue = {
+            "went_overdue": "yes",
+            "loan__status__in": IN_BOOK,
+            "due_date__gte": (today - dt.timedelta(days=CURE_WINDOW_DAYS)).isoformat(),
+            "due_date__lt": today.isoformat(),
+            **tier,
         }
-        for r in figures["roll_rates"]
-    ]
-    cure_rows = [
-        {
-            **r,
-            "tier": CreditTier.label_for(r["tier_code"], r["tier_name"]) if r["tier_code"] else _("No tier"),
-            "rate_text": percent(r["rate"]),
-        }
-        for r in figures["cure_rates"]
-    ]
+        cure_rows.append(
+            {
+                **r,
+                "tier": CreditTier.label_for(r["tier_code"], r["tier_name"])
+                if r["tier_code"]
+                else _("No tier"),
+                "rate_text": percent(r["rate"]),
+                "overdue_url": _list_url(instalments, **went_overdue),
+                "cured_url": _list_url(instalments, paid="yes", **went_overdue),
+            }
+        )
     return {
         "figures": figures,
         "channels": [channel_label(c) for c in channels],
         "status_rows": status_rows,
         "channel_totals": channel_totals,
-        "contacts_total": sum(channel_totals),
+        "contacts_total": sum(c["n"] for c in channel_totals),
+        "contacts_total_url": _list_url(log, **todays),
         "held_back": held_back,
         "contacts_chart": contacts_chart,
         "payments_chart": payments_chart,
@@ -152,10 +193,17 @@ def dashboard_context(figures: dict) -> dict:
             for o in overdue
         ],
         "overdue_count": sum(o["count"] for o in overdue),
+        "overdue_url": _list_url(
+            instalments,
+            paid="no",
+            loan__status__in=IN_BOOK,
+            due_date__lte=(today - dt.timedelta(days=1)).isoformat(),
+        ),
         "overdue_amount": format_money(sum((o["amount"] for o in overdue), 0), settings.DEFAULT_CURRENCY),
         "roll_rows": roll_rows,
         "cure_rows": cure_rows,
         "collector_tasks": figures["collector_tasks"],
+        "today": today,
     }
 
 
@@ -163,12 +211,22 @@ def dashboard_context(figures: dict) -> dict:
 IN_BOOK = ",".join(s for s in Loan.Status.values if s != Loan.Status.WRITTEN_OFF)
 
 
+# (fewest, most days past due) of each bucket the dashboard counts, as of the day it counts them on.
+DPD_RANGES = {key: (first, last) for key, first, last in DPD_BUCKETS}
+ROLL_RANGES = {key: (first, last) for key, first, last in ROLL_BUCKETS}
+
+
 def bucket_due_dates(today: dt.date, bucket: str) -> dict[str, str]:
     """The due dates of the instalments in a DPD bucket on ``today`` (the dashboard's buckets)."""
-    first, last = next((f, la) for key, f, la in DPD_BUCKETS if key == bucket)
-    dates = {"due_date__lte": (today - dt.timedelta(days=first)).isoformat()}
+    return due_dates(today, DPD_RANGES[bucket])
+
+
+def due_dates(day: dt.date, dpd_range: tuple[int, int | None]) -> dict[str, str]:
+    """The due dates whose days past due on ``day`` lie in ``dpd_range`` (both ends included)."""
+    first, last = dpd_range
+    dates = {"due_date__lte": (day - dt.timedelta(days=first)).isoformat()}
     if last is not None:
-        dates["due_date__gte"] = (today - dt.timedelta(days=last)).isoformat()
+        dates["due_date__gte"] = (day - dt.timedelta(days=last)).isoformat()
     return dates
 
 
@@ -271,6 +329,23 @@ def pipeline_context(request) -> dict:
     }
 
 
+def collector_task_rows(rows: list[dict], today: dt.date, *, linked: bool) -> list[dict]:
+    """Open call tasks per collector, with the call queue filtered to them when the user sees every queue."""
+    tasks = "admin:collections_calltask_changelist"
+    tomorrow = moment(today + dt.timedelta(days=1))
+    out = []
+    for r in rows:
+        whose = {"status__exact": "open", "collector": r.get("collector_id") or "none"}
+        out.append(
+            {
+                **r,
+                "open_url": _list_url(tasks, **whose) if linked else "",
+                "due_url": _list_url(tasks, **whose, scheduled_for__lt=tomorrow) if linked else "",
+            }
+        )
+    return out
+
+
 @register.inclusion_tag("backoffice/dashboard.html", takes_context=True)
 def dashboard_panel(context):
     """The dashboard above the app list (staff only: the admin index is already behind the admin login)."""
@@ -278,8 +353,12 @@ def dashboard_panel(context):
     if request is None or not request.user.is_active or not request.user.is_staff:
         return {"hidden": True}
     figures = dashboard_figures()
+    panel = dashboard_context(figures)
+    panel["collector_tasks"] = collector_task_rows(
+        figures["collector_tasks"], figures["today"], linked=request.user.has_perm(ALL_TASKS_PERMISSION)
+    )
     return {
-        **dashboard_context(figures),
+        **panel,
         **pipeline_context(request),
         "morning": morning_context(figures.get("morning"), figures["today"]),
         "csrf_token": context.get("csrf_token"),
