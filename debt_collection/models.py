@@ -47,7 +47,7 @@ class EscalationStep(models.Model):
         blank=True,
         help_text=_("For SMS, email and push."),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         ordering = ["tier", "min_dpd", "action"]
@@ -139,7 +139,7 @@ class CollectionCase(models.Model):
     is_frozen = models.BooleanField(_("frozen (legal)"), default=False)
     broken_promises = models.PositiveSmallIntegerField(_("broken promises"), default=0)
     last_conversation_at = models.DateTimeField(_("last conversation"), null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     objects = CollectionCaseQuerySet.as_manager()
 
@@ -187,8 +187,16 @@ class CaseStepRun(models.Model):
         SUPERSEDED = "superseded", _("Passed over: a higher step was reached the same day")
         OPTED_OUT = "opted_out", _("Customer opted out of calls")
 
-    case = models.ForeignKey(CollectionCase, on_delete=models.CASCADE, related_name="step_runs")
-    step = models.ForeignKey(EscalationStep, null=True, on_delete=models.SET_NULL, related_name="runs")
+    case = models.ForeignKey(
+        CollectionCase, on_delete=models.CASCADE, related_name="step_runs", verbose_name=_("case")
+    )
+    step = models.ForeignKey(
+        EscalationStep,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        verbose_name=_("escalation step"),
+    )
     # What the step was when it ran: an edited or deleted step does not rewrite history.
     min_dpd = models.PositiveSmallIntegerField(_("from days past due"))
     stage = models.CharField(_("stage"), max_length=32)
@@ -256,7 +264,9 @@ class CallTask(models.Model):
     # Nobody answered: another attempt is scheduled within the limits.
     RETRY_OUTCOMES = (Outcome.NO_ANSWER, Outcome.VOICEMAIL)
 
-    case = models.ForeignKey(CollectionCase, on_delete=models.CASCADE, related_name="call_tasks")
+    case = models.ForeignKey(
+        CollectionCase, on_delete=models.CASCADE, related_name="call_tasks", verbose_name=_("case")
+    )
     assigned_to = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -307,7 +317,10 @@ class CallTask(models.Model):
         ]
 
     def __str__(self):
-        return f"Call for case {self.case_id} ({self.status})"
+        return _("Call for case %(case)s (%(status)s)") % {
+            "case": self.case_id,
+            "status": self.get_status_display(),
+        }
 
     @property
     def is_open(self) -> bool:
@@ -345,7 +358,9 @@ class CallAttempt(models.Model):
     made_at = models.DateTimeField(_("made at"))
     outcome = models.CharField(_("outcome"), max_length=16, choices=CallTask.Outcome.choices)
     is_conversation = models.BooleanField(_("conversation"), default=False)
-    loans = models.ManyToManyField(Loan, through="CallAttemptLoan", related_name="call_attempts")
+    loans = models.ManyToManyField(
+        Loan, through="CallAttemptLoan", related_name="call_attempts", verbose_name=_("loans")
+    )
     voicemail_message = models.TextField(_("voicemail left"), blank=True)
     made_by = models.CharField(_("made by"), max_length=150)
 
@@ -379,9 +394,16 @@ class PromiseToPay(models.Model):
         KEPT = "kept", _("Kept")
         BROKEN = "broken", _("Broken")
 
-    case = models.ForeignKey(CollectionCase, on_delete=models.CASCADE, related_name="promises")
+    case = models.ForeignKey(
+        CollectionCase, on_delete=models.CASCADE, related_name="promises", verbose_name=_("case")
+    )
     call_task = models.ForeignKey(
-        CallTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="promises"
+        CallTask,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="promises",
+        verbose_name=_("call task"),
     )
     amount = models.DecimalField(
         _("amount"), max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
@@ -390,7 +412,12 @@ class PromiseToPay(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     created_at = models.DateTimeField(_("created at"))
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("created by"),
     )
     resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
     reminder_planned_at = models.DateTimeField(_("reminder planned at"), null=True, blank=True)
@@ -441,8 +468,10 @@ class AgencyPlacement(models.Model):
         LEGAL = "legal", _("Referred to legal")
         PAID = "paid", _("Overdue amount paid")
 
-    agency = models.ForeignKey(Agency, on_delete=models.PROTECT, related_name="placements")
-    cases = models.ManyToManyField(CollectionCase, related_name="placements")
+    agency = models.ForeignKey(
+        Agency, on_delete=models.PROTECT, related_name="placements", verbose_name=_("agency")
+    )
+    cases = models.ManyToManyField(CollectionCase, related_name="placements", verbose_name=_("cases"))
     placed_at = models.DateTimeField(_("placed at"))
     placed_by = models.CharField(_("placed by"), max_length=150)
     recalled_at = models.DateTimeField(_("recalled at"), null=True, blank=True)
@@ -473,7 +502,9 @@ class AgencyPlacement(models.Model):
 class LegalReferral(models.Model):
     """A case handed to legal: all automatic contact for its loan stops."""
 
-    case = models.OneToOneField(CollectionCase, on_delete=models.PROTECT, related_name="legal_referral")
+    case = models.OneToOneField(
+        CollectionCase, on_delete=models.PROTECT, related_name="legal_referral", verbose_name=_("case")
+    )
     referred_at = models.DateTimeField(_("referred at"))
     referred_by = models.CharField(_("referred by"), max_length=150)
     dpd = models.PositiveIntegerField(_("days past due"))

@@ -96,8 +96,8 @@ class Customer(models.Model):
     do_not_contact_reason = models.CharField(
         _("do-not-contact reason"), max_length=32, choices=DoNotContactReason.choices, blank=True
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         ordering = ["ref"]
@@ -195,7 +195,9 @@ class Customer(models.Model):
 
 
 class CreditScore(models.Model):
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="credit_scores")
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="credit_scores", verbose_name=_("customer")
+    )
     score = models.IntegerField(_("score"), validators=[MinValueValidator(0)])
     scored_at = models.DateTimeField(_("scored at"))
     applied_at = models.DateTimeField(_("applied at"), null=True, blank=True, editable=False)

@@ -31,7 +31,9 @@ class Loan(models.Model):
         WRITTEN_OFF = "written_off", _("Written off")
 
     ref = models.CharField(_("reference"), max_length=32, unique=True)
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="loans")
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="loans", verbose_name=_("customer")
+    )
     principal = models.DecimalField(
         _("principal"), max_digits=14, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
     )
@@ -59,8 +61,8 @@ class Loan(models.Model):
         editable=False,
         help_text=_("Referred to legal: no automatic contact about this loan."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         ordering = ["ref"]
@@ -89,7 +91,9 @@ class InstallmentQuerySet(models.QuerySet):
 
 
 class Installment(models.Model):
-    loan = models.ForeignKey(Loan, on_delete=models.CASCADE, related_name="installments")
+    loan = models.ForeignKey(
+        Loan, on_delete=models.CASCADE, related_name="installments", verbose_name=_("loan")
+    )
     seq = models.PositiveSmallIntegerField(_("number"))
     due_date = models.DateField(_("due date"))
     amount_due = models.DecimalField(
@@ -127,7 +131,11 @@ class Installment(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.loan_id}#{self.seq} due {self.due_date}"
+        return _("%(loan)s#%(seq)s due %(date)s") % {
+            "loan": self.loan_id,
+            "seq": self.seq,
+            "date": self.due_date,
+        }
 
     @property
     def outstanding(self) -> Decimal:

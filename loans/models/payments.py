@@ -23,7 +23,7 @@ class Payment(models.Model):
         OTHER = "other", _("Other")
 
     ref = models.CharField(_("reference"), max_length=40, unique=True)
-    loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="payments")
+    loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="payments", verbose_name=_("loan"))
     # Where the allocation starts (an operator's or a file's choice); empty: the oldest unpaid instalment.
     # What the payment paid is in ``allocations``.
     installment = models.ForeignKey(
@@ -39,7 +39,7 @@ class Payment(models.Model):
     )
     received_at = models.DateTimeField(_("received at"))
     source = models.CharField(_("source"), max_length=16, choices=Source.choices, default=Source.APP)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         ordering = ["-received_at"]
@@ -60,8 +60,12 @@ class Payment(models.Model):
 class PaymentAllocation(models.Model):
     """The part of a payment that paid one instalment (``loans.allocation`` decides it; one row per pair)."""
 
-    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, related_name="allocations")
-    installment = models.ForeignKey(Installment, on_delete=models.CASCADE, related_name="allocations")
+    payment = models.ForeignKey(
+        Payment, on_delete=models.CASCADE, related_name="allocations", verbose_name=_("payment")
+    )
+    installment = models.ForeignKey(
+        Installment, on_delete=models.CASCADE, related_name="allocations", verbose_name=_("instalment")
+    )
     amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
 
     class Meta:
@@ -85,16 +89,23 @@ class AutoDebitAttempt(models.Model):
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
 
-    installment = models.ForeignKey(Installment, on_delete=models.CASCADE, related_name="autodebit_attempts")
+    installment = models.ForeignKey(
+        Installment, on_delete=models.CASCADE, related_name="autodebit_attempts", verbose_name=_("instalment")
+    )
     attempted_on = models.DateField(_("attempted on"))
     amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices)
     failure_reason = models.CharField(_("failure reason"), max_length=64, blank=True)
     gateway_reference = models.CharField(_("gateway reference"), max_length=64, blank=True)
     payment = models.OneToOneField(
-        Payment, null=True, blank=True, on_delete=models.SET_NULL, related_name="autodebit_attempt"
+        Payment,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="autodebit_attempt",
+        verbose_name=_("payment"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         ordering = ["-attempted_on"]

@@ -60,7 +60,7 @@ class CreditTier(models.Model):
         validators=[validate_channel_order],
         help_text=_("Comma-separated; when a customer opted out of one channel the next is used."),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         ordering = ["min_score"]

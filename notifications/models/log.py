@@ -51,11 +51,20 @@ class NotificationLog(models.Model):
     PENDING_STATUSES = (Status.PLANNED, Status.DEFERRED)
     CONTACTED_STATUSES = (Status.SENT, Status.DELIVERED)
 
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="notifications")
-    installments = models.ManyToManyField(
-        Installment, through="NotificationItem", related_name="notifications"
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="notifications", verbose_name=_("customer")
     )
-    tier = models.ForeignKey(CreditTier, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    installments = models.ManyToManyField(
+        Installment, through="NotificationItem", related_name="notifications", verbose_name=_("instalments")
+    )
+    tier = models.ForeignKey(
+        CreditTier,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("credit tier"),
+    )
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
     kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PLANNED)
@@ -80,8 +89,8 @@ class NotificationLog(models.Model):
     # What makes a planned contact unique (customer, due date, rule...): planning twice adds nothing.
     dedupe_key = models.CharField(max_length=200, unique=True, editable=False)
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     objects = NotificationLogQuerySet.as_manager()
 
@@ -116,8 +125,12 @@ class NotificationLog(models.Model):
 class NotificationItem(models.Model):
     """Which instalments a (possibly consolidated) contact is about."""
 
-    notification = models.ForeignKey(NotificationLog, on_delete=models.CASCADE, related_name="items")
-    installment = models.ForeignKey(Installment, on_delete=models.PROTECT, related_name="notification_items")
+    notification = models.ForeignKey(
+        NotificationLog, on_delete=models.CASCADE, related_name="items", verbose_name=_("contact")
+    )
+    installment = models.ForeignKey(
+        Installment, on_delete=models.PROTECT, related_name="notification_items", verbose_name=_("instalment")
+    )
 
     class Meta:
         constraints = [
@@ -136,9 +149,9 @@ class OutboxMessage(models.Model):
     destination = models.CharField(_("destination"), max_length=255)
     subject = models.CharField(_("subject"), max_length=255, blank=True)
     body = models.TextField(_("body"))
-    idempotency_key = models.UUIDField(unique=True)
-    provider_message_id = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    idempotency_key = models.UUIDField(_("idempotency key"), unique=True)
+    provider_message_id = models.CharField(_("provider message id"), max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True, verbose_name=_("created at"))
 
     class Meta:
         ordering = ["-created_at"]

@@ -192,7 +192,7 @@ class ContactPolicy(ContactRules):
     email_opt_out_line_en = models.CharField(
         _("email opt-out line (English)"), max_length=200, default="Unsubscribe: {unsubscribe_link}"
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("contact policy")
@@ -256,7 +256,7 @@ class JurisdictionPolicy(ContactRules):
     source = models.CharField(
         _("source"), max_length=300, blank=True, help_text=_("Where the values come from (a regulation).")
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         ordering = ["country"]

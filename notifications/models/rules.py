@@ -21,7 +21,7 @@ class ReminderTemplate(models.Model):
     language = models.CharField(_("language"), max_length=10, choices=Customer.Language.choices)
     subject = models.CharField(_("subject"), max_length=200, blank=True, help_text=_("Email and push only."))
     body = models.TextField(_("body"))
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         ordering = ["kind", "channel", "language"]
