@@ -147,6 +147,8 @@ IMPORT_FILE_RETENTION_DAYS = env.int("IMPORT_FILE_RETENTION_DAYS", default=30)
 IMPORT_BACKGROUND_THRESHOLD = env.int("IMPORT_BACKGROUND_THRESHOLD", default=5000)
 # The audit chain head is written outside the database so a rewrite of the table can be detected.
 AUDIT_ANCHOR_PATH = env.path("AUDIT_ANCHOR_PATH", default=BASE_DIR / "var" / "audit-anchor.jsonl")
+# PostgreSQL: month partitions of the audit trail created ahead of time by the hourly housekeeping.
+PARTITION_MONTHS_AHEAD = env.int("PARTITION_MONTHS_AHEAD", default=3)
 
 LOGIN_URL = "admin:login"
 

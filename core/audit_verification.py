@@ -5,7 +5,11 @@ events is walked by a django-q2 task; a smaller one in the request."""
 
 from __future__ import annotations
 
+import heapq
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +26,9 @@ from .audit_anchor_file import (
     anchor_path,
     read_anchors,
 )
+from .audit_archive import ArchiveError, ArchiveReader, manifest_path
 from .audit_triggers import missing_audit_triggers
-from .models import GENESIS_HASH, AuditChainHead, AuditEvent, AuditVerification
+from .models import GENESIS_HASH, AuditChainHead, AuditEvent, AuditVerification, MonthArchive
 
 VERIFY_FIELDS = ("id", *_EVENT_COLUMNS)
 
@@ -37,6 +42,8 @@ class Verification:
     problem: str = ""
     seq: int | None = None
     event_id: int | None = None
+    archived: int = 0
+    where: str = ""
 
     @property
     def is_intact(self) -> bool:
@@ -50,6 +57,7 @@ def verify_chain(
     chunk_size: int = 2000,
     check_anchors: bool = True,
     progress=None,
+    archives: list[Path] | None = None,
 ) -> Verification:
     """Walk the trail in ``seq`` order in constant memory and check every link.
 
@@ -57,9 +65,14 @@ def verify_chain(
     hash, ``hash`` equal to the one recomputed from the stored fields, and the hash written in the anchor file
     (``path``, default ``settings.AUDIT_ANCHOR_PATH``) for that seq. Then: no anchored event is missing, the
     chain head row agrees with the last event, the anchor file holds every anchor the trail records was written
-    (a missing or shortened file is a failure), and the append-only triggers are in place. Stops at the first
-    problem. ``check_anchors=False`` checks the chain alone (before initialising a new anchor file). Never
-    writes. ``progress(count)``, when given, is called after every ``chunk_size`` events."""
+    (a missing or shortened file is a failure), every archive file is the one archived (its SHA-256 and its
+    number of events), and the append-only triggers are in place. Stops at the first problem.
+    ``check_anchors=False`` checks the chain alone (before initialising a new anchor file). Never writes.
+    ``progress(count)``, when given, is called after every ``chunk_size`` events.
+
+    Months archived from the trail (``MonthArchive``) are read from their files (``archives``, else where they
+    were written) and walked with the live events in one ``seq`` order, so the chain is proven through them;
+    a registered archive whose file is not found fails, naming the month and its events."""
     result = Verification()
     path = anchor_path() if path is None else path
     anchor_list: list[dict[str, Any]] = []
@@ -70,57 +83,29 @@ def verify_chain(
             result.problem = str(exc)
             return result
     anchors = {a["seq"]: a for a in anchor_list}
-    expected_seq, prev = 1, GENESIS_HASH
     if 0 in anchors:
         result.anchors_checked += 1
         if anchors[0]["hash"] != GENESIS_HASH:
             result.problem = f"the anchor of seq 0 (line {anchors[0]['line']}) is not the genesis hash"
             return result
-    rows = (
-        AuditEvent.objects.using(using)
-        .order_by("seq")
-        .values_list(*VERIFY_FIELDS)
-        .iterator(chunk_size=chunk_size)
+    readers, result.problem = _archive_readers(archives, using)
+    if result.problem:
+        return result
+    rows = heapq.merge(
+        _live_events(using, chunk_size),
+        *(_archived_events(reader) for _, reader in readers),
+        key=itemgetter(0),
     )
-    last_seq, last_hash = 0, GENESIS_HASH
-    record: AnchorRecord | None = None
-    for row in rows:
-        data = dict(zip(VERIFY_FIELDS, row, strict=True))
-        seq = data["seq"]
-        result.seq, result.event_id = seq, data["id"]
-        if seq != expected_seq:
-            result.problem = (
-                f"sequence broken: expected seq {expected_seq}, found seq {seq} (events deleted or inserted)"
-            )
-            return result
-        if data["prev_hash"] != prev:
-            result.problem = "prev_hash does not link to the hash of the previous event"
-            return result
-        payload = event_payload(
-            **{
-                k: data[k]
-                for k in ("seq", "at", "actor", "action", "object_type", "object_id", "before", "after")
-            }
-        )
-        if compute_hash(data["prev_hash"], payload) != data["hash"]:
-            result.problem = (
-                "hash does not match the event's content (the row was changed after it was written)"
-            )
-            return result
-        anchor = anchors.get(seq)
-        if anchor is not None:
-            result.anchors_checked += 1
-            if anchor["hash"] != data["hash"]:
-                result.problem = f"hash differs from the anchor written at {anchor['at']} (line {anchor['line']}): the trail was rewritten"
-                return result
-        if data["action"] in ANCHOR_ACTIONS:
-            record = _anchor_record(seq, data["hash"], data["after"]) or record
-        result.count += 1
-        prev, last_seq, last_hash = data["hash"], seq, data["hash"]
-        expected_seq += 1
-        if progress is not None and result.count % chunk_size == 0:
-            progress(result.count)
+    try:
+        end = _walk(rows, result, anchors, progress, chunk_size)
+    except ArchiveError as exc:
+        result.problem = str(exc)
+        return result
+    if end is None:
+        return result
+    last_seq, last_hash, record = end
     result.seq = result.event_id = None
+    result.where = ""
     beyond = sorted(s for s in anchors if s > last_seq)
     if beyond:
         result.seq = beyond[0]
@@ -138,10 +123,117 @@ def verify_chain(
         if problem:
             result.problem = problem
             return result
+    for archive, reader in readers:
+        if (reader.rows, reader.sha256) != (archive.rows, archive.file_sha256):
+            result.problem = (
+                f"the archive of {archive.month:%Y-%m} ({reader.path.name}) is not the file that was archived: "
+                f"{reader.rows} events and SHA-256 {reader.sha256}, archived {archive.rows} events and SHA-256 "
+                f"{archive.file_sha256}"
+            )
+            return result
     missing = missing_audit_triggers(connections[using])
     if missing:
         result.problem = f"append-only triggers missing: {', '.join(missing)}"
     return result
+
+
+def _walk(rows, result: Verification, anchors, progress, chunk_size) -> tuple | None:
+    """Check each event's links, hash and anchor; the last seq, hash and anchor record, or None at a problem
+    (``result`` then names it)."""
+    expected_seq, prev = 1, GENESIS_HASH
+    last_seq, last_hash = 0, GENESIS_HASH
+    record: AnchorRecord | None = None
+    for seq, where, row in rows:
+        data = dict(zip(VERIFY_FIELDS, row, strict=True))
+        result.seq, result.event_id, result.where = seq, data["id"], where
+        if seq != expected_seq:
+            result.problem = (
+                f"sequence broken: expected seq {expected_seq}, found seq {seq} (events deleted or inserted)"
+            )
+            return None
+        if data["prev_hash"] != prev:
+            result.problem = "prev_hash does not link to the hash of the previous event"
+            return None
+        payload = event_payload(
+            **{
+                k: data[k]
+                for k in ("seq", "at", "actor", "action", "object_type", "object_id", "before", "after")
+            }
+        )
+        if compute_hash(data["prev_hash"], payload) != data["hash"]:
+            result.problem = (
+                "hash does not match the event's content (the row was changed after it was written)"
+            )
+            return None
+        anchor = anchors.get(seq)
+        if anchor is not None:
+            result.anchors_checked += 1
+            if anchor["hash"] != data["hash"]:
+                result.problem = f"hash differs from the anchor written at {anchor['at']} (line {anchor['line']}): the trail was rewritten"
+                return None
+        if data["action"] in ANCHOR_ACTIONS:
+            record = _anchor_record(seq, data["hash"], data["after"]) or record
+        result.count += 1
+        result.archived += bool(where)
+        prev, last_seq, last_hash = data["hash"], seq, data["hash"]
+        expected_seq += 1
+        if progress is not None and result.count % chunk_size == 0:
+            progress(result.count)
+    return last_seq, last_hash, record
+
+
+def _live_events(using: str, chunk_size: int) -> Iterator[tuple[int, str, tuple]]:
+    rows = (
+        AuditEvent.objects.using(using)
+        .order_by("seq")
+        .values_list(*VERIFY_FIELDS)
+        .iterator(chunk_size=chunk_size)
+    )
+    seq_at = VERIFY_FIELDS.index("seq")
+    for row in rows:
+        yield row[seq_at], "", row
+
+
+def _archived_events(reader: ArchiveReader) -> Iterator[tuple[int, str, tuple]]:
+    for seq, line, values in reader.events():
+        yield seq, f"archive {reader.path.name} line {line}", values
+
+
+def _archive_readers(archives, using: str) -> tuple[list[tuple[MonthArchive, ArchiveReader]], str]:
+    """A reader for every registered archive of the trail: the file given for it in ``archives`` (matched by
+    name, else by the month its manifest names), else the file where it was written. A problem when a given
+    file is no registered archive or a registered archive's file is not found."""
+    registered = list(
+        MonthArchive.objects.using(using).filter(kind=MonthArchive.Kind.AUDIT).order_by("month")
+    )
+    chosen: dict[int, Path] = {}
+    for given in map(Path, archives or []):
+        if not given.exists():
+            return [], f"archive file {given} not found"
+        match = next((a for a in registered if Path(a.file_path).name == given.name), None)
+        if match is None:
+            month = _manifest_month(given)
+            match = next((a for a in registered if f"{a.month:%Y-%m}" == month), None)
+        if match is None:
+            return [], f"{given.name} is not a registered archive of the audit trail"
+        chosen[match.pk] = given
+    readers = []
+    for archive in registered:
+        file = chosen.get(archive.pk) or Path(archive.file_path)
+        if not file.exists():
+            return [], (
+                f"the archive of {archive.month:%Y-%m} (events seq {archive.first_seq} to {archive.last_seq}) "
+                f"is not at {archive.file_path}: give its file with --archive"
+            )
+        readers.append((archive, ArchiveReader(file)))
+    return readers, ""
+
+
+def _manifest_month(path: Path) -> str:
+    try:
+        return str(json.loads(manifest_path(path).read_text(encoding="utf-8")).get("month", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 PROGRESS_EVERY = 2000

@@ -12,6 +12,8 @@ Two things nobody should have to click:
 - Files are kept for a while, then removed: export files (personal data, even masked, should not pile up on a
   disk) after ``EXPORT_FILE_RETENTION_DAYS``, stored uploads after ``IMPORT_FILE_RETENTION_DAYS`` once no job
   still needs them. The job rows stay, with their SHA-256, as the record of what was exported or imported.
+- On PostgreSQL, the partitioned tables get their next months' partitions ahead of time
+  (``core.partitions.ensure_month_partitions``).
 - The audit head is anchored at least hourly (``core.audit_anchors.write_anchor``), whatever else ran.
 
 Every change is written to the audit trail (``backoffice.export.abandoned``, ``backoffice.import.abandoned``,
@@ -30,6 +32,7 @@ from django.utils import timezone
 
 from .audit import Event, about, log_events
 from .models import ExportJob, ImportJob
+from .partitions import ensure_month_partitions
 
 logger = logging.getLogger(__name__)
 ACTOR = "job:housekeeping"
@@ -188,12 +191,13 @@ def refresh_planner_statistics() -> dict[str, int]:
 
 def run_housekeeping(now: dt.datetime | None = None) -> dict[str, int]:
     """The hourly schedule: end abandoned jobs, remove files past their retention, refresh SQLite's statistics,
-    then anchor the audit head (``AnchorError`` if the anchor file is broken: the task fails, loudly, each hour).
+    create the next months' partitions of the partitioned tables (PostgreSQL), then anchor the audit head (``AnchorError`` if the anchor file is broken: the task fails, loudly, each hour).
     A task's start is an entry point: without ``now`` it reads the clock here, once, and passes it down."""
     from .audit_anchors import write_anchor
 
     now = now or timezone.now()
     done = {**end_abandoned_jobs(now), **remove_expired_files(now), **refresh_planner_statistics()}
+    done["partitions_created"] = sum(ensure_month_partitions(now).values())
     done["anchors_written"] = write_anchor(now).get("written", 0)
     return done
 

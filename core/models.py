@@ -248,3 +248,35 @@ class AuditVerification(models.Model):
         if not self.events_total:
             return 0
         return min(99, round(100 * self.events_checked / self.events_total))
+
+
+class MonthArchive(models.Model):
+    """A month of a partitioned table detached to an archive file (``manage.py archive_month``): what the file
+    held when it was written, so ``verify_audit`` can check the file and the chain's continuity through it.
+    Recorded in the audit trail too (``backoffice.audit.month_archived``, its manifest)."""
+
+    class Kind(models.TextChoices):
+        AUDIT = "audit", _("Audit trail")
+
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    month = models.DateField(_("month"), help_text=_("The month's first day (UTC)."))
+    file_path = models.CharField(_("archive file"), max_length=500)
+    file_sha256 = models.CharField(_("file SHA-256"), max_length=64)
+    manifest_sha256 = models.CharField(_("manifest SHA-256"), max_length=64)
+    rows = models.PositiveBigIntegerField(_("rows"))
+    first_seq = models.BigIntegerField(_("first event"), null=True, blank=True)
+    last_seq = models.BigIntegerField(_("last event"), null=True, blank=True)
+    first_hash = models.CharField(_("first hash"), max_length=64, blank=True)
+    last_hash = models.CharField(_("last hash"), max_length=64, blank=True)
+    archived_at = models.DateTimeField(_("archived at"))
+    archived_by = models.CharField(_("archived by"), max_length=150)
+
+    class Meta:
+        ordering = ["kind", "month"]
+        verbose_name = _("archived month")
+        verbose_name_plural = _("archived months")
+        default_permissions = ("view",)
+        constraints = [models.UniqueConstraint(fields=["kind", "month"], name="month_archive_unique")]
+
+    def __str__(self):
+        return f"{self.kind} {self.month:%Y-%m}"

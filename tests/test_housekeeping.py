@@ -161,7 +161,9 @@ def test_housekeeping_is_a_schedule_and_does_nothing_on_a_quiet_day():
     schedule = Schedule.objects.get(name="housekeeping")
     assert (schedule.func, schedule.minutes) == ("core.housekeeping.run_housekeeping", 60)
     counts = run_housekeeping(timezone.now())
-    assert {k: v for k, v in counts.items() if k != "statistics_refreshed"} == dict.fromkeys(
+    # Statistics are SQLite's, partitions PostgreSQL's (the month the suite runs in may need the next one).
+    skipped = {"statistics_refreshed", "partitions_created"}
+    assert {k: v for k, v in counts.items() if k not in skipped} == dict.fromkeys(
         [
             "exports_abandoned",
             "imports_abandoned",

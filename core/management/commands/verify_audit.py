@@ -18,11 +18,20 @@ class Command(BaseCommand):
     help = (
         "Walk the audit trail in sequence order, recompute every hash and link, compare with the anchor file "
         "(AUDIT_ANCHOR_PATH). Exit 0 with the count of events, or non-zero naming the first broken event. A "
-        "missing or shortened anchor file is a failure; --init-anchors starts a new one on purpose (audited)."
+        "missing or shortened anchor file is a failure; --init-anchors starts a new one on purpose (audited). "
+        "Archived months are read from their files (--archive FILE where they were moved)."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--anchors", help="Anchor file to check against (default: AUDIT_ANCHOR_PATH).")
+        parser.add_argument(
+            "--archive",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="An archived month's file (manage.py archive_month), when it is no longer where it was written. "
+            "Repeat for several.",
+        )
         parser.add_argument("--database", default="default")
         parser.add_argument(
             "--init-anchors",
@@ -54,17 +63,20 @@ class Command(BaseCommand):
             self.stdout.write(f"Anchor file initialised at the head, seq {done['seq']}{kept}.")
             return
         path = Path(options["anchors"]) if options["anchors"] else None
-        result = verify_chain(path=path, using=options["database"])
+        archives = [Path(name) for name in options["archive"]]
+        result = verify_chain(path=path, using=options["database"], archives=archives)
         if not result.is_intact:
             where = ": "
             if result.event_id is not None:
-                where = f" at event seq {result.seq} (id {result.event_id}): "
+                where = f" at event seq {result.seq} (id {result.event_id}{', ' + result.where if result.where else ''}): "
             elif result.seq is not None:
                 where = f" at event seq {result.seq}: "
             raise CommandError(
                 f"Audit trail BROKEN{where}{result.problem}. {result.count} events verified before it.",
                 returncode=2,
             )
+        archived = f" ({result.archived} of them from archive files)" if result.archived else ""
         self.stdout.write(
-            f"Audit trail intact: {result.count} events verified, {result.anchors_checked} anchors matched."
+            f"Audit trail intact: {result.count} events verified{archived}, {result.anchors_checked} anchors "
+            "matched."
         )
