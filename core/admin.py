@@ -180,9 +180,13 @@ class LargeTablePaginator(Paginator):
     EXACT_UP_TO = 1_000
 
     def _table_estimate(self) -> int | None:
+        """``reltuples`` of the table, or the sum of its partitions' for a partitioned table (autovacuum
+        analyzes the partitions, never their parent, whose own figure stays unknown)."""
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                "SELECT CASE WHEN t.relkind = 'p' THEN (SELECT sum(greatest(c.reltuples, 0)) FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = t.oid) ELSE t.reltuples END "
+                "FROM pg_class t WHERE t.oid = %s::regclass",
                 [self.object_list.model._meta.db_table],
             )
             row = cursor.fetchone()

@@ -8,8 +8,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from core.admin import LargeTablePaginator
+from core.models import AuditEvent
+from core.partitions import month_partitions
 from loans.models import Customer
 from tests.factories import make_customer, make_user
+from tests.factories_audit import make_events
 
 pytestmark = pytest.mark.django_db
 
@@ -47,6 +50,20 @@ def test_a_filtered_big_table_counts_exactly_up_to_a_cap_then_uses_the_planner_e
         assert many.count >= 4  # over the cap: at least what was counted, then the estimate
     assert any("LIMIT 4" in q["sql"].upper() for q in ctx.captured_queries)
     assert any(q["sql"].startswith("EXPLAIN") for q in ctx.captured_queries)
+
+
+@pytest.mark.postgres_only
+def test_a_partitioned_big_table_is_paged_with_its_partitions_estimates():
+    """Autovacuum analyzes a partitioned table's partitions, never the table itself."""
+    make_events(5)
+    with connection.cursor() as cursor:
+        for name in month_partitions(connection, AuditEvent._meta.db_table):
+            cursor.execute(f"ANALYZE {name}")
+    paginator = TinyThreshold(AuditEvent.objects.order_by("-seq"), 2)
+    with CaptureQueriesContext(connection) as ctx:
+        estimate = paginator.count
+    assert not any("COUNT(" in q["sql"].upper() for q in ctx.captured_queries)
+    assert estimate >= 5
 
 
 def test_a_small_table_is_counted_exactly():
