@@ -252,11 +252,12 @@ class AuditVerification(models.Model):
 
 class MonthArchive(models.Model):
     """A month of a partitioned table detached to an archive file (``manage.py archive_month``): what the file
-    held when it was written, so ``verify_audit`` can check the file and the chain's continuity through it.
-    Recorded in the audit trail too (``backoffice.audit.month_archived``, its manifest)."""
+    held when it was written, so ``verify_audit`` can check the file and the chain's continuity through it
+    (``first_seq`` to ``last_seq`` for the audit trail). Recorded in the audit trail too (its manifest)."""
 
     class Kind(models.TextChoices):
         AUDIT = "audit", _("Audit trail")
+        NOTIFICATIONS = "notifications", _("Notification log")
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     month = models.DateField(_("month"), help_text=_("The month's first day (UTC)."))

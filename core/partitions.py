@@ -173,6 +173,30 @@ def _replace(cursor, qn, table: str, new: str) -> None:
     cursor.execute(f"ALTER TABLE {qn(table)} RENAME CONSTRAINT {qn(new + '_pkey')} TO {qn(table + '_pkey')}")
 
 
+def indexes_and_foreign_keys(connection, table: str) -> list[str]:
+    """The statements that make the table's indexes (but its primary key) and its foreign keys again, once a
+    new table has taken its name: a unique index becomes a plain one (a partitioned table cannot hold a
+    unique index without its partition key; the caller keeps uniqueness another way)."""
+    statements = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "WHERE i.indrelid = %s::regclass AND NOT i.indisprimary ORDER BY 1",
+            [table],
+        )
+        for _name, definition in cursor.fetchall():
+            statements.append(definition.replace("CREATE UNIQUE INDEX", "CREATE INDEX", 1))
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname",
+            [table],
+        )
+        qn = connection.ops.quote_name
+        for name, definition in cursor.fetchall():
+            statements.append(f"ALTER TABLE {qn(table)} ADD CONSTRAINT {qn(name)} {definition}")
+    return statements
+
+
 def partition_table(connection, part: Partitioning, *, primary_key: tuple[str, ...], now: dt.datetime) -> int:
     """Turn the plain table ``part.table`` into a table partitioned by month of ``part.key``, keeping its rows
     and ids (a migration's step; PostgreSQL only). The new table takes the old one's columns, defaults,

@@ -12,10 +12,11 @@ class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks, exports, receivers, signals  # noqa: F401  (checks registers itself)
+        from . import archive, checks, exports, receivers, signals  # noqa: F401  (checks registers itself)
         from .email_tracking import on_tracking_event
 
         exports.register()  # the notification log as a compliance export kind (core.exports)
+        archive.register()  # and as a log whose old months are archived (core.log_archive)
         loan_signals.autodebit_failed.connect(
             receivers.on_autodebit_failed, dispatch_uid="notifications.notice_autodebit_failed"
         )
