@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from debt_collection.models import CallTask, PromiseToPay
 from loans.models import AutoDebitAttempt, Installment, Loan, Payment
-from loans.schedule import unpaid_at_q, went_overdue_q
+from loans.schedule import DPD_BUCKET_BOUNDS, unpaid_at_q, went_overdue_q
 from notifications.models import NotificationLog
 
 CACHE_SECONDS = 60
@@ -51,9 +51,9 @@ HELD_BACK_STATUSES = (
     NotificationLog.Status.CANCELLED,
 )
 CONTACTED = (NotificationLog.Status.SENT, NotificationLog.Status.DELIVERED)
-# (key, first DPD, last DPD or None for open-ended)
-DPD_BUCKETS = (("1-30", 1, 30), ("31-60", 31, 60), ("61-90", 61, 90), ("90+", 91, None))
-ROLL_BUCKETS = (("current", -29, 0), ("1-30", 1, 30), ("31-60", 31, 60), ("61-90", 61, 90))
+# (key, first DPD, last DPD or None for open-ended): the loan book's buckets
+DPD_BUCKETS = tuple((bucket.value, first, last) for bucket, (first, last) in DPD_BUCKET_BOUNDS.items())
+ROLL_BUCKETS = (("current", -29, 0), *DPD_BUCKETS[:-1])
 NEXT_BUCKET = {"current": "1-30", "1-30": "31-60", "31-60": "61-90", "61-90": "90+"}
 
 MONEY = DecimalField(max_digits=16, decimal_places=2)

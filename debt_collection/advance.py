@@ -179,7 +179,8 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     to_close = [
         c
         for loan_id, c in cases.items()
-        if loan_id not in positions or (not positions[loan_id].is_overdue and positions[loan_id].dpd < c.dpd)
+        if loan_id not in positions
+        or (not positions[loan_id].is_overdue and positions[loan_id].first_due_date > c.oldest_due_date)
     ]
     if to_close:
         close_cases(to_close, at=now, actor=actor, counts=counts)
@@ -192,7 +193,7 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                     loan_id=loan_id,
                     tier_id=pos.tier_id,
                     opened_at=now,
-                    dpd=pos.dpd,
+                    oldest_due_date=pos.first_due_date,
                     amount_overdue=pos.amount_overdue,
                 )
             )
@@ -246,11 +247,16 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     calls: list[tuple[CollectionCase, EscalationStep, LoanPosition]] = []
     placements: list[tuple[CollectionCase, EscalationStep]] = []
     referrals: list[tuple[CollectionCase, EscalationStep]] = []
-    # The job runs many times a day: only cases whose numbers or stage moved are written.
-    before = {c.pk: (c.dpd, c.amount_overdue, c.tier_id, c.stage) for c in working}
+    # Only cases whose numbers or stage moved are written: days past due grow by themselves (counted from
+    # ``oldest_due_date`` when read), so a day on which nothing happened to a case writes nothing.
+    before = {c.pk: (c.oldest_due_date, c.amount_overdue, c.tier_id, c.stage) for c in working}
     for case in working:
         pos = positions[case.loan_id]
-        case.dpd, case.amount_overdue, case.tier_id = pos.dpd, pos.amount_overdue, pos.tier_id
+        case.oldest_due_date, case.amount_overdue, case.tier_id = (
+            pos.first_due_date,
+            pos.amount_overdue,
+            pos.tier_id,
+        )
         if case.is_frozen or case.is_paused or pos.is_do_not_contact:
             counts["cases_on_hold"] += 1
             continue
@@ -368,11 +374,15 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     if stale:
         bulk_update_rows(stale, ["priority"], batch_size=500)
 
-    changed = [c for c in working if before[c.pk] != (c.dpd, c.amount_overdue, c.tier_id, c.stage)]
+    changed = [
+        c for c in working if before[c.pk] != (c.oldest_due_date, c.amount_overdue, c.tier_id, c.stage)
+    ]
     for case in changed:
         case.updated_at = now
     if changed:
-        bulk_update_rows(changed, ["dpd", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500)
+        bulk_update_rows(
+            changed, ["oldest_due_date", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500
+        )
     log_events(events)
 
     if placements:

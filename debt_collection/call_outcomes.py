@@ -178,7 +178,7 @@ def record_call_outcome(
                     "note": note,
                     "promise_amount": promise_amount,
                     "promise_date": promise_date,
-                    "dpd": case.dpd,
+                    "dpd": case.days_past_due(today),
                     "stage": case.stage,
                     "gates": decision.inputs,
                 },

@@ -174,14 +174,21 @@ def voicemail_for(customer: Customer, user, *, book: RulesBook | None = None) ->
 # --- call tasks: created and cancelled ------------------------------------------------------------------------
 
 
-def call_priority(*, broken_promises: int, amount_overdue: Decimal, dpd: int) -> int:
-    """Queue order as one number: broken promises first, then the amount overdue, then days past due."""
-    return min(broken_promises, 9) * 10**14 + min(int(amount_overdue), 10**9 - 1) * 10**4 + min(dpd, 9999)
+def call_priority(*, broken_promises: int, amount_overdue: Decimal, oldest_due_date: dt.date) -> int:
+    """Queue order as one number: broken promises first, then the amount overdue, then the most days past due
+    (the oldest due date first: the order days past due give at any moment, so it needs no daily rewrite)."""
+    return (
+        min(broken_promises, 9) * 10**16
+        + min(int(amount_overdue), 10**9 - 1) * 10**6
+        + (10**6 - 1 - min(oldest_due_date.toordinal(), 10**6 - 1))
+    )
 
 
 def case_priority(case: CollectionCase) -> int:
     return call_priority(
-        broken_promises=case.broken_promises, amount_overdue=case.amount_overdue, dpd=case.dpd
+        broken_promises=case.broken_promises,
+        amount_overdue=case.amount_overdue,
+        oldest_due_date=case.oldest_due_date,
     )
 
 

@@ -13,6 +13,7 @@ from django.db import transaction
 from core.audit import Event, about, actor_name, log_events
 from core.bulk import bulk_update_rows
 from loans.models import CreditTier, Installment, Loan
+from loans.schedule import local_date
 from notifications.cancelling import cancel_pending
 from notifications.models import NotificationLog
 
@@ -46,18 +47,17 @@ def close_cases(
         return 0
     ids = [c.pk for c in cases]
     loan_ids = [c.loan_id for c in cases]
-    active_loans = set(
-        Loan.objects.filter(pk__in=loan_ids, status=Loan.Status.ACTIVE).values_list("pk", flat=True)
-    )
-    paid_off = set(
-        Loan.objects.filter(pk__in=loan_ids, status=Loan.Status.PAID_OFF).values_list("pk", flat=True)
-    )
+    status_of, zone_of = {}, {}
+    for loan_id, status, tz_name in Loan.objects.filter(pk__in=loan_ids).values_list(
+        "pk", "status", "customer__timezone"
+    ):
+        status_of[loan_id], zone_of[loan_id] = status, tz_name
     with transaction.atomic():
         events = []
         for case in cases:
             reason = (
                 CollectionCase.CloseReason.PAID
-                if case.loan_id in active_loans or case.loan_id in paid_off
+                if status_of.get(case.loan_id) in (Loan.Status.ACTIVE, Loan.Status.PAID_OFF)
                 else CollectionCase.CloseReason.LOAN_CLOSED
             )
             events.append(
@@ -69,7 +69,7 @@ def close_cases(
                     before={
                         "status": CollectionCase.Status.OPEN,
                         "stage": case.stage,
-                        "dpd": case.dpd,
+                        "dpd": case.days_past_due(local_date(at, zone_of[case.loan_id])),
                         "amount_overdue": case.amount_overdue,
                     },
                     after={
@@ -150,7 +150,11 @@ def settle_payments(
             still_open = [c for c in cases if c not in to_close]
             for case in still_open:
                 pos = positions[case.loan_id]
-                case.dpd, case.amount_overdue, case.updated_at = pos.dpd, pos.amount_overdue, at
-            bulk_update_rows(still_open, ["dpd", "amount_overdue", "updated_at"])
+                case.oldest_due_date, case.amount_overdue, case.updated_at = (
+                    pos.first_due_date,
+                    pos.amount_overdue,
+                    at,
+                )
+            bulk_update_rows(still_open, ["oldest_due_date", "amount_overdue", "updated_at"])
             keep_covered_promises(still_open, at, actor_name(actor), counts)
     return dict(counts)

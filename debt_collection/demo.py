@@ -135,7 +135,7 @@ def seed_history(today: dt.date) -> dict[str, int]:
             opened_at=opened,
             closed_at=paid_at,
             close_reason=CollectionCase.CloseReason.PAID,
-            dpd=(paid_on - due).days,
+            oldest_due_date=due,
             amount_overdue=amount,
         )
         cases.append(case)

@@ -14,6 +14,7 @@ from django.db import transaction
 from core.audit import Event, about, actor_name, log_events
 from core.bulk import bulk_update_rows
 from loans.models import Installment, Loan
+from loans.schedule import local_date
 from notifications.cancelling import cancel_pending
 from notifications.models import NotificationItem, NotificationLog
 
@@ -51,6 +52,10 @@ def refer_many_to_legal(
     any number of cases (the daily ladder refers a day's cohort at once)."""
     actor_str = actor_name(actor)
     ids = [c.pk for c in cases]
+    zone_of = dict(
+        Loan.objects.filter(pk__in=[c.loan_id for c in cases]).values_list("pk", "customer__timezone")
+    )
+    dpd_of = {c.pk: c.days_past_due(local_date(at, zone_of[c.loan_id])) for c in cases}
     with transaction.atomic():
         referrals = LegalReferral.objects.bulk_create(
             [
@@ -58,7 +63,7 @@ def refer_many_to_legal(
                     case=c,
                     referred_at=at,
                     referred_by=actor_str,
-                    dpd=c.dpd,
+                    dpd=dpd_of[c.pk],
                     amount_overdue=c.amount_overdue,
                     note=note,
                 )
@@ -88,7 +93,7 @@ def refer_many_to_legal(
                     "referral_id": r.pk,
                     "is_frozen": True,
                     "legal_hold": True,
-                    "dpd": c.dpd,
+                    "dpd": dpd_of[c.pk],
                     "amount_overdue": c.amount_overdue,
                     "call_tasks_cancelled": tasks_by_case[c.pk],
                     "note": note,

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from loans.models import CreditTier, Customer, Loan
+from loans.schedule import DpdBucket, days_past_due, days_past_due_q, dpd_bucket, local_day
 from notifications.choices import Kind
 
 MESSAGING_ACTIONS = ("sms", "email", "push")
@@ -91,6 +92,15 @@ class CollectionCaseQuerySet(models.QuerySet):
         return self.open().filter(is_frozen=True)
 
 
+def past_due_between_q(at: dt.datetime, first: int, last: int | None, prefix: str = "") -> Q:
+    """Open cases ``first`` to ``last`` (None: no end) days past due at the moment ``at``, each in its
+    customer's calendar, as a condition on ``oldest_due_date`` (``prefix``: the path to the case from the
+    queried model, e.g. ``case__``). A closed case is in no bucket: its loan is no longer past due."""
+    return Q(**{f"{prefix}status": "open"}) & days_past_due_q(
+        at, first, last, date_field=f"{prefix}oldest_due_date", zone_field=f"{prefix}loan__customer__timezone"
+    )
+
+
 def frozen_loan_ids() -> models.QuerySet:
     """Loans whose automatic contact is frozen by a legal referral (for planners to exclude)."""
     return CollectionCase.objects.frozen().values("loan_id")
@@ -126,7 +136,12 @@ class CollectionCase(models.Model):
     close_reason = models.CharField(
         _("close reason"), max_length=16, choices=CloseReason.choices, blank=True, default=""
     )
-    dpd = models.PositiveIntegerField(_("days past due"), default=0)
+    # Days past due are counted from this date when read (``days_past_due``), never stored: nothing has to be
+    # written each day for them to grow. A payment of the oldest instalment past due moves it.
+    oldest_due_date = models.DateField(
+        _("oldest due date"),
+        help_text=_("Due date of the oldest instalment past due: days past due count from it."),
+    )
     amount_overdue = models.DecimalField(
         _("amount overdue"), max_digits=14, decimal_places=2, default=Decimal("0")
     )
@@ -173,6 +188,20 @@ class CollectionCase(models.Model):
     @property
     def is_paused(self) -> bool:
         return self.paused_until is not None
+
+    def days_past_due(self, on: dt.date | dt.datetime) -> int:
+        """Days past due on ``on``, counted from ``oldest_due_date`` by the loan book's rule
+        (``loans.schedule.days_past_due``). A moment is read in the customer's calendar (select
+        ``loan__customer`` in lists) and a closed case's count stops at its close; a date is taken as the
+        customer's day as it is."""
+        if isinstance(on, dt.datetime):
+            if self.closed_at is not None:
+                on = min(on, self.closed_at)
+            on = local_day(on, self.loan.customer.timezone)
+        return days_past_due(self.oldest_due_date, on)
+
+    def dpd_bucket(self, on: dt.date | dt.datetime) -> DpdBucket:
+        return dpd_bucket(self.days_past_due(on))
 
 
 class CaseStepRun(models.Model):

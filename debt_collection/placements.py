@@ -17,7 +17,6 @@ from core.audit import Event, about, actor_name, log_events
 from core.bulk import bulk_update_rows
 from core.exports.writers import escape_formula
 from core.masking import mask_email, mask_name, mask_phone
-from loans.schedule import dpd_bucket
 
 from .models import Agency, AgencyPlacement, CollectionCase
 
@@ -62,8 +61,8 @@ def placement_rows(placement: AgencyPlacement) -> list[list[str]]:
                     email,
                     case.loan.currency,
                     case.amount_overdue,
-                    case.dpd,
-                    dpd_bucket(case.dpd),
+                    case.days_past_due(placement.placed_at),
+                    case.dpd_bucket(placement.placed_at),
                     case.stage,
                     case.opened_at.isoformat(),
                 )
@@ -103,7 +102,11 @@ def place_with_agency(
         raise ValidationError("Choose at least one case.")
     with transaction.atomic():
         ids = [c.pk for c in cases]
-        locked = list(CollectionCase.objects.select_for_update().filter(pk__in=ids))
+        locked = list(
+            CollectionCase.objects.select_related("loan__customer")
+            .select_for_update(of=("self",))
+            .filter(pk__in=ids)
+        )
         bad = [c.pk for c in locked if not c.is_open or c.is_frozen]
         if bad:
             raise ValidationError(f"Cases {bad} are closed or with legal and cannot be placed.")
@@ -130,7 +133,7 @@ def place_with_agency(
                     "placement_id": placement.pk,
                     "agency": agency.code,
                     "masked": not agency.may_see_personal_data,
-                    "dpd": c.dpd,
+                    "dpd": c.days_past_due(at),
                     "amount_overdue": c.amount_overdue,
                     "reason": reason,
                     "file_sha256": placement.file_sha256,

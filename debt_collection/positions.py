@@ -33,8 +33,12 @@ class LoanPosition:
     loan_ref: str = ""
     past_due_ids: list[int] = field(default_factory=list)
     first_due_date: dt.date | None = None
-    dpd: int = 0
     amount_overdue: Decimal = ZERO
+
+    @property
+    def dpd(self) -> int:
+        """Days past due on ``today``, counted from the oldest instalment past due (``first_due_date``)."""
+        return days_past_due(self.first_due_date, self.today) if self.first_due_date else 0
 
     @property
     def is_overdue(self) -> bool:
@@ -106,6 +110,5 @@ def loan_positions(
             pos.past_due_ids.append(inst_id)
             if pos.first_due_date is None or due < pos.first_due_date:
                 pos.first_due_date = due
-            pos.dpd = max(pos.dpd, days_past_due(due, pos.today))
             pos.amount_overdue += max(amount_due - amount_paid, ZERO)
     return {k: v for k, v in positions.items() if v.past_due_ids}

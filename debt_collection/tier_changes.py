@@ -54,15 +54,16 @@ def follow_tier_change(
         cases = list(
             CollectionCase.objects.open()
             .filter(loan__customer_id__any_of=list(by_customer))
-            .select_related("loan")
+            .select_related("loan__customer")
             .select_for_update(of=("self",))
         )
         new_tier_of = {c.pk: by_customer[c.loan.customer_id][1] for c in cases}
+        dpd_of = {c.pk: c.days_past_due(at) for c in cases}
 
         def reaches_a_call(case: CollectionCase) -> bool:
             # Every step the new ladder reaches at the case's DPD, performed or passed over (nothing is done yet
             # on the new ladder; its grace period is the advance's business).
-            perform, passed = steps_to_perform(ladders.get(new_tier_of[case.pk], []), case.dpd, 0, ())
+            perform, passed = steps_to_perform(ladders.get(new_tier_of[case.pk], []), dpd_of[case.pk], 0, ())
             return any(s.action == EscalationStep.Action.CALL_TASK for s in perform + passed)
 
         log_events(
@@ -72,11 +73,10 @@ def follow_tier_change(
                 **about(CollectionCase, c.pk),
                 at=at,
                 before={"tier_id": by_customer[c.loan.customer_id][0]},
-                after={"tier_id": new_tier_of[c.pk], "stage": c.stage, "dpd": c.dpd},
+                after={"tier_id": new_tier_of[c.pk], "stage": c.stage, "dpd": dpd_of[c.pk]},
             )
             for c in cases
         )
-        dpd_of = {c.pk: c.dpd for c in cases}
         cancelled = cancel_call_tasks(
             CallTask.objects.filter(case_id__in=[c.pk for c in cases if not reaches_a_call(c)]),
             CallTask.CancelReason.TIER_CHANGED,

@@ -48,9 +48,44 @@ def local_date(at: dt.datetime, tz_name: str) -> dt.date:
     return at.astimezone(zone(tz_name)).date()
 
 
+def local_day(on: dt.date | dt.datetime, tz_name: str) -> dt.date:
+    """``on`` as a calendar day of the zone ``tz_name``: a moment is read in that zone, a date is taken as it is."""
+    return local_date(on, tz_name) if isinstance(on, dt.datetime) else on
+
+
 def days_past_due(due_date: dt.date, today: dt.date) -> int:
     """Days past the due date (0 on or before it)."""
     return max((today - due_date).days, 0)
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def days_past_due_q(at: dt.datetime, first: int, last: int | None, *, date_field: str, zone_field: str) -> Q:
+    """A filter for rows whose days past due at the moment ``at`` lie in ``[first, last]`` (``last`` None: no
+    end), counted from the date in ``date_field`` in the calendar of the zone named by ``zone_field``.
+
+    ``days_past_due`` as a condition on the counted-from date: at one moment the world's calendars show at most
+    three days, so the rows are split by the day their zone shows (the zones of the commonest day are the
+    rest, so a zone this list does not know is read as most are). ``first`` is at least 1."""
+    by_day: dict[dt.date, list[str]] = {}
+    for name in _zone_names():
+        by_day.setdefault(local_date(at, name), []).append(name)
+    days = sorted(by_day, key=lambda day: -len(by_day[day]))
+
+    def counted_from(day: dt.date) -> Q:
+        q = Q(**{f"{date_field}__lte": day - dt.timedelta(days=first)})
+        if last is not None:
+            q &= Q(**{f"{date_field}__gte": day - dt.timedelta(days=last)})
+        return q
+
+    others = [name for day in days[1:] for name in by_day[day]]
+    q = counted_from(days[0]) & ~Q(**{f"{zone_field}__in": others})
+    for day in days[1:]:
+        q |= counted_from(day) & Q(**{f"{zone_field}__in": by_day[day]})
+    return q
 
 
 # Each past-due bucket's days past due, first and last (None: no end): ``dpd_bucket`` and the filters on days

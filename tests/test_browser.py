@@ -254,7 +254,7 @@ def test_a_collector_records_a_promise_to_pay(open_as, live_server, book):
         tier=book["tier"],
         stage="call",
         opened_at=now,
-        dpd=12,
+        oldest_due_date=now.date() - dt.timedelta(days=12),
         amount_overdue=Decimal("500.00"),
     )
     task = CallTask.objects.create(

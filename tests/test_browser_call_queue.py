@@ -63,7 +63,12 @@ def task_for(tier, collector, *, name, daytime, n, amount, hours_ago, other_loan
         make_installment(second, amount_due=Decimal("300.00"))
     now = timezone.now()
     case = CollectionCase.objects.create(
-        loan=loan, tier=tier, stage="call", opened_at=now, dpd=12, amount_overdue=amount
+        loan=loan,
+        tier=tier,
+        stage="call",
+        opened_at=now,
+        oldest_due_date=now.date() - dt.timedelta(days=12),
+        amount_overdue=amount,
     )
     return CallTask.objects.create(
         case=case,

@@ -3,7 +3,10 @@ of the phone number typed in any format; whoever may not see personal data finds
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+import time_machine
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
@@ -12,7 +15,7 @@ from debt_collection.advance import advance_collections
 from debt_collection.models import CallTask, CollectionCase
 
 from .factories import make_tier, make_user
-from .factories_collections import day, make_collector, make_ladder, make_overdue_loan, open_tasks
+from .factories_collections import DUE, day, make_collector, make_ladder, make_overdue_loan, open_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +29,10 @@ def queue():
     smith = make_overdue_loan(tier, name="Alice Smith", phone="+447911123456", timezone="Europe/London")
     old = make_overdue_loan(tier, name="Old Debtor")
     advance_collections(day(3))
-    CollectionCase.objects.filter(loan=old).update(dpd=45, stage="late call")
+    # Days past due count from the oldest due date: 45 days past due on day 3.
+    CollectionCase.objects.filter(loan=old).update(
+        oldest_due_date=DUE - dt.timedelta(days=42), stage="late call"
+    )
     tasks = {name: open_tasks(loan)[0] for name, loan in (("li", li), ("smith", smith), ("old", old))}
     CallTask.objects.filter(pk__in=[tasks["li"].pk, tasks["old"].pk]).update(assigned_to=ann)
     CallTask.objects.filter(pk=tasks["smith"].pk).update(assigned_to=bob)
@@ -38,8 +44,9 @@ def queue():
 
 
 def listed(client, user, **params) -> set[int]:
-    client.force_login(user)
-    response = client.get(reverse("admin:collections_calltask_changelist"), params)
+    with time_machine.travel(day(3, hour=11), tick=False):  # the queue is read at the request's moment
+        client.force_login(user)
+        response = client.get(reverse("admin:collections_calltask_changelist"), params)
     assert response.status_code == 200
     return {t.pk for t in response.context["cl"].result_list}
 

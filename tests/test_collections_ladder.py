@@ -95,7 +95,10 @@ def test_low_and_high_risk_loans_walk_their_ladders_from_due_date_to_legal():
         assert AgencyPlacement.objects.filter(cases=case, recall_reason="legal").count() == 1
         # Each step ran exactly once.
         assert CaseStepRun.objects.filter(case=case).count() == case.tier.escalation_steps.count()
-    assert CollectionCase.objects.filter(loan=high_loan).get().dpd == 91
+    assert (
+        CollectionCase.objects.select_related("loan__customer").get(loan=high_loan).days_past_due(day(91))
+        == 91
+    )
     assert CallTask.objects.filter(case__loan=high_loan).get().assigned_to == collector
     # Every ladder message went through the engine's log and was sent (or held back with a reason).
     statuses = [status for _c, _k, status in ladder_contacts(low_loan)]
@@ -396,7 +399,7 @@ def test_a_customer_a_day_ahead_of_or_behind_utc_is_past_due_on_their_own_calend
     now = day(1, hour=0, tz=zone)
     advance_collections(now)
     case = open_case(loan)
-    assert case is not None and case.dpd == 1
+    assert case is not None and case.days_past_due(now) == 1
     # 23:30 local on the due date itself: not yet past due there, whatever the UTC date already is.
     other = make_overdue_loan(tier, due_date=DUE + dt.timedelta(days=1), timezone=zone)
     advance_collections(day(0, hour=23, tz=zone, due=DUE + dt.timedelta(days=1)))

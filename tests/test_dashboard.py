@@ -191,7 +191,9 @@ def test_collectors_open_tasks_count_per_collector(book):
     from debt_collection.models import CallTask, CollectionCase
 
     kim, lee = make_user("kim"), make_user("lee")
-    case = CollectionCase.objects.create(loan=book["i1"].loan, opened_at=local(days_ago(2)), dpd=5)
+    case = CollectionCase.objects.create(
+        loan=book["i1"].loan, opened_at=local(days_ago(2)), oldest_due_date=days_ago(5)
+    )
     noon = local(TODAY)
 
     def task(user, at, status=CallTask.Status.OPEN, outcome=""):
@@ -219,7 +221,7 @@ def test_the_morning_board_counts_promises_failures_and_the_queue_by_age_with_li
     from loans.models import AutoDebitAttempt
 
     case = CollectionCase.objects.create(
-        loan=book["i1"].loan, opened_at=local(days_ago(20)), dpd=5, stage="call"
+        loan=book["i1"].loan, opened_at=local(days_ago(20)), oldest_due_date=days_ago(25), stage="call"
     )
     noon = local(TODAY)
     make_payment(
@@ -230,7 +232,9 @@ def test_the_morning_board_counts_promises_failures_and_the_queue_by_age_with_li
     def promise(date, status, resolved=None, amount="100.00"):
         loan = make_loan(book["customers"][0])  # one pending promise per case
         PromiseToPay.objects.create(
-            case=CollectionCase.objects.create(loan=loan, opened_at=local(days_ago(20)), dpd=5),
+            case=CollectionCase.objects.create(
+                loan=loan, opened_at=local(days_ago(20)), oldest_due_date=days_ago(25)
+            ),
             amount=Decimal(amount),
             promised_date=date,
             status=status,

@@ -28,6 +28,7 @@ def freeze(installment):
         tier=installment.loan.customer.tier,
         stage="legal",
         opened_at=PLAN_AT,
+        oldest_due_date=installment.due_date,
         is_frozen=True,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -73,7 +74,11 @@ def test_a_broken_promise_is_marked_the_day_after_and_the_ladder_resumes():
     follow_up = open_tasks(loan)[0]
     assert follow_up.assigned_to == collector
     assert follow_up.scheduled_for == day(10)
-    assert follow_up.priority > call_priority(broken_promises=0, amount_overdue=Decimal("10000"), dpd=90)
+    assert follow_up.priority > call_priority(
+        broken_promises=0,
+        amount_overdue=Decimal("10000"),
+        oldest_due_date=day(10).date() - dt.timedelta(days=90),
+    )
 
 
 def test_a_promise_kept_by_payment_closes_the_case(django_capture_on_commit_callbacks):

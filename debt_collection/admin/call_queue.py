@@ -25,8 +25,9 @@ from django.utils.translation import gettext_lazy as _
 from core.admin import AuditedModelAdmin, LargeTablePaginator, PersonalDataAdminMixin
 from core.masking import masker_for
 from core.money import format_money
+from loans.book_admin import request_moment
 from loans.models import Loan
-from loans.schedule import dpd_bucket
+from loans.schedule import dpd_bucket, local_date
 from notifications.models import NotificationLog
 
 from .. import call_outcomes, calls
@@ -179,7 +180,8 @@ class CallTaskAdmin(PersonalDataAdminMixin, AuditedModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_changelist(self, request, **kwargs):
-        request.queue_now = timezone.now()  # one moment for the whole page: gates, service level, filters
+        # One moment for the whole page: gates, service level, days past due, filters.
+        request.queue_now = request_moment(request)
         return super().get_changelist(request, **kwargs)
 
     def get_changelist_instance(self, request):
@@ -208,7 +210,11 @@ class CallTaskAdmin(PersonalDataAdminMixin, AuditedModelAdmin):
     @admin.display(description=_("loan"))
     def loan(self, obj):
         case = obj.case
-        details = [case.stage, gettext("DPD %(n)s") % {"n": case.dpd}, dpd_bucket(case.dpd)]
+        dpd = case.days_past_due(obj.queue_now) if getattr(obj, "queue_now", None) else None
+        details = [
+            case.stage,
+            *([gettext("DPD %(n)s") % {"n": dpd}, dpd_bucket(dpd)] if dpd is not None else []),
+        ]
         broken = ""
         if case.broken_promises:
             broken = ngettext("%(n)d broken promise", "%(n)d broken promises", case.broken_promises) % {
@@ -410,9 +416,11 @@ class CallTaskAdmin(PersonalDataAdminMixin, AuditedModelAdmin):
             }
             for loan in [case.loan, *other_loans]
         ]
+        today = local_date(now, customer.timezone)
         for row in loans:
             if row["case"] is not None:
                 row["amount_overdue"] = format_money(row["case"].amount_overdue, row["currency"])
+                row["dpd"] = row["case"].days_past_due(today)
         history = list(
             CallAttempt.objects.filter(customer=customer)
             .select_related("task")
@@ -430,6 +438,7 @@ class CallTaskAdmin(PersonalDataAdminMixin, AuditedModelAdmin):
             "opts": self.model._meta,
             "task": task,
             "case": case,
+            "dpd": case.days_past_due(today),
             "amount_overdue": format_money(case.amount_overdue, case.loan.currency),
             "customer_name": masker.name(customer.name),
             "customer_phone": masker.phone(str(customer.phone or "")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import DateTimeField, Value
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -18,7 +19,7 @@ from core.admin import AuditedExportMixin, AuditedModelAdmin, LargeTablePaginato
 from core.imports.admin import BookImportAdminMixin
 from core.money import money_display
 from loans.admin import CreditTierAdmin
-from loans.schedule import dpd_bucket
+from loans.book_admin import STANDING_AT, request_moment
 
 from .. import legal, placements
 from ..models import (
@@ -32,7 +33,7 @@ from ..models import (
     PromiseToPay,
 )
 from ..resources import EscalationStepResource
-from .filters import StageFilter
+from .filters import DpdBucketFilter, StageFilter
 
 
 class EscalationStepInline(admin.TabularInline):
@@ -105,14 +106,14 @@ class CollectionCaseAdmin(admin.ModelAdmin):
         "tier",
         "stage",
         "status",
-        "dpd",
+        "days_past_due",
         "bucket",
         "amount_overdue_display",
         "is_paused",
         "is_frozen",
         "opened_at",
     ]
-    list_filter = ["status", StageFilter, "is_frozen", "tier"]
+    list_filter = ["status", StageFilter, DpdBucketFilter, "is_frozen", "tier"]
     list_select_related = ["loan__customer", "tier"]
     search_fields = ["loan__ref", "loan__customer__ref"]
     raw_id_fields = ["loan"]
@@ -136,9 +137,23 @@ class CollectionCaseAdmin(admin.ModelAdmin):
     def customer_ref(self, obj):
         return obj.loan.customer.ref
 
+    def get_queryset(self, request):
+        # Every row of a request is read at its one moment, carried on the rows (never a clock per row).
+        moment = Value(request_moment(request), output_field=DateTimeField())
+        return super().get_queryset(request).annotate(**{STANDING_AT: moment})
+
+    @staticmethod
+    def _moment(obj):
+        return getattr(obj, STANDING_AT, None) or obj.closed_at or obj.opened_at
+
+    # More days past due is an older date to count from.
+    @admin.display(description=_("days past due"), ordering="-oldest_due_date")
+    def days_past_due(self, obj):
+        return obj.days_past_due(self._moment(obj))
+
     @admin.display(description=_("DPD bucket"))
     def bucket(self, obj):
-        return dpd_bucket(obj.dpd)
+        return obj.dpd_bucket(self._moment(obj)).label
 
     @admin.display(boolean=True, description=_("paused"))
     def is_paused(self, obj):
@@ -171,6 +186,10 @@ class CollectionCaseAdmin(admin.ModelAdmin):
             "title": _("Place cases with an agency"),
             "form": form,
             "queryset": queryset,
+            "cases": [
+                (case, case.days_past_due(request_moment(request)))
+                for case in queryset.select_related("loan__customer")
+            ],
             "opts": self.model._meta,
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         }

@@ -5,10 +5,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from loans.book_admin import request_moment
 from loans.schedule import DPD_BUCKET_BOUNDS, DpdBucket
 
 from ..assignment import collectors, service_level
-from ..models import CallTask, EscalationStep
+from ..models import CallTask, EscalationStep, past_due_between_q
 
 
 class StageFilter(admin.SimpleListFilter):
@@ -27,11 +28,12 @@ class StageFilter(admin.SimpleListFilter):
 
 
 class DpdBucketFilter(admin.SimpleListFilter):
-    """Days past due by bucket (1-30, 31-60, 61-90, 90+), the bounds ``dpd_bucket`` uses."""
+    """Open cases by days past due (1-30, 31-60, 61-90, 90+, the bounds ``dpd_bucket`` uses) at the request's
+    moment, in each customer's calendar: a condition on the date they count from (``past_due_between_q``)."""
 
     title = _("DPD bucket")
     parameter_name = "bucket"
-    field = "dpd"
+    prefix = ""  # the path from the listed model to the case
 
     def lookups(self, request, model_admin):
         return [(bucket, DpdBucket(bucket).label) for bucket in DPD_BUCKET_BOUNDS]
@@ -41,8 +43,7 @@ class DpdBucketFilter(admin.SimpleListFilter):
         if bounds is None:
             return queryset
         first, last = bounds
-        queryset = queryset.filter(**{f"{self.field}__gte": first})
-        return queryset if last is None else queryset.filter(**{f"{self.field}__lte": last})
+        return queryset.filter(past_due_between_q(request_moment(request), first, last, self.prefix))
 
 
 class CollectorFilter(admin.SimpleListFilter):
@@ -108,4 +109,4 @@ class TaskStageFilter(StageFilter):
 
 
 class TaskDpdBucketFilter(DpdBucketFilter):
-    field = "case__dpd"
+    prefix = "case__"

@@ -18,7 +18,7 @@ from ..schedule import (
     grace_days_of,
     grace_end_date,
     installment_state,
-    local_date,
+    local_day,
 )
 from .customers import Customer
 from .tiers import CreditTier
@@ -147,9 +147,7 @@ class Installment(models.Model):
 
     def _local_day(self, on: dt.date | dt.datetime) -> dt.date:
         """``on`` as the customer's calendar day: a moment is read in their zone, a date is taken as it is."""
-        if isinstance(on, dt.datetime):
-            return local_date(on, self.loan.customer.timezone)
-        return on
+        return local_day(on, self.loan.customer.timezone) if isinstance(on, dt.datetime) else on
 
     def state(self, on: dt.date | dt.datetime) -> InstallmentState:
         """Upcoming, due, in grace, overdue or paid on ``on`` (the customer's calendar and tier's grace period).
