@@ -4,9 +4,10 @@
     .venv/bin/python bench/daily_run.py --rows 1000000 --database-url postgres://postgres@127.0.0.1:5432/bench
 
 The figure: the whole pipeline for one moment (apply scores, auto-debit, planning, collections, dispatch to the
-outbox backend). The floor: merely bulk_create-ing as many NotificationLog rows as the run wrote, into the same
-database, in the same run. Target: at most 4x. Also printed: queries per 1,000 loans (must not grow with the book)
-and each step's seconds and queries.
+outbox backend). The floor: bulk_create of as many rows as the run inserted into the four tables that take nearly
+all of them (the log, its items, the outbox and the audit trail), into the same database, in the same run.
+Target: at most 3x. Printed for reading: the first floor, bulk_create of the log rows alone; queries per 1,000
+loans (must not grow with the book) and each step's seconds and queries.
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ def main() -> int:
     inserted = {name: n - written_before[name] for name, n in rows_per_table().items()}
     sent = NotificationLog.objects.filter(status__in=["sent", "delivered"], sent_at__gte=now).count()
 
-    # The floor: the same number of log rows, bulk_created into the same table, rolled back afterwards.
+    # A first floor, for reading: the same number of log rows, bulk_created into the same table, rolled back.
     from loans.models import Customer
 
     customer_id = Customer.objects.order_by("id").values_list("id", flat=True).first()
@@ -222,8 +223,8 @@ def main() -> int:
             NotificationLog.objects.bulk_create(rows, batch_size=2000)
             transaction.set_rollback(True)
 
-    # A second floor, for reading only (the target is against the first): bulk_create of as many rows as the run
-    # inserted into the four tables that take nearly all of them (log, items, outbox, audit trail).
+    # The floor of the target: bulk_create of as many rows as the run inserted into the four tables that take nearly
+    # all of them (log, items, outbox, audit trail).
     like_the_run = rows_like_the_run(inserted, now, customer_id)
     with timed("floor_all", times):
         bulk_create_like_the_run(like_the_run, inserted["NotificationItem"])
@@ -231,20 +232,25 @@ def main() -> int:
     report = Report(f"Daily run over {args.rows:,} loans")
     report.note(f"pipeline summary: {summary}")
     report.note(f"notification rows written: {produced:,} ({sent:,} sent to the outbox)")
+    big = sum(
+        inserted[name] for name in ("NotificationLog", "NotificationItem", "OutboxMessage", "AuditEvent")
+    )
     report.ratio(
-        "run_jobs (one day)", times["run"], f"bulk_create of {produced:,} log rows", times["floor"], at_most=4
+        "run_jobs (one day)",
+        times["run"],
+        f"bulk_create of the {big:,} rows it inserted into the log, its items, the outbox and the audit trail",
+        times["floor_all"],
+        at_most=3,
     )
     report.note(
         f"rows inserted in all: {sum(inserted.values()):,} ({sum(inserted.values()) / max(produced, 1):.1f} per log row: "
         + ", ".join(f"{name} {n:,}" for name, n in inserted.items() if n)
-        + "); not counted: the updates of log rows (claimed, then sent) and of every open case's days past due"
-    )
-    big = sum(
-        inserted[name] for name in ("NotificationLog", "NotificationItem", "OutboxMessage", "AuditEvent")
+        + "); not counted: the updates of log rows (claimed, then sent) and of the cases whose amount overdue, "
+        "tier or stage moved (days past due are derived, no case is written for them)"
     )
     report.note(
-        f"for reading: {times['run'] / times['floor_all']:.2f}x a bulk_create of the {big:,} rows it inserted into "
-        f"the log, its items, the outbox and the audit trail ({times['floor_all']:.2f}s)"
+        f"for reading: {times['run'] / times['floor']:.2f}x a bulk_create of the {produced:,} log rows alone "
+        f"({times['floor']:.2f}s)"
     )
     report.note(
         f"queries: {queries['n']:,} in all, {queries['n'] / max(args.rows / 1000, 1):.2f} per 1,000 loans"

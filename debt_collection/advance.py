@@ -331,10 +331,18 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
         )
 
     # A customer who may no longer be called (put on do-not-contact or opted out of calls since the task was
-    # made, as the gate chain says) leaves the collectors' queue.
+    # made, as the gate chain says) leaves the collectors' queue. Only those two flags can bar a call for good
+    # (``barred_calls``), so only the customers with one of them set are asked.
     customer_of = {c.pk: positions[c.loan_id].customer_id for c in working}
     barred = barred_calls(
-        {c.loan_id: customer_of[c.pk] for c in working if open_tasks.get(c.pk)}, now, run.book
+        {
+            c.loan_id: customer_of[c.pk]
+            for c in working
+            if open_tasks.get(c.pk)
+            and (positions[c.loan_id].is_do_not_contact or positions[c.loan_id].is_opted_out_of_calls)
+        },
+        now,
+        run.book,
     )
     for reason in sorted(set(barred.values())):
         cancelled = cancel_call_tasks(

@@ -110,7 +110,8 @@ BARRING_REASONS = (NotificationLog.Reason.DO_NOT_CONTACT, NotificationLog.Reason
 
 def barred_calls(customer_of_loan: dict[int, int], now: dt.datetime, book: RulesBook) -> dict[int, str]:
     """The loans (of ``{loan_id: customer_id}``) whose customer no call may reach now or later, by the gate chain
-    (``may_call``: do-not-contact, opted out of calls), with the reason code (one query)."""
+    (``may_call``: do-not-contact, opted out of calls), with the reason code (one query). Only a customer on
+    do-not-contact or opted out of calls can be barred: callers with those flags at hand ask for those only."""
     if not customer_of_loan:
         return {}
     customers = Customer.objects.select_related("tier").in_bulk(set(customer_of_loan.values()))
