@@ -42,7 +42,7 @@ def busy_book(book, settings):  # noqa: F811
     make_log(bob, scheduled_for=local(TODAY, 12), status=S.SUPPRESSED, reason=R.FREQUENCY_CAP)
     kim = make_user("kim")
     case = CollectionCase.objects.create(
-        loan=book["i1"].loan, opened_at=local(days_ago(20)), dpd=5, stage="call"
+        loan=book["i1"].loan, opened_at=local(days_ago(20)), oldest_due_date=days_ago(25), stage="call"
     )
     make_payment(book["i1"], amount=Decimal("40.00"), received_at=local(days_ago(3)))
     for user, day in ((kim, TODAY), (kim, TODAY + dt.timedelta(days=2)), (None, days_ago(1))):
