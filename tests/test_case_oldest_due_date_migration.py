@@ -12,8 +12,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("collections", "0005_cancel_skip_and_recall_reasons")]
-AFTER = [("collections", "0006_case_oldest_due_date")]
+BEFORE = [("collections", "0006_field_labels_in_every_language")]
+AFTER = [("collections", "0007_case_oldest_due_date")]
 
 
 def migrate(targets):

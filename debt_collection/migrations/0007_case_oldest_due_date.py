@@ -84,7 +84,7 @@ def store_days_past_due(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("collections", "0005_cancel_skip_and_recall_reasons"),
+        ("collections", "0006_field_labels_in_every_language"),
         ("loans", "0006_customer_search_indexes"),
     ]
 
