@@ -3,7 +3,8 @@ app's part.
 
 Tiers A to D and the loan book (``loans.demo``), reminder templates in Chinese and English for every kind and
 messaging channel, reminder rules per tier, the contact policy, the collections ladders, agencies and weeks of
-worked cases (``debt_collection.demo``), and one demo user per role.
+worked cases (``debt_collection.demo``), champion/challenger tests on tiers B and C with months of simulated
+payments by arm (``strategy.demo``), and one demo user per role.
 
 Everything random comes from ``random.Random(42)``: the same run on the same day gives the same rows. Rows
 that exist (by reference) are left as they are; dates are relative to the day of the first run.
@@ -24,6 +25,8 @@ from debt_collection import demo as collections_demo
 from loans import demo as loans_demo
 from loans.models import CreditTier
 from notifications.models import ContactPolicy, ReminderRule, ReminderTemplate
+from strategy import demo as strategy_demo
+from strategy.outcomes import run_outcomes
 
 from . import roles
 
@@ -214,5 +217,9 @@ def seed(today: dt.date | None = None, stdout=None) -> dict[str, Any]:
         config = seed_configuration()
         book = loans_demo.seed_book(today, rnd)
         users = seed_users()
-    others = {"debt_collection.demo": collections_demo.seed(stdout=stdout, today=today)}
+    with transaction.atomic():
+        # Before the collections' history, which works the simulated customers' late payments as cases too.
+        others = {"strategy.demo": strategy_demo.seed(today, random.Random(19))}
+    others["debt_collection.demo"] = collections_demo.seed(stdout=stdout, today=today)
+    others["strategy.outcomes"] = run_outcomes(timezone.make_aware(dt.datetime.combine(today, dt.time(6))))
     return {"configuration": config, "book": book, "others": others, "users": users}

@@ -17,6 +17,8 @@ from .pipeline_runs import record_step
 PIPELINE: list[tuple[str, str]] = [
     ("apply_scores", "loans.scores.apply_credit_scores"),
     ("autodebit", "loans.autodebit.run_autodebit"),
+    # A policy saved by a script or a bulk write gets its version before the day is decided under it.
+    ("policy_versions", "strategy.versions.record_changed_versions"),
     # The day's engine (strategy.engine): the same steps the workers run per chunk and the policy preview runs.
     ("plan", "strategy.engine.plan"),
     ("collections", "strategy.engine.advance"),

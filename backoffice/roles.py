@@ -57,6 +57,8 @@ ROLES: dict[str, dict[str, list[str]]] = {
             "delete_credittier",
             "change_customer",
             "add_payment",
+            "run_policy_test",
+            "promote_challenger",
             "import_*",
             "export_*",
         ],
@@ -84,10 +86,13 @@ ROLES: dict[str, dict[str, list[str]]] = {
             # Operations look after the agencies' contracts and hand them their files (which hold personal
             # data when the contract allows it); collectors decide the placement, not the transfer.
             "download_placement_file",
+            # Operations own the policy: moving open cases onto a tier's new version is theirs.
+            "migrate_case_policy",
             "import_*",
             "export_*",
         ],
         "core": ["view_*", "export_*"],
+        "strategy": ["view_*", "export_*"],
         "backoffice": ["view_*", "run_pipeline"],
         "django_q": ["view_*"],
     },
@@ -106,7 +111,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
 }
 
 # Apps whose permissions the roles are about ("*" means these; auth, sessions... only for Administrator).
-PRODUCT_APPS = ("core", "loans", "notifications", "collections", "backoffice", "django_q")
+PRODUCT_APPS = ("core", "loans", "notifications", "collections", "strategy", "backoffice", "django_q")
 
 
 def codename_matches(codename: str, patterns: list[str]) -> bool:

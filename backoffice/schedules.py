@@ -15,6 +15,8 @@ SCHEDULES = [
     {"name": "housekeeping", "func": "core.housekeeping.run_housekeeping", "minutes": 60},
     # Delivery receipts that came before their send was recorded and were not applied by the dispatcher.
     {"name": "parked-receipts", "func": "notifications.receipts.run_parked_receipts", "minutes": 10},
+    # What each policy version and arm achieved (the Strategy outcomes page and export read it).
+    {"name": "strategy-outcomes", "func": "strategy.outcomes.run_outcomes", "minutes": 360},
 ]
 
 

@@ -22,6 +22,7 @@ from loans.autodebit import run_autodebit
 from loans.models import Customer
 from loans.scores import apply_credit_scores
 from strategy.engine import Scope, dispatch, run_engine
+from strategy.versions import record_changed_versions
 
 from .models import PipelineRun
 from .pipeline_runs import open_run, record_step, recorded
@@ -100,6 +101,7 @@ def fan_out_daily_run(now: dt.datetime, *, live: bool, chunk: int | None = None,
 
     step("apply_scores", apply_credit_scores(now) or {})
     step("autodebit", run_autodebit(now) or {})
+    step("policy_versions", record_changed_versions(now))
     step("collections_before", collections_book_steps(now, before_chunks=True))
     ranges = customer_id_ranges(chunk or settings.DAILY_RUN_CHUNK_CUSTOMERS)
     group = f"daily-run-{now:%Y%m%dT%H%M%S}"

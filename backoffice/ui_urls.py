@@ -6,6 +6,8 @@ from django.contrib import admin
 from django.urls import path
 
 from core import audit_views
+from strategy.champion_views import tier_test_view
+from strategy.outcome_views import outcomes_view
 from strategy.views import tier_preview_view
 
 from . import customer_page, pipeline_views
@@ -28,6 +30,12 @@ urlpatterns = [
         admin.site.admin_view(tier_preview_view),
         name="tier_preview",
     ),
+    path(
+        "loans/credittier/<int:tier_id>/champion-challenger/",
+        admin.site.admin_view(tier_test_view),
+        name="tier_test",
+    ),
+    path("strategy/outcomes/", admin.site.admin_view(outcomes_view), name="strategy_outcomes"),
     path(
         "backoffice/pipeline/start/",
         admin.site.admin_view(pipeline_views.start_pipeline_view),

@@ -60,7 +60,7 @@ class AuditChainHead(models.Model):
 
 
 class ExportJob(models.Model):
-    """One export of the notification log or the audit trail, run in the request or as a background task.
+    """One export of the notification log, the audit trail or the strategy outcomes, run in the request or as a background task.
 
     The file lives under ``settings.EXPORT_ROOT`` (never under static files) beside its ``.manifest.json``;
     only its owner, or a user allowed to export that kind, downloads it."""
@@ -68,6 +68,7 @@ class ExportJob(models.Model):
     class Kind(models.TextChoices):
         NOTIFICATIONS = "notifications", _("Notification log")
         AUDIT = "audit", _("Audit trail")
+        OUTCOMES = "outcomes", _("Strategy outcomes")
 
     class Format(models.TextChoices):
         CSV = "csv", "CSV"

@@ -32,7 +32,7 @@ from .calls import (
     schedule_calls,
 )
 from .closing import close_cases
-from .ladder import LADDER_KEY_PREFIX, steps_to_perform
+from .ladder import LADDER_KEY_PREFIX, done_steps, steps_to_perform
 from .legal import enforce_legal_freeze, refer_many_to_legal
 from .models import (
     MESSAGING_ACTIONS,
@@ -44,6 +44,7 @@ from .models import (
     EscalationStep,
 )
 from .placements import place_with_agency
+from .policy_versions import CaseVersions
 from .positions import CHUNK, JOB_ACTOR, LoanPosition, loan_positions, past_due_cutoff
 from .promises import resolve_promises
 
@@ -58,6 +59,7 @@ class _Run:
     steps: dict[int, list[EscalationStep]]
     book: RulesBook
     counts: Counter
+    versions: CaseVersions
     _collectors: dict[int, int] | None = None
     _agencies: dict[int, int] | None = None
 
@@ -107,6 +109,7 @@ def advance_collections(
         steps=defaultdict(list),
         book=RulesBook.load(),
         counts=Counter(),
+        versions=CaseVersions.load(),
     )
     for step in EscalationStep.objects.order_by("tier_id", "min_dpd", "id"):
         run.steps[step.tier_id].append(step)
@@ -184,14 +187,18 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     ]
     if to_close:
         close_cases(to_close, at=now, actor=actor, counts=counts)
-    # Open a case per loan past its grace period.
+    # Open a case per loan past its grace period, under its customer's arm's version.
     new_cases = []
+    version_of = run.versions.of_opening(
+        [p for loan_id, p in positions.items() if p.is_overdue and loan_id not in cases]
+    )
     for loan_id, pos in positions.items():
         if pos.is_overdue and loan_id not in cases:
             new_cases.append(
                 CollectionCase(
                     loan_id=loan_id,
                     tier_id=pos.tier_id,
+                    policy_version_id=version_of.get(pos.customer_id),
                     opened_at=now,
                     oldest_due_date=pos.first_due_date,
                     amount_overdue=pos.amount_overdue,
@@ -218,6 +225,7 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                     after={
                         "loan_id": case.loan_id,
                         "tier_id": pos.tier_id,
+                        "policy_version_id": case.policy_version_id,
                         "dpd": pos.dpd,
                         "grace_period_days": pos.grace_days,
                         "amount_overdue": pos.amount_overdue,
@@ -231,11 +239,16 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
         log_events(events)
         return
 
-    done_steps: dict[int, set[int]] = defaultdict(set)
-    for case_id, step_id in CaseStepRun.objects.filter(case__any_of=[c.pk for c in working]).values_list(
-        "case_id", "step_id"
-    ):
-        done_steps[case_id].add(step_id)
+    done_ids: dict[int, set[int]] = defaultdict(set)
+    done_keys: dict[int, set[tuple[int, str]]] = defaultdict(set)
+    for case_id, step_id, min_dpd, action in CaseStepRun.objects.filter(
+        case__any_of=[c.pk for c in working]
+    ).values_list("case_id", "step_id", "min_dpd", "action"):
+        if step_id is None:
+            done_keys[case_id].add((min_dpd, action))
+        else:
+            done_ids[case_id].add(step_id)
+    run.versions.follow(working, positions, run.steps)
     open_tasks: dict[int, list[CallTask]] = defaultdict(list)
     for task in CallTask.objects.filter(
         case_id__any_of=[c.pk for c in working], status=CallTask.Status.OPEN
@@ -249,7 +262,9 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     referrals: list[tuple[CollectionCase, EscalationStep]] = []
     # Only cases whose numbers or stage moved are written: days past due grow by themselves (counted from
     # ``oldest_due_date`` when read), so a day on which nothing happened to a case writes nothing.
-    before = {c.pk: (c.oldest_due_date, c.amount_overdue, c.tier_id, c.stage) for c in working}
+    before = {
+        c.pk: (c.oldest_due_date, c.amount_overdue, c.tier_id, c.stage, c.policy_version_id) for c in working
+    }
     for case in working:
         pos = positions[case.loan_id]
         case.oldest_due_date, case.amount_overdue, case.tier_id = (
@@ -263,8 +278,8 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
         if not pos.is_overdue:  # inside the new tier's grace period: only grace reminders, no ladder step
             counts["cases_in_grace"] += 1
             continue
-        ladder = run.steps.get(pos.tier_id, [])
-        done = {s for s in ladder if s.pk in done_steps[case.pk]}
+        ladder = run.versions.ladder_of(case, pos.tier_id, run.steps)
+        done = done_steps(ladder, done_ids[case.pk], done_keys[case.pk])
         perform, passed = steps_to_perform(ladder, pos.dpd, pos.grace_days, done)
         if not perform:
             continue
@@ -304,12 +319,14 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                         "min_dpd": top.min_dpd,
                         "dpd": pos.dpd,
                         "tier_id": pos.tier_id,
+                        "policy_version_id": case.policy_version_id,
                     },
                 )
             )
             case.stage = top.stage
 
     CaseStepRun.objects.bulk_create(runs)
+    version_of = {c.pk: c.policy_version_id for c in working}
     for r in runs:
         events.append(
             Event(
@@ -326,6 +343,7 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
                     "min_dpd": r.min_dpd,
                     "dpd": r.dpd,
                     "reason": r.detail,
+                    "policy_version_id": version_of[r.case_id],
                 },
             )
         )
@@ -383,13 +401,17 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
         bulk_update_rows(stale, ["priority"], batch_size=500)
 
     changed = [
-        c for c in working if before[c.pk] != (c.oldest_due_date, c.amount_overdue, c.tier_id, c.stage)
+        c
+        for c in working
+        if before[c.pk] != (c.oldest_due_date, c.amount_overdue, c.tier_id, c.stage, c.policy_version_id)
     ]
     for case in changed:
         case.updated_at = now
     if changed:
         bulk_update_rows(
-            changed, ["oldest_due_date", "amount_overdue", "tier", "stage", "updated_at"], batch_size=500
+            changed,
+            ["oldest_due_date", "amount_overdue", "tier", "stage", "policy_version", "updated_at"],
+            batch_size=500,
         )
     log_events(events)
 
@@ -424,7 +446,7 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
 def _run_row(case, step, pos, now, result, detail) -> CaseStepRun:
     return CaseStepRun(
         case=case,
-        step=step,
+        step_id=step.pk,
         min_dpd=step.min_dpd,
         stage=step.stage,
         action=step.action,
@@ -453,6 +475,7 @@ def _plan_step_messages(
                 installment_ids=list(pos.past_due_ids),
                 loan_refs=[pos.loan_ref],
                 due_date=pos.first_due_date,
+                policy_version_id=case.policy_version_id,
             )
             for case, step, pos in messages
         ],

@@ -262,6 +262,7 @@ def schedule_calls(
                 scheduled_for=when,
                 created_at=at,
                 priority=case_priority(r.case),
+                policy_version_id=r.case.policy_version_id,
             )
             scheduled.append((task, r.context))
     tasks = CallTask.objects.bulk_create([t for t, _ in scheduled])
@@ -276,6 +277,7 @@ def schedule_calls(
                 "assigned_to_id": t.assigned_to_id,
                 "scheduled_for": t.scheduled_for,
                 "priority": t.priority,
+                "policy_version_id": t.policy_version_id,
                 **context,
             },
         )

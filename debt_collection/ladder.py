@@ -7,6 +7,7 @@ An instalment's own standing (state, days past due, end of grace) is the loan bo
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 
@@ -38,3 +39,39 @@ def steps_to_perform(
         return [], []
     top = max(s.min_dpd for s in reached)
     return [s for s in reached if s.min_dpd == top], [s for s in reached if s.min_dpd < top]
+
+
+@dataclass(frozen=True)
+class LadderStep:
+    """A ladder step as a policy version stored it. ``pk`` is the ladder row it was read from, None when a later
+    version deleted that row (the step is then known by its DPD and action)."""
+
+    pk: int | None
+    min_dpd: int
+    action: str
+    stage: str
+    kind: str
+
+
+def version_ladder(ladder: Sequence[dict], existing_step_ids: Collection[int]) -> list[LadderStep]:
+    """A version's stored ladder as steps, in its stored order (by DPD, then as the rows were written)."""
+    return [
+        LadderStep(
+            pk=s.get("step_id") if s.get("step_id") in existing_step_ids else None,
+            min_dpd=s["min_dpd"],
+            action=s["action"],
+            stage=s.get("stage", ""),
+            kind=s.get("kind", ""),
+        )
+        for s in ladder
+    ]
+
+
+def done_steps(
+    ladder: Sequence[S], done_ids: Collection[int], done_keys: Collection[tuple[int, str]]
+) -> set[S]:
+    """The steps of ``ladder`` a case already ran: by their ladder row; a version's step whose row is gone since
+    by its DPD and action among the runs whose row is gone (``done_keys``)."""
+    return {
+        s for s in ladder if (s.pk in done_ids if s.pk is not None else (s.min_dpd, s.action) in done_keys)
+    }

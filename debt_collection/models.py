@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from loans.models import CreditTier, Customer, Loan
+from loans.models import CreditTier, Customer, Loan, PolicyVersion
 from loans.schedule import DpdBucket, days_past_due, days_past_due_q, dpd_bucket, local_day
 from notifications.choices import Kind
 
@@ -129,6 +129,16 @@ class CollectionCase(models.Model):
         related_name="+",
         verbose_name=_("ladder of tier"),
     )
+    # The policy version whose ladder the case follows: the one current when it opened (or its customer's arm),
+    # kept until it closes unless an operator migrates it (``strategy.versions.migrate_cases``).
+    policy_version = models.ForeignKey(
+        PolicyVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("policy version"),
+    )
     stage = models.CharField(_("stage"), max_length=32, blank=True)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN)
     opened_at = models.DateTimeField(_("opened at"))
@@ -165,6 +175,7 @@ class CollectionCase(models.Model):
         permissions = [
             ("place_with_agency", "Can place cases with a collection agency"),
             ("refer_to_legal", "Can refer cases to legal"),
+            ("migrate_case_policy", "Can move cases onto their tier's current policy version"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -305,6 +316,14 @@ class CallTask(models.Model):
         verbose_name=_("collector"),
     )
     priority = models.BigIntegerField(_("priority"), default=0, help_text=_("Higher is called first."))
+    policy_version = models.ForeignKey(
+        PolicyVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("policy version"),
+    )
     scheduled_for = models.DateTimeField(_("call from"))
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN)
     outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices, blank=True, default="")

@@ -7,11 +7,12 @@ from import_export import fields
 from core.imports.resource import BookResource
 from core.imports.widgets import IntWidget, RefWidget, TextWidget
 from loans.models import CreditTier
+from loans.policy_changes import PolicyImportMixin
 
 from .models import EscalationStep
 
 
-class EscalationStepResource(BookResource):
+class EscalationStepResource(PolicyImportMixin, BookResource):
     tier = fields.Field(
         attribute="tier",
         column_name="tier_code",

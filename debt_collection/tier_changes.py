@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 
 from core.audit import Event, about, actor_name, log_events
+from loans.models import PolicyVersion
 from notifications.cancelling import cancel_pending
 from notifications.models import NotificationLog
 
@@ -59,6 +60,13 @@ def follow_tier_change(
         )
         new_tier_of = {c.pk: by_customer[c.loan.customer_id][1] for c in cases}
         dpd_of = {c.pk: c.days_past_due(at) for c in cases}
+        # The case follows its customer's new tier: that tier's current policy version.
+        current = PolicyVersion.objects.latest_ids({t for t in by_new_tier if t is not None})
+        moved = defaultdict(list)
+        for c in cases:
+            moved[current.get(new_tier_of[c.pk])].append(c.pk)
+        for version_id, case_ids in moved.items():
+            CollectionCase.objects.filter(pk__in=case_ids).update(policy_version_id=version_id)
 
         def reaches_a_call(case: CollectionCase) -> bool:
             # Every step the new ladder reaches at the case's DPD, performed or passed over (nothing is done yet
@@ -73,7 +81,12 @@ def follow_tier_change(
                 **about(CollectionCase, c.pk),
                 at=at,
                 before={"tier_id": by_customer[c.loan.customer_id][0]},
-                after={"tier_id": new_tier_of[c.pk], "stage": c.stage, "dpd": dpd_of[c.pk]},
+                after={
+                    "tier_id": new_tier_of[c.pk],
+                    "policy_version_id": current.get(new_tier_of[c.pk]),
+                    "stage": c.stage,
+                    "dpd": dpd_of[c.pk],
+                },
             )
             for c in cases
         )

@@ -28,6 +28,7 @@ from . import scores
 from .book_admin import BookImportExportAdmin, ReadOnlyInline, instalment_standing
 from .customer_search import customer_search_q
 from .models import CreditScore, CreditTier, Customer, Installment, Loan
+from .policy_changes import PolicyChangeAdminMixin
 from .resources import CreditScoreResource, CreditTierResource, CustomerResource
 
 INSTALMENTS_SHOWN = 60
@@ -35,7 +36,9 @@ INSTALMENTS_SHOWN = 60
 
 # --- configuration --------------------------------------------------------------------------------------
 @admin.register(CreditTier)
-class CreditTierAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
+class CreditTierAdmin(
+    PolicyChangeAdminMixin, AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin
+):
     change_form_template = "admin/loans/credittier/change_form.html"
     resource_classes = [CreditTierResource]
     skip_admin_log = True

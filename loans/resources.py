@@ -28,6 +28,7 @@ from core.imports.widgets import (
 
 from . import signals
 from .models import CreditScore, CreditTier, Customer, Installment, Loan, Payment
+from .policy_changes import PolicyImportMixin
 from .tiers import tier_for
 
 
@@ -44,7 +45,7 @@ def boolean(column: str) -> Field:
     return Field(attribute=column, column_name=column, widget=BoolWidget(), default=False)
 
 
-class CreditTierResource(BookResource):
+class CreditTierResource(PolicyImportMixin, BookResource):
     code = text("code")
     name = text("name")
     min_score = Field(attribute="min_score", column_name="min_score", widget=IntWidget())

@@ -12,6 +12,9 @@ cure of a loan out of arrears) commits with the money or not at all.
   these debits (each attempt with its instalment, loan, customer and tier selected). Sent inside the
   transaction that records the declines: a failing receiver (the customer's notice not planned) leaves the
   attempts pending, recorded with their notice on the next run.
+- ``policy_saved(sender, tier_ids: list[int] | None, actor: str, reason: str, at: datetime)``: a tier's policy
+  (the tier, its reminder rules or its ladder) was saved (``None``: compare every tier); the strategy app records
+  the new versions (``loans.policy_changes``).
 """
 
 from django.dispatch import Signal
@@ -20,3 +23,4 @@ installments_paid = Signal()
 payments_recorded = Signal()
 tier_changed = Signal()
 autodebit_failed = Signal()
+policy_saved = Signal()

@@ -28,6 +28,7 @@ from core.masking import known_of, masker_for
 from core.moments import parse_moment
 from loans.admin import CreditTierAdmin
 from loans.models import Customer
+from loans.policy_changes import PolicyChangeAdminMixin
 
 from . import log_admin  # noqa: F401  (registers the notification log's admin)
 from .choices import Channel
@@ -126,7 +127,9 @@ class ReminderRuleInline(admin.TabularInline):
 
 
 @admin.register(ReminderRule)
-class ReminderRuleAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
+class ReminderRuleAdmin(
+    PolicyChangeAdminMixin, AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin
+):
     resource_classes = [ReminderRuleResource]
     list_display = ("tier", "offset_days", "channel", "kind", "send_time", "is_active")
     list_filter = ("tier", "channel", "kind", "is_active")

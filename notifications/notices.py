@@ -52,6 +52,8 @@ class Notice:
     installment_ids: list[int]
     loan_refs: list[str]
     due_date: dt.date | None
+    # The policy version the notice was decided under (a case's); None: the tier's current version.
+    policy_version_id: int | None = None
 
 
 def plan_notices(notices: Iterable[Notice], *, now: dt.datetime, actor: str = "system") -> int:
@@ -82,6 +84,7 @@ def plan_notices(notices: Iterable[Notice], *, now: dt.datetime, actor: str = "s
                 due_date=n.due_date,
                 offset_days=None,
                 scheduled_for=now,
+                policy_version_id=n.policy_version_id,
             )
         elif n.due_date is not None and (group.due_date is None or n.due_date < group.due_date):
             group.due_date = n.due_date

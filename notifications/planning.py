@@ -20,14 +20,16 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef
 from django.utils import timezone
 
 from core.audit import Event, log_events
 from core.bulk import bulk_update_rows
 from loans.locations import locate
-from loans.models import Customer, Installment, Loan
+from loans.models import Customer, Installment, Loan, PolicyVersion
 
 from . import compliance
+from .arms import ArmRules
 from .cancelling import cancel_pending
 from .models import NotificationItem, NotificationLog, ReminderRule
 
@@ -85,6 +87,8 @@ class PlanGroup:
     offset_days: int | None
     scheduled_for: dt.datetime
     rule_id: int | None = None
+    # The policy version the contact is decided under; left None, the tier's current version.
+    policy_version_id: int | None = None
     installment_ids: list[int] = field(default_factory=list)
     # What else the planned event says about the contact (a fallback names the contact it replaces).
     details: dict[str, Any] = field(default_factory=dict)
@@ -118,16 +122,20 @@ def plan_contacts(
     totals = Counter(planned=0, customers=0, already_planned=0)
     book = compliance.RulesBook.load()
     rules_by_tier: dict[int, list[ReminderRule]] = defaultdict(list)
-    for rule in ReminderRule.objects.filter(is_active=True).select_related("tier").order_by("id"):
+    rules = ReminderRule.objects.filter(is_active=True).select_related("tier").order_by("id")
+    # Each tier's current policy version, read with its rules: the version the day's contacts are decided under.
+    rules = rules.annotate(policy_version_id=PolicyVersion.objects.newest_of_tier(OuterRef("tier")))
+    for rule in rules:
         # A rule that no longer suits its tier's grace period (the period was changed after the rule was
         # written) is left out: inside the grace period only grace reminders go out.
         if rule.fits_grace_period(rule.tier.grace_period_days):
             rules_by_tier[rule.tier_id].append(rule)
-    if not rules_by_tier:
+    arms = ArmRules.load(rules_by_tier)
+    if not arms.tier_ids:
         return dict(totals)
-    offsets = {rule.offset_days for rules in rules_by_tier.values() for rule in rules}
+    offsets = arms.offsets()
 
-    customers = Customer.objects.filter(tier_id__in=list(rules_by_tier), loans__status=Loan.Status.ACTIVE)
+    customers = Customer.objects.filter(tier_id__in=arms.tier_ids, loans__status=Loan.Status.ACTIVE)
     if customer_ids is not None:
         customers = customers.filter(id__any_of=list(customer_ids))
     if customer_id_range is not None:
@@ -139,13 +147,13 @@ def plan_contacts(
     planned_customers: set[int] = set()
     for local_day, tz_names in sorted(zones_by_day.items()):
         rows = (
-            Installment.objects.unpaid()
+            arms.with_arms(Installment.objects.unpaid())
             .filter(
                 due_date__in=sorted({local_day - dt.timedelta(days=d) for d in offsets}),
                 loan__status=Loan.Status.ACTIVE,
                 loan__legal_hold=False,  # a loan under legal hold is never planned
                 loan__customer__timezone__in=tz_names,
-                loan__customer__tier_id__in=list(rules_by_tier),
+                loan__customer__tier_id__in=arms.tier_ids,
             )
             .order_by("loan__customer_id", "due_date", "loan__ref", "seq")
             .values(
@@ -157,6 +165,7 @@ def plan_contacts(
                 "loan__customer__timezone",
                 "loan__customer__timezone_source",
                 "loan__customer__phone",
+                *arms.row_fields(),
             )
         )
         if customer_ids is not None:
@@ -176,7 +185,7 @@ def plan_contacts(
                 groups = {}
             current_customer = customer_id
             offset = (local_day - row["due_date"]).days
-            for rule in rules_by_tier[row["loan__customer__tier_id"]]:
+            for rule in arms.rules_for(row["loan__customer__tier_id"], row):
                 if rule.offset_days != offset:
                     continue
                 key = rule_dedupe_key(customer_id, row["due_date"], rule.kind, rule.channel, rule.offset_days)
@@ -203,6 +212,7 @@ def plan_contacts(
                             book,
                         ),
                         rule_id=rule.id,
+                        policy_version_id=getattr(rule, "policy_version_id", None),
                     )
                 group.add([row["id"]], [row["loan__ref"]])
         if groups:
@@ -240,11 +250,18 @@ def save_plan_groups(
             _add_late_installments(waiting, now, totals, actor)
         if not new:
             return
+        unversioned = {g.tier_id for g in new.values() if g.policy_version_id is None and g.tier_id}
+        if unversioned:
+            current = PolicyVersion.objects.latest_ids(unversioned)
+            for g in new.values():
+                if g.policy_version_id is None and g.tier_id:
+                    g.policy_version_id = current.get(g.tier_id)
         NotificationLog.objects.bulk_create(
             [
                 NotificationLog(
                     customer_id=g.customer_id,
                     tier_id=g.tier_id,
+                    policy_version_id=g.policy_version_id,
                     channel=g.channel,
                     kind=g.kind,
                     due_date=g.due_date,
@@ -322,6 +339,7 @@ def _attach_and_audit(
         "scheduled_for",
         "loan_refs",
         "tier_id",
+        "policy_version_id",
     )
     items, events = [], []
     for row in rows:
@@ -348,6 +366,7 @@ def _attach_and_audit(
                     "scheduled_for": row["scheduled_for"],
                     "loan_refs": row["loan_refs"],
                     "tier_id": row["tier_id"],
+                    "policy_version_id": row["policy_version_id"],
                     "installment_ids": group.installment_ids,
                     "rule_id": group.rule_id,
                     **group.details,

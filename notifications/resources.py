@@ -11,6 +11,7 @@ from import_export.fields import Field
 from core.imports.resource import BookResource
 from core.imports.widgets import IntWidget, LocalTimeWidget, RefWidget, TextWidget
 from loans.models import CreditTier
+from loans.policy_changes import PolicyImportMixin
 
 from .models import ReminderRule, ReminderTemplate
 
@@ -35,7 +36,7 @@ class ReminderTemplateResource(BookResource):
         import_id_fields = ("kind", "channel", "language")
 
 
-class ReminderRuleResource(BookResource):
+class ReminderRuleResource(PolicyImportMixin, BookResource):
     tier = Field(
         attribute="tier",
         column_name="tier_code",

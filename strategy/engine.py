@@ -18,6 +18,8 @@ from debt_collection.advance import advance_collections
 from notifications.dispatch import dispatch_due
 from notifications.planning import plan_contacts
 
+from .experiments import assign_arms
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -45,8 +47,13 @@ BOOK = Scope()
 
 
 def plan(now: dt.datetime, scope: Scope = BOOK) -> dict:
-    """Pipeline step "plan": the rule contacts of each customer's local day holding ``now``."""
-    return plan_contacts(now, **scope.arguments())
+    """Pipeline step "plan": customers of a tier under a champion/challenger test put in their arm
+    (``strategy.experiments.assign_arms``), then the rule contacts of each customer's local day holding ``now``."""
+    assigned = assign_arms(now, **scope.arguments())
+    counts = plan_contacts(now, **scope.arguments())
+    if assigned:
+        counts["assigned_to_arms"] = sum(assigned.values())
+    return counts
 
 
 def advance(now: dt.datetime, scope: Scope = BOOK) -> dict:

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from debt_collection.models import EscalationStep
 from loans.models import CreditTier
 from loans.models.tiers import validate_channel_order
+from loans.policy_changes import announce
 from notifications.choices import Channel, Kind
 from notifications.models import ReminderRule
 
@@ -85,7 +86,8 @@ class Policy:
 def write_policy(tier: CreditTier, policy: Policy) -> None:
     """Write ``policy`` over the tier's saved one, as an operator editing the tier, its rules and its ladder would:
     a rule or step that stays (same offset, channel and kind; same DPD and action) keeps its row, so the steps a
-    case already performed stay performed. Only ever called inside the preview's rolled-back transaction."""
+    case already performed stay performed. Called inside the preview's rolled-back transaction and by the
+    promotion of a challenger; the tier's next version is recorded (``loans.policy_changes``)."""
     CreditTier.objects.filter(pk=tier.pk).update(
         grace_period_days=policy.grace_period_days,
         max_contacts_per_week=policy.max_contacts_per_week,
@@ -121,6 +123,9 @@ def write_policy(tier: CreditTier, policy: Policy) -> None:
             )
         elif (row.stage, row.kind) != (spec.stage, spec.kind):
             EscalationStep.objects.filter(pk=row.pk).update(stage=spec.stage, kind=spec.kind)
+    # Rows updated in bulk send no save signal: the tier's policy is announced as saved once, here (inside the
+    # caller's ``policy_change``, one version).
+    announce([tier.pk])
 
 
 # --- parsing the operator's proposal ---------------------------------------------------------------------

@@ -31,8 +31,9 @@ from django.db import transaction
 from django.db.models import Min, Q
 from django.utils.translation import gettext as _
 
-from debt_collection.models import CaseStepRun
-from loans.models import CreditTier, Customer, Loan
+from debt_collection.models import CaseStepRun, CollectionCase
+from loans.models import CreditTier, Customer, Loan, PolicyVersion
+from loans.policy_changes import policy_change
 from notifications.models import NotificationItem, NotificationLog
 from notifications.sending import SendResult
 
@@ -271,7 +272,12 @@ def run_policy(
     backend = AcceptAllBackend()
     with transaction.atomic():
         if policy is not None:
-            write_policy(tier, policy)
+            with policy_change("preview", "proposed in the policy preview"):
+                write_policy(tier, policy)
+            # The proposal is what the sample's open cases would follow (as if migrated onto it).
+            CollectionCase.objects.open().filter(loan__customer_id__any_of=list(sample.customers)).update(
+                policy_version_id=PolicyVersion.objects.latest_ids([tier.pk]).get(tier.pk)
+            )
         deferred_before = dict(
             NotificationLog.objects.filter(
                 customer_id__any_of=list(sample.customers), status=Status.DEFERRED

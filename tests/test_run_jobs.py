@@ -139,6 +139,7 @@ def test_the_daily_task_fans_planning_and_dispatch_out_in_chunks_of_customers(mo
     assert set(summary) == {
         "apply_scores",
         "autodebit",
+        "policy_versions",
         "collections_before",
         "chunks",
         "collections_after",

@@ -130,3 +130,21 @@ def test_the_demo_book_has_weeks_of_history_so_the_board_is_not_all_zero_or_hund
     assert 0 < morning["right_party_rate"] < 1
     assert CollectionCase.objects.filter(status=CollectionCase.Status.CLOSED).count() >= 20
     assert sum(h["payments"] for h in figures["history"]) > 0
+
+
+def test_the_demo_runs_a_champion_challenger_test_whose_outcomes_differ_by_arm():
+    from backoffice.demo import seed
+    from strategy.models import OutcomeFigure
+
+    seed(today=dt.date(2026, 11, 30))
+    seed(today=dt.date(2026, 11, 30))
+
+    def rate(arm):
+        rows = OutcomeFigure.objects.filter(tier__code="C", arm=arm, metric="paid_by_due")
+        return sum(r.numerator for r in rows) / sum(r.denominator for r in rows)
+
+    assert Customer.objects.filter(ref__startswith="SIM-C-").count() == 150
+    assert rate("holdout") < rate("champion")
+    assert {"champion", "challenger", "holdout"} <= set(
+        OutcomeFigure.objects.filter(tier__code="B").values_list("arm", flat=True)
+    )

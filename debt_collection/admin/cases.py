@@ -20,6 +20,7 @@ from core.imports.admin import BookImportAdminMixin
 from core.money import money_display
 from loans.admin import CreditTierAdmin
 from loans.book_admin import STANDING_AT, request_moment
+from loans.policy_changes import PolicyChangeAdminMixin
 
 from .. import legal, placements
 from ..models import (
@@ -32,6 +33,7 @@ from ..models import (
     LegalReferral,
     PromiseToPay,
 )
+from ..policy_versions import migrate_cases
 from ..resources import EscalationStepResource
 from .filters import DpdBucketFilter, StageFilter
 
@@ -49,7 +51,9 @@ if EscalationStepInline not in CreditTierAdmin.inlines:
 
 
 @admin.register(EscalationStep)
-class EscalationStepAdmin(AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin):
+class EscalationStepAdmin(
+    PolicyChangeAdminMixin, AuditedExportMixin, BookImportAdminMixin, ImportExportMixin, AuditedModelAdmin
+):
     list_display = ["tier", "min_dpd", "stage", "action", "kind"]
     list_filter = ["tier", "action"]
     list_select_related = ["tier"]
@@ -104,6 +108,7 @@ class CollectionCaseAdmin(admin.ModelAdmin):
         "loan",
         "customer_ref",
         "tier",
+        "policy_version",
         "stage",
         "status",
         "days_past_due",
@@ -114,12 +119,12 @@ class CollectionCaseAdmin(admin.ModelAdmin):
         "opened_at",
     ]
     list_filter = ["status", StageFilter, DpdBucketFilter, "is_frozen", "tier"]
-    list_select_related = ["loan__customer", "tier"]
+    list_select_related = ["loan__customer", "tier", "policy_version__tier"]
     search_fields = ["loan__ref", "loan__customer__ref"]
     raw_id_fields = ["loan"]
     readonly_fields = [f.name for f in CollectionCase._meta.fields]
     inlines = [StepRunInline, CallTaskInline, PromiseInline]
-    actions = ["place_with_agency_action", "refer_to_legal_action"]
+    actions = ["place_with_agency_action", "refer_to_legal_action", "migrate_policy_action"]
     show_full_result_count = False
     paginator = LargeTablePaginator
 
@@ -211,6 +216,21 @@ class CollectionCaseAdmin(admin.ModelAdmin):
 
     def has_refer_permission(self, request):
         return request.user.has_perm("collections.refer_to_legal")
+
+    @admin.action(
+        description=_("Move onto the tier's current policy version (audited)"), permissions=["migrate"]
+    )
+    def migrate_policy_action(self, request, queryset):
+        moved = migrate_cases(
+            queryset.open().select_related("policy_version"),
+            actor=request.user,
+            at=timezone.now(),
+            reason="admin",
+        )
+        self.message_user(request, _("%(n)d case(s) moved onto their tier's current version.") % {"n": moved})
+
+    def has_migrate_permission(self, request):
+        return request.user.has_perm("collections.migrate_case_policy")
 
 
 @admin.register(PromiseToPay)

@@ -3,11 +3,14 @@
 One module per concern; Django and every caller find the models here."""
 
 from .customers import CreditScore, Customer
+from .experiments import Arm, PolicyAssignment, PolicyExperiment
 from .loans import Installment, Loan
 from .payments import AutoDebitAttempt, Payment, PaymentAllocation
+from .policies import PolicyVersion
 from .tiers import CreditTier
 
 __all__ = [
+    "Arm",
     "AutoDebitAttempt",
     "CreditScore",
     "CreditTier",
@@ -16,4 +19,7 @@ __all__ = [
     "Loan",
     "Payment",
     "PaymentAllocation",
+    "PolicyAssignment",
+    "PolicyExperiment",
+    "PolicyVersion",
 ]

@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from loans.models import CreditTier, Customer, Installment
+from loans.models import CreditTier, Customer, Installment, PolicyVersion
 
 from ..choices import Channel, Kind
 
@@ -64,6 +64,15 @@ class NotificationLog(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         verbose_name=_("credit tier"),
+    )
+    # The tier's policy version the contact was decided under (a challenger's, for a customer in its arm).
+    policy_version = models.ForeignKey(
+        PolicyVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("policy version"),
     )
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
     kind = models.CharField(_("kind"), max_length=32, choices=Kind.choices)

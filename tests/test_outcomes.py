@@ -1,0 +1,80 @@
+"""The outcomes job counts what each version and arm achieved by cohort month, with intervals that say when a
+difference may be noise."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from debt_collection.advance import advance_collections
+from strategy.models import OutcomeFigure
+from strategy.outcomes import run_outcomes
+from strategy.stats import overlaps, wilson
+
+from .factories import make_tier
+from .factories_collections import DUE, day, make_ladder, make_overdue_loan, overdue_templates, pay
+
+pytestmark = pytest.mark.django_db
+Metric = OutcomeFigure.Metric
+
+
+def figure(metric, **filters) -> tuple[int, int]:
+    rows = OutcomeFigure.objects.filter(metric=metric, **filters)
+    return sum(r.numerator for r in rows), sum(r.denominator for r in rows)
+
+
+def test_the_wilson_interval_holds_small_counts_inside_zero_and_one():
+    low, high = wilson(5, 10)
+    assert round(low, 4) == 0.2366 and round(high, 4) == 0.7634
+    low, high = wilson(0, 10)
+    assert low == 0.0 and 0.27 < high < 0.28
+    assert wilson(0, 0) is None
+    assert overlaps(wilson(5, 10), wilson(6, 10)) and not overlaps(wilson(1, 100), wilson(60, 100))
+
+
+def test_it_counts_payments_by_the_due_date_and_within_7_and_30_days_and_cures():
+    overdue_templates()
+    tier = make_tier(grace_period_days=2)
+    make_ladder(tier, [(3, "early", "sms", "overdue")])
+    on_time, late, never = (make_overdue_loan(tier) for _ in range(3))
+    pay(on_time, Decimal("500.00"), day(-1))
+    advance_collections(day(3))
+    pay(late, Decimal("500.00"), day(5))
+
+    result = run_outcomes(day(40))
+
+    assert result["figures"] > 0
+    assert figure(Metric.PAID_BY_DUE, tier=tier) == (1, 3)
+    assert figure(Metric.PAID_WITHIN_7, tier=tier) == (2, 3)
+    assert figure(Metric.PAID_WITHIN_30, tier=tier) == (2, 3)
+    assert figure(Metric.CURE, tier=tier) == (1, 2)
+    cohorts = set(OutcomeFigure.objects.filter(tier=tier).values_list("cohort", flat=True))
+    assert cohorts == {DUE.replace(day=1)}
+    assert {r.arm for r in OutcomeFigure.objects.filter(tier=tier)} == {"champion"}
+    cure = OutcomeFigure.objects.get(tier=tier, metric=Metric.CURE)
+    assert cure.policy_version.tier == tier
+
+
+def test_running_it_again_replaces_the_figures():
+    tier = make_tier()
+    make_overdue_loan(tier)
+    run_outcomes(day(40))
+    first = OutcomeFigure.objects.count()
+
+    run_outcomes(day(41))
+
+    assert OutcomeFigure.objects.count() == first
+    assert set(OutcomeFigure.objects.values_list("computed_at", flat=True)) == {day(41)}
+
+
+def test_a_figure_whose_horizon_has_not_passed_counts_nothing_yet():
+    tier = make_tier()
+    make_overdue_loan(tier)
+
+    run_outcomes(day(3))
+
+    assert figure(Metric.PAID_BY_DUE, tier=tier) == (0, 1)
+    assert figure(Metric.PAID_WITHIN_7, tier=tier) == (0, 0)
+    assert dt.date(2026, 12, 1) == DUE
