@@ -164,7 +164,8 @@ def record_versions(
                     "max_contacts_per_week": v.max_contacts_per_week,
                     "channel_order": v.channel_order,
                     "rules": v.rules,
-                    "ladder": v.ladder,
+                    # Without the rows it was read from: the event says what the policy is.
+                    "ladder": [{k: s[k] for k in s if k != "step_id"} for s in v.ladder],
                 },
             )
             for v in made
