@@ -1,91 +1,248 @@
-"""Import benchmark: instalments through `loans.resources.InstallmentResource` against a bulk_create floor.
+"""Import benchmark: instalments and payments files through `core.imports.resource.run_import`, speed and memory.
 
-    .venv/bin/python bench/imports.py --rows 100000
-    .venv/bin/python bench/imports.py --rows 100000 --database-url postgres://postgres@127.0.0.1:5432/bench
+    .venv/bin/python bench/imports.py --rows 1000000
+    .venv/bin/python bench/imports.py --rows 1000000 --database-url postgres://postgres@127.0.0.1:5432/bench
 
-Figure: importing a CSV of ``--rows`` new instalments (per-row validation, all-or-nothing) through
-`core.imports.resource.run_import`, as a background import job does, from the file's bytes. Floor: bulk_create
-of the same instalments into the same table (rolled back). Target: at least 0.25x the floor's rate.
+A book of ``--rows / 4`` loans is made; then, each in a process of its own (its peak RSS is its own):
+
+1. a CSV of ``--rows`` new instalments (4 a loan) is imported, as a background import job runs it: from the
+   stored file's path, all or nothing, each row validated, the audit event written;
+2. a CSV of ``--rows`` payments (one a instalment, paying it) is imported: the payments written, then every loan
+   re-allocated by the waterfall (allocations, paid instalments, paid-off loans, their audit events, the cure);
+3. the same payments file again: every row an update that changes nothing.
+
+Floors, measured in the same run: reading the file alone (Python's csv module over the same file, in a process
+of its own: its time and peak RSS), and ``bulk_create`` of the same rows (rolled back). Targets: each import at
+least 0.25x the bulk_create floor's rate, a peak RSS under 300 MB for each import, payments at no less than half
+the rate of instalments, the re-import at least as fast as the first payments import.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 import time
 from decimal import Decimal
 
 from common import ROOT, Report, parse_args, setup_django
 
+RSS_LIMIT_MB = 300
+FILES = ROOT / "var" / "bench"
+PER_LOAN = 4
 
-def main() -> int:
-    args = parse_args(__doc__.splitlines()[0], default_rows=100_000)
-    setup_django(args.database_url)
-    import tablib
+
+def _extra(parser) -> None:
+    parser.add_argument("--step", default="", help=argparse_suppress())
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def _files(rows: int) -> dict[str, os.PathLike]:
+    return {
+        "instalments": FILES / f"instalments-{rows}.csv",
+        "payments": FILES / f"payments-{rows}.csv",
+    }
+
+
+def _write_files(rows: int) -> None:
+    """The two files, written a row at a time (the loans are ``BL000000001``... as ``book.generate`` names them)."""
+    FILES.mkdir(parents=True, exist_ok=True)
+    paths = _files(rows)
+    with open(paths["instalments"], "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["loan_ref", "seq", "due_date", "amount_due"])
+        for i in range(rows):
+            seq = i % PER_LOAN + 1
+            due = dt.date(2026, 1, 15) + dt.timedelta(days=30 * seq)
+            writer.writerow([f"BL{i // PER_LOAN + 1:09d}", seq, due.isoformat(), "250.00"])
+    with open(paths["payments"], "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["ref", "loan_ref", "installment_seq", "amount", "received_at", "source"])
+        for i in range(rows):
+            received = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=i)
+            writer.writerow(
+                [
+                    f"BP{i + 1:09d}",
+                    f"BL{i // PER_LOAN + 1:09d}",
+                    "",
+                    "250.00",
+                    received.isoformat(),
+                    "bank_transfer",
+                ]
+            )
+
+
+# --- the steps, each in a process of its own ------------------------------------------------------------------
+def step_read(rows: int, kind: str) -> dict:
+    start = time.perf_counter()
+    with open(_files(rows)[kind], newline="", encoding="utf-8") as handle:
+        count = sum(1 for _row in csv.reader(handle)) - 1
+    return {"seconds": time.perf_counter() - start, "rows": count}
+
+
+def step_floor(rows: int, kind: str) -> dict:
+    """bulk_create of the same rows in batches of 2,000 (made a batch at a time), rolled back."""
     from django.db import transaction
 
-    import book
-    from core.imports.resource import run_import
-    from loans.models import Installment, Loan
-    from loans.resources import InstallmentResource
+    from loans.models import Installment, Loan, Payment
 
-    per_loan = 4
-    n_loans = -(-args.rows // per_loan)
+    loan_ids = list(Loan.objects.order_by("ref").values_list("id", flat=True)[: -(-rows // PER_LOAN)])
+    at = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
+    start = time.perf_counter()
+    with transaction.atomic():
+        for first in range(0, rows, 2000):
+            if kind == "instalments":
+                objs = [
+                    Installment(
+                        loan_id=loan_ids[i // PER_LOAN],
+                        seq=i % PER_LOAN + 101,
+                        due_date=dt.date(2026, 2, 14),
+                        amount_due=Decimal("250.00"),
+                    )
+                    for i in range(first, min(first + 2000, rows))
+                ]
+                Installment.objects.bulk_create(objs)
+            else:
+                objs = [
+                    Payment(
+                        ref=f"FLOOR{i:09d}",
+                        loan_id=loan_ids[i // PER_LOAN],
+                        amount=Decimal("250.00"),
+                        received_at=at,
+                        source="bank_transfer",
+                    )
+                    for i in range(first, min(first + 2000, rows))
+                ]
+                Payment.objects.bulk_create(objs)
+        transaction.set_rollback(True)
+    return {"seconds": time.perf_counter() - start}
+
+
+def step_import(rows: int, kind: str) -> dict:
+    from core.imports.resource import run_import
+    from loans.resources import InstallmentResource, PaymentResource
+
+    path = _files(rows)["instalments" if kind == "instalments" else "payments"]
+    resource = InstallmentResource() if kind == "instalments" else PaymentResource()
+    start = time.perf_counter()
+    result, errors = run_import(resource, path, format_name="CSV", file_name=path.name)
+    return {
+        "seconds": time.perf_counter() - start,
+        "errors": errors[:3],
+        "totals": {k: v for k, v in result.totals.items() if v},
+    }
+
+
+STEPS = {"read": step_read, "floor": step_floor, "import": step_import}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (VmHWM: its own, not the parent's it was forked from)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child(args) -> int:
+    name, kind = args.step.split(":")
+    if name != "read":
+        setup_django(args.database_url)
+    outcome = STEPS[name](args.rows, kind)
+    outcome["rss_mb"] = peak_rss_mb()
+    print(json.dumps(outcome))
+    return 0
+
+
+def run_step(args, name: str, kind: str) -> dict:
+    command = [sys.executable, __file__, "--rows", str(args.rows), "--step", f"{name}:{kind}"]
+    if args.database_url:
+        command += ["--database-url", args.database_url]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"step {name}:{kind} failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    args = parse_args(__doc__.splitlines()[0], default_rows=100_000, extra=_extra)
+    if args.step:
+        return child(args)
+    setup_django(args.database_url)
+    import book
+    from loans.models import Installment, Loan, Payment
+
+    n_loans = -(-args.rows // PER_LOAN)
     book.configure()
     book.wipe()
     book.generate(n_loans, dt.date.today())
     Installment.objects.all().delete()  # the import creates them
-    loans = list(Loan.objects.order_by("id").values_list("id", "ref")[:n_loans])
+    _write_files(args.rows)
+    load = os.getloadavg()
 
-    header = ["loan_ref", "seq", "due_date", "amount_due"]
-    rows = []
-    for i in range(args.rows):
-        loan_id, ref = loans[i // per_loan]
-        seq = i % per_loan + 1
-        rows.append((ref, seq, (dt.date(2026, 1, 15) + dt.timedelta(days=30 * seq)).isoformat(), "250.00"))
-    csv_path = ROOT / "var" / "bench" / "installments.csv"
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    csv_path.write_text(tablib.Dataset(*rows, headers=header).export("csv"), encoding="utf-8")
-
-    # Floor: bulk_create of the same rows, rolled back.
-    objs = [
-        Installment(
-            loan_id=loans[i // per_loan][0],
-            seq=i % per_loan + 1,
-            due_date=dt.date(2026, 2, 14),
-            amount_due=Decimal("250.00"),
+    report = Report(f"Import of {args.rows:,} instalments and {args.rows:,} payments")
+    figures = {}
+    for kind in ("instalments", "payments"):
+        read = run_step(args, "read", kind)
+        floor = run_step(args, "floor", kind)
+        figure = run_step(args, "import", kind)
+        report.note(f"{kind}: rows {figure['totals']}; errors {figure['errors']}")
+        report.failed |= bool(figure["errors"])
+        report.ratio(
+            f"{kind} import",
+            figure["seconds"],
+            "bulk_create of the same rows",
+            floor["seconds"],
+            at_least_rate=0.25,
+            rows=args.rows,
         )
-        for i in range(args.rows)
-    ]
-    start = time.perf_counter()
-    with transaction.atomic():
-        Installment.objects.bulk_create(objs, batch_size=2000)
-        transaction.set_rollback(True)
-    floor = time.perf_counter() - start
-
-    # The import as a background import job runs it: run_import reads the file's bytes (the CSV parsing is
-    # timed too), imports all or nothing and writes the audit event.
-    data = csv_path.read_bytes()
-    resource = InstallmentResource()
-    start = time.perf_counter()
-    _result, errors = run_import(resource, data, format_name="CSV", file_name=csv_path.name)
-    seconds = time.perf_counter() - start
-    imported = Installment.objects.count()
-
-    report = Report(f"Import of {args.rows:,} instalments")
-    report.note(f"rows imported: {imported:,}; errors: {len(errors)} {errors[:3]}")
-    # The fast path (no per-row django-import-export machinery) is what a real import of this file takes.
-    fast = resource.can_import_fast(tablib.Dataset(headers=header))
-    report.note(f"path: {'BookResource.import_rows_fast' if fast else 'django-import-export row loop'}")
-    report.failed |= bool(errors)
-    report.failed |= imported != args.rows
+        report.note(
+            f"{kind}: peak RSS {figure['rss_mb']:.0f} MB (limit {RSS_LIMIT_MB} MB) "
+            f"{'OK' if figure['rss_mb'] < RSS_LIMIT_MB else 'OVER'}; floor, reading the file alone: "
+            f"{read['rss_mb']:.0f} MB in {read['seconds']:.1f}s; bulk_create floor's process "
+            f"{floor['rss_mb']:.0f} MB"
+        )
+        report.failed |= figure["rss_mb"] >= RSS_LIMIT_MB
+        figures[kind] = figure
+    again = run_step(args, "import", "payments-again")
+    report.note(f"payments again: rows {again['totals']}; errors {again['errors']}")
+    report.note(
+        f"payments again: {again['seconds']:.1f}s, {args.rows / again['seconds']:,.0f} rows/s, peak RSS "
+        f"{again['rss_mb']:.0f} MB {'OK' if again['rss_mb'] < RSS_LIMIT_MB else 'OVER'}"
+    )
+    report.failed |= again["rss_mb"] >= RSS_LIMIT_MB or bool(again["errors"])
     report.ratio(
-        "InstallmentResource import",
-        seconds,
-        "bulk_create of the same rows",
-        floor,
-        at_least_rate=0.25,
+        "payments import",
+        figures["payments"]["seconds"],
+        "instalments import",
+        figures["instalments"]["seconds"],
+        at_least_rate=0.5,
         rows=args.rows,
     )
+    report.ratio(
+        "payments again (every row unchanged)",
+        again["seconds"],
+        "first payments import",
+        figures["payments"]["seconds"],
+        at_least_rate=1.0,
+        rows=args.rows,
+    )
+    imported = Installment.objects.count(), Payment.objects.count()
+    report.note(
+        f"in the database: {imported[0]:,} instalments, {imported[1]:,} payments, {Loan.objects.count():,} loans"
+    )
+    report.note(f"load average when the run started: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    report.failed |= imported != (args.rows, args.rows)
     report.print()
     return 1 if report.failed else 0
 

@@ -12,7 +12,7 @@ from django.db import transaction
 from import_export.fields import Field
 
 from core.audit import Event, about, log_events
-from core.imports.fast_path import object_values
+from core.imports.columns import object_values
 from core.imports.resource import BookResource
 from core.imports.widgets import (
     BoolWidget,
@@ -246,20 +246,25 @@ class InstallmentResource(BookResource):
 
     def before_import(self, dataset, **kwargs):
         super().before_import(dataset, **kwargs)
-        self.saved: list[tuple[Installment, bool]] = []
+        # The loans to re-allocate after the import (their ids only: a million rows are not kept).
+        self.reallocate: set[int] = set()
+        self.new_on: set[int] = set()
 
     def before_save_instance(self, instance, row, **kwargs):
         super().before_save_instance(instance, row, **kwargs)
-        self.saved.append((instance, instance.pk is None))  # new rows get their id when the batch is written
+        # An updated instalment (a changed amount due) or a free one can change its paid state; a new one on a
+        # loan with payments takes its share of the money (a credit, or what the waterfall gives it).
+        if instance.pk is not None or (instance.amount_due is not None and instance.amount_due <= 0):
+            self.reallocate.add(instance.loan_id)
+        else:
+            self.new_on.add(instance.loan_id)
 
     def after_import(self, dataset, result, **kwargs):
         super().after_import(dataset, result, **kwargs)
         if self.is_dry_run or result.has_errors() or result.has_validation_errors():
             return
-        # An updated instalment (a changed amount due) or a free one can change its paid state; a new one on a
-        # loan with payments takes its share of the money (a credit, or what the waterfall gives it).
-        loan_ids = {i.loan_id for i, is_new in self.saved if not is_new or i.amount_due <= 0}
-        new_on = sorted({i.loan_id for i, is_new in self.saved if is_new} - loan_ids)
+        loan_ids = set(self.reallocate)
+        new_on = sorted(self.new_on - loan_ids)
         for start in range(0, len(new_on), 2000):
             loan_ids.update(
                 Payment.objects.filter(loan_id__in=new_on[start : start + 2000])
@@ -336,9 +341,17 @@ class PaymentResource(BookResource):
 
     def before_import(self, dataset, **kwargs):
         super().before_import(dataset, **kwargs)
-        if "loan_ref" in (dataset.headers or []):
+        if "loan_ref" in (dataset.headers or []) and not self._chunked:
             self.fields["installment_seq"].widget.preload(dataset["loan_ref"])
         self.loan_ids: set[int] = set()
+
+    def preload_chunk(self, rows):
+        super().preload_chunk(rows)
+        if "loan_ref" in rows and "installment_seq" in rows:
+            # The instalments of the loans whose rows name one (most rows leave it to the waterfall).
+            named = [_text(seq) != "" for seq in rows.column("installment_seq")]
+            refs = [ref for ref, has_seq in zip(rows.column("loan_ref"), named) if has_seq]
+            self.fields["installment_seq"].widget.preload(refs)
 
     def after_init_instance(self, instance, new, row, **kwargs):
         if not new:

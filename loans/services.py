@@ -60,28 +60,30 @@ def reallocate_loans(
 
     Then, in the same transaction, sends ``payments_recorded`` (for every loan given, unless
     ``payments_recorded=False``) and ``installments_paid`` (for the instalments that became paid): the cure of
-    a loan out of arrears happens here, not on the next daily run. Returns counts.
+    a loan out of arrears happens here, not on the next daily run. Both are sent for each chunk of loans once it
+    is allocated (a loan is in one chunk), so that a file's million payments are never held at once. Returns
+    counts.
     """
     actor = actor_name(actor) if actor is not None else "system"
     loan_ids = sorted(set(loan_ids))
     counts = defaultdict(int)
-    newly_paid: list[int] = []
-    all_installments: list[int] = []
-    allocated_refs: dict[int, list[str]] = defaultdict(list)
     with transaction.atomic():
         for chunk in chunks(loan_ids):
+            newly_paid: list[int] = []
+            all_installments: list[int] = []
+            allocated_refs: dict[int, list[str]] = defaultdict(list)
             _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, allocated_refs)
+            if payments_recorded:
+                signals.payments_recorded.send(
+                    sender=Payment,
+                    installment_ids=sorted(all_installments),
+                    loan_ids=chunk,
+                    at=at,
+                    payment_refs={k: sorted(v) for k, v in allocated_refs.items()},
+                )
+            if newly_paid:
+                signals.installments_paid.send(sender=Installment, installment_ids=sorted(newly_paid), at=at)
         counts["loans"] = len(loan_ids)
-        if payments_recorded and loan_ids:
-            signals.payments_recorded.send(
-                sender=Payment,
-                installment_ids=sorted(all_installments),
-                loan_ids=loan_ids,
-                at=at,
-                payment_refs={k: sorted(v) for k, v in allocated_refs.items()},
-            )
-        if newly_paid:
-            signals.installments_paid.send(sender=Installment, installment_ids=sorted(newly_paid), at=at)
     return dict(counts)
 
 

@@ -117,7 +117,8 @@ def outcome(resource_class, data, fast: bool, models, **kwargs) -> dict:
             "records": result.book_error_records,
             "totals": dict(result.totals),
             "total_rows": result.total_rows,
-            "rows": [(r.import_type, r.object_id, r.object_repr) for r in result.rows],
+            # The fast path keeps the first rows' results (``rows_kept``); the totals count every row.
+            "rows": [(r.import_type, r.object_id, r.object_repr) for r in result.rows][: resource.rows_kept],
             "invalid": [(r.number, r.error_dict, r.values) for r in result.invalid_rows],
             "base_errors": [str(e.error) for e in result.base_errors],
             "progress": progress,

@@ -14,6 +14,7 @@ rows here (``count_rows``), so a file means the same rows everywhere.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import tablib
@@ -62,11 +63,14 @@ class CSV(base_formats.CSV):
         return True
 
 
-def _open_sheet(data: bytes):
+def _open_sheet(data: bytes | Path):
+    """The workbook (read-only: its rows are streamed) and its first sheet, of the file's bytes or path."""
     import openpyxl
 
     try:
-        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        workbook = openpyxl.load_workbook(
+            io.BytesIO(data) if isinstance(data, bytes) else data, read_only=True, data_only=True
+        )
     except Exception as exc:  # not a zip, not a workbook: openpyxl raises several kinds
         raise FileReadError(
             "the file is not an XLSX workbook (save it as .xlsx and upload it again)."

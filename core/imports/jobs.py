@@ -170,10 +170,10 @@ def confirm_import_job(user, dry_run_job_id: int) -> ImportJob:
     if existing is not None:
         return existing
     try:
-        data = (import_root() / dry.file_path).read_bytes()
+        stored_sha256 = file_sha256(import_root() / dry.file_path)
     except OSError as exc:
         raise ImportJobError(_("The uploaded file is not stored any more: upload it again.")) from exc
-    if file_sha256(data) != dry.file_sha256:
+    if stored_sha256 != dry.file_sha256:
         raise ImportJobError(_("The stored file changed since the dry run: upload it again."))
     try:
         with transaction.atomic():
@@ -269,7 +269,8 @@ def run_import_job(job_id: int) -> dict[str, Any]:
     reporter = ProgressReporter(job_id)
     try:
         resource_class = job_resource_class(job)
-        data = (import_root() / job.file_path).read_bytes()
+        # The stored file is read as it is imported (from its path), never whole into memory.
+        data = import_root() / job.file_path
         if file_sha256(data) != job.file_sha256:
             raise ImportJobError(_("The stored file does not have the SHA-256 it was uploaded with."))
         result, _lines = run_import(

@@ -12,6 +12,7 @@ import copy
 import difflib
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -22,9 +23,11 @@ from import_export.results import Result, RowResult
 
 from ..audit import Event, actor_name, log_event, log_events
 from ..bulk import bulk_update_rows
-from .fast_path import FastPathMixin, object_values
-from .files import read_dataset
+from .chunks import ChunkRows
+from .columns import object_values
+from .fast_path import FastPathMixin
 from .keys import KeyedInstanceLoader
+from .rows import RowSource, as_source, open_rows
 from .widgets import _NUMBER_RE, FORMULA_PREFIXES, RefWidget, _text
 
 IMPORT_COMPLETED = "backoffice.import.completed"
@@ -93,6 +96,8 @@ class BookResource(FastPathMixin, resources.ModelResource):
     ):
         self.is_dry_run = dry_run
         self._import_fields = None
+        # The rows as they are read (a file's ``RowSource``, or a tablib Dataset read the same way).
+        dataset = as_source(dataset)
         header_error = self.header_error(dataset)
         if header_error is not None:
             # Before anything reads a cell: nothing of a file whose columns are not the resource's is saved.
@@ -139,24 +144,19 @@ class BookResource(FastPathMixin, resources.ModelResource):
     def header_error(self, dataset) -> HeaderError | None:
         """``HeaderError`` naming every unknown, missing and repeated column of the file (and the expected
         header), or None when the file's header is the resource's (in any order). Spaces around a column name
-        are dropped; a column without a name and without a value is ignored (spreadsheets export those)."""
+        are dropped; a column without a name and without a value is ignored (spreadsheets export those).
+        ``dataset`` is a ``rows.RowSource`` or a tablib Dataset (its header is tidied in place)."""
         expected = self.expected_header()
-        raw = list(dataset.headers or [])
+        source = as_source(dataset)
+        raw = list(source.headers or [])
         names = [_text(name) for name in raw]
-        empty = [
-            i
-            for i, name in enumerate(names)
-            if name == "" and all(_text(v) == "" for v in dataset.get_col(i))
-        ]
+        empty = {i for i, name in enumerate(names) if name == "" and not source.column_has_values(i)}
         if empty:
-            keep = [i for i in range(len(names)) if i not in set(empty)]
-            rows = [[row[i] for i in keep] for row in dataset]
-            dataset.wipe()
-            dataset.headers = [names[i] for i in keep]
-            dataset.extend(rows)
+            keep = [i for i in range(len(names)) if i not in empty]
+            source.use_columns(keep, [names[i] for i in keep])
         elif names != raw:
-            dataset.headers = names
-        names = list(dataset.headers or [])
+            source.use_columns(None, names)
+        names = list(source.headers or [])
         known = set(expected)
         unknown = [name for name in dict.fromkeys(names) if name not in known]
         missing = [name for name in expected if name not in names]
@@ -195,10 +195,19 @@ class BookResource(FastPathMixin, resources.ModelResource):
         super().before_import(dataset, **kwargs)
         self._rows_total = len(dataset)
         self._audit_snapshots: list[tuple[models.Model, dict | None]] = []
+        if self._chunked:
+            return  # the fast path loads references a chunk at a time (``preload_chunk``)
         headers = set(dataset.headers or [])
         for field in self.fields.values():
             if isinstance(field.widget, RefWidget) and field.column_name in headers:
                 field.widget.preload(dataset[field.column_name])
+
+    def preload_chunk(self, rows: ChunkRows) -> None:
+        """Every reference of the chunk's rows loaded in one query per referenced model."""
+        super().preload_chunk(rows)
+        for field in self.fields.values():
+            if isinstance(field.widget, RefWidget) and field.column_name in rows:
+                field.widget.preload(rows.column(field.column_name))
 
     def get_import_fields(self):
         # Asked for every row by django-import-export; the answer does not change during an import.
@@ -385,16 +394,26 @@ class BookResource(FastPathMixin, resources.ModelResource):
         records: list[dict[str, Any]] = []
         for error in result.base_errors:
             records.append({"line": None, "column": None, "message": describe_exception(error.error)})
-        for number, errors in result.row_errors():
-            for error in errors:
+        for error_row in result.error_rows:
+            for error in error_row.errors:
                 records.append(
-                    {"line": number + 1, "column": None, "message": describe_exception(error.error)}
+                    {"line": error_row.number + 1, "column": None, "message": describe_exception(error.error)}
                 )
         for invalid in result.invalid_rows:
             for name, messages in invalid.error_dict.items():
                 column = None if name == NON_FIELD_ERRORS else self.column_for(name)
                 for message in messages:
                     records.append({"line": invalid.number + 1, "column": column, "message": str(message)})
+        unlisted = getattr(result, "unlisted_error_rows", 0)
+        if unlisted:
+            listed = len(result.error_rows) + len(result.invalid_rows)
+            records.append(
+                {
+                    "line": None,
+                    "column": None,
+                    "message": f"{unlisted} more rows have errors (the first {listed} are listed).",
+                }
+            )
         return records
 
     def error_messages(self, result: Result) -> list[str]:
@@ -418,7 +437,14 @@ def describe_exception(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def file_sha256(data: bytes | str) -> str:
+def file_sha256(data: bytes | str | Path) -> str:
+    """The SHA-256 of a file's bytes, or of the file at a path (read a block at a time)."""
+    if isinstance(data, Path):
+        digest = hashlib.sha256()
+        with open(data, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
     if isinstance(data, str):
         data = data.encode("utf-8")
     return hashlib.sha256(data).hexdigest()
@@ -426,7 +452,7 @@ def file_sha256(data: bytes | str) -> str:
 
 def run_import(
     resource: BookResource,
-    data: bytes | str,
+    data: bytes | str | Path,
     *,
     format_name: str = "CSV",
     file_name: str = "",
@@ -436,16 +462,17 @@ def run_import(
     import_job_id: int | None = None,
     preview_rows: bool = True,
 ) -> tuple[Result, list[str]]:
-    """Import ``data`` (the bytes of a CSV or XLSX file) with ``resource``; all or nothing.
+    """Import ``data`` (the bytes of a CSV or XLSX file, or its path) with ``resource``; all or nothing. The
+    file is read as it is imported (``rows.open_rows``), a chunk of rows at a time on the fast path.
 
     Returns the django-import-export result and the error lines (empty when it succeeded); the same errors
     as ``{line, column, message}`` are on ``result.book_error_records``. Nothing is saved when there is any
     error or when ``dry_run``. ``progress(rows_done, rows_total)`` is called after every row, inside the
     import's transaction (on SQLite, while the file is read, before its one write transaction opens).
     ``format_name`` is ``CSV`` or ``XLSX`` (or a dotted path ending so); raises
-    ``FileReadError`` for a file that cannot be read as that format (``import_files.read_dataset``).
+    ``FileReadError`` for a file that cannot be read as that format.
     """
-    dataset = read_dataset(data, format_name, file_name or None)
+    dataset: RowSource = open_rows(data, format_name, file_name or None)
     extra: dict[str, Any] = {"import_job_id": import_job_id} if import_job_id else {}
     if not preview_rows:  # nobody looks at each row's changes: a dry run takes the fast path too
         extra["preview_rows"] = False

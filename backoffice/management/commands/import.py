@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from import_export.command_utils import get_resource_class
@@ -19,6 +20,7 @@ from import_export.results import RowResult
 
 from core.imports.files import FileReadError, read_dataset
 from core.imports.resource import BookResource, file_sha256
+from core.imports.rows import open_rows
 
 
 class Command(BaseCommand):
@@ -58,15 +60,22 @@ class Command(BaseCommand):
         resource_class = get_resource_class(options["resource"])
         resource = resource_class()
         if file_name == "-":
-            raw = sys.stdin.buffer.read()
+            raw: bytes | Path = sys.stdin.buffer.read()
         else:
+            raw = Path(file_name)
             try:
-                with open(file_name, "rb") as handle:
-                    raw = handle.read()
+                with open(raw, "rb") as handle:
+                    handle.read(1)
             except OSError as exc:
                 raise CommandError(f"Cannot read {file_name}: {exc.strerror}") from exc
         try:
-            dataset = read_dataset(raw, options["format"], None if file_name == "-" else file_name)
+            name = None if file_name == "-" else file_name
+            if isinstance(resource, BookResource):  # read as it is imported, a chunk at a time
+                dataset = open_rows(raw, options["format"], name)
+            else:
+                dataset = read_dataset(
+                    raw if isinstance(raw, bytes) else raw.read_bytes(), options["format"], name
+                )
         except FileReadError as exc:
             raise CommandError(f"{os.path.basename(file_name)}: {exc}") from exc
 
