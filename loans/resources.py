@@ -354,11 +354,16 @@ class PaymentResource(BookResource):
             self.fields["installment_seq"].widget.preload(refs)
 
     def after_init_instance(self, instance, new, row, **kwargs):
-        if not new:
-            self.loan_ids.add(instance.loan_id)  # a corrected row may move the payment to another loan
+        self._was_on = (
+            None if new else instance.loan_id
+        )  # a corrected row may move the payment to another loan
 
-    def before_save_instance(self, instance, row, **kwargs):
-        super().before_save_instance(instance, row, **kwargs)
+    def after_save_instance(self, instance, row, **kwargs):
+        super().after_save_instance(instance, row, **kwargs)
+        if kwargs.get("unchanged"):
+            return  # the same payment again: its loan's allocation stands
+        if self._was_on:
+            self.loan_ids.add(self._was_on)
         if instance.loan_id:
             self.loan_ids.add(instance.loan_id)
 

@@ -67,7 +67,7 @@ class ChunkCheckMixin:
                     first_line[key] = number
                     keys.append(key)
         loader.instances = {}
-        loader._preload(keys)
+        loader._preload(keys, related=False)
         instances = loader.instances
 
         meta = self._meta
@@ -79,6 +79,7 @@ class ChunkCheckMixin:
         error_class = self.get_error_result_class()
         new_type, update_type = RowResult.IMPORT_TYPE_NEW, RowResult.IMPORT_TYPE_UPDATE
         creates, updates = self.create_instances, self.update_instances
+        compared = plan.compared
         progress, total = self._progress, self._rows_total
         after_init, before_save, after_save = (
             self.after_init_instance,
@@ -105,6 +106,9 @@ class ChunkCheckMixin:
                 new = instance is None
                 if new:
                     instance = blank_instance()
+                    before = None
+                else:
+                    before = [getattr(instance, name) for name in compared]
                 after_init(instance, new, row, **kwargs)
                 row_result.import_type = new_type if new else update_type
                 if audit:
@@ -168,9 +172,15 @@ class ChunkCheckMixin:
                 if errors:
                     raise ValidationError(errors)
                 before_save(instance, row, **kwargs)
-                (creates if new else updates).append(instance)
+                # A row that changes nothing of its object is not written (``unchanged`` tells the hooks).
+                unchanged = before is not None and before == [getattr(instance, name) for name in compared]
+                if not unchanged:
+                    (creates if new else updates).append(instance)
+                kwargs["unchanged"] = unchanged
                 after_save(instance, row, **kwargs)
-                row_result.add_instance_info(instance)
+                del kwargs["unchanged"]
+                if len(kept) < self.rows_kept:
+                    row_result.add_instance_info(instance)
                 if store_instance:
                     row_result.instance = instance
             except ValidationError as exc:

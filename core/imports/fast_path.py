@@ -88,6 +88,15 @@ class _Plan:
             if f.name not in not_imported and not f.generated
         ]
         self.has_clean = model.clean is not models.Model.clean
+        # What tells whether a row changed its object: every stored value but the id and the moments Django
+        # sets itself (``updated_at``).
+        self.compared = [
+            f.attname
+            for f in opts.concrete_fields
+            if not f.primary_key
+            and not getattr(f, "auto_now", False)
+            and not getattr(f, "auto_now_add", False)
+        ]
         self.blank_instance = blank_instance_factory(model)
 
     def read_key(self, values) -> tuple[tuple | None, Any]:
@@ -272,6 +281,7 @@ class FastPathMixin(ChunkCheckMixin):
                 for column in plan.columns:
                     column.trim()
             self._report_repeats_across_chunks(source, plan, ledger, result, kept)
+            kwargs.pop("unchanged", None)
             if at_the_end:
                 self._write_at_the_end(source, result, dry_run, raise_errors, db_alias, kwargs, spill)
                 return result

@@ -50,7 +50,9 @@ class KeyedInstanceLoader(ModelInstanceLoader):
         values = tuple(key_part(field.clean(row)) for field in self.key_fields)
         return None if any(v in (None, "") for v in values) else values
 
-    def _preload(self, keys: list[tuple]) -> None:
+    def _preload(self, keys: list[tuple], related: bool = True) -> None:
+        """The existing objects of ``keys`` into ``instances``; ``related=False`` without the resource queryset's
+        related objects (the fast path renders no row, so it does not need them)."""
         if not keys:
             return
         model = self.resource._meta.model
@@ -58,6 +60,8 @@ class KeyedInstanceLoader(ModelInstanceLoader):
         first = attnames[0]
         firsts = sorted({k[0] for k in keys}, key=str)
         queryset = self.get_queryset().order_by()  # a dictionary is filled: no ORDER BY (nor its joins)
+        if not related:
+            queryset = queryset.select_related(None)
         step = lookup_chunk(queryset.db)
         for start in range(0, len(firsts), step):
             for obj in queryset.filter(**{f"{first}__any_of": firsts[start : start + step]}):
