@@ -144,6 +144,7 @@ def wipe() -> None:
         "notifications.NotificationLog",
         "notifications.OutboxMessage",
         "loans.AutoDebitAttempt",
+        "loans.PaymentAllocation",
         "loans.Payment",
         "loans.Installment",
         "loans.Loan",

@@ -46,9 +46,10 @@ def argparse_suppress():
 
 
 def _files(rows: int) -> dict[str, os.PathLike]:
+    tag = "postgres" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
     return {
-        "instalments": FILES / f"instalments-{rows}.csv",
-        "payments": FILES / f"payments-{rows}.csv",
+        "instalments": FILES / f"instalments-{rows}-{tag}.csv",
+        "payments": FILES / f"payments-{rows}-{tag}.csv",
     }
 
 
@@ -157,6 +158,8 @@ def child(args) -> int:
     name, kind = args.step.split(":")
     if name != "read":
         setup_django(args.database_url)
+    else:
+        os.environ["DATABASE_URL"] = args.database_url or "sqlite"
     outcome = STEPS[name](args.rows, kind)
     outcome["rss_mb"] = peak_rss_mb()
     print(json.dumps(outcome))

@@ -25,6 +25,7 @@ from ..exports.writers import escape_formula
 from ..models import ImportJob
 from .jobs import (
     ImportJobError,
+    background_threshold,
     confirm_import_job,
     current_progress,
     job_resource_class,
@@ -91,6 +92,7 @@ def job_view(request, pk: int):
         "may_confirm": may_confirm,
         "confirmation": confirmation,
         "stored_errors": len(job.errors),
+        "preview_rows": background_threshold(),
         "urls": _model_urls(job),
     }
     return TemplateResponse(request, "admin/core/import_job.html", context)
