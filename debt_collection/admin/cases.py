@@ -108,7 +108,6 @@ class CollectionCaseAdmin(admin.ModelAdmin):
         "loan",
         "customer_ref",
         "tier",
-        "policy_version",
         "stage",
         "status",
         "days_past_due",
@@ -117,6 +116,8 @@ class CollectionCaseAdmin(admin.ModelAdmin):
         "is_paused",
         "is_frozen",
         "opened_at",
+        # Last: the list is sorted by column number in saved links (?o=7 is days past due).
+        "policy_version",
     ]
     list_filter = ["status", StageFilter, DpdBucketFilter, "is_frozen", "tier"]
     list_select_related = ["loan__customer", "tier", "policy_version__tier"]
