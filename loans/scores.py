@@ -12,7 +12,6 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
-from django.utils import timezone
 
 from core.audit import Event, about, actor_name, log_events
 from core.bulk import bulk_update_rows
@@ -124,7 +123,7 @@ def rederive_customer_tiers(
             if not rows:
                 continue
             for chunk in chunks(r[0] for r in rows):
-                Customer.objects.filter(pk__in=chunk).update(tier_id=tier_id, updated_at=timezone.now())
+                Customer.objects.filter(pk__in=chunk).update(tier_id=tier_id, updated_at=at)
             for pk, old, score in rows:
                 changes.append((pk, old, tier_id))
                 events.append(
