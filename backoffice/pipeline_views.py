@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from core.audit import log_event
 
 from .models import PipelineRun
+from .step_labels import count_label, step_label
 
 RUN_PERMISSION = "backoffice.run_pipeline"
 VIEW_PERMISSION = "backoffice.view_pipelinerun"
@@ -76,12 +77,13 @@ def step_rows(run: PipelineRun) -> list[dict]:
             items.append(
                 {
                     "key": key,
+                    "label": count_label(key),
                     "value": value,
                     "link": f"{reverse(link[0])}?{link[1].format(day=day)}" if link and value else "",
                     "is_failure": base == "failed" and bool(value),
                 }
             )
-        rows.append({"name": name, "counts": items})
+        rows.append({"name": name, "label": step_label(name), "counts": items})
     return rows
 
 

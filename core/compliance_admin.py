@@ -23,7 +23,7 @@ from .exports.jobs import job_file_path, may_export, start_export
 from .exports.kinds import ExportError
 from .exports.writers import FORMATS
 from .list_filters import DateRangeFilter, day_range, parse_day
-from .models import AuditEvent, ExportJob
+from .models import AuditEvent, ExportJob, MonthArchive
 
 # Changelist query parameters -> export filters. Paging and ordering do not change what is exported; any other
 # parameter would narrow the list in a way the export does not know, so it is refused rather than ignored.
@@ -268,4 +268,39 @@ class AuditEventAdmin(PersonalDataAdminMixin, ComplianceExportMixin, ReadOnlyAdm
         return self._json(obj, obj.after)
 
 
-__all__ = ["AuditEventAdmin", "ComplianceExportMixin", "InputFilter", "ReadOnlyAdminMixin"]
+@admin.register(MonthArchive)
+class MonthArchiveAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The months detached from the partitioned logs to archive files (``manage.py archive_month``): which file
+    holds them, its digests and, for the audit trail, the seq range ``verify_audit`` checks through it."""
+
+    list_display = ("kind", "month_display", "rows", "first_seq", "last_seq", "archived_at", "archived_by")
+    list_filter = ("kind",)
+    ordering = ("-month", "kind")
+    fields = (
+        "kind",
+        "month",
+        "rows",
+        "first_seq",
+        "last_seq",
+        "first_hash",
+        "last_hash",
+        "file_path",
+        "file_sha256",
+        "manifest_sha256",
+        "archived_at",
+        "archived_by",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("month"), ordering="month")
+    def month_display(self, obj):
+        return obj.month.strftime("%Y-%m")
+
+
+__all__ = [
+    "AuditEventAdmin",
+    "ComplianceExportMixin",
+    "InputFilter",
+    "MonthArchiveAdmin",
+    "ReadOnlyAdminMixin",
+]

@@ -142,7 +142,7 @@ def test_the_dashboard_shows_the_last_run_and_links_its_failures(client):
 
     assert 'data-step="autodebit"' in page
     assert "/admin/loans/autodebitattempt/?status__exact=failed&amp;attempted_on=2026-11-28" in page
-    assert "sent=4" in page
+    assert '<span title="sent">Sent: 4</span>' in page
 
 
 def test_a_failure_link_names_the_runs_day_in_the_operators_zone(settings):
