@@ -48,8 +48,9 @@ def setup_django(database_url: str) -> None:
     else:
         DEFAULT_SQLITE.parent.mkdir(parents=True, exist_ok=True)
     os.environ["DATABASE_URL"] = url
-    # The benchmark database has its own audit chain, so it needs its own anchor file.
-    tag = "postgres" if url.startswith("postgres") else "sqlite"
+    # Each benchmark database has its own audit chain, so it needs its own anchor file: named after the
+    # database, so that two benches on two databases never anchor each other's chain.
+    tag = anchor_tag(url)
     os.environ["AUDIT_ANCHOR_PATH"] = str(ROOT / "var" / f"bench-audit-anchor-{tag}.jsonl")
     os.environ["EXPORT_ROOT"] = str(ROOT / "var" / "bench" / "exports")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
@@ -60,6 +61,16 @@ def setup_django(database_url: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
+
+
+def anchor_tag(url: str) -> str:
+    """``postgres-<database>`` or ``sqlite-<file stem>``: the part of the anchor file's name that tells whose it is."""
+    from urllib.parse import urlparse
+
+    parts = urlparse(url)
+    if url.startswith("postgres"):
+        return f"postgres-{parts.path.lstrip('/') or 'postgres'}"
+    return f"sqlite-{Path(parts.path).stem or 'bench'}"
 
 
 def ensure_postgres_database(url: str) -> None:
