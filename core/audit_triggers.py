@@ -1,9 +1,11 @@
 """Append-only: the database itself refuses UPDATE and DELETE on the audit table (triggers on SQLite and
-PostgreSQL, installed by ``backoffice.0003_audit_triggers``; the table keeps its name)."""
+PostgreSQL, installed by ``backoffice.0003_audit_triggers``; the table keeps its name), and TRUNCATE on
+PostgreSQL, of the whole trail and of each month's partition (``core.0007``)."""
 
 from __future__ import annotations
 
 from .models import AuditEvent
+from .partitions import copy_truncate_guards, is_partitioned, month_partitions, truncate_guards
 
 TRIGGER_NAMES = (
     "backoffice_auditevent_no_update",
@@ -44,6 +46,9 @@ def install_audit_triggers(connection) -> None:
                 cursor.execute(
                     f"CREATE TRIGGER {name} BEFORE {op} ON {table} FOR EACH {level} EXECUTE FUNCTION {PG_FUNCTION}()"
                 )
+            # Each month's partition refuses TRUNCATE too (new ones get it when created: core.partitions).
+            for partition in _partitions(connection):
+                copy_truncate_guards(cursor, connection.ops.quote_name, AuditEvent._meta.db_table, partition)
         else:
             raise NotImplementedError(f"no append-only triggers for {connection.vendor}")
 
@@ -56,6 +61,10 @@ def remove_audit_triggers(connection) -> None:
             for name in TRIGGER_NAMES[:2]:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
         elif connection.vendor == "postgresql":
+            qn = connection.ops.quote_name
+            for partition in _partitions(connection):
+                for name, _function in truncate_guards(cursor, partition):
+                    cursor.execute(f"DROP TRIGGER IF EXISTS {qn(name)} ON {qn(partition)}")
             for name in TRIGGER_NAMES:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
             cursor.execute(f"DROP FUNCTION IF EXISTS {PG_FUNCTION}()")
@@ -79,4 +88,16 @@ def missing_audit_triggers(connection) -> list[str]:
         else:
             return []
         present = {row[0] for row in cursor.fetchall()}
-    return [name for name in expected if name not in present]
+        missing = [name for name in expected if name not in present]
+        if connection.vendor == "postgresql":
+            missing += [
+                f"{partition}: TRUNCATE"
+                for partition in _partitions(connection)
+                if PG_FUNCTION not in {function for _name, function in truncate_guards(cursor, partition)}
+            ]
+    return missing
+
+
+def _partitions(connection) -> list[str]:
+    table = AuditEvent._meta.db_table
+    return month_partitions(connection, table) if is_partitioned(connection, table) else []

@@ -135,7 +135,39 @@ def create_month_partition(connection, part: Partitioning, month: dt.date, *, pa
             f"CREATE TABLE {qn(name)} PARTITION OF {qn(parent or part.table)} FOR VALUES FROM (%s) TO (%s)",
             [start, end],
         )
+        copy_truncate_guards(cursor, qn, parent or part.table, name)
     return True
+
+
+# pg_trigger.tgtype bits: a statement-level trigger fired by TRUNCATE.
+TRIGGER_TYPE_ROW = 1
+TRIGGER_TYPE_TRUNCATE = 32
+
+
+def truncate_guards(cursor, table: str) -> list[tuple[str, str]]:
+    """The statement-level TRUNCATE triggers of ``table``: (trigger name, function name)."""
+    cursor.execute(
+        "SELECT t.tgname, p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+        "WHERE t.tgrelid = %s::regclass AND NOT t.tgisinternal "
+        "AND (t.tgtype & %s) <> 0 AND (t.tgtype & %s) = 0 ORDER BY t.tgname",
+        [table, TRIGGER_TYPE_TRUNCATE, TRIGGER_TYPE_ROW],
+    )
+    return list(cursor.fetchall())
+
+
+def copy_truncate_guards(cursor, qn, parent: str, partition: str) -> int:
+    """Give ``partition`` its parent's TRUNCATE triggers. PostgreSQL clones a partitioned table's row triggers
+    (UPDATE, DELETE) onto each partition, not its statement-level ones: without this, ``TRUNCATE`` of one month's
+    partition would empty it past the parent's guard. Idempotent; returns how many triggers it (re)created."""
+    guards = truncate_guards(cursor, parent)
+    for trigger, function in guards:
+        name = f"{partition}_{trigger.removeprefix(parent + '_')}"[:63]
+        cursor.execute(f"DROP TRIGGER IF EXISTS {qn(name)} ON {qn(partition)}")
+        cursor.execute(
+            f"CREATE TRIGGER {qn(name)} BEFORE TRUNCATE ON {qn(partition)} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {qn(function)}()"
+        )
+    return len(guards)
 
 
 def ensure_month_partitions(now: dt.datetime, *, using: str = "default") -> dict[str, int]:

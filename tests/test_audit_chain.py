@@ -94,6 +94,32 @@ def test_postgresql_refuses_to_truncate_the_trail():
         cursor.execute("TRUNCATE backoffice_auditevent")
 
 
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_postgresql_refuses_to_truncate_one_months_partition_of_the_trail():
+    from core.partitions import Partitioning, create_month_partition, month_partitions
+
+    create_month_partition(connection, Partitioning("backoffice_auditevent", "at"), dt.date(2024, 3, 1))
+    log_event("tests.thing.changed", actor="job:tests", at=dt.datetime(2024, 3, 5, tzinfo=dt.UTC))
+    partitions = month_partitions(connection, "backoffice_auditevent")
+    assert "backoffice_auditevent_p202403" in partitions and len(partitions) >= 2
+    assert missing_audit_triggers(connection) == []
+    for partition in partitions:  # the new month's, the ones the migration made, and DEFAULT
+        with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {partition}")
+    assert AuditEvent.objects.filter(at__lt=dt.datetime(2024, 4, 1, tzinfo=dt.UTC)).count() == 1
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_a_partition_without_its_truncate_guard_is_reported_missing():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DROP TRIGGER backoffice_auditevent_default_no_truncate ON backoffice_auditevent_default"
+        )
+    assert missing_audit_triggers(connection) == ["backoffice_auditevent_default: TRUNCATE"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_flush_lifts_the_triggers_only_for_its_own_time():
     from django.core.management import call_command
