@@ -20,7 +20,7 @@ from django_q.models import Failure, Success
 from backoffice import demo
 from backoffice.jobs import run_pipeline
 from backoffice.roles import OPERATIONS
-from core.models import ExportJob
+from core.models import ExportJob, MonthArchive
 from debt_collection.models import CallTask, PromiseToPay
 from tests.factories import make_user
 from tests.test_browser import browser  # noqa: F401  (the module's Chromium)
@@ -74,6 +74,20 @@ def demo_book(transactional_db):
         status=ExportJob.Status.DONE,
         rows_done=1277,
         file_path="2026-11/audit-1.csv",
+    )
+    MonthArchive.objects.create(
+        kind=MonthArchive.Kind.AUDIT,
+        month=dt.date(2026, 6, 1),
+        file_path="archives/audit-2026-06.jsonl",
+        file_sha256="a" * 64,
+        manifest_sha256="b" * 64,
+        rows=1_234_567,
+        first_seq=1,
+        last_seq=1_234_567,
+        first_hash="c" * 64,
+        last_hash="d" * 64,
+        archived_at=dt.datetime.combine(TODAY, dt.time(3, 0), tzinfo=SHANGHAI),
+        archived_by="operations",
     )
     started = dt.datetime.combine(TODAY, dt.time(2, 0), tzinfo=SHANGHAI)
     for model, success in ((Success, True), (Failure, False)):
