@@ -133,6 +133,27 @@ def test_a_flush_lifts_the_triggers_only_for_its_own_time():
     assert verify_chain(check_anchors=False).is_intact
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_flush_sets_the_old_chains_anchor_file_aside_so_the_new_trail_anchors_again(settings):
+    from django.core.management import call_command
+
+    from core.audit_anchors import write_anchor
+
+    moment = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC)
+    make_events(3)
+    write_anchor(moment)
+    old = settings.AUDIT_ANCHOR_PATH.read_text()
+
+    call_command("flush", interactive=False, verbosity=0)
+
+    assert not settings.AUDIT_ANCHOR_PATH.exists()
+    [aside] = settings.AUDIT_ANCHOR_PATH.parent.glob("audit-anchor.before-flush-*.jsonl")
+    assert aside.read_text() == old
+    make_events(2)
+    assert write_anchor(moment)["written"] == 1
+    assert verify_chain().is_intact
+
+
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_never_fork_the_chain():
