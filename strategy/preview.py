@@ -8,7 +8,9 @@ pipeline does at that moment; between those moments it dispatches as of each mom
 comes due (the earliest pending ``scheduled_for``), as the every-minute sweep does, so deferrals to the window's
 opening and cap suppressions happen as in the real run. Deliveries go to an in-memory backend that accepts
 everything and sends nothing. Then what the engine recorded is counted (``count_outcome``) and the transaction is
-rolled back: nothing is kept, nobody is contacted. Nobody pays during the preview.
+rolled back: nothing is kept, nobody is contacted. Nobody pays during the preview. The shadow replay
+(``strategy.replay``) drives the last days the same way, with the payments and calls that really came applied at
+their moments, and counts what really happened with the same ``count_outcome``.
 
 Locks: every decision the engine takes writes audit events, and appending to the audit chain locks its head row
 until the transaction ends; on SQLite a write transaction locks the whole database. While a preview runs, every
@@ -23,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +34,7 @@ from django.db import transaction
 from django.db.models import Min, Q
 from django.utils.translation import gettext as _
 
-from debt_collection.models import CaseStepRun, CollectionCase
+from debt_collection.models import CallAttemptLoan, CallTask, CaseStepRun, CollectionCase
 from loans.models import CreditTier, Customer, Loan, PolicyVersion
 from loans.policy_changes import policy_change
 from notifications.models import NotificationItem, NotificationLog
@@ -106,29 +109,45 @@ class AcceptAllBackend:
         return [self.send(m) for m in messages]
 
 
-def drive(sample: Sample, start: dt.date, end: dt.date, backend: AcceptAllBackend) -> int:
+def drive(
+    sample: Sample,
+    start: dt.date,
+    end: dt.date,
+    backend: AcceptAllBackend,
+    happenings: list[tuple[dt.datetime, Callable[[], Any]]] = (),
+) -> int:
     """Run the engine over the sample through the range, as the schedules would: the day's steps at each local
-    midnight, a dispatch at each moment a contact of the sample comes due in between. Returns how many moments
-    it ran. Writes what the real run writes: call it inside a transaction that is rolled back."""
+    midnight, a dispatch at each moment a contact of the sample comes due in between. ``happenings`` are
+    ``(moment, apply)`` pairs in time order, things the world did (a replay's payments and calls): each is
+    applied at its moment, before the engine's step of the same moment. Returns how many moments it ran.
+    Writes what the real run writes: call it inside a transaction that is rolled back."""
     scope = sample.scope
+    pending = list(happenings)
 
     def backend_for(_channel: str) -> AcceptAllBackend:
         return backend
 
     moments = 0
-    last: dt.datetime | None = None
+    last: dt.datetime | None = None  # contacts due by it had their dispatch
+    clock: dt.datetime | None = None  # the latest moment anything ran at
     finish = sample.range_end(end)
     for boundary in [*sample.day_starts(start, end), finish]:
-        while last is not None:
-            due = _next_due(scope, after=last, before=boundary)
+        while True:
+            due = None if last is None else _next_due(scope, after=last, before=boundary)
+            if pending and pending[0][0] < boundary and (due is None or pending[0][0] <= due):
+                at, apply = pending.pop(0)
+                apply()
+                clock, moments = max(clock or at, at), moments + 1
+                continue
             if due is None:
                 break
-            dispatch(due, scope, backend_for=backend_for)
-            last, moments = due, moments + 1
+            at = max(due, clock or due)  # a contact a happening scheduled in the past goes at once
+            dispatch(at, scope, backend_for=backend_for)
+            last, clock, moments = due, at, moments + 1
         if boundary == finish:
             break
         run_engine(boundary, scope, backend_for=backend_for)
-        last, moments = boundary, moments + 1
+        last, clock, moments = boundary, boundary, moments + 1
     return moments
 
 
@@ -151,7 +170,11 @@ class Outcome:
     contacts: Counter = field(default_factory=Counter)  # (status, reason) -> contacts; sent is ("sent", "")
     sent_by_channel: Counter = field(default_factory=Counter)
     escalations: Counter = field(default_factory=Counter)  # action -> ladder steps performed
-    per_day: dict[dt.date, Counter] = field(default_factory=dict)  # "sent", "held_back", "escalated"
+    calls: Counter = field(default_factory=Counter)  # outcome -> calls made (the preview makes none)
+    call_tasks: int = 0  # call tasks opened for collectors (by the ladder or as a retry)
+    per_day: dict[dt.date, Counter] = field(
+        default_factory=dict
+    )  # "sent", "held_back", "escalated", "called"
     per_loan: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
     loan_refs: dict[int, tuple[str, str]] = field(default_factory=dict)  # loan id -> (loan ref, customer ref)
     messages_delivered: int = 0  # what the in-memory backend took (nothing left the process)
@@ -180,6 +203,10 @@ class Outcome:
             },
             "escalations": dict(sorted(self.escalations.items())),
         }
+
+    def as_replay_spec(self) -> dict[str, Any]:
+        """SPEC.md's figures with the calls made by outcome and the call tasks opened (the replay's JSON)."""
+        return {**self.as_spec(), "calls": dict(sorted(self.calls.items())), "call_tasks": self.call_tasks}
 
 
 def count_outcome(
@@ -261,7 +288,55 @@ def count_outcome(
         outcome.per_day[day]["escalated"] += 1
         outcome.per_loan[loan_id][f"escalation:{action}"] += 1
         outcome.loan_refs[loan_id] = (loan_ref, customer_ref)
+    _count_calls(outcome, ids, low, high, local_day)
     return outcome
+
+
+def _count_calls(outcome: Outcome, ids: list[int], low: dt.datetime, high: dt.datetime, local_day) -> None:
+    """The calls made to the sample on the range's days, by outcome (each call once, and once for each loan it
+    was about), and the call tasks opened on those days (2 queries)."""
+    counted: set[int] = set()
+    for attempt_id, made_at, customer_id, call_outcome, loan_id, loan_ref, customer_ref in (
+        CallAttemptLoan.objects.filter(
+            attempt__customer_id__any_of=ids, attempt__made_at__gte=low, attempt__made_at__lt=high
+        )
+        .order_by("attempt_id", "loan_id")
+        .values_list(
+            "attempt_id",
+            "attempt__made_at",
+            "attempt__customer_id",
+            "attempt__outcome",
+            "loan_id",
+            "loan__ref",
+            "loan__customer__ref",
+        )
+    ):
+        day = local_day(made_at, customer_id)
+        if day is None:
+            continue
+        if attempt_id not in counted:
+            counted.add(attempt_id)
+            outcome.calls[call_outcome] += 1
+            outcome.per_day[day]["called"] += 1
+        outcome.per_loan[loan_id][f"call:{call_outcome}"] += 1
+        outcome.loan_refs[loan_id] = (loan_ref, customer_ref)
+    for created_at, customer_id in CallTask.objects.filter(
+        case__loan__customer_id__any_of=ids, created_at__gte=low, created_at__lt=high
+    ).values_list("created_at", "case__loan__customer_id"):
+        if local_day(created_at, customer_id) is not None:
+            outcome.call_tasks += 1
+
+
+def propose(tier: CreditTier, policy: Policy | None, sample: Sample) -> None:
+    """Write ``policy`` (None: nothing) over the tier's saved one and move the sample's open cases onto it (as if
+    migrated), inside the caller's rolled-back transaction."""
+    if policy is None:
+        return
+    with policy_change("preview", "proposed in the policy preview"):
+        write_policy(tier, policy)
+    CollectionCase.objects.open().filter(loan__customer_id__any_of=list(sample.customers)).update(
+        policy_version_id=PolicyVersion.objects.latest_ids([tier.pk]).get(tier.pk)
+    )
 
 
 def run_policy(
@@ -271,13 +346,7 @@ def run_policy(
     roll everything back (one transaction). Nothing is kept and nothing leaves the process."""
     backend = AcceptAllBackend()
     with transaction.atomic():
-        if policy is not None:
-            with policy_change("preview", "proposed in the policy preview"):
-                write_policy(tier, policy)
-            # The proposal is what the sample's open cases would follow (as if migrated onto it).
-            CollectionCase.objects.open().filter(loan__customer_id__any_of=list(sample.customers)).update(
-                policy_version_id=PolicyVersion.objects.latest_ids([tier.pk]).get(tier.pk)
-            )
+        propose(tier, policy, sample)
         deferred_before = dict(
             NotificationLog.objects.filter(
                 customer_id__any_of=list(sample.customers), status=Status.DEFERRED

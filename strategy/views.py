@@ -1,6 +1,8 @@
 """The policy preview page on a tier (under /admin/, see the project's operator URLs): the proposal form, prefilled
 with the saved policy, and when run the current and proposed figures side by side, per day, and the loans whose
-outcome changes. The figures come from ``strategy.preview``: the real engine over a sample, rolled back."""
+outcome changes. The figures come from ``strategy.preview``: the real engine over a sample, rolled back. Its
+replay mode shows what actually happened over the last days beside the replay of those days under the proposal
+or a saved version (``strategy.replay``)."""
 
 from __future__ import annotations
 
@@ -18,13 +20,14 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from debt_collection.models import EscalationStep
-from loans.models import CreditTier
+from debt_collection.models import CallTask, EscalationStep
+from loans.models import CreditTier, PolicyVersion
 from notifications.choices import Channel
 from notifications.models import NotificationLog
 
 from .policy import Policy, format_ladder, format_rules, parse_channel_order, parse_ladder, parse_rules
 from .preview import DEFAULT_SAMPLE, MAX_SAMPLE, Outcome, preview_policy
+from .replay import DEFAULT_REPLAY_DAYS, MAX_REPLAY_DAYS, replay_policy
 
 PREVIEW_PERMISSION = "loans.view_credittier"
 CHANGED_LOANS_SHOWN = 50
@@ -60,6 +63,32 @@ class PreviewForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 5, "cols": 40}),
         help_text=gettext_lazy("One per line: min_dpd,action[,stage[,template kind]]"),
     )
+
+    replay_days = forms.IntegerField(
+        label=gettext_lazy("days to replay"),
+        min_value=1,
+        max_value=MAX_REPLAY_DAYS,
+        initial=DEFAULT_REPLAY_DAYS,
+        required=False,
+        help_text=gettext_lazy("Replay mode: the last days, to yesterday."),
+    )
+    version = forms.ModelChoiceField(
+        label=gettext_lazy("replay a saved version"),
+        queryset=PolicyVersion.objects.none(),
+        required=False,
+        empty_label=gettext_lazy("no: the policy above"),
+    )
+
+    def __init__(self, *args, tier: CreditTier, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["version"].queryset = PolicyVersion.objects.filter(tier=tier).order_by("-number")
+        self.fields["version"].label_from_instance = lambda v: (
+            _("version %(n)s of %(at)s")
+            % {
+                "n": v.number,
+                "at": timezone.localtime(v.created_at).strftime("%Y-%m-%d %H:%M"),
+            }
+        )
 
     def clean_channel_order(self):
         return parse_channel_order(self.cleaned_data["channel_order"])
@@ -119,6 +148,34 @@ def comparison_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "proposed": proposed.escalations[action],
             }
         )
+    if current.call_tasks or proposed.call_tasks or current.calls or proposed.calls:
+        rows.append(
+            {
+                "label": _("Call tasks opened"),
+                "code": "call_tasks",
+                "current": current.call_tasks,
+                "proposed": proposed.call_tasks,
+                "strong": True,
+            }
+        )
+        rows.append(
+            {
+                "label": _("Calls made"),
+                "code": "calls",
+                "current": sum(current.calls.values()),
+                "proposed": sum(proposed.calls.values()),
+                "strong": True,
+            }
+        )
+        for call_outcome in sorted(set(current.calls) | set(proposed.calls)):
+            rows.append(
+                {
+                    "label": "· " + str(CallTask.Outcome(call_outcome).label),
+                    "code": f"call:{call_outcome}",
+                    "current": current.calls[call_outcome],
+                    "proposed": proposed.calls[call_outcome],
+                }
+            )
     for row in rows:
         row["delta"] = row["proposed"] - row["current"]
     return rows
@@ -156,22 +213,33 @@ def tier_preview_view(request: HttpRequest, tier_id: int) -> HttpResponse:
         "rules": format_rules(current.rules),
         "ladder": format_ladder(current.ladder),
     }
-    form = PreviewForm(request.GET if "run" in request.GET else None, initial=initial)
+    initial["replay_days"] = DEFAULT_REPLAY_DAYS
+    form = PreviewForm(request.GET if "run" in request.GET else None, initial=initial, tier=tier)
+    is_replay = request.GET.get("mode") == "replay"
     result = rows = None
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
+        proposal = {
+            "grace_period_days": data["grace_period_days"],
+            "max_contacts_per_week": data["max_contacts_per_week"],
+            "channel_order": data["channel_order"],
+            "rules": data["rules"],
+            "ladder": data["ladder"],
+        }
         try:
-            result = preview_policy(
-                tier,
-                data["start"],
-                data["end"],
-                sample_size=data["sample_size"],
-                grace_period_days=data["grace_period_days"],
-                max_contacts_per_week=data["max_contacts_per_week"],
-                channel_order=data["channel_order"],
-                rules=data["rules"],
-                ladder=data["ladder"],
-            )
+            if is_replay:
+                result = replay_policy(
+                    tier,
+                    today=today,
+                    days=data["replay_days"] or DEFAULT_REPLAY_DAYS,
+                    sample_size=data["sample_size"],
+                    version=data["version"],
+                    **({} if data["version"] else proposal),
+                )
+            else:
+                result = preview_policy(
+                    tier, data["start"], data["end"], sample_size=data["sample_size"], **proposal
+                )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -199,6 +267,11 @@ def tier_preview_view(request: HttpRequest, tier_id: int) -> HttpResponse:
             for row in changed[:CHANGED_LOANS_SHOWN]
         ],
         "changed_loans_total": len(changed),
+        "is_replay": bool(result and "replay" in result),
+        "replay": result.get("replay") if result else None,
+        "calls_not_replayed": (
+            sum(result["replay"]["calls_not_replayed"].values()) if result and "replay" in result else 0
+        ),
         "opts": CreditTier._meta,
     }
     return TemplateResponse(request, "strategy/policy_preview.html", context)

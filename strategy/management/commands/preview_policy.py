@@ -1,5 +1,8 @@
 """``manage.py preview_policy <tier_code> --from DATE --to DATE [--sample N] --format json``: what the tier's policy
-(and, with a proposal, the proposed one) would do over those local days, by the engine the daily run uses."""
+(and, with a proposal, the proposed one) would do over those local days, by the engine the daily run uses.
+
+``--replay-days N [--version ID] [--now ISO]``: the shadow replay of the last N local days (``strategy.replay``),
+beside what actually happened."""
 
 from __future__ import annotations
 
@@ -8,10 +11,12 @@ import json
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from loans.models import CreditTier
+from loans.models import CreditTier, PolicyVersion
 from strategy.policy import parse_channel_order, parse_ladder, parse_rules
 from strategy.preview import DEFAULT_SAMPLE, MAX_SAMPLE, preview_policy
+from strategy.replay import MAX_REPLAY_DAYS, replay_policy
 
 
 def _date(text: str) -> dt.date:
@@ -32,13 +37,31 @@ class Command(BaseCommand):
         "of its customers in a transaction that is rolled back: nothing is saved or sent. Assumes nobody pays and "
         "providers accept everything. With a proposal (--grace-period-days, --max-contacts-per-week, "
         "--channel-order, --rules, --ladder) it also runs the proposed policy and lists the loans whose outcome "
-        "changes. While it runs, other audited writes wait for it: keep --sample small."
+        "changes. While it runs, other audited writes wait for it: keep --sample small. With --replay-days N it "
+        "replays the last N local days instead (to yesterday), beside what actually happened: the book put back as "
+        "it stood, the real payments and calls applied at their moments (see the README)."
     )
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # ``--version ID`` names a policy version here, in place of Django's --version (the framework's).
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument("tier_code")
-        parser.add_argument("--from", dest="start", required=True, help="First local day (YYYY-MM-DD).")
-        parser.add_argument("--to", dest="end", required=True, help="Last local day (YYYY-MM-DD).")
+        parser.add_argument("--from", dest="start", help="First local day (YYYY-MM-DD).")
+        parser.add_argument("--to", dest="end", help="Last local day (YYYY-MM-DD).")
+        parser.add_argument(
+            "--replay-days",
+            type=int,
+            help=f"Replay the last N local days, to yesterday (1 to {MAX_REPLAY_DAYS}), instead of --from/--to.",
+        )
+        parser.add_argument(
+            "--version", type=int, help="With --replay-days: replay this saved policy version (its id)."
+        )
+        parser.add_argument(
+            "--now",
+            help="With --replay-days: the moment whose local day ends the range (ISO-8601; default now).",
+        )
         parser.add_argument(
             "--sample",
             type=int,
@@ -70,6 +93,10 @@ class Command(BaseCommand):
                 "rules": parse_rules(_lines(options["rules"])) if options["rules"] is not None else None,
                 "ladder": parse_ladder(_lines(options["ladder"])) if options["ladder"] is not None else None,
             }
+            if options["replay_days"] is not None:
+                return self._replay(tier, options, sample, format, proposal)
+            if start is None or end is None:
+                raise CommandError("Give --from and --to, or --replay-days.")
             result = preview_policy(tier, _date(start), _date(end), sample_size=sample, **proposal)
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
@@ -100,3 +127,75 @@ class Command(BaseCommand):
             )
         for loan in result["changed_loans"]:
             self.stdout.write(f"  changed {loan['loan_ref']}: {loan['current']} -> {loan['proposed']}")
+
+    def _replay(self, tier, options, sample, format, proposal) -> None:
+        version = None
+        if options["version"] is not None:
+            version = PolicyVersion.objects.filter(pk=options["version"], tier=tier).first()
+            if version is None:
+                raise CommandError(f"No policy version {options['version']} of tier “{tier.code}”.")
+            if any(value is not None for value in proposal.values()):
+                raise CommandError("Give --version or a proposal, not both.")
+        now = _moment(options["now"]) if options["now"] else timezone.now()
+        result = replay_policy(
+            tier,
+            today=timezone.localdate(now),
+            days=options["replay_days"],
+            sample_size=sample,
+            version=version,
+            **proposal,
+        )
+        replay = result["replay"]
+        figures = {
+            "replay": {
+                "from": result["start"].isoformat(),
+                "to": result["end"].isoformat(),
+                "sample": result["sample"],
+                "policy": (
+                    f"version {version.number}"
+                    if version
+                    else "proposed"
+                    if result["is_changed"]
+                    else "saved"
+                ),
+                "payments_replayed": replay["payments_replayed"],
+                "calls_not_replayed": dict(sorted(replay["calls_not_replayed"].items())),
+            },
+            "happened": result["current"].as_replay_spec(),
+            "replayed": result["proposed"].as_replay_spec(),
+            "changed_loans": result["changed_loans"],
+        }
+        if format == "json":
+            self.stdout.write(json.dumps(figures, ensure_ascii=False, indent=2))
+            return
+        self.stdout.write(
+            f"tier {tier.code}, replay of {result['start']} to {result['end']} under the "
+            f"{figures['replay']['policy']} policy, {result['sample']['customers']} customers, "
+            f"{result['sample']['loans']} loans (nothing saved, nothing sent)"
+        )
+        for title in ("happened", "replayed"):
+            spec = figures[title]
+            contacts = spec["contacts"]
+            held = ", ".join(
+                f"{status} {reason or '-'}={n}"
+                for status in ("suppressed", "cancelled", "failed")
+                for reason, n in contacts.get(status, {}).items()
+            )
+            steps = ", ".join(f"{action}={n}" for action, n in spec["escalations"].items())
+            calls = ", ".join(f"{outcome}={n}" for outcome, n in spec["calls"].items())
+            self.stdout.write(
+                f"  {title}: sent={contacts['sent']} deferred={contacts['deferred']} {held or 'nothing held back'}; "
+                f"escalations: {steps or 'none'}; call tasks={spec['call_tasks']}; calls: {calls or 'none'}"
+            )
+        for loan in result["changed_loans"]:
+            self.stdout.write(f"  changed {loan['loan_ref']}: {loan['current']} -> {loan['proposed']}")
+
+
+def _moment(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"“{text}” is not a moment (ISO-8601).") from None
+    if timezone.is_naive(moment):
+        raise CommandError(f"“{text}”: give the offset (e.g. +08:00).")
+    return moment
