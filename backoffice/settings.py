@@ -179,9 +179,10 @@ CACHES = {
 # must be explicit (the default retries forever), and catch_up off so a stopped cluster does not replay every
 # missed schedule at start.
 REDIS_URL = env.str("REDIS_URL", default="")
+q_workers = env.int("Q_WORKERS", default=2)
 Q_CLUSTER = {
     "name": env.str("Q_CLUSTER_NAME", default="backoffice"),
-    "workers": env.int("Q_WORKERS", default=2),
+    "workers": q_workers,
     "recycle": 500,
     "timeout": env.int("Q_TIMEOUT", default=900),
     "retry": env.int("Q_RETRY", default=1200),
@@ -189,7 +190,9 @@ Q_CLUSTER = {
     "catch_up": False,
     "ack_failures": True,
     "save_limit": 5000,
-    "queue_limit": 50,
+    # Tasks a cluster takes off the broker ahead of its workers: one each. A cluster holding more keeps them
+    # from a cluster that is free (the daily run's chunks end up unevenly shared), and loses them if killed.
+    "queue_limit": env.int("Q_QUEUE_LIMIT", default=q_workers),
     "label": "Background jobs",
     "poll": 1,
 }
