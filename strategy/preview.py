@@ -266,7 +266,7 @@ def count_outcome(
         .distinct()
     ):
         status, reason = counted[contact_id]
-        outcome.per_loan[loan_id][f"{status}:{reason}" if reason else status] += 1
+        outcome.per_loan[loan_id][f"{status}:{reason}" if reason else str(status)] += 1
         outcome.loan_refs[loan_id] = (loan_ref, customer_ref)
     for action, run_at, loan_id, loan_ref, customer_id, customer_ref in CaseStepRun.objects.filter(
         result=CaseStepRun.Result.PERFORMED,
