@@ -8,14 +8,15 @@ Definitions (also printed on the page):
   (DPD, counted from the due date: 1-30, 31-60, 61-90, 90+); the amount is what is still owed on them.
 - *Roll rate* of a bucket: of the instalments that were unpaid and in that bucket 30 days ago, the share still
   unpaid today, which with 30-day buckets means they moved ("rolled") into the next bucket. "Current" is the
-  instalments falling due within the 30 days from that snapshot.
+  instalments falling due within the 30 days from that snapshot. (``loans.rates.roll_counts``: the outcomes
+  job counts its roll rates by the same rule.)
 - *Cure rate* of a tier: of the instalments due in the last 90 days that were not paid by their due date, the
-  share paid since. The tier is the customer's current tier.
+  share paid since. The tier is the customer's current tier. (``loans.rates.cure_counts``, as the outcomes job.)
 - *Collectors' open tasks*: call tasks not yet done, per assigned collector (once collections is installed).
 - *Promises due today*: promises to pay still pending whose date is today; *broken yesterday*: promises marked
   broken during yesterday.
 - *Promise-kept rate*: of the promises dated in the last 30 days (before today) that were resolved, the share
-  kept.
+  kept (``debt_collection.promises.promise_kept_counts``, as the outcomes job).
 - *Right-party-contact rate*: of the calls completed in the last 30 days, the share in which the collector spoke
   with the customer (reached, promise, dispute, refusal: the conversation outcomes of a call).
 - *Call queue ageing*: open call tasks by how long ago they became callable (their "call from").
@@ -37,14 +38,15 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from debt_collection.models import CallTask, PromiseToPay
+from debt_collection.promises import promise_kept_counts
 from loans.models import AutoDebitAttempt, Installment, Loan, Payment
-from loans.schedule import DPD_BUCKET_BOUNDS, unpaid_at_q, went_overdue_q
+from loans.rates import ROLL_PERIOD_DAYS, cure_counts, roll_counts
+from loans.schedule import DPD_BUCKET_BOUNDS
 from notifications.models import NotificationLog
 
 CACHE_SECONDS = 60
 HISTORY_DAYS = 14
 CURE_WINDOW_DAYS = 90
-ROLL_PERIOD_DAYS = 30
 HELD_BACK_STATUSES = (
     NotificationLog.Status.DEFERRED,
     NotificationLog.Status.SUPPRESSED,
@@ -166,17 +168,12 @@ def roll_rates(today: dt.date) -> list[dict[str, Any]]:
     """For each bucket 30 days ago, how many were unpaid in it then and how many of those are still unpaid
     today (so in the next bucket now), and the share (1 query)."""
     snapshot = today - dt.timedelta(days=ROLL_PERIOD_DAYS)
-    unpaid_at_snapshot = unpaid_at_q(day_start(snapshot + dt.timedelta(days=1)))
     aggregates = {}
     for key, first, last in ROLL_BUCKETS:
-        in_bucket = _due_range(snapshot, first, last)
-        aggregates[f"from_{key}"] = Count("id", filter=in_bucket)
-        aggregates[f"rolled_{key}"] = Count("id", filter=in_bucket & Q(paid_at__isnull=True))
+        aggregates.update(roll_counts(key, _due_range(snapshot, first, last), snapshot))
     oldest = snapshot - dt.timedelta(days=ROLL_BUCKETS[-1][2])
     newest = snapshot - dt.timedelta(days=ROLL_BUCKETS[0][1])
-    totals = (
-        _book().filter(unpaid_at_snapshot, due_date__gte=oldest, due_date__lte=newest).aggregate(**aggregates)
-    )
+    totals = _book().filter(due_date__gte=oldest, due_date__lte=newest).aggregate(**aggregates)
     rows = []
     for key, _f, _l in ROLL_BUCKETS:
         base, rolled = totals[f"from_{key}"], totals[f"rolled_{key}"]
@@ -195,13 +192,13 @@ def roll_rates(today: dt.date) -> list[dict[str, Any]]:
 def cure_rates(today: dt.date) -> list[dict[str, Any]]:
     """Per current tier: instalments due in the last 90 days not paid by their due date, how many of them were
     paid since, and the share (1 query)."""
-    went_overdue = went_overdue_q()
     rows = (
         _book()
-        .filter(went_overdue, due_date__gte=today - dt.timedelta(days=CURE_WINDOW_DAYS), due_date__lt=today)
+        .filter(due_date__gte=today - dt.timedelta(days=CURE_WINDOW_DAYS), due_date__lt=today)
         .order_by()
         .values("loan__customer__tier_id", "loan__customer__tier__code", "loan__customer__tier__name")
-        .annotate(overdue=Count("id"), cured=Count("id", filter=Q(paid_at__isnull=False)))
+        .annotate(**cure_counts())
+        .filter(overdue__gt=0)
         .order_by("loan__customer__tier__code")
     )
     return [
@@ -270,18 +267,7 @@ def morning_board(today: dt.date) -> dict[str, Any]:
                 resolved_at__lt=day_start(today),
             ),
         ),
-        kept=Count(
-            "id",
-            filter=Q(
-                status=PromiseToPay.Status.KEPT, promised_date__gte=window_start, promised_date__lt=today
-            ),
-        ),
-        broken=Count(
-            "id",
-            filter=Q(
-                status=PromiseToPay.Status.BROKEN, promised_date__gte=window_start, promised_date__lt=today
-            ),
-        ),
+        **promise_kept_counts(Q(promised_date__gte=window_start, promised_date__lt=today)),
     )
     debits = AutoDebitAttempt.objects.aggregate(
         failed_yesterday=Count("id", filter=Q(status=AutoDebitAttempt.Status.FAILED, attempted_on=yesterday)),
@@ -320,10 +306,9 @@ def morning_board(today: dt.date) -> dict[str, Any]:
         .annotate(n=Count("id"), amount=Sum("amount"))
         .order_by("-amount")
     ]
-    resolved = promises["kept"] + promises["broken"]
     return {
         "promises": promises,
-        "promise_kept_rate": _rate(promises["kept"], resolved),
+        "promise_kept_rate": _rate(promises["kept"], promises["resolved"]),
         "autodebit": debits,
         "queue": queue,
         "calls": calls,

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Count, Q, Sum
 
 from core.audit import Event, about, actor_name, log_event, log_events
 from loans.models import Customer, Installment, Payment
@@ -29,6 +29,19 @@ PROMISE_KEY_PREFIX = "promise:"
 def is_kept(amount: Decimal, paid_since_promise: Decimal) -> bool:
     """A promise is kept when the payments on its loan since it was made cover the amount promised."""
     return paid_since_promise >= amount
+
+
+def promise_kept_counts(within: Q | None = None) -> dict[str, Count]:
+    """The promise-kept rate's one definition, as aggregates over promises: ``kept`` and ``resolved`` (kept or
+    broken) of those in ``within``; a pending promise counts in neither. The dashboard (promises dated in the
+    last 30 days) and the outcomes job (by case, version and arm) count with it."""
+    within = within or Q()
+    return {
+        "kept": Count("id", filter=within & Q(status=PromiseToPay.Status.KEPT)),
+        "resolved": Count(
+            "id", filter=within & Q(status__in=[PromiseToPay.Status.KEPT, PromiseToPay.Status.BROKEN])
+        ),
+    }
 
 
 def keep_promises(

@@ -157,7 +157,13 @@ def unpaid_at_q(moment: dt.datetime) -> Q:
     return Q(paid_at__isnull=True) | Q(paid_at__gte=moment)
 
 
+def unpaid_after_q(day) -> Q:
+    """Instalments not paid by the end of ``day`` (a date, or an expression of the row such as its due date plus
+    some days): unpaid, or paid on a later day (in the active time zone)."""
+    return Q(paid_at__isnull=True) | Q(paid_at__date__gt=day)
+
+
 def went_overdue_q() -> Q:
     """Instalments not paid by their due date: unpaid, or paid on a later day (in the active time zone).
-    The dashboard's cure rate counts them, and the instalment list's "went overdue" filter shows them."""
-    return Q(paid_at__isnull=True) | Q(paid_at__date__gt=F("due_date"))
+    The cure rate counts them (``loans.rates``), and the instalment list's "went overdue" filter shows them."""
+    return unpaid_after_q(F("due_date"))

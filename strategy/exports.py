@@ -43,7 +43,7 @@ def outcome_queryset(filters: dict[str, str]) -> QuerySet:
 
 
 def interval(metric: str, count: int, out_of: int) -> tuple[float, float] | None:
-    """The 95% interval of a figure: Wilson's for a share, a Poisson one for a count per cured case."""
+    """The 95% interval of a figure: Wilson's for a share, a Poisson one for a count per cured instalment."""
     if metric in OutcomeFigure.RATIOS:
         return poisson_ratio_interval(count, out_of)
     return wilson(count, out_of)

@@ -14,14 +14,14 @@ class OutcomeFigure(models.Model):
         PAID_BY_DUE = "paid_by_due", _("Paid by the due date")
         PAID_WITHIN_7 = "paid_within_7", _("Paid within 7 days of the due date")
         PAID_WITHIN_30 = "paid_within_30", _("Paid within 30 days of the due date")
-        CURE = "cure", _("Cases cured (paid)")
+        CURE = "cure", _("Past-due instalments cured (paid since)")
         ROLL_1_30 = "roll_1_30", _("Roll from 1-30 to 31-60 DPD")
         ROLL_31_60 = "roll_31_60", _("Roll from 31-60 to 61-90 DPD")
         ROLL_61_90 = "roll_61_90", _("Roll from 61-90 to 90+ DPD")
         PROMISE_KEPT = "promise_kept", _("Promises kept")
         OPT_OUT = "opt_out", _("Customers who opted out of a channel")
-        CONTACTS_PER_CURE = "contacts_per_cure", _("Contacts sent per cured case")
-        CALLS_PER_CURE = "calls_per_cure", _("Calls made per cured case")
+        CONTACTS_PER_CURE = "contacts_per_cure", _("Contacts sent per cured instalment")
+        CALLS_PER_CURE = "calls_per_cure", _("Calls made per cured instalment")
 
     # Figures that are a count per unit, not a share: their interval is a Poisson one, not Wilson's.
     RATIOS = (Metric.CONTACTS_PER_CURE, Metric.CALLS_PER_CURE)

@@ -80,7 +80,7 @@ def group_label(version_number, arm: str) -> str:
 
 def chart(metric: str, cells: list[tuple[str, Cell]]) -> dict:
     """Bars (rate) with whiskers (95% interval) for each version and arm; a share on a 0-100% scale, a count per
-    cured case on a scale to the highest interval. Each bar says whether it differs from the first group (the
+    cured instalment on a scale to the highest interval. Each bar says whether it differs from the first group (the
     champion of the newest version, when there is one) or may be noise (the intervals overlap)."""
     shown = [(label, c) for label, c in cells if c.out_of]
     top = 1.0

@@ -3,13 +3,17 @@
 
 Units and cohorts (one aggregate query per family, over the whole book, whatever its size):
 - instalments, by the month they fell due: paid by the due date, within 7 and within 30 days of it (each out
-  of the instalments whose horizon has passed), and the share of their customers who opted out of a channel;
-  an instalment's version is that of the first contact planned about it (its customer's arm's version when
-  none was: a holdout customer may get no contact before it falls due);
-- cases, by the month they opened: cured (closed paid), rolled from one DPD bucket to the next (out of those
-  that reached the bucket), promises kept (out of promises kept or broken); a case's version is its own;
+  of the instalments whose horizon has passed), cured (paid after going past due, ``loans.rates.cure_counts``),
+  rolled from one DPD bucket to the next (still unpaid 30 days after entering the bucket, out of those that
+  entered it 30 days or more ago, ``loans.rates.roll_counts``), and the share of their customers who opted out
+  of a channel; an instalment's version is that of the first contact planned about it (its customer's arm's
+  version when none was: a holdout customer may get no contact before it falls due);
+- promises, by the month their case opened: kept, out of kept or broken (``promise_kept_counts``); a case's
+  version is its own;
 - effort: contacts sent (by the version they were decided under, the month they were sent) and calls made (by
-  their task's version, the month they were made) per cured case of the same version and month.
+  their task's version, the month they were made) per cured instalment of the same version and month.
+The dashboard's cure, roll and promise-kept rates count by the same three definitions (over a window instead of
+by cohort).
 A customer's arm is their assignment in the tier's test (champion when never assigned).
 """
 
@@ -19,12 +23,14 @@ import datetime as dt
 from collections import defaultdict
 
 from django.db import transaction
-from django.db.models import Count, DateField, ExpressionWrapper, F, OuterRef, Q, Subquery, Value
+from django.db.models import Count, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth
 from django.utils import timezone
 
-from debt_collection.models import CallAttempt, CollectionCase, PromiseToPay
+from debt_collection.models import CallAttempt, PromiseToPay
+from debt_collection.promises import promise_kept_counts
 from loans.models import Arm, Installment, PolicyAssignment
+from loans.rates import ROLL_PERIOD_DAYS, cure_counts, days_after_due, roll_counts
 from notifications.models import NotificationItem, NotificationLog
 
 from .models import OutcomeFigure
@@ -53,8 +59,10 @@ def instalment_figures(today: dt.date) -> dict[tuple, list[int]]:
     ).order_by("-id")
     paid_day = TruncDate("paid_at")
 
-    def within(days: int):
-        return ExpressionWrapper(F("due_date") + dt.timedelta(days=days), output_field=DateField())
+    rolls = {}
+    for _metric, low, _high in BUCKETS:
+        horizon = Q(due_date__lte=today - dt.timedelta(days=low + ROLL_PERIOD_DAYS))
+        rolls.update(roll_counts(str(low), horizon, low))
 
     rows = (
         Installment.objects.filter(due_date__lt=today, loan__customer__tier_id__isnull=False)
@@ -66,8 +74,8 @@ def instalment_figures(today: dt.date) -> dict[tuple, list[int]]:
             arm=_arm_of("loan__customer_id", "loan__customer__tier_id"),
             cohort=TruncMonth("due_date"),
             paid_day=paid_day,
-            horizon_7=within(7),
-            horizon_30=within(30),
+            horizon_7=days_after_due(7),
+            horizon_30=days_after_due(30),
         )
         .values("loan__customer__tier_id", "version", "arm", "cohort")
         .annotate(
@@ -81,6 +89,8 @@ def instalment_figures(today: dt.date) -> dict[tuple, list[int]]:
             paid_30=Count(
                 "id", filter=Q(due_date__lt=today - dt.timedelta(days=30), paid_day__lte=F("horizon_30"))
             ),
+            **cure_counts(),
+            **rolls,
             customers=Count("loan__customer_id", distinct=True),
             opted_out=Count(
                 "loan__customer_id",
@@ -100,51 +110,25 @@ def instalment_figures(today: dt.date) -> dict[tuple, list[int]]:
         figures[(*key, Metric.PAID_WITHIN_7)] = [row["paid_7"], row["due_7"]]
         figures[(*key, Metric.PAID_WITHIN_30)] = [row["paid_30"], row["due_30"]]
         figures[(*key, Metric.OPT_OUT)] = [row["opted_out"], row["customers"]]
+        if row["overdue"]:
+            figures[(*key, Metric.CURE)] = [row["cured"], row["overdue"]]
+        for metric, low, _high in BUCKETS:
+            if row[f"from_{low}"]:
+                figures[(*key, metric)] = [row[f"rolled_{low}"], row[f"from_{low}"]]
     return figures
 
 
-def _late_by(days: int, today: dt.date) -> Q:
-    """Cases whose days past due reached ``days``: counted from the oldest instalment due to today for an open
-    case, to the day it closed for a closed one."""
-    closed_day = ExpressionWrapper(TruncDate("closed_at") - dt.timedelta(days=days), output_field=DateField())
-    return Q(status=CollectionCase.Status.OPEN, oldest_due_date__lte=today - dt.timedelta(days=days)) | Q(
-        status=CollectionCase.Status.CLOSED, oldest_due_date__lte=closed_day
-    )
-
-
-def case_figures(today: dt.date) -> dict[tuple, list[int]]:
-    """Counts per (tier, version, arm, opening month, metric) of cases, roll rates and promises."""
+def promise_figures() -> dict[tuple, list[int]]:
+    """Counts per (tier, version, arm, opening month of the case, ``promise_kept``): [kept, kept or broken]."""
     figures: dict[tuple, list[int]] = {}
-    bucket_counts = {}
-    for _metric, low, high in BUCKETS:
-        bucket_counts[f"reached_{low}"] = Count("id", filter=_late_by(low, today))
-        bucket_counts[f"rolled_{low}"] = Count("id", filter=_late_by(high + 1, today))
-    rows = (
-        CollectionCase.objects.filter(tier_id__isnull=False)
-        .annotate(arm=_arm_of("loan__customer_id", "tier_id"), cohort=TruncMonth("opened_at"))
-        .values("tier_id", "policy_version_id", "arm", "cohort")
-        .annotate(
-            opened=Count("id"),
-            cured=Count("id", filter=Q(status=CollectionCase.Status.CLOSED, close_reason="paid")),
-            **bucket_counts,
-        )
-        .order_by()
-    )
-    for row in rows:
-        key = (row["tier_id"], row["policy_version_id"], row["arm"], _month(row["cohort"]))
-        figures[(*key, Metric.CURE)] = [row["cured"], row["opened"]]
-        for metric, low, _high in BUCKETS:
-            if row[f"reached_{low}"]:
-                figures[(*key, metric)] = [row[f"rolled_{low}"], row[f"reached_{low}"]]
     promises = (
-        PromiseToPay.objects.filter(
-            status__in=[PromiseToPay.Status.KEPT, PromiseToPay.Status.BROKEN], case__tier_id__isnull=False
-        )
+        PromiseToPay.objects.filter(case__tier_id__isnull=False)
         .annotate(
             arm=_arm_of("case__loan__customer_id", "case__tier_id"), cohort=TruncMonth("case__opened_at")
         )
         .values("case__tier_id", "case__policy_version_id", "arm", "cohort")
-        .annotate(resolved=Count("id"), kept=Count("id", filter=Q(status=PromiseToPay.Status.KEPT)))
+        .annotate(**promise_kept_counts())
+        .filter(resolved__gt=0)
         .order_by()
     )
     for row in promises:
@@ -154,7 +138,7 @@ def case_figures(today: dt.date) -> dict[tuple, list[int]]:
 
 
 def effort_figures(cures: dict[tuple, int]) -> dict[tuple, list[int]]:
-    """Contacts sent and calls made per cured case, per (tier, version, arm, month)."""
+    """Contacts sent and calls made per cured instalment, per (tier, version, arm, month)."""
     figures: dict[tuple, list[int]] = {}
     contacts = (
         NotificationLog.objects.filter(status__in=NotificationLog.CONTACTED_STATUSES, tier_id__isnull=False)
@@ -184,10 +168,9 @@ def compute_outcomes(now: dt.datetime) -> dict[tuple, list[int]]:
     """Every figure as of ``now`` (read only)."""
     today = timezone.localdate(now)
     figures = instalment_figures(today)
-    cases = case_figures(today)
-    figures.update(cases)
+    figures.update(promise_figures())
     cures = defaultdict(int)
-    for (tier, version, arm, cohort, metric), (k, _n) in cases.items():
+    for (tier, version, arm, cohort, metric), (k, _n) in figures.items():
         if metric == Metric.CURE:
             cures[(tier, version, arm, cohort)] += k
     figures.update(effort_figures(cures))

@@ -20,7 +20,7 @@ def wilson(successes: int, trials: int, z: float = Z_95) -> tuple[float, float] 
 
 
 def poisson_ratio_interval(events: int, units: int, z: float = Z_95) -> tuple[float, float] | None:
-    """An approximate 95% interval of a count per unit (contacts per cured loan): the events as a Poisson count
+    """An approximate 95% interval of a count per unit (contacts per cured instalment): the events as a Poisson count
     (square-root scale, Anscombe), divided by the units; None without units."""
     if units <= 0:
         return None
