@@ -5,8 +5,10 @@ aggregate query over the same instalments, measured in the same run.
     .venv/bin/python bench/outcomes.py --rows 1000000 --database-url postgres://postgres@127.0.0.1:5432/bench
 
 The book is ``bench/book.py``'s (four instalments per loan); about two thirds of the instalments already due are
-marked paid (some late), and a tenth of the customers of each tier are put in a holdout arm, so every figure
-family has rows to count. The floor: ``Installment`` grouped by tier and due month with a count and a count of
+marked paid (some late), and a tenth of the customers of each tier are put in a holdout arm. Its history is
+written in SQL so every figure family has rows to count: a contact sent (with its item) about every other
+instalment, a collections case on every fourth loan (every other one closed paid), a promise (kept or broken) on
+every other case, and a call task with its call on every case. The floor: ``Installment`` grouped by tier and due month with a count and a count of
 the paid ones, one query. The job's time over the floor's is the ratio; run it at 100,000 and 1,000,000 loans:
 the ratio staying put says the job grows as the book does (linearly), as the floor does.
 """
@@ -25,17 +27,90 @@ def mark_paid(today: dt.date) -> int:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                "UPDATE loans_installment SET paid_at = (due_date + CASE WHEN id % 5 = 0 THEN 7 ELSE 0 END)"
-                "::timestamp + interval '4 hours', amount_paid = amount_due WHERE due_date < %s AND id % 3 <> 0",
+                "UPDATE loans_installment SET paid_at = (due_date + CASE WHEN id %% 5 = 0 THEN 7 ELSE 0 END)"
+                "::timestamp + interval '4 hours', amount_paid = amount_due WHERE due_date < %s AND id %% 3 <> 0",
                 [today],
             )
         else:
             cursor.execute(
-                "UPDATE loans_installment SET paid_at = datetime(due_date, CASE WHEN id % 5 = 0 THEN '+7 days' "
-                "ELSE '+0 days' END, '+4 hours'), amount_paid = amount_due WHERE due_date < %s AND id % 3 <> 0",
+                "UPDATE loans_installment SET paid_at = datetime(due_date, CASE WHEN id %% 5 = 0 THEN '+7 days' "
+                "ELSE '+0 days' END, '+4 hours'), amount_paid = amount_due WHERE due_date < %s AND id %% 3 <> 0",
                 [today.isoformat()],
             )
         return cursor.rowcount
+
+
+def add_history() -> dict[str, int]:
+    """Contacts, items, cases, promises, call tasks and calls, in SQL (dates from the instalments' due dates)."""
+    from django.db import connection
+
+    from loans.models import PolicyVersion
+
+    pg = connection.vendor == "postgresql"
+
+    def moment(date_sql: str, days: int) -> str:
+        if pg:
+            return f"(({date_sql}) + {days})::timestamp + interval '2 hours'"
+        return f"datetime({date_sql}, '{days:+d} days', '+2 hours')"
+
+    def day(date_sql: str, days: int) -> str:
+        return f"(({date_sql}) + {days})" if pg else f"date({date_sql}, '{days:+d} days')"
+
+    uuid = "gen_random_uuid()" if pg else "lower(hex(randomblob(16)))"
+    versions = dict(
+        PolicyVersion.objects.filter(is_proposal=False)
+        .order_by("tier_id", "number")
+        .values_list("tier_id", "id")
+    )
+    version = "CASE c.tier_id " + " ".join(f"WHEN {t} THEN {v}" for t, v in versions.items()) + " END"
+    if not versions:
+        version = "NULL"
+    counts = {}
+    statements = {
+        "contacts": f"""
+            INSERT INTO notifications_notificationlog (id, customer_id, tier_id, policy_version_id, channel, kind,
+                status, reason, due_date, offset_days, scheduled_for, sent_at, destination, language, subject,
+                body, loan_refs, attempts, last_error, provider_message_id, idempotency_key, dedupe_key,
+                created_at, updated_at)
+            SELECT i.id, l.customer_id, c.tier_id, {version}, 'sms', 'pre_due', 'sent', '', i.due_date, -3,
+                {moment("i.due_date", -3)}, {moment("i.due_date", -3)}, '', 'zh-hans', '', '', l.ref, 1, '', '',
+                {uuid}, 'bench:' || i.id, {moment("i.due_date", -4)}, {moment("i.due_date", -3)}
+            FROM loans_installment i JOIN loans_loan l ON l.id = i.loan_id JOIN loans_customer c ON c.id = l.customer_id
+            WHERE i.id % 2 = 0""",
+        "items": """
+            INSERT INTO notifications_notificationitem (notification_id, installment_id)
+            SELECT i.id, i.id FROM loans_installment i WHERE i.id % 2 = 0""",
+        "cases": f"""
+            INSERT INTO collections_collectioncase (loan_id, tier_id, policy_version_id, stage, status, opened_at,
+                closed_at, close_reason, oldest_due_date, amount_overdue, is_frozen, broken_promises, updated_at)
+            SELECT l.id, c.tier_id, {version}, 'call', CASE WHEN l.id % 8 = 0 THEN 'closed' ELSE 'open' END,
+                {moment("i.due", 8)}, CASE WHEN l.id % 8 = 0 THEN {moment("i.due", 30)} END,
+                CASE WHEN l.id % 8 = 0 THEN 'paid' ELSE '' END, i.due, 100, FALSE, 0, {moment("i.due", 8)}
+            FROM loans_loan l JOIN loans_customer c ON c.id = l.customer_id
+            JOIN (SELECT loan_id, min(due_date) AS due FROM loans_installment GROUP BY loan_id) i ON i.loan_id = l.id
+            WHERE l.id % 4 = 0""",
+        "promises": f"""
+            INSERT INTO collections_promisetopay (case_id, amount, promised_date, status, created_at, resolved_at)
+            SELECT k.id, 100, {day("k.oldest_due_date", 15)}, CASE WHEN k.id % 4 = 0 THEN 'kept' ELSE 'broken' END,
+                k.opened_at, {moment("k.oldest_due_date", 16)}
+            FROM collections_collectioncase k WHERE k.id % 2 = 0""",
+        "call tasks": """
+            INSERT INTO collections_calltask (case_id, priority, policy_version_id, scheduled_for, status, outcome,
+                note, cancel_reason, created_at, completed_at)
+            SELECT k.id, 0, k.policy_version_id, k.opened_at, 'done', 'reached', '', '', k.opened_at, k.opened_at
+            FROM collections_collectioncase k""",
+        "calls": """
+            INSERT INTO collections_callattempt (customer_id, task_id, made_at, outcome, is_conversation,
+                voicemail_message, made_by)
+            SELECT l.customer_id, t.id, t.completed_at, 'reached', TRUE, '', 'bench'
+            FROM collections_calltask t JOIN collections_collectioncase k ON k.id = t.case_id
+            JOIN loans_loan l ON l.id = k.loan_id""",
+    }
+    with connection.cursor() as cursor:
+        for name, sql in statements.items():
+            cursor.execute(sql)
+            counts[name] = cursor.rowcount
+    return counts
 
 
 def put_in_arms(now: dt.datetime) -> int:
@@ -89,13 +164,16 @@ def main() -> int:
     book.configure()
     if not (args.keep and book.book_size() == args.rows):
         with timed("generate", times):
+            PolicyAssignment.objects.all().delete()  # they hold customers, which the wipe empties
             book.wipe()
             # Instalments due from four months back, so cohorts and horizons have passed.
             counts = book.generate(args.rows, today - dt.timedelta(days=120))
             paid = mark_paid(today)
-            PolicyAssignment.objects.all().delete()
+            history = add_history()
             assigned = put_in_arms(now)
-        print(f"generated {counts}, {paid:,} paid, {assigned:,} in arms, in {times['generate']:.1f}s")
+        print(
+            f"generated {counts}, {paid:,} paid, {history}, {assigned:,} in arms, in {times['generate']:.1f}s"
+        )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from loans.models import Arm, CreditTier, PolicyVersion
+from loans.models import Arm, CreditTier, Customer, Installment, PolicyVersion
 
 
 class OutcomeFigure(models.Model):
@@ -51,3 +51,48 @@ class OutcomeFigure(models.Model):
 
     def __str__(self):
         return f"{self.tier_id} v{self.policy_version_id} {self.arm} {self.cohort:%Y-%m} {self.metric}"
+
+
+class FirstContact(models.Model):
+    """Read-only (a database view): each instalment's first contact planned about it and the policy version it was
+    decided under, so the outcomes job joins it once instead of looking it up per instalment."""
+
+    installment = models.OneToOneField(
+        Installment,
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="outcome_first_contact",
+    )
+    notification_id = models.BigIntegerField()
+    policy_version = models.ForeignKey(
+        PolicyVersion, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+
+    class Meta:
+        managed = False
+        db_table = "strategy_first_contact"
+
+    def __str__(self):
+        return f"{self.installment_id}: {self.notification_id}"
+
+
+class CurrentAssignment(models.Model):
+    """Read-only (a database view): each customer's latest arm assignment per tier (one row per customer and tier),
+    so the outcomes job joins a customer's arm instead of looking it up per row."""
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.DO_NOTHING, db_constraint=False, related_name="outcome_arms"
+    )
+    tier = models.ForeignKey(CreditTier, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    arm = models.CharField(max_length=16, choices=Arm.choices)
+    policy_version = models.ForeignKey(
+        PolicyVersion, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+
+    class Meta:
+        managed = False
+        db_table = "strategy_current_assignment"
+
+    def __str__(self):
+        return f"{self.customer_id} {self.tier_id}: {self.arm}"

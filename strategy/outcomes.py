@@ -15,6 +15,8 @@ Units and cohorts (one aggregate query per family, over the whole book, whatever
 The dashboard's cure, roll and promise-kept rates count by the same three definitions (over a window instead of
 by cohort).
 A customer's arm is their assignment in the tier's test (champion when never assigned).
+An instalment's first contact and a customer's latest assignment are joined from two views (``FirstContact``,
+``CurrentAssignment``, one row per key), not looked up per row: the job's time grows with the book as a scan does.
 """
 
 from __future__ import annotations
@@ -23,15 +25,15 @@ import datetime as dt
 from collections import defaultdict
 
 from django.db import transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery, Value
+from django.db.models import Count, F, FilteredRelation, Q, Value
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth
 from django.utils import timezone
 
 from debt_collection.models import CallAttempt, PromiseToPay
 from debt_collection.promises import promise_kept_counts
-from loans.models import Arm, Installment, PolicyAssignment
+from loans.models import Arm, Installment
 from loans.rates import ROLL_PERIOD_DAYS, cure_counts, days_after_due, roll_counts
-from notifications.models import NotificationItem, NotificationLog
+from notifications.models import NotificationLog
 
 from .models import OutcomeFigure
 
@@ -40,9 +42,15 @@ BUCKETS = ((Metric.ROLL_1_30, 1, 30), (Metric.ROLL_31_60, 31, 60), (Metric.ROLL_
 JOB_ACTOR = "job:strategy_outcomes"
 
 
-def _arm_of(customer_ref: str, tier_ref: str):
-    rows = PolicyAssignment.objects.filter(customer_id=OuterRef(customer_ref), tier_id=OuterRef(tier_ref))
-    return Coalesce(Subquery(rows.order_by("-id").values("arm")[:1]), Value(Arm.CHAMPION.value))
+def _arm(customer: str, tier: str) -> dict:
+    """Annotations ``arm`` (the customer's latest assignment in the tier, champion when never assigned) and
+    ``assigned_version``, by a join on ``CurrentAssignment`` (at most one row per customer and tier)."""
+    relation = f"{customer}__outcome_arms" if customer else "outcome_arms"
+    return {
+        "current_arm": FilteredRelation(relation, condition=Q(**{f"{relation}__tier_id": F(tier)})),
+        "arm": Coalesce(F("current_arm__arm"), Value(Arm.CHAMPION.value)),
+        "assigned_version": F("current_arm__policy_version_id"),
+    }
 
 
 def _month(value) -> dt.date:
@@ -53,10 +61,6 @@ def _month(value) -> dt.date:
 
 def instalment_figures(today: dt.date) -> dict[tuple, list[int]]:
     """Counts per (tier, version, arm, due month, metric): [numerator, denominator]."""
-    first_contact = NotificationItem.objects.filter(installment_id=OuterRef("pk")).order_by("notification_id")
-    assigned = PolicyAssignment.objects.filter(
-        customer_id=OuterRef("loan__customer_id"), tier_id=OuterRef("loan__customer__tier_id")
-    ).order_by("-id")
     paid_day = TruncDate("paid_at")
 
     rolls = {}
@@ -66,12 +70,9 @@ def instalment_figures(today: dt.date) -> dict[tuple, list[int]]:
 
     rows = (
         Installment.objects.filter(due_date__lt=today, loan__customer__tier_id__isnull=False)
+        .annotate(**_arm("loan__customer", "loan__customer__tier_id"))
         .annotate(
-            version=Coalesce(
-                Subquery(first_contact.values("notification__policy_version_id")[:1]),
-                Subquery(assigned.values("policy_version_id")[:1]),
-            ),
-            arm=_arm_of("loan__customer_id", "loan__customer__tier_id"),
+            version=Coalesce(F("outcome_first_contact__policy_version_id"), F("assigned_version")),
             cohort=TruncMonth("due_date"),
             paid_day=paid_day,
             horizon_7=days_after_due(7),
@@ -123,9 +124,7 @@ def promise_figures() -> dict[tuple, list[int]]:
     figures: dict[tuple, list[int]] = {}
     promises = (
         PromiseToPay.objects.filter(case__tier_id__isnull=False)
-        .annotate(
-            arm=_arm_of("case__loan__customer_id", "case__tier_id"), cohort=TruncMonth("case__opened_at")
-        )
+        .annotate(**_arm("case__loan__customer", "case__tier_id"), cohort=TruncMonth("case__opened_at"))
         .values("case__tier_id", "case__policy_version_id", "arm", "cohort")
         .annotate(**promise_kept_counts())
         .filter(resolved__gt=0)
@@ -142,14 +141,14 @@ def effort_figures(cures: dict[tuple, int]) -> dict[tuple, list[int]]:
     figures: dict[tuple, list[int]] = {}
     contacts = (
         NotificationLog.objects.filter(status__in=NotificationLog.CONTACTED_STATUSES, tier_id__isnull=False)
-        .annotate(arm=_arm_of("customer_id", "tier_id"), cohort=TruncMonth("sent_at"))
+        .annotate(**_arm("customer", "tier_id"), cohort=TruncMonth("sent_at"))
         .values("tier_id", "policy_version_id", "arm", "cohort")
         .annotate(n=Count("id"))
         .order_by()
     )
     calls = (
         CallAttempt.objects.filter(task__case__tier_id__isnull=False)
-        .annotate(arm=_arm_of("customer_id", "task__case__tier_id"), cohort=TruncMonth("made_at"))
+        .annotate(**_arm("task__case__loan__customer", "task__case__tier_id"), cohort=TruncMonth("made_at"))
         .values("task__case__tier_id", "task__policy_version_id", "arm", "cohort")
         .annotate(n=Count("id"))
         .order_by()

@@ -9,12 +9,22 @@ from decimal import Decimal
 import pytest
 
 from debt_collection.advance import advance_collections
+from loans.models import Arm, PolicyAssignment, PolicyVersion
 from strategy.models import OutcomeFigure
-from strategy.outcomes import run_outcomes
+from strategy.outcomes import compute_outcomes, run_outcomes
 from strategy.stats import overlaps, wilson
 
 from .factories import make_tier
-from .factories_collections import DUE, day, make_ladder, make_overdue_loan, overdue_templates, pay
+from .factories_collections import (
+    DUE,
+    count_queries,
+    day,
+    make_ladder,
+    make_overdue_loan,
+    overdue_templates,
+    pay,
+)
+from .factories_operator import make_log
 
 pytestmark = pytest.mark.django_db
 Metric = OutcomeFigure.Metric
@@ -78,3 +88,59 @@ def test_a_figure_whose_horizon_has_not_passed_counts_nothing_yet():
     assert figure(Metric.PAID_BY_DUE, tier=tier) == (0, 1)
     assert figure(Metric.PAID_WITHIN_7, tier=tier) == (0, 0)
     assert dt.date(2026, 12, 1) == DUE
+
+
+def test_the_job_runs_the_same_queries_whatever_the_size_of_the_book():
+    overdue_templates()
+    tier = make_tier(grace_period_days=2)
+    make_ladder(tier, [(3, "early", "sms", "overdue"), (5, "call", "call_task", "")])
+
+    def grow(n):
+        loans = [make_overdue_loan(tier) for _ in range(n)]
+        advance_collections(day(3 * n))
+        pay(loans[0], Decimal("500.00"), day(3 * n + 1))
+
+    grow(1)
+    small, _ = count_queries(compute_outcomes, day(40))
+    small_run, _ = count_queries(run_outcomes, day(40))
+    grow(6)
+    large, figures = count_queries(compute_outcomes, day(40))
+    large_run, _ = count_queries(run_outcomes, day(40))
+
+    assert figure(Metric.CURE, tier=tier)[0] == 2  # the larger book was counted
+    assert len(figures) > 0
+    # instalments (every instalment figure in one query), promises, contacts, calls
+    assert (small, large) == (4, 4)
+    assert small_run == large_run
+
+
+def test_an_instalment_counts_under_its_first_contacts_version_and_its_customers_latest_arm():
+    tier = make_tier()
+    v1 = PolicyVersion.objects.filter(tier=tier).order_by("-number").first()
+    v2 = PolicyVersion.objects.create(
+        tier=tier,
+        number=v1.number + 1,
+        grace_period_days=v1.grace_period_days,
+        max_contacts_per_week=v1.max_contacts_per_week,
+        channel_order=v1.channel_order,
+        created_at=day(-30),
+        created_by="test",
+        reason="test",
+    )
+    contacted, silent = make_overdue_loan(tier), make_overdue_loan(tier)
+    instalment = contacted.installments.get()
+    make_log(contacted.customer, installments=[instalment], tier=tier, policy_version=v2)  # the first
+    make_log(contacted.customer, installments=[instalment], tier=tier, policy_version=v1)
+    for seed, arm, at in (("s1", Arm.CHALLENGER, day(-20)), ("s2", Arm.HOLDOUT, day(-10))):
+        PolicyAssignment.objects.create(
+            customer=contacted.customer, tier=tier, seed=seed, arm=arm, policy_version=v1, assigned_at=at
+        )
+
+    run_outcomes(day(40))
+
+    rows = OutcomeFigure.objects.filter(metric=Metric.PAID_BY_DUE)
+    assert {(r.policy_version_id, r.arm, r.denominator) for r in rows} == {
+        (v2.pk, Arm.HOLDOUT, 1),
+        (None, Arm.CHAMPION, 1),
+    }
+    assert silent.customer.policy_assignments.count() == 0
