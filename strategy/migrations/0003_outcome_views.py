@@ -3,13 +3,18 @@ contact and a customer's latest arm per tier, each one row per key, in SQL both 
 
 from django.db import migrations, models
 
+# Written without GROUP BY (an anti-join: no earlier contact, no later assignment) so that both databases can
+# join them row by row through their indexes or as a whole by hashing, as the query needs.
 FIRST_CONTACT = """
 CREATE VIEW strategy_first_contact AS
-SELECT first.installment_id AS installment_id, first.notification_id AS notification_id,
+SELECT item.installment_id AS installment_id, item.notification_id AS notification_id,
        log.policy_version_id AS policy_version_id
-FROM (SELECT installment_id, MIN(notification_id) AS notification_id
-      FROM notifications_notificationitem GROUP BY installment_id) first
-JOIN notifications_notificationlog log ON log.id = first.notification_id
+FROM notifications_notificationitem item
+JOIN notifications_notificationlog log ON log.id = item.notification_id
+WHERE NOT EXISTS (
+    SELECT 1 FROM notifications_notificationitem earlier
+    WHERE earlier.installment_id = item.installment_id AND earlier.notification_id < item.notification_id
+)
 """
 
 CURRENT_ASSIGNMENT = """
@@ -17,7 +22,10 @@ CREATE VIEW strategy_current_assignment AS
 SELECT a.id AS id, a.customer_id AS customer_id, a.tier_id AS tier_id, a.arm AS arm,
        a.policy_version_id AS policy_version_id
 FROM loans_policyassignment a
-JOIN (SELECT MAX(id) AS id FROM loans_policyassignment GROUP BY customer_id, tier_id) latest ON latest.id = a.id
+WHERE NOT EXISTS (
+    SELECT 1 FROM loans_policyassignment later
+    WHERE later.customer_id = a.customer_id AND later.tier_id = a.tier_id AND later.id > a.id
+)
 """
 
 
