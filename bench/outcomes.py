@@ -48,7 +48,7 @@ def generate(n_loans: int, today: dt.date) -> dict[str, int]:
     now = "now()" if pg else "datetime('now')"
     month = today.replace(day=1).isoformat()
     if pg:
-        due = f"(DATE '{month}' + (k.seq - 3) * interval '1 month')::date + (l.id % 28)"
+        due = f"(DATE '{month}' + (k.seq - 3) * interval '1 month')::date + CAST(l.id % 28 AS integer)"
     else:
         due = f"date('{month}', (k.seq - 3) || ' months', (l.id % 28) || ' days')"
     statements = {
@@ -65,7 +65,7 @@ def generate(n_loans: int, today: dt.date) -> dict[str, int]:
             INSERT INTO loans_loan (id, ref, principal, currency, disbursed_on, status, autopay, created_at,
                 updated_at, customer_id, credit, legal_hold)
             SELECT s.x, 'BL' || s.x, 3000, 'CNY', '{(today - dt.timedelta(days=400)).isoformat()}', 'active',
-                s.x % 3 = 0, {now}, {now}, (s.x - 1) * {customers} / {n_loans} + 1, 0, FALSE
+                s.x % 3 = 0, {now}, {now}, CAST(s.x - 1 AS bigint) * {customers} / {n_loans} + 1, 0, FALSE
             FROM {series(n_loans)}""",
         "installments": f"""
             INSERT INTO loans_installment (seq, due_date, amount_due, amount_paid, paid_at, loan_id)
