@@ -43,11 +43,12 @@ def read_anchors(path: Path | None) -> list[dict[str, Any]]:
 TAIL_BYTES = 4096  # an anchor line is about 150 bytes
 
 
-def read_last_anchor(path: Path | None) -> dict[str, Any] | None:
-    """The file's last anchor, reading only its end (the file grows by a line per anchor, and the head is anchored
-    every minute something is sent). None for a missing or empty file. Raises ValueError for a malformed line."""
+def read_tail_anchors(path: Path | None) -> list[dict[str, Any]]:
+    """The file's last anchors (about twenty), oldest first, reading only its end (the file grows by a line per
+    anchor, and the head is anchored every minute something is sent). Empty for a missing or empty file. Raises
+    ValueError for a malformed line."""
     if path is None or not path.exists():
-        return None
+        return []
     with path.open("rb") as fh:
         size = fh.seek(0, os.SEEK_END)
         start = max(0, size - TAIL_BYTES)
@@ -56,10 +57,16 @@ def read_last_anchor(path: Path | None) -> dict[str, Any] | None:
     if start > 0:
         lines = lines[1:]  # the first may be cut
     lines = [line for line in lines if line.strip()]
-    if not lines:
-        anchors = read_anchors(path) if start > 0 else []
-        return anchors[-1] if anchors else None
-    return _parse_anchor(lines[-1], None, path)
+    if not lines and start > 0:
+        return read_anchors(path)[-1:]
+    return [_parse_anchor(line, None, path) for line in lines]
+
+
+def read_last_anchor(path: Path | None) -> dict[str, Any] | None:
+    """The file's last anchor, reading only its end. None for a missing or empty file. Raises ValueError for a
+    malformed line."""
+    tail = read_tail_anchors(path)
+    return tail[-1] if tail else None
 
 
 ANCHORED = "backoffice.audit.anchored"
@@ -82,25 +89,34 @@ class AnchorRecord:
     seq: int
     hash: str
     anchors: int
+    at: Any = None
+
+    def matches(self, anchor: dict[str, Any] | None) -> bool:
+        return anchor is not None and (anchor["seq"], anchor["hash"]) == (self.seq, self.hash)
 
 
-def _anchor_record(seq: int, digest: str, after: Any) -> AnchorRecord | None:
+def _anchor_record(seq: int, digest: str, after: Any, at: Any = None) -> AnchorRecord | None:
     try:
-        return AnchorRecord(seq=seq, hash=digest, anchors=int((after or {})["anchors"]))
+        return AnchorRecord(seq=seq, hash=digest, anchors=int((after or {})["anchors"]), at=at)
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def last_anchor_record(using: str = "default") -> AnchorRecord | None:
-    """The trail's own record of the last anchor written (None before the first)."""
-    row = (
+def last_anchor_records(using: str = "default", n: int = 2) -> list[AnchorRecord | None]:
+    """The trail's own records of the last ``n`` anchors written, newest first (fewer before there were ``n``)."""
+    rows = (
         AuditEvent.objects.using(using)
         .filter(action__in=ANCHOR_ACTIONS)
         .order_by("-seq")
-        .values_list("seq", "hash", "after")
-        .first()
+        .values_list("seq", "hash", "after", "at")[:n]
     )
-    return _anchor_record(*row) if row else None
+    return [_anchor_record(*row) for row in rows]
+
+
+def last_anchor_record(using: str = "default") -> AnchorRecord | None:
+    """The trail's own record of the last anchor written (None before the first)."""
+    records = last_anchor_records(using, 1)
+    return records[0] if records else None
 
 
 def anchor_file_problem(
