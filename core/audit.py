@@ -135,6 +135,44 @@ def log_events(events: Iterable[Event]) -> list[AuditEvent]:
     Must run inside the transaction of the change it records; opens one itself when called outside any. An
     import or export completed (``ANCHOR_AFTER``) has the head anchored once its transaction commits.
     """
+    ids: dict[int, int] = {}
+    columns = _append(events, ids)
+    if not columns:
+        return []
+    connection = connections[AuditEvent.objects.db]
+    rows = []
+    for seq, at, actor, action, object_type, object_id, before, after, prev_hash, digest in columns:
+        row = AuditEvent(
+            ids[seq],
+            seq,
+            at,
+            actor,
+            action,
+            object_type,
+            object_id,
+            None if before is None else json.loads(before),
+            None if after is None else json.loads(after),
+            prev_hash,
+            digest,
+        )
+        row._state.adding = False
+        row._state.db = connection.alias
+        rows.append(row)
+    return rows
+
+
+def append_events(events: Iterable[Event]) -> int:
+    """``log_events`` for a bulk writer that does not need the saved rows back (an import's thousands of
+    events): the same chain, the same rows, without reading their ids back. Returns how many were written."""
+    return len(_append(events))
+
+
+def _append(events: Iterable[Event], ids: dict[int, int] | None = None) -> list[tuple]:
+    """Chain and insert ``events``; their column values in ``_EVENT_COLUMNS`` order, JSON as its text. With
+    ``ids``, the new rows' ids are read back into it by seq.
+
+    Each value is serialised once: its canonical JSON (sorted keys, no spaces) is both what is stored and what
+    the event's hash covers, so the chain is computed in one pass without building the payload again."""
     events = list(events)
     if not events:
         return []
@@ -142,55 +180,68 @@ def log_events(events: Iterable[Event]) -> list[AuditEvent]:
         head = _lock_head()
         seq, prev = head.seq, head.hash
         now = timezone.now()
-        rows, texts = [], []
+        columns = []
         for ev in events:
             seq += 1
             at = ev.at or now
-            before, before_text = _normalised(ev.before)
-            after, after_text = _normalised(ev.after)
-            payload = event_payload(
-                seq=seq,
-                at=at,
-                actor=ev.actor,
-                action=ev.action,
-                object_type=ev.object_type,
-                object_id=str(ev.object_id or ""),
-                before=before,
-                after=after,
+            object_id = str(ev.object_id or "")
+            before = _canonical_text(ev.before)
+            after = _canonical_text(ev.after)
+            digest = hashlib.sha256(
+                (
+                    prev
+                    + _payload_text(seq, at, ev.actor, ev.action, ev.object_type, object_id, before, after)
+                ).encode()
+            ).hexdigest()
+            columns.append(
+                (seq, at, ev.actor, ev.action, ev.object_type, object_id, before, after, prev, digest)
             )
-            digest = compute_hash(prev, payload)
-            rows.append(
-                AuditEvent(
-                    seq=seq,
-                    at=at,
-                    actor=ev.actor,
-                    action=ev.action,
-                    object_type=ev.object_type,
-                    object_id=str(ev.object_id or ""),
-                    before=before,
-                    after=after,
-                    prev_hash=prev,
-                    hash=digest,
-                )
-            )
-            texts.append((before_text, after_text))
             prev = digest
-        _insert_events(rows, texts)
+        _insert_events(columns, ids)
         AuditChainHead.objects.filter(id=1).update(seq=seq, hash=prev)
-    if any(row.action in ANCHOR_AFTER for row in rows):
+    if any(values[3] in ANCHOR_AFTER for values in columns):
         from .audit_anchors import anchor_quietly  # it writes the trail too
 
-        at = rows[-1].at
+        at = columns[-1][1]
         transaction.on_commit(lambda: anchor_quietly(at), robust=True)
-    return rows
+    return columns
 
 
-def _normalised(value: Any) -> tuple[Any, str | None]:
-    """``value`` as plain JSON types (what is hashed is what is stored) and its JSON text (None for NULL)."""
+_CANONICAL = DjangoJSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_CONTAINERS = (dict, list, tuple)
+
+
+def _has_text_keys(value: Any) -> bool:
+    """Whether every dict inside ``value`` has only string keys (then sorting them before and after JSON agree)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str or (isinstance(item, _CONTAINERS) and not _has_text_keys(item)):
+                return False
+        return True
+    if isinstance(value, list | tuple):
+        return all(_has_text_keys(item) for item in value if isinstance(item, _CONTAINERS))
+    return True
+
+
+def _canonical_text(value: Any) -> str | None:
+    """The canonical JSON of ``value`` as plain JSON types (``canonical_json(to_json_value(value))``), None for
+    None. With string keys only (every event the product writes) it is one encoding: the encoder sorts them
+    as they will sort once read back. Other keys become strings first, and sort as strings."""
     if value is None:
-        return None, None
-    text = json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False)
-    return json.loads(text), text
+        return None
+    if _has_text_keys(value):
+        return _CANONICAL.encode(value)
+    return canonical_json(to_json_value(value))
+
+
+def _payload_text(seq, at, actor, action, object_type, object_id, before, after) -> str:
+    """``canonical_json(event_payload(...))`` from the values' canonical texts: the keys in sorted order."""
+    encode = _CANONICAL.encode
+    return (
+        f'{{"action":{encode(action)},"actor":{encode(actor)},"after":{after or "null"},'
+        f'"at":{encode(at.astimezone(dt.timezone.utc).isoformat())},"before":{before or "null"},'
+        f'"object_id":{encode(object_id)},"object_type":{encode(object_type)},"seq":{seq:d}}}'
+    )
 
 
 _EVENT_COLUMNS = (
@@ -206,86 +257,70 @@ _EVENT_COLUMNS = (
     "hash",
 )
 # From this many events on, PostgreSQL gets them through COPY (about twice as fast as a multi-row INSERT: the
-# daily jobs write thousands of events per transaction); fewer go through INSERT ... RETURNING.
+# daily jobs write thousands of events per transaction); fewer go through one INSERT per event.
 COPY_AT_LEAST = 200
 
 
-def _column_values(row: AuditEvent, before_text, after_text, adapt_at) -> tuple:
-    """The row's values in the order of ``_EVENT_COLUMNS``, its JSON already serialised."""
-    return (
-        row.seq,
-        adapt_at(row.at),
-        row.actor,
-        row.action,
-        row.object_type,
-        row.object_id,
-        before_text,
-        after_text,
-        row.prev_hash,
-        row.hash,
-    )
+def _adapted_at(connection, columns: list[tuple]) -> list[tuple]:
+    """The rows with ``at`` as the database takes it (events of one batch mostly share their moment)."""
+    adapt = connection.ops.adapt_datetimefield_value
+    seen: dict[Any, Any] = {}
+    out = []
+    for values in columns:
+        at = values[1]
+        if at not in seen:
+            seen[at] = adapt(at)
+        out.append((values[0], seen[at], *values[2:]))
+    return out
 
 
-def _copy_events(connection, table: str, columns: str, rows: list[AuditEvent], texts) -> None:
-    """``COPY ... FROM STDIN`` the rows, then read their ids back by ``seq`` (unique) in one query."""
-    adapt_at = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        raw = cursor.cursor  # the driver's cursor: COPY is psycopg's, not the DB-API's
-        with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for row, (before_text, after_text) in zip(rows, texts):
-                copy.write_row(_column_values(row, before_text, after_text, adapt_at))
-        qn, opts = connection.ops.quote_name, AuditEvent._meta
-        seq = qn(opts.get_field("seq").column)
-        cursor.execute(
-            f"SELECT {seq}, {qn(opts.pk.column)} FROM {table} WHERE {seq} BETWEEN %s AND %s",
-            [rows[0].seq, rows[-1].seq],
-        )
-        ids = dict(cursor.fetchall())
-    for row in rows:
-        row.pk = ids[row.seq]
-        row._state.adding = False
-        row._state.db = connection.alias
-
-
-def _insert_events(rows: list[AuditEvent], texts: list[tuple[str | None, str | None]]) -> None:
-    """Insert the rows as ``bulk_create`` would (the same statements per batch, ids set on the rows), without its
-    per-field Python overhead: multi-row ``INSERT ... RETURNING id`` with the JSON already serialised."""
+def _insert_events(columns: list[tuple], ids: dict[int, int] | None = None) -> None:
+    """Insert the rows (``_EVENT_COLUMNS`` order, JSON as text): ``COPY`` on PostgreSQL from ``COPY_AT_LEAST``
+    rows (ids read back by seq in one query), else multi-row ``INSERT ... RETURNING id`` when ``ids`` are
+    wanted, one prepared ``INSERT`` run for every row (``executemany``) when not."""
     connection = connections[AuditEvent.objects.db]
-    if not connection.features.can_return_rows_from_bulk_insert or connection.vendor not in (
-        "postgresql",
-        "sqlite",
-    ):
-        AuditEvent.objects.bulk_create(rows, batch_size=1000)
-        return
     qn = connection.ops.quote_name
     opts = AuditEvent._meta
     table = qn(opts.db_table)
-    columns = ", ".join(qn(opts.get_field(name).column) for name in _EVENT_COLUMNS)
-    if connection.vendor == "postgresql" and len(rows) >= COPY_AT_LEAST:
-        _copy_events(connection, table, columns, rows, texts)
-        return
+    names = ", ".join(qn(opts.get_field(name).column) for name in _EVENT_COLUMNS)
+    rows = _adapted_at(connection, columns)
     if connection.vendor == "postgresql":
         placeholder = "(%s, %s, %s, %s, %s, %s, CAST(%s AS jsonb), CAST(%s AS jsonb), %s, %s)"
         per_batch = 1000
     else:
         placeholder = "(" + ", ".join(["%s"] * len(_EVENT_COLUMNS)) + ")"
         per_batch = max(1, (connection.features.max_query_params or 999) // len(_EVENT_COLUMNS))
-    adapt_at = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(rows) >= COPY_AT_LEAST:
+            raw = cursor.cursor  # the driver's cursor: COPY is psycopg's, not the DB-API's
+            with raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for values in rows:
+                    copy.write_row(values)
+            if ids is not None:
+                ids.update(_ids_by_seq(cursor, connection, rows[0][0], rows[-1][0]))
+            return
+        if ids is None:
+            cursor.executemany(f"INSERT INTO {table} ({names}) VALUES {placeholder}", rows)
+            return
         for start in range(0, len(rows), per_batch):
             batch = rows[start : start + per_batch]
-            params: list[Any] = []
-            for row, (before_text, after_text) in zip(batch, texts[start : start + per_batch]):
-                params += _column_values(row, before_text, after_text, adapt_at)
             cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholder] * len(batch))} "
+                f"INSERT INTO {table} ({names}) VALUES {', '.join([placeholder] * len(batch))} "
                 f"RETURNING {qn(opts.pk.column)}",
-                params,
+                [value for values in batch for value in values],
             )
-            for row, (pk,) in zip(batch, cursor.fetchall()):
-                row.pk = pk
-                row._state.adding = False
-                row._state.db = connection.alias
+            ids.update(zip((values[0] for values in batch), (pk for (pk,) in cursor.fetchall())))
+
+
+def _ids_by_seq(cursor, connection, first: int, last: int) -> dict[int, int]:
+    """``{seq: id}`` of the events ``first`` to ``last`` (seq is unique), in one query."""
+    qn, opts = connection.ops.quote_name, AuditEvent._meta
+    seq = qn(opts.get_field("seq").column)
+    cursor.execute(
+        f"SELECT {seq}, {qn(opts.pk.column)} FROM {qn(opts.db_table)} WHERE {seq} BETWEEN %s AND %s",
+        [first, last],
+    )
+    return dict(cursor.fetchall())
 
 
 def log_event(

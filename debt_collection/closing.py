@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import transaction
 
-from core.audit import Event, about, actor_name, log_events
+from core.audit import Event, about, actor_name, append_events
 from core.bulk import bulk_update_rows
 from loans.models import CreditTier, Installment, Loan
 from loans.schedule import local_date
@@ -95,7 +95,7 @@ def close_cases(
         held = [c.loan_id for c in cases if c.is_frozen]
         if held:
             Loan.objects.filter(pk__in=held).update(legal_hold=False)
-        log_events(events)
+        append_events(events)
         cancelled = cancel_call_tasks(
             CallTask.objects.filter(case_id__in=ids), CallTask.CancelReason.PAID, at=at, actor=actor
         ).total()

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from core.audit import Event, about, actor_name, log_events
+from core.audit import Event, about, actor_name, append_events, log_events
 from core.bulk import bulk_update_rows
 
 from . import signals
@@ -235,7 +235,7 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
             events.extend(_event(action, actor, loan, before=before, after=after) for loan in loans_)
     counts["loans_paid_off"] += len(to_close)
     counts["loans_reopened"] += len(to_reopen)
-    log_events(events)
+    append_events(events)
 
 
 def _event(action: str, actor: str, obj, *, before=None, after=None) -> Event:

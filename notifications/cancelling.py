@@ -11,7 +11,7 @@ from django.db.models import CharField, F, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from core.audit import Event, log_events
+from core.audit import Event, append_events
 
 from .models import NotificationItem, NotificationLog
 
@@ -94,7 +94,7 @@ def cancel_pending(
         count = NotificationLog.objects.filter(
             id__in=ids, status__in=NotificationLog.PENDING_STATUSES
         ).update(**changes)
-        log_events(
+        append_events(
             Event(
                 action="notifications.contact.cancelled",
                 actor=actor,
