@@ -208,19 +208,26 @@ def _append(events: Iterable[Event], ids: dict[int, int] | None = None) -> list[
 
 
 _CANONICAL = DjangoJSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-_CONTAINERS = (dict, list, tuple)
+_CONTAINERS = frozenset({dict, list, tuple})
 
 
 def _has_text_keys(value: Any) -> bool:
-    """Whether every dict inside ``value`` has only string keys (then sorting them before and after JSON agree)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if type(key) is not str or (isinstance(item, _CONTAINERS) and not _has_text_keys(item)):
-                return False
-        return True
-    if isinstance(value, list | tuple):
-        return all(_has_text_keys(item) for item in value if isinstance(item, _CONTAINERS))
-    return True
+    """Whether every dict inside ``value`` has only string keys (then sorting them before and after JSON agree).
+    A subclass of dict, list or tuple answers no: the slower, always right way takes it."""
+    kind = type(value)
+    if kind is dict:
+        if not set(map(type, value)) <= {str}:
+            return False
+        items = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        return not isinstance(value, dict | list | tuple)
+    return all(_has_text_keys(item) for item in items if not _is_scalar(item))
+
+
+def _is_scalar(value: Any) -> bool:
+    return type(value) not in _CONTAINERS and not isinstance(value, dict | list | tuple)
 
 
 def _canonical_text(value: Any) -> str | None:

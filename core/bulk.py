@@ -4,7 +4,9 @@ Django's ``QuerySet.bulk_update`` writes a ``CASE WHEN pk = ... THEN ...`` expre
 those expressions costs far more Python time than the database spends on the update (tens of milliseconds per
 hundred rows). ``bulk_update_rows`` sends the same rows as a set joined on the primary key: one array per column
 through ``UNNEST`` on PostgreSQL, a ``VALUES`` list on SQLite (3.33 or later); on any other database it falls back
-to ``bulk_update``.
+to ``bulk_update``. ``update_rows`` takes the same rows as plain values (``(pk, value, ...)``) for a job that read
+them with ``values_list``; ``insert_rows`` inserts plain values with one prepared statement run for every row,
+for a job that needs neither the objects nor their new ids (``bulk_create`` makes both).
 """
 
 from __future__ import annotations
@@ -38,19 +40,47 @@ def bulk_update_rows(
     objs = list(objs)
     if not objs:
         return 0
+    if any(obj.pk is None for obj in objs):
+        raise ValueError("All objects passed to bulk_update_rows must have a primary key.")
     model = type(objs[0])
+    opts = model._meta
+    attnames = [opts.get_field(name).attname for name in fields]
+    rows = [(obj.pk, *(getattr(obj, a) for a in attnames)) for obj in objs]
+    return update_rows(model, fields, rows, batch_size=batch_size, same=same, objs=objs)
+
+
+def update_rows(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    batch_size: int = 500,
+    same: Mapping[str, Any] | None = None,
+    objs: Sequence[models.Model] | None = None,
+) -> int:
+    """``bulk_update_rows`` for rows given as plain values: each row is ``(pk, value of fields[0], ...)``, no
+    model object made for it (a job that read its rows with ``values_list``). Returns how many rows were
+    updated; the same statements, the same errors."""
+    rows = list(rows)
+    if not rows:
+        return 0
     opts = model._meta
     concrete = [opts.get_field(name) for name in fields]
     constant = [(opts.get_field(name), value) for name, value in (same or {}).items()]
     if any(f.primary_key for f in concrete) or any(f.primary_key for f, _value in constant):
         raise ValueError("bulk_update_rows cannot update the primary key.")
-    if any(obj.pk is None for obj in objs):
+    if any(row[0] is None for row in rows):
         raise ValueError("All objects passed to bulk_update_rows must have a primary key.")
     using = router.db_for_write(model)
     connection = connections[using]
     if connection.vendor not in ("postgresql", "sqlite") or (
         connection.vendor == "sqlite" and not _SQLITE_HAS_UPDATE_FROM
     ):
+        if objs is None:
+            objs = [model(**{opts.pk.attname: row[0]}) for row in rows]
+            for obj, row in zip(objs, rows):
+                for f, value in zip(concrete, row[1:]):
+                    setattr(obj, f.attname, value)
         for field, value in constant:
             for obj in objs:
                 setattr(obj, field.attname, value)
@@ -74,7 +104,7 @@ def bulk_update_rows(
             model,
             columns,
             concrete,
-            objs,
+            rows,
             per_batch=max(batch_size, 5000),
             set_same=set_same,
             same_params=same_params,
@@ -89,14 +119,14 @@ def bulk_update_rows(
         source = 'AS "v"'
         ref = {f: f'"v"."column{i}"' for i, f in enumerate(columns, start=1)}
     assignments = ", ".join([*set_same, *(f"{qn(f.column)} = {ref[f]}" for f in concrete)])
+    preps = [pk.get_db_prep_value, *(f.get_db_prep_save for f in concrete)]
     updated = 0
     with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
-        for start in range(0, len(objs), per_batch):
-            batch = objs[start : start + per_batch]
+        for start in range(0, len(rows), per_batch):
+            batch = rows[start : start + per_batch]
             params = list(same_params)
-            for obj in batch:
-                params.append(pk.get_db_prep_value(obj.pk, connection))
-                params.extend(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in concrete)
+            for row in batch:
+                params.extend(prep(value, connection) for prep, value in zip(preps, row))
             sql = (
                 f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([placeholder] * len(batch))}) {source} "
                 f"WHERE {table}.{qn(pk.column)} = {ref[pk]}"
@@ -106,12 +136,35 @@ def bulk_update_rows(
     return updated
 
 
+def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """Insert ``rows`` (each the values of ``fields``, in order) as ``bulk_create`` would store them, without
+    making a model object per row nor reading the new ids back: one prepared ``INSERT`` run for every row.
+    Values go through each field's ``get_db_prep_save``; no signals, no defaults (give every column that has
+    no database default). Returns how many rows were inserted."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    opts = model._meta
+    concrete = [opts.get_field(name) for name in fields]
+    connection = connections[router.db_for_write(model)]
+    qn = connection.ops.quote_name
+    preps = [f.get_db_prep_save for f in concrete]
+    params = [tuple(prep(value, connection) for prep, value in zip(preps, row)) for row in rows]
+    sql = (
+        f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in concrete)}) "
+        f"VALUES ({', '.join(['%s'] * len(concrete))})"
+    )
+    with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+    return len(rows)
+
+
 # Fields whose values are adapted by wrapper objects that a PostgreSQL array cannot hold as they are.
 _NOT_IN_ARRAYS = {"JSONField", "BinaryField", "ArrayField", "HStoreField"}
 
 
 def _update_from_arrays(
-    connection, model, columns, concrete, objs, *, per_batch: int, set_same=(), same_params=()
+    connection, model, columns, concrete, rows, *, per_batch: int, set_same=(), same_params=()
 ) -> int:
     """PostgreSQL: one ``UPDATE ... FROM UNNEST(%s::type[], ...)`` per batch, one array parameter per column.
 
@@ -131,11 +184,11 @@ def _update_from_arrays(
     )
     updated = 0
     with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
-        for start in range(0, len(objs), per_batch):
-            batch = objs[start : start + per_batch]
-            params = [*same_params, [pk.get_db_prep_value(obj.pk, connection) for obj in batch]]
+        for start in range(0, len(rows), per_batch):
+            batch = rows[start : start + per_batch]
+            params = [*same_params, [pk.get_db_prep_value(row[0], connection) for row in batch]]
             params.extend(
-                [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in batch] for f in concrete
+                [f.get_db_prep_save(row[i], connection) for row in batch] for i, f in enumerate(concrete, 1)
             )
             cursor.execute(sql, params)
             updated += cursor.rowcount

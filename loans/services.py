@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +23,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from core.audit import Event, about, actor_name, append_events, log_events
-from core.bulk import bulk_update_rows
+from core.bulk import bulk_update_rows, insert_rows, update_rows
 
 from . import signals
 from .allocation import Instalment as Due
@@ -95,12 +96,17 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
         .order_by("pk")
         .only("pk", "ref", "status", "credit")
     }
-    instalments: dict[int, list[Installment]] = defaultdict(list)
+    # Plain values, not model objects: a chunk is thousands of instalments and allocations.
+    instalments: dict[int, list[_Inst]] = defaultdict(list)
     seq_of: dict[int, int] = {}
-    for inst in Installment.objects.filter(loan_id__any_of=chunk).order_by("loan_id", "due_date", "seq"):
-        instalments[inst.loan_id].append(inst)
-        seq_of[inst.pk] = inst.seq
-        all_installments.append(inst.pk)
+    for pk, loan_id, seq, due_date, amount_due, amount_paid, paid_at in (
+        Installment.objects.filter(loan_id__any_of=chunk)
+        .order_by("loan_id", "due_date", "seq")
+        .values_list("pk", "loan_id", "seq", "due_date", "amount_due", "amount_paid", "paid_at")
+    ):
+        instalments[loan_id].append(_Inst(pk, seq, due_date, amount_due, amount_paid, paid_at))
+        seq_of[pk] = seq
+        all_installments.append(pk)
     receipts: dict[int, list[Receipt]] = defaultdict(list)
     payment_info: dict[int, tuple[str, Decimal, int | None]] = {}
     for pk, loan_id, ref, amount, received_at, start_id in Payment.objects.filter(
@@ -118,7 +124,7 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     wanted: dict[tuple[int, int], Decimal] = {}
     unallocated: dict[int, Decimal] = {}
     credit_moved: set[int] = set()  # payments whose part kept as credit changed with their loan's credit
-    changed_installments: list[Installment] = []
+    changed_installments: list[tuple[int, Decimal, dt.datetime | None]] = []
     events: list[Event] = []
     to_close, to_reopen, credit_changed = [], [], []
     for loan_id in chunk:
@@ -138,23 +144,30 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
                 continue
             was_paid = inst.paid_at is not None
             inst.amount_paid, inst.paid_at = paid, paid_at
-            changed_installments.append(inst)
+            changed_installments.append((inst.pk, paid, paid_at))
             values = {"loan": loan.ref, "seq": inst.seq, "amount_due": inst.amount_due, "amount_paid": paid}
             if paid_at and not was_paid:
                 newly_paid.append(inst.pk)
                 events.append(
-                    _event("loans.installment.paid", actor, inst, after={**values, "paid_at": paid_at})
+                    _event(
+                        "loans.installment.paid",
+                        actor,
+                        Installment,
+                        inst.pk,
+                        after={**values, "paid_at": paid_at},
+                    )
                 )
             elif was_paid and not paid_at:
                 counts["reopened"] += 1
-                events.append(_event("loans.installment.reopened", actor, inst, after=values))
+                events.append(_event("loans.installment.reopened", actor, Installment, inst.pk, after=values))
         if loan.credit != outcome.credit:
             credit_moved.update(p for p, part in outcome.unallocated.items() if part > ZERO)
             events.append(
                 _event(
                     "loans.loan.credit_changed",
                     actor,
-                    loan,
+                    Loan,
+                    loan.pk,
                     before={"credit": loan.credit},
                     after={"credit": outcome.credit, "ref": loan.ref},
                 )
@@ -170,19 +183,15 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     # The allocation rows: only the difference is written.
     stale = [pk for key, (pk, _amount) in stored.items() if key not in wanted]
     moved = [
-        PaymentAllocation(pk=stored[key][0], amount=amount)
+        (stored[key][0], amount)
         for key, amount in wanted.items()
         if key in stored and stored[key][1] != amount
     ]
-    new = [
-        PaymentAllocation(payment_id=key[0], installment_id=key[1], amount=amount)
-        for key, amount in wanted.items()
-        if key not in stored
-    ]
+    new = [(key[0], key[1], amount) for key, amount in wanted.items() if key not in stored]
     if stale:
         PaymentAllocation.objects.filter(pk__any_of=stale).delete()
-    bulk_update_rows(moved, ["amount"])
-    PaymentAllocation.objects.bulk_create(new, batch_size=1000)
+    update_rows(PaymentAllocation, ["amount"], moved)
+    insert_rows(PaymentAllocation, ["payment", "installment", "amount"], new)
     touched_payments = credit_moved | {
         key[0] for key in [*wanted, *stored] if wanted.get(key) != stored.get(key, (0, None))[1]
     }
@@ -214,7 +223,7 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     counts["allocations_written"] += len(stale) + len(moved) + len(new)
     counts["payments_allocated"] += len([p for p in touched_payments if p in payment_info])
 
-    bulk_update_rows(changed_installments, ["amount_paid", "paid_at"], batch_size=500)
+    update_rows(Installment, ["amount_paid", "paid_at"], changed_installments, batch_size=500)
     bulk_update_rows(credit_changed, ["credit"], batch_size=500)
     counts["installments"] += len(changed_installments)
     counts["paid"] += len([e for e in events if e.action == "loans.installment.paid"])
@@ -232,21 +241,26 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
             Loan.objects.filter(pk__any_of=[loan.pk for loan in loans_]).update(
                 status=status, updated_at=timezone.now()
             )
-            events.extend(_event(action, actor, loan, before=before, after=after) for loan in loans_)
+            events.extend(_event(action, actor, Loan, loan.pk, before=before, after=after) for loan in loans_)
     counts["loans_paid_off"] += len(to_close)
     counts["loans_reopened"] += len(to_reopen)
     append_events(events)
 
 
-def _event(action: str, actor: str, obj, *, before=None, after=None) -> Event:
-    return Event(
-        action=action,
-        actor=actor,
-        object_type=obj._meta.label,
-        object_id=str(obj.pk),
-        before=before,
-        after=after,
-    )
+def _event(action: str, actor: str, model, pk: int, *, before=None, after=None) -> Event:
+    return Event(action=action, actor=actor, **about(model, pk), before=before, after=after)
+
+
+@dataclass(slots=True)
+class _Inst:
+    """An instalment as the re-allocation reads it."""
+
+    pk: int
+    seq: int
+    due_date: dt.date
+    amount_due: Decimal
+    amount_paid: Decimal
+    paid_at: dt.datetime | None
 
 
 def refresh_installments(

@@ -1,4 +1,5 @@
-"""bulk_update_rows writes exactly what the objects hold, whatever the values, on SQLite and on PostgreSQL."""
+"""bulk_update_rows, update_rows and insert_rows write exactly what they are given, whatever the values, on SQLite and
+on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from core.bulk import bulk_update_rows
-from loans.models import Customer, Installment
+from core.bulk import bulk_update_rows, insert_rows, update_rows
+from loans.models import Customer, Installment, Payment, PaymentAllocation
 from notifications.models import NotificationLog
 
 from .factories import make_customer, make_installment, make_loan, make_tier
@@ -150,3 +151,39 @@ def test_values_every_row_shares_are_written_with_each_rows_own():
         ("body 2 ’", 3, "sent", sent_at),
         (other.body, other.attempts, "planned", None),
     ]
+
+
+def test_rows_given_as_values_are_written_as_the_same_objects_would_be():
+    loan = make_loan(make_customer())
+    installments = [make_installment(loan, seq=n, due_date=dt.date(2026, 12, n)) for n in range(1, 4)]
+    paid_at = dt.datetime(2026, 12, 1, 23, 59, 59, 123456, tzinfo=dt.timezone.utc)
+    rows = [(installments[0].pk, Decimal("0.01"), paid_at), (installments[2].pk, Decimal("99.90"), None)]
+    assert update_rows(Installment, ["amount_paid", "paid_at"], rows) == 2
+    assert list(
+        Installment.objects.filter(loan=loan).order_by("seq").values_list("amount_paid", "paid_at")
+    ) == [(Decimal("0.01"), paid_at), (installments[1].amount_paid, None), (Decimal("99.90"), None)]
+    with pytest.raises(ValueError):
+        update_rows(Installment, ["id"], [(installments[0].pk, 5)])
+
+
+def test_inserted_values_are_stored_as_bulk_create_stores_them():
+    loan = make_loan(make_customer())
+    first, second = (make_installment(loan, seq=n, due_date=dt.date(2026, 12, n)) for n in (1, 2))
+    received = dt.datetime(2026, 12, 1, 8, 30, 0, 5, tzinfo=dt.timezone.utc)
+    payment = Payment.objects.create(ref="P-ins", loan=loan, amount=Decimal("10.05"), received_at=received)
+    rows = [(payment.pk, first.pk, Decimal("10.00")), (payment.pk, second.pk, Decimal("0.05"))]
+    assert insert_rows(PaymentAllocation, ["payment", "installment", "amount"], rows) == 2
+    stored = PaymentAllocation.objects.filter(payment=payment).order_by("installment__seq")
+    assert [(a.installment_id, a.amount) for a in stored] == [
+        (first.pk, Decimal("10.00")),
+        (second.pk, Decimal("0.05")),
+    ]
+    PaymentAllocation.objects.filter(payment=payment).delete()
+    PaymentAllocation.objects.bulk_create(
+        [PaymentAllocation(payment_id=p, installment_id=i, amount=a) for p, i, a in rows]
+    )
+    assert [(a.installment_id, a.amount) for a in stored.all()] == [
+        (first.pk, Decimal("10.00")),
+        (second.pk, Decimal("0.05")),
+    ]
+    assert insert_rows(PaymentAllocation, ["payment", "installment", "amount"], []) == 0
