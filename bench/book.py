@@ -164,12 +164,16 @@ def wipe() -> None:
                 cursor.execute(f'DELETE FROM "{table}"')
 
 
-def generate(n_loans: int, today: dt.date, *, seed: int = 7, batch: int = 5000) -> dict:
-    """Create ``n_loans`` loans (about 9 in 10 customers have one, the rest two) with four instalments each."""
+def generate(
+    n_loans: int, today: dt.date, *, seed: int = 7, batch: int = 5000, installments: bool = True
+) -> dict:
+    """Create ``n_loans`` loans (about 9 in 10 customers have one, the rest two) with four instalments each
+    (none with ``installments=False``: a benchmark that imports them)."""
     from django.db import transaction
 
     from loans.models import CreditTier, Customer, Installment, Loan
 
+    make_installments = installments
     rng = random.Random(seed)
     tiers = list(CreditTier.objects.all())
     counts = {"customers": 0, "loans": 0, "installments": 0}
@@ -240,8 +244,9 @@ def generate(n_loans: int, today: dt.date, *, seed: int = 7, batch: int = 5000) 
                             paid_at=now if paid else None,
                         )
                     )
-            Installment.objects.bulk_create(installments, batch_size=batch)
+            if make_installments:
+                Installment.objects.bulk_create(installments, batch_size=batch)
             counts["customers"] += len(customers)
             counts["loans"] += len(loans)
-            counts["installments"] += len(installments)
+            counts["installments"] += len(installments) if make_installments else 0
     return counts
