@@ -37,19 +37,21 @@ class BookImportAdminMixin:
             form = self.create_import_form(request)
             if form.is_valid():
                 input_format = self.get_import_formats()[int(form.cleaned_data["format"])]
+                # The upload is read where it lies (a big one in its temporary file), a block at a time: it is
+                # counted, then copied to the import's storage, never held whole in memory.
                 upload = form.cleaned_data["import_file"]
-                data = b"".join(upload.chunks())
                 format_name = dotted_path(input_format)
                 try:
-                    rows = count_rows(data, format_name)
+                    rows = count_rows(upload, format_name)
                 except Exception:  # unreadable: the usual flow shows the library's message on the form
                     rows = 0
+                    upload.seek(0)
                 resource_class = self.choose_import_resource_class(form, request)
                 if rows > background_threshold() and issubclass(resource_class, BookResource):
                     job = start_import_job(
                         request.user,
                         resource_class,
-                        data,
+                        upload,
                         file_name=upload.name,
                         format_name=format_name,
                         dry_run=not self.is_skip_import_confirm_enabled(),

@@ -14,8 +14,9 @@ rows here (``count_rows``), so a file means the same rows everywhere.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import tablib
 from import_export.formats import base_formats
@@ -63,8 +64,9 @@ class CSV(base_formats.CSV):
         return True
 
 
-def _open_sheet(data: bytes | Path):
-    """The workbook (read-only: its rows are streamed) and its first sheet, of the file's bytes or path."""
+def _open_sheet(data: bytes | Path | BinaryIO):
+    """The workbook (read-only: its rows are streamed) and its first sheet, of the file's bytes, path or binary
+    file (an upload: read where it lies, never whole into memory)."""
     import openpyxl
 
     try:
@@ -137,14 +139,44 @@ def read_dataset(data: bytes | str, name: str | None, file_name: str | None = No
         raise FileReadError(f"the file cannot be read as {type(fmt).__name__}: {exc}") from exc
 
 
-def count_rows(data: bytes, name: str) -> int:
-    """The number of data rows of a file, cheaply: lines of a CSV file (a quoted cell spanning lines counts once
-    per line; a GB18030 file has no newline byte inside a character), the rows of an XLSX sheet to its real
-    last row (its recorded dimension is not trusted)."""
+#: How much of a file is read at a time where it is only counted or copied.
+BLOCK = 1 << 20
+
+
+def read_blocks(data: bytes | Path | BinaryIO, size: int | None = None) -> Iterator[bytes]:
+    """The bytes of a file a block at a time (``BLOCK``): ``data`` is its bytes, its path, or a binary file (an
+    upload), read from its start and left at its start for whoever reads it next."""
+    size = size or BLOCK
+    if isinstance(data, bytes | bytearray):
+        yield bytes(data)
+        return
+    if isinstance(data, Path):
+        with open(data, "rb") as handle:
+            while block := handle.read(size):
+                yield block
+        return
+    data.seek(0)
+    try:
+        while block := data.read(size):
+            yield block
+    finally:
+        data.seek(0)
+
+
+def count_rows(data: bytes | Path | BinaryIO, name: str) -> int:
+    """The number of data rows of a file (its bytes, path or binary file), cheaply and a block at a time: lines
+    of a CSV file (a quoted cell spanning lines counts once per line; a GB18030 file has no newline byte inside a
+    character), the rows of an XLSX sheet to its real last row (its recorded dimension is not trusted)."""
     fmt = format_class(name)
     if fmt is CSV:
-        lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        lines, last = 0, b""
+        for block in read_blocks(data):
+            lines += block.count(b"\n")
+            last = block[-1:]
+        lines += 0 if last in (b"\n", b"") else 1
         return max(lines - 1, 0)
+    if not isinstance(data, bytes | bytearray | Path):
+        data.seek(0)
     workbook, sheet = _open_sheet(data)
     try:
         rows = 0
@@ -153,4 +185,6 @@ def count_rows(data: bytes, name: str) -> int:
                 rows = number  # the last row that holds something
     finally:
         workbook.close()
+        if not isinstance(data, bytes | bytearray | Path):
+            data.seek(0)
     return max(rows - 1, 0)

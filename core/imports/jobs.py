@@ -18,7 +18,7 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.contrib.auth import get_permission_codename
@@ -31,8 +31,8 @@ from import_export.results import RowResult
 
 from ..background import claim_job
 from ..models import ImportJob
-from ..private_files import write_private
-from .files import count_rows
+from ..private_files import create_private
+from .files import count_rows, read_blocks
 from .resource import BookResource, describe_exception, file_sha256, run_import
 
 logger = logging.getLogger(__name__)
@@ -93,15 +93,23 @@ def may_see_import_job(user, job: ImportJob) -> bool:
         return False
 
 
-def store_upload(data: bytes, file_name: str) -> str:
-    """Write an upload under IMPORT_ROOT (complete or not at all) and return its path relative to it."""
+def store_upload(data: bytes | BinaryIO, file_name: str) -> str:
+    """Write an upload (its bytes, or the uploaded file: copied a block at a time, never whole in memory) under
+    IMPORT_ROOT, complete or not at all, readable by its owner only; returns its path relative to IMPORT_ROOT."""
     suffix = "".join(ch for ch in Path(file_name).suffix.lower() if ch.isalnum() or ch == ".")[:10]
     relative = Path(timezone.now().strftime("%Y/%m")) / f"{uuid.uuid4().hex}{suffix}"
     path = import_root() / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    write_private(partial, data)
-    os.replace(partial, path)
+    create_private(partial)
+    try:
+        with open(partial, "wb") as out:
+            for block in read_blocks(data):
+                out.write(block)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return str(relative)
 
 
@@ -118,13 +126,15 @@ def _enqueue(job_id: int) -> None:
 def start_import_job(
     user,
     resource_class: type[BookResource],
-    data: bytes,
+    data: bytes | BinaryIO,
     *,
     file_name: str,
     format_name: str,
     dry_run: bool = True,
 ) -> ImportJob:
-    """Store ``data`` under IMPORT_ROOT, create the ``ImportJob`` of ``user`` and queue its task (after commit).
+    """Store ``data`` (the file's bytes, or the uploaded file, copied a block at a time) under IMPORT_ROOT,
+    create the ``ImportJob`` of ``user`` and queue its task (after commit). Its rows are counted and its SHA-256
+    taken from the stored file.
 
     Raises ``PermissionError`` when the user may not import this resource's model, ``ImportJobError`` when
     the resource is not a ``BookResource``, ``OSError`` when the file cannot be stored."""
@@ -134,16 +144,17 @@ def start_import_job(
         raise PermissionError(
             f"{user} may not import {resource_class._meta.model._meta.verbose_name_plural}."
         )
+    stored = store_upload(data, file_name)
     try:
-        rows = count_rows(data, format_name)
+        rows = count_rows(import_root() / stored, format_name)
     except Exception:  # an unreadable file: the task reports why, with the import's own message
         rows = None
     job = ImportJob.objects.create(
         user=user,
         resource=dotted_path(resource_class),
         file_name=Path(file_name).name[:255] or "upload",
-        file_path=store_upload(data, file_name),
-        file_sha256=file_sha256(data),
+        file_path=stored,
+        file_sha256=file_sha256(import_root() / stored),
         format=format_name,
         is_dry_run=dry_run,
         rows_total=rows,

@@ -26,6 +26,7 @@ from ..bulk import bulk_update_rows
 from .chunks import ChunkRows
 from .columns import object_values
 from .fast_path import FastPathMixin
+from .files import read_blocks
 from .keys import KeyedInstanceLoader
 from .rows import RowSource, as_source, open_rows
 from .widgets import _NUMBER_RE, FORMULA_PREFIXES, RefWidget, _text
@@ -441,9 +442,8 @@ def file_sha256(data: bytes | str | Path) -> str:
     """The SHA-256 of a file's bytes, or of the file at a path (read a block at a time)."""
     if isinstance(data, Path):
         digest = hashlib.sha256()
-        with open(data, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
+        for block in read_blocks(data):
+            digest.update(block)
         return digest.hexdigest()
     if isinstance(data, str):
         data = data.encode("utf-8")
