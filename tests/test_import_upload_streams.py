@@ -9,6 +9,7 @@ import tracemalloc
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.urls import reverse
 
 from backoffice import roles
@@ -49,17 +50,24 @@ def test_a_big_upload_is_counted_and_stored_without_being_read_whole(client, str
     client.force_login(operator)
     data = big_customer_file()
     peaks = []
-    real_action = import_admin.BookImportAdminMixin.import_action
+    real_complete = TemporaryFileUploadHandler.file_complete
+    real_start = import_admin.start_import_job
 
-    def measured(self, request, **kwargs):
+    # From the moment Django's upload handler has written the file to its temporary file to the stored job:
+    # what the admin does with the file.
+    def completed(self, file_size):
         tracemalloc.start()
+        return real_complete(self, file_size)
+
+    def started(*args, **kwargs):
         try:
-            return real_action(self, request, **kwargs)
+            return real_start(*args, **kwargs)
         finally:
             peaks.append(tracemalloc.get_traced_memory()[1])
             tracemalloc.stop()
 
-    monkeypatch.setattr(import_admin.BookImportAdminMixin, "import_action", measured)
+    monkeypatch.setattr(TemporaryFileUploadHandler, "file_complete", completed)
+    monkeypatch.setattr(import_admin, "start_import_job", started)
     monkeypatch.setattr(import_files, "BLOCK", 64 * 1024)  # a file of a few MB is then many blocks
     response = client.post(
         reverse("admin:loans_customer_import"),
