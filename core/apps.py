@@ -13,6 +13,8 @@ class CoreConfig(AppConfig):
         from . import signals  # noqa: F401
         from .exports import audit
         from .lookups import register
+        from .pg_adapters import register as register_fast_adapters
 
         register()  # field__any_of, the daily jobs' lookup for long lists of ids
+        register_fast_adapters()  # PostgreSQL: timestamps read, arrays written in one pass
         audit.register()  # the audit trail as a compliance export kind
