@@ -11,6 +11,7 @@ import datetime as dt
 from django.utils.module_loading import import_string
 
 from core.audit_anchors import anchor_quietly
+from core.heap import fewer_collections
 
 from .pipeline_runs import record_step
 
@@ -36,12 +37,14 @@ def pipeline_steps() -> list[tuple[str, object]]:
 def run_pipeline(now: dt.datetime, run=None) -> dict[str, dict]:
     """Run the steps in order. The audit head is anchored after each step (a broken anchor file is logged, not
     fatal, there), and ``anchor_audit`` ends the pipeline, failing loudly if the anchor file is broken. With a
-    ``PipelineRun``, each step's counts are written to it as the step finishes (its progress)."""
+    ``PipelineRun``, each step's counts are written to it as the step finishes (its progress). The garbage
+    collector collects rarely meanwhile (``core.heap.fewer_collections``)."""
 
     results = {}
-    for name, func in pipeline_steps():
-        results[name] = func(now) or {}
-        if name != "anchor_audit":
-            anchor_quietly(now)
-        record_step(run, name, results[name])
+    with fewer_collections():
+        for name, func in pipeline_steps():
+            results[name] = func(now) or {}
+            if name != "anchor_audit":
+                anchor_quietly(now)
+            record_step(run, name, results[name])
     return results

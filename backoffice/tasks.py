@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_q import tasks as queue
 
 from core.audit_anchors import anchor_quietly, write_anchor
+from core.heap import fewer_collections
 from debt_collection.advance import collections_book_steps
 from loans.autodebit import run_autodebit
 from loans.models import Customer
@@ -139,6 +140,7 @@ def run_chunk(now_iso: str, low: int, high: int, live: bool = False) -> dict:
     started_at = timezone.now()
     now = dt.datetime.fromisoformat(now_iso)
     at = dispatch_moment(now, live=live, started_at=started_at)
-    result = run_engine(now, Scope(customer_id_range=(low, high)), dispatch_at=at)
+    with fewer_collections():
+        result = run_engine(now, Scope(customer_id_range=(low, high)), dispatch_at=at)
     result["anchor_audit"] = anchor_quietly(at)
     return result
