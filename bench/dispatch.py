@@ -231,8 +231,11 @@ def run_part(args, report: Report, gateway) -> None:
     use_gateway(gateway, args.concurrency, 0)
     times: dict[str, float] = {}
     posts_before = gateway.posts
+    run_start = time.monotonic()
     with timed("run", times):
         call_command("run_jobs", now=SEND_AT.isoformat(), force=True, stdout=open(os.devnull, "w"))
+    run_end = time.monotonic()
+    posted = gateway.post_times[posts_before:]
     sent = sent_count()
     assert sent == n, f"sent {sent} of {n}"
     assert gateway.posts - posts_before == n, "each contact is one POST"
@@ -244,6 +247,12 @@ def run_part(args, report: Report, gateway) -> None:
         times["floor"],
         at_least_rate=0.8,
         rows=n,
+    )
+    sending = posted[-1] - posted[0]
+    report.note(
+        f"run_jobs: first POST {posted[0] - run_start:.1f}s after its start, last {posted[-1] - run_start:.1f}s, "
+        f"then {run_end - posted[-1]:.1f}s to its end; between the first and last POST {n / sending:,.0f} msg/s "
+        f"({times['floor'] / sending:.2f}x the floor's rate)"
     )
     report.note(f"connections the gateway saw so far: {len(gateway.connections)}")
 
@@ -289,6 +298,9 @@ def clusters_part(args, report: Report, gateway) -> None:
         ]
         try:
             time.sleep(4)  # the clusters start their workers
+            arrivals: dict[str, float] = {}
+            gateway.script = arrival_recorder(arrivals)
+            start_mono = time.monotonic()
             start = time.perf_counter()
             subprocess.run(
                 [
@@ -307,6 +319,7 @@ def clusters_part(args, report: Report, gateway) -> None:
                 check=True,
                 capture_output=True,
             )
+            enqueued = time.perf_counter() - start
             deadline = time.monotonic() + 1800
             while sent_count() < n:
                 if time.monotonic() > deadline:
@@ -314,6 +327,7 @@ def clusters_part(args, report: Report, gateway) -> None:
                 time.sleep(0.2)
             seconds[clusters] = time.perf_counter() - start
         finally:
+            gateway.script = None
             for proc in procs:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -324,6 +338,7 @@ def clusters_part(args, report: Report, gateway) -> None:
                 except ProcessLookupError:
                     pass
         print(f"{clusters} cluster(s): {n:,} sent in {seconds[clusters]:.1f}s", flush=True)
+        report.note(describe_posts(clusters, seconds[clusters], enqueued, start_mono, gateway, arrivals))
     report.ratio(
         f"two qcluster processes sending {n:,} contacts ({args.cluster_concurrency} in flight each)",
         seconds[2],
@@ -331,6 +346,33 @@ def clusters_part(args, report: Report, gateway) -> None:
         seconds[1],
         at_least_rate=1.8,
         rows=n,
+    )
+
+
+def arrival_recorder(arrivals: dict[str, float]):
+    """A gateway script that notes when each key first arrived and answers normally."""
+
+    def note(key: str, tries: int):
+        arrivals.setdefault(key, time.monotonic())
+        return None
+
+    return note
+
+
+def describe_posts(clusters: int, total: float, enqueued: float, start: float, gateway, arrivals) -> str:
+    """Where the timed seconds went, read at the gateway: the enqueueing process, and when each cluster's first
+    and last POST arrived (a cluster's messages carry its label as sender), so a one-sided tail shows."""
+    spans: dict[str, list[float]] = {}
+    for key, moment in arrivals.items():
+        label = gateway.delivered.get(key, {}).get("from") or "?"
+        spans.setdefault(label, []).append(moment - start)
+    parts = [
+        f"{label}: {len(times):,} POSTs from {min(times):.1f}s to {max(times):.1f}s"
+        for label, times in sorted(spans.items())
+    ]
+    return (
+        f"{clusters} cluster(s) in {total:.1f}s: run_jobs --enqueue took {enqueued:.1f}s (from the start); "
+        + "; ".join(parts)
     )
 
 
