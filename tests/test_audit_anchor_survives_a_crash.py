@@ -68,7 +68,9 @@ def test_killed_after_the_commit_and_before_the_append_the_next_anchoring_writes
     assert not anchor_file.with_name(anchor_file.name + ".pending").exists()
 
 
-def test_killed_before_the_commit_nothing_of_the_anchor_remains_and_anchoring_goes_on(anchor_file, monkeypatch):
+def test_killed_before_the_commit_nothing_of_the_anchor_remains_and_anchoring_goes_on(
+    anchor_file, monkeypatch
+):
     make_events(2)
     write_anchor(NOW)
     make_events(2)
