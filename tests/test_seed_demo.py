@@ -132,10 +132,13 @@ def test_the_demo_book_has_weeks_of_history_so_the_board_is_not_all_zero_or_hund
     assert sum(h["payments"] for h in figures["history"]) > 0
 
 
-def test_the_demo_runs_a_champion_challenger_test_whose_outcomes_differ_by_arm():
+@pytest.mark.parametrize("ids_taken", [0, 13, 57])
+def test_the_demo_runs_a_champion_challenger_test_whose_outcomes_differ_by_arm(ids_taken):
     from backoffice.demo import seed
     from strategy.models import OutcomeFigure
 
+    # Arms come from a hash of the customer's id, and ids from whatever ran before: the difference must not.
+    Customer.objects.bulk_create(Customer(ref=f"TAKEN-{i}", name="Taken") for i in range(ids_taken))
     seed(today=dt.date(2026, 11, 30))
     seed(today=dt.date(2026, 11, 30))
 
@@ -148,3 +151,15 @@ def test_the_demo_runs_a_champion_challenger_test_whose_outcomes_differ_by_arm()
     assert {"champion", "challenger", "holdout"} <= set(
         OutcomeFigure.objects.filter(tier__code="B").values_list("arm", flat=True)
     )
+
+
+@pytest.mark.parametrize("n", [1, 7, 12, 45, 150])
+def test_the_demos_arms_pay_in_their_configured_shares_whatever_their_size(n):
+    import random
+
+    from strategy.demo import _behaviours
+
+    behaviours = _behaviours(0.45, n, random.Random(n))
+    assert len(behaviours) == n
+    assert behaviours.count("on_time") == round(n * 0.45)
+    assert behaviours.count("within_7") == round(n * 0.55 / 2)
