@@ -266,6 +266,17 @@ def test_the_command_prints_specs_figures_and_the_loans_that_change(tier):
     assert figures["proposed"]["escalations"] == {}
     assert [loan["loan_ref"] for loan in figures["changed_loans"]] == ["E-1"]
 
+    text = io.StringIO()
+    call_command(
+        "preview_policy", "MID", "--from", "2026-07-01", "--to", "2026-07-10", "--sample", "10",
+        "--grace-period-days", "14", stdout=text,
+    )  # fmt: skip
+    lines = text.getvalue().splitlines()
+    assert "suppressed do_not_contact=3, suppressed frequency_cap=1, suppressed opted_out=1" in lines[1]
+    assert lines[1].startswith("  current: sent=") and "escalations: call_task=1, sms=1" in lines[1]
+    assert lines[2].startswith("  proposed: sent=") and lines[2].endswith("escalations: none")
+    assert lines[3].startswith("  changed E-1:")
+
 
 def test_the_tier_page_shows_both_policies_and_the_loans_that_change(client, tier):
     user = make_user("planner")

@@ -114,17 +114,7 @@ class Command(BaseCommand):
         for title, spec in [("current", figures), ("proposed", figures.get("proposed"))]:
             if spec is None:
                 continue
-            contacts = spec["contacts"]
-            held = ", ".join(
-                f"{status} {reason or '-'}={n}"
-                for status in ("suppressed", "cancelled", "failed")
-                for reason, n in contacts.get(status, {}).items()
-            )
-            steps = ", ".join(f"{action}={n}" for action, n in spec["escalations"].items())
-            self.stdout.write(
-                f"  {title}: sent={contacts['sent']} deferred={contacts['deferred']} {held or 'nothing held back'}; "
-                f"escalations: {steps or 'none'}"
-            )
+            self.stdout.write(f"  {title}: {_contacts_and_escalations(spec)}")
         for loan in result["changed_loans"]:
             self.stdout.write(f"  changed {loan['loan_ref']}: {loan['current']} -> {loan['proposed']}")
 
@@ -175,20 +165,28 @@ class Command(BaseCommand):
         )
         for title in ("happened", "replayed"):
             spec = figures[title]
-            contacts = spec["contacts"]
-            held = ", ".join(
-                f"{status} {reason or '-'}={n}"
-                for status in ("suppressed", "cancelled", "failed")
-                for reason, n in contacts.get(status, {}).items()
-            )
-            steps = ", ".join(f"{action}={n}" for action, n in spec["escalations"].items())
             calls = ", ".join(f"{outcome}={n}" for outcome, n in spec["calls"].items())
             self.stdout.write(
-                f"  {title}: sent={contacts['sent']} deferred={contacts['deferred']} {held or 'nothing held back'}; "
-                f"escalations: {steps or 'none'}; call tasks={spec['call_tasks']}; calls: {calls or 'none'}"
+                f"  {title}: {_contacts_and_escalations(spec)}; call tasks={spec['call_tasks']}; "
+                f"calls: {calls or 'none'}"
             )
         for loan in result["changed_loans"]:
             self.stdout.write(f"  changed {loan['loan_ref']}: {loan['current']} -> {loan['proposed']}")
+
+
+def _contacts_and_escalations(spec: dict) -> str:
+    """One line of the text output: contacts sent, deferred and held back by reason; ladder steps by action."""
+    contacts = spec["contacts"]
+    held = ", ".join(
+        f"{status} {reason or '-'}={n}"
+        for status in ("suppressed", "cancelled", "failed")
+        for reason, n in contacts.get(status, {}).items()
+    )
+    steps = ", ".join(f"{action}={n}" for action, n in spec["escalations"].items())
+    return (
+        f"sent={contacts['sent']} deferred={contacts['deferred']} {held or 'nothing held back'}; "
+        f"escalations: {steps or 'none'}"
+    )
 
 
 def _moment(text: str) -> dt.datetime:
