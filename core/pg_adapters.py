@@ -1,7 +1,9 @@
 """PostgreSQL's values through the driver in one pass: timestamps read and arrays written.
 
-The driver (psycopg, pure Python here) reads every ``timestamptz`` with a regular expression and builds it field by
-field, and writes every list parameter element by element, a regular expression per element to decide its quoting.
+Django's ``timestamptz`` loader subclasses psycopg's pure-Python one (even with the driver's C build installed), which
+reads every value with a regular expression and builds it field by field (300,000 timestamps: 1.1 s of CPU, 0.5 s
+with this loader); and the driver writes every list parameter element by element, a regular expression per element
+to decide its quoting.
 The daily jobs read tens of thousands of timestamps (each contact, customer, instalment and case row holds several)
 and send long arrays (ids through ``any_of``, the columns of ``bulk_update_rows`` and of Django's ``bulk_create``,
 which goes through ``UNNEST`` on PostgreSQL): together about a tenth of the run's Python time.
