@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 
-from core.audit import Event, about, log_events
+from core.audit import Event, about, append_events
 from core.bulk import bulk_update_rows
 from loans.models import CreditTier, Installment, Loan
 from notifications.compliance import RulesBook
@@ -236,7 +236,7 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     closed_ids = {c.pk for c in to_close}
     working = [c for c in cases.values() if c.pk not in closed_ids]
     if not working:
-        log_events(events)
+        append_events(events)
         return
 
     done_ids: dict[int, set[int]] = defaultdict(set)
@@ -413,7 +413,7 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
             ["oldest_due_date", "amount_overdue", "tier", "stage", "policy_version", "updated_at"],
             batch_size=500,
         )
-    log_events(events)
+    append_events(events)
 
     if placements:
         by_agency: dict[int, list[CollectionCase]] = defaultdict(list)

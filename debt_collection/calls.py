@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db.models import Count, QuerySet
 
-from core.audit import Event, about, actor_name, log_events
+from core.audit import Event, about, actor_name, append_events
 from loans.models import Customer
 from notifications.compliance import CallMade, RulesBook, allowed_at, contacts_in_last_7_days
 from notifications.gates import Callee, Decision, earliest_call, may_call
@@ -266,7 +266,7 @@ def schedule_calls(
             )
             scheduled.append((task, r.context))
     tasks = CallTask.objects.bulk_create([t for t, _ in scheduled])
-    log_events(
+    append_events(
         Event(
             action="collections.call.scheduled",
             actor=actor,
@@ -304,7 +304,7 @@ def cancel_call_tasks(
     CallTask.objects.filter(pk__in=[pk for pk, _ in rows], status=CallTask.Status.OPEN).update(
         status=CallTask.Status.CANCELLED, cancel_reason=reason
     )
-    log_events(
+    append_events(
         Event(
             action="collections.call.cancelled",
             actor=actor,

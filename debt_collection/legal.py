@@ -11,7 +11,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from core.audit import Event, about, actor_name, log_events
+from core.audit import Event, about, actor_name, append_events
 from core.bulk import bulk_update_rows
 from loans.models import Installment, Loan
 from loans.schedule import local_date
@@ -82,7 +82,7 @@ def refer_many_to_legal(
         tasks_by_case = cancel_call_tasks(
             CallTask.objects.filter(case_id__in=ids), CallTask.CancelReason.LEGAL, at=at, actor=actor_str
         )
-        log_events(
+        append_events(
             Event(
                 action="collections.case.referred_to_legal",
                 actor=actor_str,

@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from core.audit import Event, about, log_events
+from core.audit import Event, about, append_events
 from core.bulk import bulk_update_rows
 
 from . import signals
@@ -160,7 +160,7 @@ def _record_successes(done: list[tuple[AutoDebitAttempt, DebitResult]], now: dt.
                 )
             )
         bulk_update_rows([a for a, _r in done], ["status", "gateway_reference", "payment"])
-        log_events(events)
+        append_events(events)
         # Allocates the money and, in this transaction, sends the signals that cure a loan out of arrears.
         reallocate_loans({a.installment.loan_id for a, _r in done}, now, actor=ACTOR)
     return len(done)
@@ -196,7 +196,7 @@ def _record_failures(declined: list[tuple[AutoDebitAttempt, DebitResult]], now: 
                 )
             )
         bulk_update_rows([a for a, _r in declined], ["status", "failure_reason", "gateway_reference"])
-        log_events(events)
+        append_events(events)
         signals.autodebit_failed.send(
             sender=AutoDebitAttempt, attempts=[a for a, _r in declined], at=now, actor=ACTOR
         )

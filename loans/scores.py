@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from core.audit import Event, about, actor_name, log_events
+from core.audit import Event, about, actor_name, append_events, log_events
 from core.bulk import bulk_update_rows
 
 from . import signals
@@ -88,7 +88,7 @@ def apply_credit_scores(now: dt.datetime) -> dict[str, int]:
             scores_applied += CreditScore.objects.filter(
                 customer_id__in=chunk, applied_at__isnull=True, scored_at__lte=now
             ).update(applied_at=now)
-            log_events(events)
+            append_events(events)
         if changes:
             changed = list(changes)
             transaction.on_commit(lambda: signals.tier_changed.send(sender=Customer, changes=changed, at=now))
@@ -135,7 +135,7 @@ def rederive_customer_tiers(
                         after={"tier_id": tier_id, "credit_score": score, "reason": reason},
                     )
                 )
-        log_events(events)
+        append_events(events)
         if changes:
             transaction.on_commit(lambda: signals.tier_changed.send(sender=Customer, changes=changes, at=at))
     return {"tiers_changed": len(changes)}

@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core.audit import Event, log_events
+from core.audit import Event, append_events
 from core.bulk import bulk_update_rows
 from loans.models import CreditTier, Installment
 from loans.schedule import grace_days_of, grace_end_date
@@ -310,7 +310,7 @@ def _record_decisions(
             ["status", "reason", "scheduled_for", "channel", "claimed_until", "updated_at"],
             batch_size=500,
         )
-        log_events(events)
+        append_events(events)
 
 
 def _start_sends(sends, now, policy, totals, backends, get_backend) -> tuple | None:
@@ -448,7 +448,7 @@ def _record_sends(sends, started, now, policy, totals) -> None:
                 ],
                 batch_size=500,
             )
-        log_events(events)
+        append_events(events)
         # A fast provider's receipt can come before this record: it was parked, and applies now.
         if sent_logs:
             apply_parked_receipts([log.provider_message_id for log in sent_logs], now=now)

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import OuterRef
 from django.utils import timezone
 
-from core.audit import Event, log_events
+from core.audit import Event, append_events
 from core.bulk import bulk_update_rows
 from loans.locations import locate
 from loans.models import Customer, Installment, Loan, PolicyVersion
@@ -320,7 +320,7 @@ def _add_late_installments(
         return
     NotificationItem.objects.bulk_create(items, batch_size=1000, ignore_conflicts=True)
     bulk_update_rows(grown, ["loan_refs", "updated_at"], batch_size=500)
-    log_events(events)
+    append_events(events)
     totals["extended"] += len(grown)
 
 
@@ -374,7 +374,7 @@ def _attach_and_audit(
             )
         )
     NotificationItem.objects.bulk_create(items, batch_size=1000, ignore_conflicts=True)
-    log_events(events)
+    append_events(events)
     totals["planned"] += len(events)
 
 

@@ -473,7 +473,7 @@ def test_a_crash_after_sending_a_batch_and_before_recording_it_sends_nothing_twi
         raise SystemExit("killed after sending, before recording")
 
     # The worker dies when the provider took the whole batch and nothing of it was recorded yet.
-    monkeypatch.setattr(dispatch, "log_events", die)
+    monkeypatch.setattr(dispatch, "append_events", die)
     with pytest.raises(SystemExit):
         dispatch_due(SEND_AT)
     monkeypatch.undo()
