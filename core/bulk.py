@@ -5,17 +5,22 @@ those expressions costs far more Python time than the database spends on the upd
 hundred rows). ``bulk_update_rows`` sends the same rows as a set joined on the primary key: one array per column
 through ``UNNEST`` on PostgreSQL, a ``VALUES`` list on SQLite (3.33 or later); on any other database it falls back
 to ``bulk_update``. ``update_rows`` takes the same rows as plain values (``(pk, value, ...)``) for a job that read
-them with ``values_list``; ``insert_rows`` inserts plain values with one prepared statement run for every row,
-for a job that needs neither the objects nor their new ids (``bulk_create`` makes both).
+them with ``values_list``; ``insert_rows`` inserts plain values as ``bulk_create`` would (defaults included), for
+a job that needs neither the objects nor their new ids (``bulk_create`` makes both): one ``INSERT ... SELECT FROM
+UNNEST`` per batch on PostgreSQL, without a call per value for values already stored as they are.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import connections, models, router, transaction
+from django.db.models.constants import OnConflict
+from django.utils import timezone
 
 from .lookups import array_element_type
 
@@ -136,27 +141,124 @@ def update_rows(
     return updated
 
 
-def insert_rows(model: type[models.Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+def insert_rows(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    ignore_conflicts: bool = False,
+    batch_size: int = 5000,
+) -> int:
     """Insert ``rows`` (each the values of ``fields``, in order) as ``bulk_create`` would store them, without
-    making a model object per row nor reading the new ids back: one prepared ``INSERT`` run for every row.
-    Values go through each field's ``get_db_prep_save``; no signals, no defaults (give every column that has
-    no database default). Returns how many rows were inserted."""
+    making a model object per row nor reading the new ids back. The model's other columns get what
+    ``bulk_create`` gives them: their default (a callable one called for each row), the moment of the call for
+    ``auto_now`` and ``auto_now_add``; a column with a database default is left to the database. Values go
+    through each field's ``get_db_prep_save``; no signals. With ``ignore_conflicts`` a row that breaks a unique
+    constraint is left out (``bulk_create(..., ignore_conflicts=True)``). Returns how many rows were inserted.
+
+    PostgreSQL: one ``INSERT ... SELECT * FROM UNNEST(...)`` per ``batch_size`` rows, an array per column (a
+    value every row shares goes once); elsewhere one prepared ``INSERT`` run for every row."""
     rows = list(rows)
     if not rows:
         return 0
     opts = model._meta
-    concrete = [opts.get_field(name) for name in fields]
+    given = [opts.get_field(name) for name in fields]
     connection = connections[router.db_for_write(model)]
+    per_row, same = _defaults(model, given)
+    columns = [*given, *per_row, *same]
+    if per_row:
+        rows = [(*row, *(f.get_default() for f in per_row)) for row in rows]
+    same_values = [f.get_db_prep_save(value, connection) for f, value in same.items()]
     qn = connection.ops.quote_name
-    preps = [f.get_db_prep_save for f in concrete]
-    params = [tuple(prep(value, connection) for prep, value in zip(preps, row)) for row in rows]
-    sql = (
-        f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in concrete)}) "
-        f"VALUES ({', '.join(['%s'] * len(concrete))})"
+    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
+    head = (
+        f"{connection.ops.insert_statement(on_conflict=on_conflict)} {qn(opts.db_table)} "
+        f"({', '.join(qn(f.column) for f in columns)})"
     )
+    tail = connection.ops.on_conflict_suffix_sql(columns, on_conflict, [], [])
     with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
-        cursor.executemany(sql, params)
-    return len(rows)
+        if connection.vendor == "postgresql" and all(
+            f.get_internal_type() not in _NOT_IN_ARRAYS for f in given + per_row
+        ):
+            arrays = ", ".join(f"%s::{array_element_type(f, connection)}[]" for f in given + per_row)
+            constants = "".join(f", %s::{array_element_type(f, connection)}" for f in same)
+            sql = f'{head} SELECT "v".*{constants} FROM UNNEST({arrays}) AS "v" {tail}'
+            inserted = 0
+            preps = [_column_prep(f, connection) for f in given + per_row]
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                params = [prep([row[i] for row in batch]) for i, prep in enumerate(preps)]
+                cursor.execute(sql, [*same_values, *params])  # the constants come first in the text
+                inserted += cursor.rowcount
+            return inserted
+        preps = [f.get_db_prep_save for f in given + per_row]
+        params = [
+            (*(prep(value, connection) for prep, value in zip(preps, row)), *same_values) for row in rows
+        ]
+        cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * len(columns))}) {tail}", params)
+        return cursor.rowcount if cursor.rowcount >= 0 else len(rows)
+
+
+def _defaults(model: type[models.Model], given: list) -> tuple[list, dict]:
+    """The columns ``insert_rows`` fills for the fields not given: those whose default is called for each row,
+    and the others with the one value every row gets (a default, or the moment for ``auto_now``)."""
+    per_row, same = [], {}
+    now = None
+    for f in model._meta.concrete_fields:
+        if f in given or f.primary_key or f.db_default is not models.NOT_PROVIDED:
+            continue
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            if now is None:
+                now = timezone.now()
+            # As their ``pre_save`` does: a moment for a DateTimeField, today's date for a DateField.
+            same[f] = now if isinstance(f, models.DateTimeField) else dt.date.today()
+        elif f.has_default() and callable(f.default):
+            per_row.append(f)
+        else:
+            same[f] = f.get_default()
+    return per_row, same
+
+
+# Values a field stores as they are on PostgreSQL (``get_db_prep_save`` gives them back unchanged): the job's
+# plain values skip a call per value; anything else (a text in a number column, a naive moment) goes through it.
+_STORED_AS_THEY_ARE = {
+    "CharField": (str,),
+    "TextField": (str,),
+    "SlugField": (str,),
+    "EmailField": (str,),
+    "IntegerField": (int,),
+    "BigIntegerField": (int,),
+    "SmallIntegerField": (int,),
+    "PositiveIntegerField": (int,),
+    "PositiveBigIntegerField": (int,),
+    "PositiveSmallIntegerField": (int,),
+    "AutoField": (int,),
+    "BigAutoField": (int,),
+    "BooleanField": (bool,),
+    "UUIDField": (uuid.UUID,),
+    "DateField": (dt.date,),
+}
+
+
+def _column_prep(field, connection):
+    """A function of a column's values that gives what ``get_db_prep_save`` gives each (PostgreSQL)."""
+    target = field.target_field if field.is_relation else field
+    plain = _STORED_AS_THEY_ARE.get(target.get_internal_type(), ())
+    prep = field.get_db_prep_save
+    if target.get_internal_type() == "DateTimeField":
+
+        def column(values):
+            return [
+                v if type(v) is dt.datetime and v.utcoffset() is not None else prep(v, connection)
+                for v in values
+            ]
+
+        return column
+
+    def column(values):
+        return [v if v is None or type(v) in plain else prep(v, connection) for v in values]
+
+    return column
 
 
 # Fields whose values are adapted by wrapper objects that a PostgreSQL array cannot hold as they are.

@@ -29,6 +29,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils.module_loading import import_string
 
+from core.bulk import insert_rows
+
 from .email_backend import EmailBackend
 from .http_backends import (
     FCM_SCOPE,
@@ -120,12 +122,17 @@ class OutboxBackend:
                 "idempotency_key", "provider_message_id"
             )
         )
-        new: dict[uuid.UUID, OutboxMessage] = {}
+        new: dict[uuid.UUID, dict] = {}
         for key, message in zip(keys, messages):
             if key not in ids and key not in new:
-                new[key] = _outbox_row(message, key)
+                new[key] = _outbox_values(message, key)
         if new:
-            OutboxMessage.objects.bulk_create(list(new.values()), batch_size=500, ignore_conflicts=True)
+            insert_rows(
+                OutboxMessage,
+                list(OUTBOX_FIELDS),
+                [tuple(values[name] for name in OUTBOX_FIELDS) for values in new.values()],
+                ignore_conflicts=True,
+            )
             ids.update(
                 OutboxMessage.objects.filter(idempotency_key__any_of=list(new)).values_list(
                     "idempotency_key", "provider_message_id"
@@ -139,15 +146,23 @@ class OutboxBackend:
         ]
 
 
+OUTBOX_FIELDS = ("channel", "destination", "subject", "body", "idempotency_key", "provider_message_id")
+
+
+def _outbox_values(message: OutgoingMessage, key: uuid.UUID) -> dict:
+    """The outbox row of a message as the values of ``OUTBOX_FIELDS``, with a provider id of its own."""
+    return {
+        "channel": message.channel,
+        "destination": message.destination,
+        "subject": message.subject[:255],
+        "body": message.body,
+        "idempotency_key": key,
+        "provider_message_id": f"outbox-{uuid.uuid4().hex}",
+    }
+
+
 def _outbox_row(message: OutgoingMessage, key: uuid.UUID):
     """The outbox row of a message (not saved), with a provider id of its own."""
     from .models import OutboxMessage
 
-    return OutboxMessage(
-        channel=message.channel,
-        destination=message.destination,
-        subject=message.subject[:255],
-        body=message.body,
-        idempotency_key=key,
-        provider_message_id=f"outbox-{uuid.uuid4().hex}",
-    )
+    return OutboxMessage(**_outbox_values(message, key))

@@ -24,7 +24,7 @@ from django.db.models import OuterRef
 from django.utils import timezone
 
 from core.audit import Event, append_events
-from core.bulk import bulk_update_rows
+from core.bulk import bulk_update_rows, insert_rows
 from loans.locations import locate
 from loans.models import Customer, Installment, Loan, PolicyVersion
 
@@ -256,23 +256,35 @@ def save_plan_groups(
             for g in new.values():
                 if g.policy_version_id is None and g.tier_id:
                     g.policy_version_id = current.get(g.tier_id)
-        NotificationLog.objects.bulk_create(
+        insert_rows(
+            NotificationLog,
             [
-                NotificationLog(
-                    customer_id=g.customer_id,
-                    tier_id=g.tier_id,
-                    policy_version_id=g.policy_version_id,
-                    channel=g.channel,
-                    kind=g.kind,
-                    due_date=g.due_date,
-                    offset_days=g.offset_days,
-                    scheduled_for=g.scheduled_for,
-                    loan_refs=",".join(g.loan_refs)[:500],
-                    dedupe_key=key,
+                "customer",
+                "tier",
+                "policy_version",
+                "channel",
+                "kind",
+                "due_date",
+                "offset_days",
+                "scheduled_for",
+                "loan_refs",
+                "dedupe_key",
+            ],
+            [
+                (
+                    g.customer_id,
+                    g.tier_id,
+                    g.policy_version_id,
+                    g.channel,
+                    g.kind,
+                    g.due_date,
+                    g.offset_days,
+                    g.scheduled_for,
+                    ",".join(g.loan_refs)[:500],
+                    key,
                 )
                 for key, g in new.items()
             ],
-            batch_size=500,
             ignore_conflicts=True,
         )
         _attach_and_audit(new, now, actor, planned_customers, totals)
@@ -295,7 +307,7 @@ def _add_late_installments(
         added = [i for i in group.installment_ids if (id_, i) not in have]
         if not added:
             continue
-        items.extend(NotificationItem(notification_id=id_, installment_id=i) for i in added)
+        items.extend((id_, i) for i in added)
         refs = [r for r in loan_refs.split(",") if r]
         refs += [r for r in group.loan_refs if r not in refs]
         grown.append(NotificationLog(id=id_, loan_refs=",".join(refs)[:500], updated_at=timezone.now()))
@@ -318,7 +330,7 @@ def _add_late_installments(
         )
     if not items:
         return
-    NotificationItem.objects.bulk_create(items, batch_size=1000, ignore_conflicts=True)
+    insert_rows(NotificationItem, ["notification", "installment"], items, ignore_conflicts=True)
     bulk_update_rows(grown, ["loan_refs", "updated_at"], batch_size=500)
     append_events(events)
     totals["extended"] += len(grown)
@@ -344,9 +356,7 @@ def _attach_and_audit(
     items, events = [], []
     for row in rows:
         group = new[row["dedupe_key"]]
-        items.extend(
-            NotificationItem(notification_id=row["id"], installment_id=i) for i in group.installment_ids
-        )
+        items.extend((row["id"], i) for i in group.installment_ids)
         planned_customers.add(row["customer_id"])
         events.append(
             Event(
@@ -373,7 +383,7 @@ def _attach_and_audit(
                 },
             )
         )
-    NotificationItem.objects.bulk_create(items, batch_size=1000, ignore_conflicts=True)
+    insert_rows(NotificationItem, ["notification", "installment"], items, ignore_conflicts=True)
     append_events(events)
     totals["planned"] += len(events)
 
