@@ -108,32 +108,31 @@ class OutboxBackend:
         return SendResult(provider_message_id=row.provider_message_id)
 
     def send_many(self, messages: list[OutgoingMessage]) -> list[SendResult | ProviderError]:
-        """The batch at once, in three queries whatever its size: the keys already in the outbox, one insert of
-        the new ones (a key inserted concurrently is ignored) and the read-back of their ids. A key already
-        there answers with its first message, as a provider does. A subclass that overrides ``send`` (to add
+        """The batch at once: one insert of its messages (a key already in the outbox is left out), and only
+        when some were left out a second query reading the keys' provider ids back. A key already there
+        answers with its first message, as a provider does. A subclass that overrides ``send`` (to add
         latency, to count calls) keeps being called once per message."""
         from .models import OutboxMessage
 
         if type(self).send is not OutboxBackend.send:
             return send_each(self, messages)
         keys = [key_as_uuid(m.idempotency_key) for m in messages]
-        ids = dict(
-            OutboxMessage.objects.filter(idempotency_key__any_of=keys).values_list(
-                "idempotency_key", "provider_message_id"
-            )
-        )
         new: dict[uuid.UUID, dict] = {}
         for key, message in zip(keys, messages):
-            if key not in ids and key not in new:
+            if key not in new:
                 new[key] = _outbox_values(message, key)
-        if new:
-            insert_rows(
-                OutboxMessage,
-                list(OUTBOX_FIELDS),
-                [tuple(values[name] for name in OUTBOX_FIELDS) for values in new.values()],
-                ignore_conflicts=True,
-            )
-            ids.update(
+        inserted = insert_rows(
+            OutboxMessage,
+            list(OUTBOX_FIELDS),
+            [tuple(values[name] for name in OUTBOX_FIELDS) for values in new.values()],
+            ignore_conflicts=True,
+        )
+        if inserted == len(new):
+            # Every message was stored as built: its provider id is the one it was given.
+            ids = {key: values["provider_message_id"] for key, values in new.items()}
+        else:
+            # A key sent before (a re-send after a crash) or by a concurrent send keeps its first message.
+            ids = dict(
                 OutboxMessage.objects.filter(idempotency_key__any_of=list(new)).values_list(
                     "idempotency_key", "provider_message_id"
                 )
