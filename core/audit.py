@@ -12,8 +12,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -208,7 +210,9 @@ def _append(events: Iterable[Event], ids: dict[int, int] | None = None) -> list[
 
 
 _CANONICAL = DjangoJSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-_CONTAINERS = frozenset({dict, list, tuple})
+# Types that hold no key: what the product's events carry, checked by type alone (a dict's values are
+# thousands of these in an import's events).
+_PLAIN = frozenset({str, int, float, bool, type(None), Decimal, dt.date, dt.datetime, dt.time, uuid.UUID})
 
 
 def _has_text_keys(value: Any) -> bool:
@@ -216,18 +220,18 @@ def _has_text_keys(value: Any) -> bool:
     A subclass of dict, list or tuple answers no: the slower, always right way takes it."""
     kind = type(value)
     if kind is dict:
-        if not set(map(type, value)) <= {str}:
-            return False
+        for key in value:
+            if type(key) is not str:
+                return False
         items = value.values()
     elif kind is list or kind is tuple:
         items = value
     else:
         return not isinstance(value, dict | list | tuple)
-    return all(_has_text_keys(item) for item in items if not _is_scalar(item))
-
-
-def _is_scalar(value: Any) -> bool:
-    return type(value) not in _CONTAINERS and not isinstance(value, dict | list | tuple)
+    for item in items:
+        if type(item) not in _PLAIN and not _has_text_keys(item):
+            return False
+    return True
 
 
 def _canonical_text(value: Any) -> str | None:
