@@ -29,7 +29,10 @@ class AuditEvent(models.Model):
     before = models.JSONField(_("before"), null=True, blank=True)
     after = models.JSONField(_("after"), null=True, blank=True)
     prev_hash = models.CharField(_("previous hash"), max_length=64)
-    hash = models.CharField(_("hash"), max_length=64, unique=True)
+    # Not indexed: nothing looks an event up by its hash (the chain is walked in seq order), two events can
+    # never share one (each hash covers its own seq), and a random-order index was most of the cost of
+    # writing an import's events (core.0008).
+    hash = models.CharField(_("hash"), max_length=64)
 
     class Meta:
         db_table = "backoffice_auditevent"
