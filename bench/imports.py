@@ -3,6 +3,7 @@
     .venv/bin/python bench/imports.py --rows 1000000
     .venv/bin/python bench/imports.py --rows 1000000 --database-url postgres://postgres@127.0.0.1:5432/bench
     .venv/bin/python bench/imports.py --rows 1000000 --imports-only   # the two imports alone, for their memory
+    .venv/bin/python bench/imports.py --rows 1000000 --imports-only --format xlsx   # the same files as XLSX
 
 A book of ``--rows / 4`` loans without instalments is made; then, each in a process of its own (its peak RSS is its own):
 
@@ -16,6 +17,9 @@ Floors, measured in the same run: reading the file alone (Python's csv module ov
 of its own: its time and peak RSS), and ``bulk_create`` of the same rows (rolled back). Targets: each import at
 least 0.25x the bulk_create floor's rate, a peak RSS under 300 MB for each import, payments at no less than half
 the rate of instalments, the re-import at least as fast as the first payments import.
+
+``--format xlsx`` writes the two files as XLSX workbooks (openpyxl's write-only mode, a row at a time) and imports
+those; the floor of reading the file alone is then openpyxl's read-only mode over the same workbook.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ PER_LOAN = 4
 def _extra(parser) -> None:
     parser.add_argument("--step", default="", help=argparse_suppress())
     parser.add_argument(
+        "--format", default="csv", choices=("csv", "xlsx"), help="the files' format (default csv)"
+    )
+    parser.add_argument(
         "--imports-only",
         action="store_true",
         help="only the two imports and their peak RSS (no bulk_create floors, no second payments import): "
@@ -52,51 +59,73 @@ def argparse_suppress():
     return argparse.SUPPRESS
 
 
-def _files(rows: int) -> dict[str, os.PathLike]:
+def _files(rows: int, fmt: str = "csv") -> dict[str, os.PathLike]:
     tag = "postgres" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
     return {
-        "instalments": FILES / f"instalments-{rows}-{tag}.csv",
-        "payments": FILES / f"payments-{rows}-{tag}.csv",
+        "instalments": FILES / f"instalments-{rows}-{tag}.{fmt}",
+        "payments": FILES / f"payments-{rows}-{tag}.{fmt}",
     }
 
 
-def _write_files(rows: int) -> None:
-    """The two files, written a row at a time (the loans are ``BL000000001``... as ``book.generate`` names them)."""
+def _instalment_rows(rows: int):
+    yield ["loan_ref", "seq", "due_date", "amount_due"]
+    for i in range(rows):
+        seq = i % PER_LOAN + 1
+        due = dt.date(2026, 1, 15) + dt.timedelta(days=30 * seq)
+        yield [f"BL{i // PER_LOAN + 1:09d}", seq, due.isoformat(), "250.00"]
+
+
+def _payment_rows(rows: int):
+    yield ["ref", "loan_ref", "installment_seq", "amount", "received_at", "source"]
+    for i in range(rows):
+        received = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=i)
+        yield [
+            f"BP{i + 1:09d}",
+            f"BL{i // PER_LOAN + 1:09d}",
+            "",
+            "250.00",
+            received.isoformat(),
+            "bank_transfer",
+        ]
+
+
+def _write_files(rows: int, fmt: str = "csv") -> None:
+    """The two files, written a row at a time (the loans are ``BL000000001``... as ``book.generate`` names them);
+    an XLSX workbook through openpyxl's write-only mode (cells as the CSV has them: text, the seq a number)."""
     FILES.mkdir(parents=True, exist_ok=True)
-    paths = _files(rows)
-    with open(paths["instalments"], "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["loan_ref", "seq", "due_date", "amount_due"])
-        for i in range(rows):
-            seq = i % PER_LOAN + 1
-            due = dt.date(2026, 1, 15) + dt.timedelta(days=30 * seq)
-            writer.writerow([f"BL{i // PER_LOAN + 1:09d}", seq, due.isoformat(), "250.00"])
-    with open(paths["payments"], "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["ref", "loan_ref", "installment_seq", "amount", "received_at", "source"])
-        for i in range(rows):
-            received = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=i)
-            writer.writerow(
-                [
-                    f"BP{i + 1:09d}",
-                    f"BL{i // PER_LOAN + 1:09d}",
-                    "",
-                    "250.00",
-                    received.isoformat(),
-                    "bank_transfer",
-                ]
-            )
+    paths = _files(rows, fmt)
+    for kind, make in (("instalments", _instalment_rows), ("payments", _payment_rows)):
+        if fmt == "xlsx":
+            from openpyxl import Workbook
+
+            book = Workbook(write_only=True)
+            sheet = book.create_sheet()
+            for row in make(rows):
+                sheet.append(row)
+            book.save(paths[kind])
+            continue
+        with open(paths[kind], "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            for row in make(rows):
+                writer.writerow(row)
 
 
 # --- the steps, each in a process of its own ------------------------------------------------------------------
-def step_read(rows: int, kind: str) -> dict:
+def step_read(rows: int, kind: str, fmt: str) -> dict:
     start = time.perf_counter()
-    with open(_files(rows)[kind], newline="", encoding="utf-8") as handle:
-        count = sum(1 for _row in csv.reader(handle)) - 1
+    if fmt == "xlsx":
+        from openpyxl import load_workbook
+
+        book = load_workbook(_files(rows, fmt)[kind], read_only=True)
+        count = sum(1 for _row in book.worksheets[0].iter_rows(values_only=True)) - 1
+        book.close()
+    else:
+        with open(_files(rows, fmt)[kind], newline="", encoding="utf-8") as handle:
+            count = sum(1 for _row in csv.reader(handle)) - 1
     return {"seconds": time.perf_counter() - start, "rows": count}
 
 
-def step_floor(rows: int, kind: str) -> dict:
+def step_floor(rows: int, kind: str, fmt: str) -> dict:
     """bulk_create of the same rows in batches of 2,000 (made a batch at a time), rolled back."""
     from django.db import transaction
 
@@ -134,14 +163,14 @@ def step_floor(rows: int, kind: str) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
-def step_import(rows: int, kind: str) -> dict:
+def step_import(rows: int, kind: str, fmt: str) -> dict:
     from core.imports.resource import run_import
     from loans.resources import InstallmentResource, PaymentResource
 
-    path = _files(rows)["instalments" if kind == "instalments" else "payments"]
+    path = _files(rows, fmt)["instalments" if kind == "instalments" else "payments"]
     resource = InstallmentResource() if kind == "instalments" else PaymentResource()
     start = time.perf_counter()
-    result, errors = run_import(resource, path, format_name="CSV", file_name=path.name)
+    result, errors = run_import(resource, path, format_name=fmt.upper(), file_name=path.name)
     return {
         "seconds": time.perf_counter() - start,
         "errors": errors[:3],
@@ -167,14 +196,23 @@ def child(args) -> int:
         setup_django(args.database_url)
     else:
         os.environ["DATABASE_URL"] = args.database_url or "sqlite"
-    outcome = STEPS[name](args.rows, kind)
+    outcome = STEPS[name](args.rows, kind, args.format)
     outcome["rss_mb"] = peak_rss_mb()
     print(json.dumps(outcome))
     return 0
 
 
 def run_step(args, name: str, kind: str) -> dict:
-    command = [sys.executable, __file__, "--rows", str(args.rows), "--step", f"{name}:{kind}"]
+    command = [
+        sys.executable,
+        __file__,
+        "--rows",
+        str(args.rows),
+        "--step",
+        f"{name}:{kind}",
+        "--format",
+        args.format,
+    ]
     if args.database_url:
         command += ["--database-url", args.database_url]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -199,10 +237,10 @@ def main() -> int:
     book.configure()
     book.wipe()
     book.generate(n_loans, dt.date.today(), installments=False)  # the import creates them
-    _write_files(args.rows)
+    _write_files(args.rows, args.format)
     load = os.getloadavg()
 
-    report = Report(f"Import of {args.rows:,} instalments and {args.rows:,} payments")
+    report = Report(f"Import of {args.rows:,} instalments and {args.rows:,} payments ({args.format.upper()})")
     figures = {}
     for kind in ("instalments", "payments"):
         read = run_step(args, "read", kind)
