@@ -13,11 +13,12 @@ loans (must not grow with the book) and each step's seconds and queries.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import uuid
 import zoneinfo
 
-from common import ROOT, Report, parse_args, setup_django, timed
+from common import ROOT, Report, parse_args, peak_rss_mb, setup_django, timed
 
 
 def rows_per_table() -> dict[str, int]:
@@ -134,17 +135,29 @@ def bulk_create_like_the_run(rows: tuple[list, list, list], n_items: int) -> Non
         transaction.set_rollback(True)
 
 
+def arguments(parser) -> None:
+    parser.add_argument(
+        "--warm-up-days",
+        type=int,
+        default=1,
+        help="days run (untimed) before the measured day, so the book is in its daily steady state rather than "
+        "opening every backlog case at once (default 1; 0 measures the very first run over a new book)",
+    )
+    parser.add_argument(
+        "--day",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="the measured day, YYYY-MM-DD (default today). Cycle days run 1 to 28, so on the 29th to the 31st "
+        "nothing falls due and no auto-debit runs: a lighter day than most. A kept book was generated around "
+        "the day of its first run",
+    )
+
+
 def main() -> int:
     args = parse_args(
         __doc__.splitlines()[0],
         default_rows=1_000_000,
-        extra=lambda p: p.add_argument(
-            "--warm-up-days",
-            type=int,
-            default=1,
-            help="days run (untimed) before the measured day, so the book is in its daily steady state rather than "
-            "opening every backlog case at once (default 1; 0 measures the very first run over a new book)",
-        ),
+        extra=arguments,
     )
     # Its own SQLite file by default, so another benchmark running at the same time cannot wipe its book.
     setup_django(args.database_url or f"sqlite:///{ROOT / 'var' / 'bench-daily.sqlite3'}")
@@ -159,7 +172,9 @@ def main() -> int:
     from notifications.models import NotificationLog, OutboxMessage
 
     shanghai = zoneinfo.ZoneInfo("Asia/Shanghai")
-    now = dt.datetime.combine(dt.date.today(), dt.time(10, 30), tzinfo=shanghai).astimezone(dt.timezone.utc)
+    now = dt.datetime.combine(args.day or dt.date.today(), dt.time(10, 30), tzinfo=shanghai).astimezone(
+        dt.timezone.utc
+    )
     today = now.astimezone(shanghai).date()
 
     times: dict[str, float] = {}
@@ -204,6 +219,7 @@ def main() -> int:
     # other work they move far less than the seconds on the clock.
     cpu: dict[str, float] = {}
     # As run_pipeline runs them: with the garbage collector collecting rarely.
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     with connection.execute_wrapper(count), timed("run", times), fewer_collections():
         for name, step in pipeline_steps():
             start_queries, start_cpu = queries["n"], time.process_time()
@@ -260,6 +276,12 @@ def main() -> int:
     report.note("steps (seconds / this process's CPU seconds / queries): " + ", ".join(steps))
     report.note(f"this process's CPU seconds for the whole run: {sum(cpu.values()):.2f}s")
     report.note(f"moment: {timezone.localtime(now, shanghai):%Y-%m-%d %H:%M %Z}")
+    report.note(f"peak RSS of this process: {peak_rss_mb():,.0f} MB")
+    report.note(
+        "load average at the start of the run and at the end: "
+        + f"{load} / "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg())
+    )
     report.print()
     return 1 if report.failed else 0
 
