@@ -240,11 +240,12 @@ _STORED_AS_THEY_ARE = {
 }
 
 
-def _column_prep(field, connection):
-    """A function of a column's values that gives what ``get_db_prep_save`` gives each (PostgreSQL)."""
+def _column_prep(field, connection, prep=None):
+    """A function of a column's values that gives what ``prep`` (default ``get_db_prep_save``) gives each
+    (PostgreSQL)."""
     target = field.target_field if field.is_relation else field
     plain = _STORED_AS_THEY_ARE.get(target.get_internal_type(), ())
-    prep = field.get_db_prep_save
+    prep = prep or field.get_db_prep_save
     if target.get_internal_type() == "DateTimeField":
 
         def column(values):
@@ -284,14 +285,14 @@ def _update_from_arrays(
         f'UPDATE {table} SET {assignments} FROM UNNEST({arrays}) AS "v" ({names}) '
         f'WHERE {table}.{qn(pk.column)} = "v".{qn(pk.column)}'
     )
+    pk_prep = _column_prep(pk, connection, pk.get_db_prep_value)
+    preps = [_column_prep(f, connection) for f in concrete]
     updated = 0
     with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
         for start in range(0, len(rows), per_batch):
             batch = rows[start : start + per_batch]
-            params = [*same_params, [pk.get_db_prep_value(row[0], connection) for row in batch]]
-            params.extend(
-                [f.get_db_prep_save(row[i], connection) for row in batch] for i, f in enumerate(concrete, 1)
-            )
+            params = [*same_params, pk_prep([row[0] for row in batch])]
+            params.extend(prep([row[i] for row in batch]) for i, prep in enumerate(preps, 1))
             cursor.execute(sql, params)
             updated += cursor.rowcount
     return updated

@@ -187,3 +187,12 @@ def test_inserted_values_are_stored_as_bulk_create_stores_them():
         (second.pk, Decimal("0.05")),
     ]
     assert insert_rows(PaymentAllocation, ["payment", "installment", "amount"], []) == 0
+
+
+def test_values_given_in_another_type_go_through_their_field_as_bulk_update_would():
+    customer = make_customer()
+    rows = [(customer.pk, 42.9, 1, "dispute", "text")]  # the field makes a whole number of it, as Django does
+    fields = ["credit_score", "do_not_contact", "do_not_contact_reason", "name"]
+    assert update_rows(Customer, fields, rows) == 1
+    customer.refresh_from_db()
+    assert (customer.credit_score, customer.do_not_contact, customer.name) == (42, True, "text")
