@@ -48,9 +48,16 @@ class Location:
         }
 
 
-# One entry per phone number: its zones and country (a few hundred bytes). A day's run reads the location of the
-# same customer when planning, scheduling calls and dispatching; parsing a number costs about 50 microseconds.
-@functools.lru_cache(maxsize=65536)
+# One entry per phone number: its zones and country. A day's run reads the location of the same customer when
+# planning, advancing collections and dispatching; parsing a number costs 50-100 microseconds. The cache holds
+# a large book's day (a 1,000,000-loan book plans about 110,000 customers a day, then sends to the same ones:
+# with fewer entries than that, planning's pass evicts each number before dispatch asks for it again). An entry
+# is the number's text and the lookup's own cost, about 150 bytes (40 MB when full): the answers are shared,
+# as a book has only a few hundred distinct ones.
+_ANSWERS: dict[tuple[tuple[str, ...], str], tuple[tuple[str, ...], str]] = {}
+
+
+@functools.lru_cache(maxsize=262144)
 def _phone_facts(phone: str) -> tuple[tuple[str, ...], str]:
     try:
         parsed = phonenumbers.parse(phone, None)
@@ -58,7 +65,8 @@ def _phone_facts(phone: str) -> tuple[tuple[str, ...], str]:
         return (), ""
     zones = tuple(sorted(z for z in phone_timezone.time_zones_for_number(parsed) if z != _UNKNOWN))
     region = phonenumbers.region_code_for_number(parsed) or ""
-    return zones, "" if region == "ZZ" else region
+    answer = (zones, "" if region == "ZZ" else region)
+    return _ANSWERS.setdefault(answer, answer)
 
 
 def phone_zones(phone: str) -> tuple[str, ...]:
