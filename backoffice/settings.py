@@ -145,9 +145,9 @@ EXPORT_FILE_RETENTION_DAYS = env.int("EXPORT_FILE_RETENTION_DAYS", default=30)
 IMPORT_FILE_RETENTION_DAYS = env.int("IMPORT_FILE_RETENTION_DAYS", default=30)
 # Admin imports of files with more data rows than this run as a background django-q2 task with a result page.
 IMPORT_BACKGROUND_THRESHOLD = env.int("IMPORT_BACKGROUND_THRESHOLD", default=5000)
-# SQLite: the page cache of an import's one write transaction, in MB (SQLite's own default is 2 MB, too small
-# for the indexes a large file's rows and audit events go into; the cache is part of the import's memory).
-IMPORT_SQLITE_CACHE_MB = env.int("IMPORT_SQLITE_CACHE_MB", default=64)
+# SQLite: the page cache of an import's one write transaction, in MB; 0 leaves SQLite's own (2 MB). The cache is
+# part of the import's memory: 64 MB took a 1,000,000-row XLSX import over its 300 MB (bench/RESULTS.md).
+IMPORT_SQLITE_CACHE_MB = env.int("IMPORT_SQLITE_CACHE_MB", default=0)
 # The audit chain head is written outside the database so a rewrite of the table can be detected.
 AUDIT_ANCHOR_PATH = env.path("AUDIT_ANCHOR_PATH", default=BASE_DIR / "var" / "audit-anchor.jsonl")
 # PostgreSQL: month partitions of the audit trail created ahead of time by the hourly housekeeping.

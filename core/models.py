@@ -30,8 +30,8 @@ class AuditEvent(models.Model):
     after = models.JSONField(_("after"), null=True, blank=True)
     prev_hash = models.CharField(_("previous hash"), max_length=64)
     # Not indexed: nothing looks an event up by its hash (the chain is walked in seq order), two events can
-    # never share one (each hash covers its own seq), and a random-order index was most of the cost of
-    # writing an import's events (core.0008).
+    # never share one (each hash covers its own seq), and every event paid for an insert at a random place
+    # of the index (core.0008).
     hash = models.CharField(_("hash"), max_length=64)
 
     class Meta:

@@ -65,9 +65,10 @@ def cyclic_gc_paused() -> Iterator[None]:
 def write_page_cache(alias: str) -> Iterator[None]:
     """On SQLite, a page cache of ``IMPORT_SQLITE_CACHE_MB`` for the import's write transaction (the
     connection's own size back after it): with SQLite's default 2 MB, the indexes of the tables a large file
-    writes into (its rows, the audit trail) are read again from the file for nearly every row."""
+    writes into (its rows, the audit trail) are read again from the file for nearly every row. 0 (the default)
+    changes nothing: the cache counts in the import's memory."""
     connection = connections[alias]
-    if connection.vendor != "sqlite":
+    if connection.vendor != "sqlite" or settings.IMPORT_SQLITE_CACHE_MB <= 0:
         yield
         return
     with connection.cursor() as cursor:

@@ -4,9 +4,9 @@
 Nothing looks an event up by its hash: ``verify_audit`` walks the chain in ``seq`` order and recomputes each
 hash, and an anchor names its event by ``seq``. Two events can never share a hash (each hash covers its own
 ``seq`` and the previous hash), so the index guarded nothing, while every event paid for an insert at a random
-place of it: on an import's hundreds of thousands of events, the largest part of writing them. SQLite cannot
-drop the index of a column's UNIQUE, so the table is rebuilt with its rows (Django's way to alter a column
-there), and the append-only triggers, which go with the old table, are put back.
+place of it, and an import writes hundreds of thousands of events. SQLite cannot drop the index of a column's
+UNIQUE, so the table is rebuilt with its rows (Django's way to alter a column there), and the append-only
+triggers, which go with the old table, are put back.
 """
 
 from django.db import migrations, models
