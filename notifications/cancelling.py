@@ -43,15 +43,23 @@ def cancel_pending(
     With reason ``tier_changed`` the cancelled rows give up their dedupe key so the new tier can plan the
     same contact again. Writes ``notifications.contact.cancelled`` per contact.
     """
-    qs = NotificationLog.objects.pending()
+    scope = NotificationLog.objects.all()
     if customer_ids is not None:
-        qs = qs.filter(customer_id__any_of=list(customer_ids))
+        scope = scope.filter(customer_id__any_of=list(customer_ids))
     if kinds is not None:
-        qs = qs.filter(kind__in=list(kinds))
+        scope = scope.filter(kind__in=list(kinds))
     if dedupe_prefix:
-        qs = qs.filter(dedupe_key__startswith=dedupe_prefix)
+        scope = scope.filter(dedupe_key__startswith=dedupe_prefix)
     if except_tier_id is not _ANY_TIER:
-        qs = qs.exclude(tier__isnull=True) if except_tier_id is None else qs.exclude(tier_id=except_tier_id)
+        scope = (
+            scope.exclude(tier__isnull=True)
+            if except_tier_id is None
+            else scope.exclude(tier_id=except_tier_id)
+        )
+    # Narrowed by ids or customers, the rows are found by those and their status is kept here; over the whole
+    # book, by the pending contacts' index (see ``NotificationLogQuerySet.pending``).
+    narrowed = customer_ids is not None or installment_ids is not None
+    qs = scope if narrowed else scope.pending()
     with transaction.atomic():
         if installment_ids is not None:
             paid_now = set(installment_ids)
@@ -62,9 +70,15 @@ def cancel_pending(
                     "notification_id", flat=True
                 )
             )
-            candidates = (
-                set(qs.filter(id__any_of=list(listed)).values_list("id", flat=True)) if listed else set()
-            )
+            candidates = {
+                id_
+                for id_, status in (
+                    qs.filter(id__any_of=list(listed)).order_by().values_list("id", "status")
+                    if listed
+                    else ()
+                )
+                if NotificationLog.is_pending_status(status)
+            }
             still_due = set(
                 NotificationItem.objects.filter(
                     notification_id__any_of=list(candidates), installment__paid_at__isnull=True
@@ -72,12 +86,14 @@ def cancel_pending(
                 .exclude(installment_id__any_of=list(paid_now))
                 .values_list("notification_id", flat=True)
             )
-            qs = NotificationLog.objects.pending().filter(id__any_of=list(candidates - still_due))
-        rows = list(
-            qs.order_by().values(
+            qs = NotificationLog.objects.filter(id__any_of=list(candidates - still_due))
+        rows = [
+            row
+            for row in qs.order_by().values(
                 "id", "status", "customer_id", "channel", "kind", "due_date", "scheduled_for", "tier_id"
             )
-        )
+            if NotificationLog.is_pending_status(row["status"])
+        ]
         if not rows:
             return 0
         changes: dict[str, Any] = {

@@ -359,14 +359,17 @@ def contacts_in_flight(
     customer whose contacts were split between workers counts the ones claimed elsewhere that come first in
     the dispatch order, so two workers never both send the customer's last allowed contact.
     """
+    # By the customers' index, the status kept here (see ``NotificationLogQuerySet.pending``).
     rows = (
-        NotificationLog.objects.pending()
-        .filter(customer_id__any_of=list(customer_ids), scheduled_for__lte=now, claimed_until__gt=now)
+        NotificationLog.objects.filter(
+            customer_id__any_of=list(customer_ids), scheduled_for__lte=now, claimed_until__gt=now
+        )
         .exclude(id__any_of=list(exclude_ids))
         .order_by()
-        .values_list("customer_id", "scheduled_for", "id")
+        .values_list("customer_id", "scheduled_for", "id", "status")
     )
     in_flight: dict[int, list[tuple[dt.datetime, int]]] = {}
-    for customer_id, scheduled_for, id_ in rows:
-        in_flight.setdefault(customer_id, []).append((scheduled_for, id_))
+    for customer_id, scheduled_for, id_, status in rows:
+        if NotificationLog.is_pending_status(status):
+            in_flight.setdefault(customer_id, []).append((scheduled_for, id_))
     return in_flight

@@ -260,10 +260,14 @@ def _load_batch(ids: list[int]) -> tuple[list[NotificationLog], dict[int, list[I
     """The batch's pending contacts (with their customers; tiers shared, not one copy per row) and the
     instalments of each contact (with their loans), in the order the contacts were planned."""
     tiers = {t.pk: t for t in CreditTier.objects.all()}
-    logs = list(
-        NotificationLog.objects.filter(id__any_of=ids, status__in=NotificationLog.PENDING_STATUSES)
-        .select_related("customer")
-        .order_by("scheduled_for", "id")
+    # By primary key alone, the status kept here (see ``NotificationLogQuerySet.pending``).
+    logs = sorted(
+        (
+            log
+            for log in NotificationLog.objects.filter(id__any_of=ids).select_related("customer").order_by()
+            if NotificationLog.is_pending_status(log.status)
+        ),
+        key=lambda log: (log.scheduled_for, log.id),
     )
     for log in logs:
         log.tier = tiers.get(log.tier_id)

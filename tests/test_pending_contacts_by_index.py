@@ -1,0 +1,75 @@
+"""Contacts looked up by a list of ids or customers are found by those, and their status is kept in Python: with
+the status in SQL, PostgreSQL took the pending contacts' partial index (its statistics lag behind the day's
+planning) and read every pending contact of the book for each batch of ten ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from notifications.cancelling import cancel_pending
+from notifications.compliance import contacts_in_flight
+from notifications.dispatch import _load_batch
+from notifications.models import NotificationItem, NotificationLog
+from tests.factories import make_customer, make_installment, make_loan
+from tests.factories_audit import make_notification
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC)
+# The log filtered by a list (ids or customers) and by the pending statuses in the same statement.
+BY_LIST_AND_STATUS = re.compile(
+    r'FROM "notifications_notificationlog".*"(id|customer_id)" (= ANY|IN \().*"status" IN \(.planned., .deferred.\)'
+    r'|FROM "notifications_notificationlog".*"status" IN \(.planned., .deferred.\).*"(id|customer_id)" (= ANY|IN \()',
+    re.S,
+)
+
+
+def _contacts(customer, *statuses, **kwargs):
+    return [
+        make_notification(
+            customer=customer, status=status, scheduled_for=NOW - dt.timedelta(minutes=i), **kwargs
+        )
+        for i, status in enumerate(statuses)
+    ]
+
+
+def _log_queries(ctx) -> list[str]:
+    return [q["sql"] for q in ctx.captured_queries if '"notifications_notificationlog"' in q["sql"]]
+
+
+def test_a_batch_is_loaded_by_its_ids_and_keeps_only_what_is_still_pending():
+    customer = make_customer()
+    planned, deferred, sent = _contacts(customer, "planned", "deferred", "sent")
+    with CaptureQueriesContext(connection) as ctx:
+        logs, _ = _load_batch([planned.id, deferred.id, sent.id])
+    assert [log.id for log in logs] == [deferred.id, planned.id]  # in the order they are due
+    assert _log_queries(ctx) and not any(BY_LIST_AND_STATUS.search(sql) for sql in _log_queries(ctx))
+
+
+def test_contacts_claimed_elsewhere_are_found_by_customer_and_only_pending_ones_count():
+    customer = make_customer()
+    claimed, sent = _contacts(customer, "planned", "sent", claimed_until=NOW + dt.timedelta(minutes=5))
+    with CaptureQueriesContext(connection) as ctx:
+        found = contacts_in_flight([customer.id], NOW, exclude_ids=[])
+    assert found == {customer.id: [(claimed.scheduled_for, claimed.id)]}
+    assert not any(BY_LIST_AND_STATUS.search(sql) for sql in _log_queries(ctx))
+
+
+def test_a_payment_cancels_the_pending_contacts_of_its_instalment_found_by_their_ids():
+    customer = make_customer()
+    installment = make_installment(loan=make_loan(customer=customer))
+    pending, sent = _contacts(customer, "planned", "sent")
+    for log in (pending, sent):
+        NotificationItem.objects.create(notification=log, installment=installment)
+    with CaptureQueriesContext(connection) as ctx:
+        cancelled = cancel_pending(reason="paid", actor="test", at=NOW, installment_ids=[installment.id])
+    assert cancelled == 1
+    assert NotificationLog.objects.get(pk=pending.pk).status == "cancelled"
+    assert NotificationLog.objects.get(pk=sent.pk).status == "sent"
+    reads = [sql for sql in _log_queries(ctx) if sql.lstrip().upper().startswith("SELECT")]
+    assert reads and not any(BY_LIST_AND_STATUS.search(sql) for sql in reads)
