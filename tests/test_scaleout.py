@@ -30,6 +30,7 @@ from notifications.models import (
 )
 from tests.factories import make_customer, make_installment, make_loan, make_tier
 from tests.latency_gateway import LatencyGateway
+from tests.real_clock import real_now
 
 ROOT = Path(__file__).resolve().parent.parent
 CUSTOMERS = 160
@@ -131,7 +132,7 @@ def book_due_today():
     ReminderTemplate.objects.create(
         kind="due_today", channel="sms", language="zh-hans", body="{customer_name}: {amount_due} {due_date}"
     )
-    today = dt.datetime.now(zoneinfo.ZoneInfo("Asia/Shanghai")).date()
+    today = real_now(zoneinfo.ZoneInfo("Asia/Shanghai")).date()  # the clusters' day, not a pinned one
     for _ in range(CUSTOMERS):
         make_installment(make_loan(make_customer(tier=tier)), due_date=today)
     return tier
@@ -168,7 +169,7 @@ def test_two_clusters_one_killed_midway_send_every_contact_exactly_once(
     cluster_a = start_cluster(env_a, tmp_path / "cluster-a.log")
     cluster_b = start_cluster(env_b, tmp_path / "cluster-b.log")
     try:
-        now = dt.datetime.now(dt.UTC)
+        now = real_now()
         out = enqueue_daily_run(env_a, now)
         assert "enqueued=16" in out, out
 
@@ -199,7 +200,7 @@ def test_two_clusters_one_killed_midway_send_every_contact_exactly_once(
         # What the schedules do next: the daily run again (idempotent planning) and the dispatch sweep, which
         # takes over rows whose claim lapsed with the dead cluster.
         time.sleep(6.5)  # the claim lease of a 5-row batch with a 0.2 s provider timeout
-        enqueue_daily_run(env_b, dt.datetime.now(dt.UTC))
+        enqueue_daily_run(env_b, real_now())
         wait_for(
             lambda: (
                 NotificationLog.objects.filter(status="sent").count() == CUSTOMERS
