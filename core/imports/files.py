@@ -3,9 +3,9 @@
 - CSV is text in UTF-8 (with or without a byte-order mark) or, as spreadsheets exported on Chinese systems
   write it, GB18030 (a superset of GBK and GB2312). UTF-8 is tried first: a file that is valid UTF-8 is read as
   UTF-8. A file that is neither is refused naming the line that is not (``FileReadError``).
-- XLSX is read from its first sheet to its real last row: a workbook's recorded ``<dimension>`` is not trusted
-  (some programs write ``A1`` whatever the size, and openpyxl's read-only mode would stop there). Empty rows at
-  the end of the sheet are dropped.
+- XLSX is read from its first sheet to its real last row, a row at a time (``sheets.FirstSheet``): a workbook's
+  recorded ``<dimension>`` is not trusted (some programs write ``A1`` whatever the size, and openpyxl's read-only
+  mode would stop there). Empty rows at the end of the sheet are dropped.
 
 The admin, the ``import`` command and background jobs all read files here (``read_dataset``), and count their
 rows here (``count_rows``), so a file means the same rows everywhere.
@@ -13,13 +13,14 @@ rows here (``count_rows``), so a file means the same rows everywhere.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import tablib
 from import_export.formats import base_formats
+
+from .sheets import FirstSheet, NotAWorkbook
 
 #: The text encodings a CSV file may have, in the order they are tried.
 CSV_ENCODINGS = ("utf-8", "gb18030")
@@ -64,28 +65,19 @@ class CSV(base_formats.CSV):
         return True
 
 
-def _open_sheet(data: bytes | Path | BinaryIO):
-    """The workbook (read-only: its rows are streamed) and its first sheet, of the file's bytes, path or binary
-    file (an upload: read where it lies, never whole into memory)."""
-    import openpyxl
-
+def _open_sheet(data: bytes | Path | BinaryIO) -> FirstSheet:
+    """The first sheet of a workbook (``sheets.FirstSheet``: its rows streamed, to the sheet's real last row) of
+    the file's bytes, path or binary file (an upload: read where it lies, never whole into memory)."""
     try:
-        workbook = openpyxl.load_workbook(
-            io.BytesIO(data) if isinstance(data, bytes) else data, read_only=True, data_only=True
-        )
-    except Exception as exc:  # not a zip, not a workbook: openpyxl raises several kinds
+        return FirstSheet(data)
+    except NotAWorkbook as exc:
         raise FileReadError(
             "the file is not an XLSX workbook (save it as .xlsx and upload it again)."
         ) from exc
-    sheet = workbook.active
-    # Read-only mode stops at the row the workbook's <dimension> records, which some programs write wrongly
-    # (a 200,000-row file recorded as "A1"): forget it and read the sheet to its end.
-    sheet.reset_dimensions()
-    return workbook, sheet
 
 
-def _xlsx_rows(sheet) -> list[list[Any]]:
-    rows = [list(values) for values in sheet.iter_rows(values_only=True)]
+def _xlsx_rows(sheet: FirstSheet) -> list[list[Any]]:
+    rows = [list(values) for values in sheet]
     while rows and all(value is None or value == "" for value in rows[-1]):
         rows.pop()
     return rows
@@ -95,11 +87,8 @@ class XLSX(base_formats.XLSX):
     """The first sheet of an XLSX workbook, to its real last row (its recorded dimension is not trusted)."""
 
     def create_dataset(self, in_stream):
-        workbook, sheet = _open_sheet(bytes(in_stream))
-        try:
+        with _open_sheet(bytes(in_stream)) as sheet:
             rows = _xlsx_rows(sheet)
-        finally:
-            workbook.close()
         dataset = tablib.Dataset()
         if not rows:
             return dataset
@@ -177,14 +166,13 @@ def count_rows(data: bytes | Path | BinaryIO, name: str) -> int:
         return max(lines - 1, 0)
     if not isinstance(data, bytes | bytearray | Path):
         data.seek(0)
-    workbook, sheet = _open_sheet(data)
     try:
-        rows = 0
-        for number, values in enumerate(sheet.iter_rows(values_only=True), 1):
-            if any(value is not None and value != "" for value in values):
-                rows = number  # the last row that holds something
+        with _open_sheet(data) as sheet:
+            rows = 0
+            for number, values in enumerate(sheet, 1):
+                if any(value is not None and value != "" for value in values):
+                    rows = number  # the last row that holds something
     finally:
-        workbook.close()
         if not isinstance(data, bytes | bytearray | Path):
             data.seek(0)
     return max(rows - 1, 0)

@@ -205,7 +205,7 @@ class CSVSource(RowSource):
 
 
 class XLSXSource(RowSource):
-    """The first sheet of an XLSX workbook, streamed (openpyxl's read-only mode), to its real last row: empty rows
+    """The first sheet of an XLSX workbook, streamed (``sheets.FirstSheet``), to its real last row: empty rows
     at the end are dropped and every row is padded to the widest, as ``files.XLSX`` reads it."""
 
     def __init__(self, data: bytes | Path):
@@ -231,11 +231,8 @@ class XLSXSource(RowSource):
 
     @contextmanager
     def _sheet(self):
-        workbook, sheet = _open_sheet(self._data)
-        try:
-            yield sheet.iter_rows(values_only=True)
-        finally:
-            workbook.close()
+        with _open_sheet(self._data) as sheet:
+            yield iter(sheet)
 
     def _raw_rows(self) -> Iterator[tuple]:
         width, last = self._width, self._last
