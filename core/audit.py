@@ -183,6 +183,7 @@ def _append(events: Iterable[Event], ids: dict[int, int] | None = None) -> list[
         seq, prev = head.seq, head.hash
         now = timezone.now()
         columns = []
+        texts = _Texts()
         for ev in events:
             seq += 1
             at = ev.at or now
@@ -192,7 +193,9 @@ def _append(events: Iterable[Event], ids: dict[int, int] | None = None) -> list[
             digest = hashlib.sha256(
                 (
                     prev
-                    + _payload_text(seq, at, ev.actor, ev.action, ev.object_type, object_id, before, after)
+                    + _payload_text(
+                        seq, at, ev.actor, ev.action, ev.object_type, object_id, before, after, texts
+                    )
                 ).encode()
             ).hexdigest()
             columns.append(
@@ -210,6 +213,33 @@ def _append(events: Iterable[Event], ids: dict[int, int] | None = None) -> list[
 
 
 _CANONICAL = DjangoJSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _plain_default(value: Any) -> Any:
+    """``DjangoJSONEncoder.default``, a Decimal (most values of the product's events that JSON lacks) first."""
+    if type(value) is Decimal:
+        return str(value)
+    return _CANONICAL.default(value)
+
+
+# ``_CANONICAL.encode`` without making its C encoder again for every value (what ``JSONEncoder.encode`` does):
+# one encoder, the same arguments, no circular check (an event's values are trees). None without the C module.
+_C_ENCODER = (
+    json.encoder.c_make_encoder(
+        None, _plain_default, json.encoder.encode_basestring, None, ":", ",", True, False, True
+    )
+    if json.encoder.c_make_encoder is not None
+    else None
+)
+
+
+def _encode(value: Any) -> str:
+    """``_CANONICAL.encode(value)`` for a value with string keys only."""
+    if _C_ENCODER is None or type(value) is str:
+        return _CANONICAL.encode(value)
+    return "".join(_C_ENCODER(value, 0))
+
+
 # Types that hold no key: what the product's events carry, checked by type alone (a dict's values are
 # thousands of these in an import's events).
 _PLAIN = frozenset({str, int, float, bool, type(None), Decimal, dt.date, dt.datetime, dt.time, uuid.UUID})
@@ -241,17 +271,30 @@ def _canonical_text(value: Any) -> str | None:
     if value is None:
         return None
     if _has_text_keys(value):
-        return _CANONICAL.encode(value)
+        return _encode(value)
     return canonical_json(to_json_value(value))
 
 
-def _payload_text(seq, at, actor, action, object_type, object_id, before, after) -> str:
-    """``canonical_json(event_payload(...))`` from the values' canonical texts: the keys in sorted order."""
-    encode = _CANONICAL.encode
+class _Texts(dict):
+    """The JSON texts of the values a batch of events repeats (actors, actions, object types, moments), each
+    made once."""
+
+    def __missing__(self, value):
+        text = self[value] = _CANONICAL.encode(
+            value.astimezone(dt.timezone.utc).isoformat() if isinstance(value, dt.datetime) else value
+        )
+        return text
+
+
+def _payload_text(seq, at, actor, action, object_type, object_id, before, after, texts=None) -> str:
+    """``canonical_json(event_payload(...))`` from the values' canonical texts: the keys in sorted order.
+    ``texts`` keeps the texts of repeated values (``_Texts``)."""
+    if texts is None:
+        texts = _Texts()
     return (
-        f'{{"action":{encode(action)},"actor":{encode(actor)},"after":{after or "null"},'
-        f'"at":{encode(at.astimezone(dt.timezone.utc).isoformat())},"before":{before or "null"},'
-        f'"object_id":{encode(object_id)},"object_type":{encode(object_type)},"seq":{seq:d}}}'
+        f'{{"action":{texts[action]},"actor":{texts[actor]},"after":{after or "null"},'
+        f'"at":{texts[at]},"before":{before or "null"},'
+        f'"object_id":{_CANONICAL.encode(object_id)},"object_type":{texts[object_type]},"seq":{seq:d}}}'
     )
 
 

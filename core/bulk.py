@@ -16,8 +16,10 @@ import datetime as dt
 import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import connections, models, router, transaction
 from django.db.models.constants import OnConflict
 from django.utils import timezone
@@ -124,14 +126,17 @@ def update_rows(
         source = 'AS "v"'
         ref = {f: f'"v"."column{i}"' for i, f in enumerate(columns, start=1)}
     assignments = ", ".join([*set_same, *(f"{qn(f.column)} = {ref[f]}" for f in concrete)])
-    preps = [pk.get_db_prep_value, *(f.get_db_prep_save for f in concrete)]
+    preps = [
+        _value_prep(pk, connection, pk.get_db_prep_value),
+        *(_value_prep(f, connection) for f in concrete),
+    ]
     updated = 0
     with transaction.atomic(using=using, savepoint=False), connection.cursor() as cursor:
         for start in range(0, len(rows), per_batch):
             batch = rows[start : start + per_batch]
             params = list(same_params)
             for row in batch:
-                params.extend(prep(value, connection) for prep, value in zip(preps, row))
+                params.extend(prep(value) for prep, value in zip(preps, row))
             sql = (
                 f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([placeholder] * len(batch))}) {source} "
                 f"WHERE {table}.{qn(pk.column)} = {ref[pk]}"
@@ -191,10 +196,8 @@ def insert_rows(
                 cursor.execute(sql, [*same_values, *params])  # the constants come first in the text
                 inserted += cursor.rowcount
             return inserted
-        preps = [f.get_db_prep_save for f in given + per_row]
-        params = [
-            (*(prep(value, connection) for prep, value in zip(preps, row)), *same_values) for row in rows
-        ]
+        preps = [_value_prep(f, connection) for f in given + per_row]
+        params = [(*(prep(value) for prep, value in zip(preps, row)), *same_values) for row in rows]
         cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * len(columns))}) {tail}", params)
         return cursor.rowcount if cursor.rowcount >= 0 else len(rows)
 
@@ -260,6 +263,53 @@ def _column_prep(field, connection, prep=None):
         return [v if v is None or type(v) in plain else prep(v, connection) for v in values]
 
     return column
+
+
+# What SQLite's driver stores of a value as ``get_db_prep_save`` would give it: the value itself for these
+# (a Decimal through the adapter Django registers, its text), a moment as its UTC text (below).
+_SQLITE_AS_THEY_ARE = {
+    **_STORED_AS_THEY_ARE,
+    "DecimalField": (Decimal,),
+    "DateField": (),  # a date goes through its field (Django's adapter is deprecated in the driver)
+    "UUIDField": (),  # stored as its hex text: through its field
+}
+
+
+def _value_prep(field, connection, prep=None):
+    """A function of one value that gives what ``prep`` (default ``get_db_prep_save``) gives it, without the
+    field's chain of calls for a value already of the type the column stores (SQLite: an aware moment becomes
+    the naive text in the connection's zone, as ``adapt_datetimefield_value`` makes it; a finite Decimal is
+    stored as it is). Anything else goes through ``prep``. Elsewhere, ``prep`` itself."""
+    prep = prep or field.get_db_prep_save
+    if connection.vendor != "sqlite":
+        return lambda value: prep(value, connection)
+    target = field.target_field if field.is_relation else field
+    kind = target.get_internal_type()
+    if kind == "DateTimeField" and settings.USE_TZ:
+        zone = connection.timezone
+
+        def moment(value):
+            if type(value) is dt.datetime and value.utcoffset() is not None:
+                return value.astimezone(zone).replace(tzinfo=None).isoformat(" ")
+            return prep(value, connection)
+
+        return moment
+    plain = _SQLITE_AS_THEY_ARE.get(kind, ())
+    if not plain:
+        return lambda value: prep(value, connection)
+    if Decimal in plain:
+
+        def number(value):
+            if type(value) is Decimal and value.is_finite():
+                return value
+            return prep(value, connection)
+
+        return number
+
+    def value_as_it_is(value):
+        return value if value is None or type(value) in plain else prep(value, connection)
+
+    return value_as_it_is
 
 
 # Fields whose values are adapted by wrapper objects that a PostgreSQL array cannot hold as they are.

@@ -220,3 +220,25 @@ def test_concurrent_writers_never_fork_the_chain():
     result = verify_chain(check_anchors=False)
     assert result.is_intact, result.problem
     assert result.count == writers * per_writer
+
+
+def test_the_one_encoder_writes_what_djangos_encoder_writes():
+    """``core.audit`` keeps one JSON encoder for every value of a batch: its text is DjangoJSONEncoder's, sorted
+    keys, for every kind of value an event may carry."""
+    import uuid
+
+    from core.audit import _CANONICAL, _encode
+
+    at = dt.datetime(2026, 11, 24, 2, 30, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    values = [
+        {"b": Decimal("250.00"), "a": at, "c": [dt.date(2026, 1, 2), dt.time(9, 30, 0, 500), None, True]},
+        {"z": uuid.UUID(int=7), "y": dt.timedelta(days=1, seconds=5), "x": 0.1, "w": -2, "王": '"q"\t\n'},
+        [{"seq": 2, "amount": Decimal("-0.50")}, {"seq": 1}],
+        {"nested": {"b": {"d": 1, "c": [Decimal("1E+2"), Decimal("0.000")]}, "a": ""}},
+        Decimal("12.5"),
+        at,
+        "plain text",
+        12,
+    ]
+    for value in values:
+        assert _encode(value) == _CANONICAL.encode(value)

@@ -196,3 +196,52 @@ def test_values_given_in_another_type_go_through_their_field_as_bulk_update_woul
     assert update_rows(Customer, fields, rows) == 1
     customer.refresh_from_db()
     assert (customer.credit_score, customer.do_not_contact, customer.name) == (42, True, "text")
+
+
+def test_inserted_and_updated_values_are_stored_exactly_as_djangos_own_writes_store_them():
+    """insert_rows and update_rows pass a value already of its column's type without the field's chain of
+    calls (an aware moment, a Decimal, a text): the database holds the very same stored value as after
+    bulk_create and bulk_update, compared as the driver returns it (SQLite: the text)."""
+    from django.db import connection
+
+    loan = make_loan(make_customer())
+    shanghai = dt.timezone(dt.timedelta(hours=8))
+    values = [
+        (Decimal("250"), dt.datetime(2026, 3, 1, 9, 0, tzinfo=shanghai)),
+        (Decimal("0.10"), dt.datetime(2026, 3, 1, 23, 59, 59, 5, tzinfo=dt.timezone.utc)),
+        (Decimal("1E+2"), dt.datetime(2026, 12, 31, 20, 0, 0, 999999, tzinfo=shanghai)),
+    ]
+    insert_rows(
+        Payment,
+        ["ref", "loan", "amount", "received_at", "source"],
+        [(f"INS{i}", loan.pk, amount, at, "app") for i, (amount, at) in enumerate(values)],
+    )
+    Payment.objects.bulk_create(
+        Payment(ref=f"ORM{i}", loan=loan, amount=amount, received_at=at, source="app")
+        for i, (amount, at) in enumerate(values)
+    )
+
+    def stored(prefix):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT ref, amount, received_at FROM loans_payment WHERE ref LIKE %s ORDER BY ref",
+                [prefix + "%"],
+            )
+            return [row[1:] for row in cursor.fetchall()]
+
+    assert stored("INS") == stored("ORM")
+    installment = make_installment(loan, seq=1, due_date=dt.date(2026, 12, 1))
+    for amount, at in values:
+        update_rows(Installment, ["amount_paid", "paid_at"], [(installment.pk, amount, at)])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT amount_paid, paid_at FROM loans_installment WHERE id = %s", [installment.pk]
+            )
+            ours = cursor.fetchone()
+        installment.amount_paid, installment.paid_at = amount, at
+        Installment.objects.bulk_update([installment], ["amount_paid", "paid_at"])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT amount_paid, paid_at FROM loans_installment WHERE id = %s", [installment.pk]
+            )
+            assert cursor.fetchone() == ours

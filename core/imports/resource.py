@@ -22,7 +22,7 @@ from import_export import resources, widgets
 from import_export.results import Result, RowResult
 
 from ..audit import Event, actor_name, log_event, log_events
-from ..bulk import bulk_update_rows
+from ..bulk import bulk_update_rows, insert_rows
 from .chunks import ChunkRows
 from .columns import object_values
 from .fast_path import FastPathMixin
@@ -50,6 +50,20 @@ class HeaderError(ValueError):
         super().__init__(
             f"the header does not match this import: {'; '.join(parts)}. Expected header: {','.join(expected)}"
         )
+
+
+def _inserted_fields(model) -> list:
+    """The columns ``BookResource.bulk_create`` takes from the objects: all but the primary key, a database
+    default and the moments Django sets itself (``insert_rows`` gives those the moment of the insert, as
+    ``bulk_create``'s ``pre_save`` does)."""
+    return [
+        f
+        for f in model._meta.concrete_fields
+        if not f.primary_key
+        and f.db_default is models.NOT_PROVIDED
+        and not getattr(f, "auto_now", False)
+        and not getattr(f, "auto_now_add", False)
+    ]
 
 
 class BookResource(FastPathMixin, resources.ModelResource):
@@ -278,6 +292,29 @@ class BookResource(FastPathMixin, resources.ModelResource):
             errors = exc.update_error_dict(errors)
         if errors:
             raise ValidationError(errors)
+
+    def bulk_create(self, using_transactions, dry_run, raise_errors, batch_size=None, result=None):
+        """The fast path's new rows written with ``insert_rows`` (their stored values, no model object made for
+        the insert, no ids read back) when nothing needs their ids afterwards: not a configuration import
+        (``audit_each_object`` names each object by its id), not asked to keep the instances. Django's
+        ``bulk_create`` prepared every value of a payments file through its field's chain of calls: more time
+        than the database took to store the rows. Otherwise ``bulk_create`` as django-import-export calls it."""
+        if not self._chunked or self.audit_each_object or self._meta.store_instance:
+            return super().bulk_create(using_transactions, dry_run, raise_errors, batch_size, result)
+        if self.create_instances and (using_transactions or not dry_run):
+            try:
+                model = self._meta.model
+                fields = _inserted_fields(model)
+                attnames = [f.attname for f in fields]
+                names = [f.name for f in fields]
+                objs, step = self.create_instances, batch_size or len(self.create_instances)
+                for start in range(0, len(objs), step):  # the statements bulk_create would run
+                    rows = [[getattr(obj, a) for a in attnames] for obj in objs[start : start + step]]
+                    insert_rows(model, names, rows, batch_size=step)
+            except Exception as exc:
+                self.handle_import_error(result, exc, raise_errors)
+            finally:
+                self.create_instances.clear()
 
     #: Model fields a subclass sets in ``before_save_instance`` that ``bulk_update`` must write too.
     extra_update_fields: tuple[str, ...] = ()
