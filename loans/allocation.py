@@ -16,13 +16,14 @@ import datetime as dt
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 ZERO = Decimal("0")
 
 
-@dataclass(frozen=True)
-class Unpaid:
-    """An instalment with money still due: ``key`` names it (its id), ``outstanding`` is what is still due."""
+class Unpaid(NamedTuple):
+    """An instalment with money still due: ``key`` names it (its id), ``outstanding`` is what is still due.
+    (A tuple: a loan's replay makes one per instalment and payment.)"""
 
     key: Hashable
     seq: int
@@ -95,7 +96,12 @@ def allocate_loan(instalments: Sequence[Instalment], payments: Iterable[Receipt]
     result.amount_paid = dict.fromkeys(outstanding, ZERO)
     result.paid_at = {i.key: None for i in instalments if i.amount_due > ZERO}
     for payment in sorted(payments, key=lambda p: (p.received_at, p.key)):
-        unpaid = [Unpaid(i.key, i.seq, i.due_date, outstanding[i.key]) for i in instalments]
+        # Only what is still due (``allocate`` passes over the rest).
+        unpaid = [
+            Unpaid(i.key, i.seq, i.due_date, outstanding[i.key])
+            for i in instalments
+            if outstanding[i.key] > ZERO
+        ]
         parts, credit = allocate(payment.amount, unpaid, payment.start_seq)
         for key, part in parts:
             result.allocations[(payment.key, key)] = part

@@ -311,3 +311,51 @@ def test_a_payment_on_a_loan_already_paid_is_kept_whole_as_credit_and_audited():
     assert loan.credit == D("300.00")
     event = AuditEvent.objects.get(action="loans.payment.allocated", after__ref="PMORE")
     assert event.after["allocations"] == [] and event.after["credit"] == "300.00"
+
+
+def _loans_paid_by(prefix: str, loans: int, payments_each: int) -> list[int]:
+    """``loans`` loans of two instalments of 100.00, each paid in full by ``payments_each`` equal payments."""
+    ids = []
+    for n in range(loans):
+        loan = make_loan(make_customer(), ref=f"{prefix}{n}")
+        make_installment(loan, seq=1, due_date=dt.date(2026, 11, 1), amount_due=D("100.00"))
+        make_installment(loan, seq=2, due_date=dt.date(2026, 12, 1), amount_due=D("100.00"))
+        Payment.objects.bulk_create(
+            Payment(
+                ref=f"{prefix}{n}-{k}",
+                loan=loan,
+                amount=D("200.00") / payments_each,
+                received_at=AT + dt.timedelta(minutes=k),
+            )
+            for k in range(payments_each)
+        )
+        ids.append(loan.pk)
+    return ids
+
+
+@pytest.mark.django_db
+def test_each_chunk_of_loans_is_allocated_in_the_same_few_queries_whatever_its_payments(monkeypatch):
+    """Re-allocation is set-based per chunk of loans: the queries grow by the same few per chunk, not with the
+    payments, the allocations or the events a chunk writes (every loan here is paid off: allocations written,
+    instalments paid, loans closed, the cure's receivers run)."""
+    import functools
+
+    from loans import services
+
+    monkeypatch.setattr(services, "chunks", functools.partial(services.chunks, size=4))
+
+    def queries(ids):
+        with CaptureQueriesContext(connection) as ctx:
+            reallocate_loans(ids, AT)
+        return len(ctx.captured_queries)
+
+    queries(_loans_paid_by("QW", 4, 1))  # what a process looks up once (content types) is not a chunk's
+    one_chunk = queries(_loans_paid_by("QA", 4, 1))
+    two_chunks = queries(_loans_paid_by("QB", 8, 1))
+    two_chunks_more_payments = queries(_loans_paid_by("QC", 8, 4))
+    per_chunk = two_chunks - one_chunk
+    assert two_chunks_more_payments == two_chunks
+    assert queries(_loans_paid_by("QD", 12, 2)) == two_chunks + per_chunk
+    assert per_chunk <= 20  # reads, writes, the chain head, the cure's reads, their savepoints
+    assert Loan.objects.filter(ref__startswith="QC", status=Loan.Status.PAID_OFF).count() == 8
+    assert PaymentAllocation.objects.filter(payment__ref__startswith="QC").count() == 8 * 4
