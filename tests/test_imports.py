@@ -261,6 +261,17 @@ BAD_ROWS = [
         [
             "ref,loan_ref,installment_seq,amount,received_at,source",
             "BP1,BL0,1,10,2026-02-01T10:00:00+08:00,app",
+            f"{'B' * 41},BL0,1,10,2026-02-01T10:00:00+08:00,app",
+        ],
+        "line 3, column ref: Ensure this value has at most 40 characters (it has 41).",
+        Payment,
+        id="reference too long",
+    ),
+    pytest.param(
+        resources.PaymentResource,
+        [
+            "ref,loan_ref,installment_seq,amount,received_at,source",
+            "BP1,BL0,1,10,2026-02-01T10:00:00+08:00,app",
             "BP2,BL0,7,10,2026-02-01T10:00:00+08:00,app",
         ],
         "line 3, column installment_seq: loan “BL0” has no instalment 7.",

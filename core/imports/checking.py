@@ -145,6 +145,9 @@ class ChunkCheckMixin:
                         if cell is None or type(cell) is str:
                             outcome = model_memo.get(cell, MISS)
                             if outcome is MISS:
+                                surely_valid = column.surely_valid
+                                if surely_valid is not None and surely_valid(getattr(instance, f.attname)):
+                                    continue  # a distinct reference or moment: its field would keep it
                                 outcome = validate_field(f, instance)
                                 model_memo[cell] = outcome
                             if outcome is not None:

@@ -3,11 +3,16 @@ remembered per distinct cell when the outcome depends on the cell alone (a bound
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import models
+from django.db.models import signals
+from django.db.models.base import ModelState
 from django.forms.models import model_to_dict
 from import_export.fields import NOT_PROVIDED
 
@@ -55,7 +60,21 @@ def blank_instance_factory(model) -> Callable[[], models.Model]:
         if f.has_db_default() or (f.has_default() and callable(f.default))
     ]
     if not each_time:
-        return lambda: model(*values)
+        if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
+            return lambda: model(*values)
+        # What ``model(*values)`` makes, without its signals' sending and its loop over the fields (a file's
+        # rows each start from one): the same attributes, a state of its own.
+        made = model(*values).__dict__
+        attributes = {name: value for name, value in made.items() if name != "_state"}
+        new = model.__new__
+
+        def blank():
+            obj = new(model)
+            obj.__dict__.update(attributes)
+            obj._state = ModelState()
+            return obj
+
+        return blank
 
     def make():
         args = list(values)
@@ -64,6 +83,23 @@ def blank_instance_factory(model) -> Callable[[], models.Model]:
         return model(*args)
 
     return make
+
+
+def surely_valid_check(f) -> Callable[[Any], bool] | None:
+    """For a column whose cells are mostly distinct (a reference, a moment), a test of a cleaned value that
+    ``f.clean`` would surely take as it is, so the fast path need not call it: a Django ``DateTimeField`` or
+    ``CharField`` of its own (no choices, no validators but the length's). None for any other field; a value
+    the test does not pass goes through ``f.clean`` as before (and its errors are the field's own)."""
+    if f.choices or not f.editable:
+        return None
+    if type(f) is models.DateTimeField and not f.validators and settings.USE_TZ:
+        return lambda value: type(value) is dt.datetime and value.utcoffset() is not None
+    if type(f) is models.CharField and f.max_length is not None:
+        if any(type(v) is not MaxLengthValidator or v.limit_value != f.max_length for v in f.validators):
+            return None
+        limit, blank = f.max_length, f.blank
+        return lambda value: type(value) is str and len(value) <= limit and (blank or value != "")
+    return None
 
 
 #: Widgets whose ``clean`` depends on the cell alone (not on the row, the database or the time): the fast path
@@ -108,6 +144,7 @@ class Column:
         "model_field",
         "model_memo",
         "is_ref",
+        "surely_valid",
     )
 
     def __init__(self, field, headers: list[str], model_field):
@@ -132,10 +169,12 @@ class Column:
         # Django's own non-relational fields (to_python, null/blank/choices, validators).
         self.model_field = None
         self.model_memo: dict | None = None
+        self.surely_valid: Callable[[Any], bool] | None = None
         if model_field is not None and field.saves_null_values and self.memo is not None:
             if not model_field.is_relation and type(model_field).__module__.startswith("django.db.models."):
                 self.model_field = model_field
                 self.model_memo = {}
+                self.surely_valid = surely_valid_check(model_field)
 
     def clean(self, values, row=None):
         """``Field.clean(row)``: the python value, or ``ValueError`` with the widget's message. ``row`` (the
