@@ -16,7 +16,7 @@ from core.bulk import bulk_update_rows
 from loans.models import Installment, Loan
 from loans.schedule import local_date
 from notifications.cancelling import cancel_pending
-from notifications.models import NotificationItem, NotificationLog
+from notifications.models import NotificationLog
 
 from .calls import cancel_call_tasks
 from .models import AgencyPlacement, CallTask, CollectionCase, LegalReferral
@@ -124,19 +124,49 @@ def enforce_legal_freeze(
     """Cancel whatever automatic contact was planned for loans frozen by legal since the last run (of the loans
     of ``customer_ids`` when given)."""
     # Only the instalments some pending contact lists can change anything (the planner leaves frozen loans
-    # out), so the daily run reads those rather than every instalment frozen since the first referral.
-    pending = NotificationItem.objects.filter(
-        notification__status__in=NotificationLog.PENDING_STATUSES
-    ).values("installment_id")
-    frozen = Installment.objects.filter(
-        paid_at__isnull=True,
-        loan__collection_cases__status=CollectionCase.Status.OPEN,
-        loan__collection_cases__is_frozen=True,
-        pk__in=pending,
-    )
+    # out), and only a contact of a customer with a frozen loan can list one: the pending contacts and the
+    # frozen loans' customers first, then the unpaid instalments of frozen loans those contacts list. One
+    # statement joining the instalments, the cases and the pending contacts' items read each instalment a pending
+    # contact listed, by primary key (78,000 after a day's planning at 1,000,000 loans: 1.5-4 s).
+    frozen = CollectionCase.objects.open().filter(is_frozen=True).order_by()
     if customer_ids is not None:
-        frozen = frozen.filter(loan__customer_id__any_of=list(customer_ids))
-    rows = frozen.order_by("loan__customer_id", "pk").values_list("loan__customer_id", "pk").distinct()
+        # A few customers: their contacts by customer, the status kept here (``NotificationLogQuerySet.pending``).
+        customer_of_loan = dict(
+            frozen.filter(loan__customer_id__any_of=list(customer_ids)).values_list(
+                "loan_id", "loan__customer_id"
+            )
+        )
+        contacts = [
+            id_
+            for id_, status in (
+                NotificationLog.objects.filter(customer_id__any_of=sorted(set(customer_of_loan.values())))
+                .order_by()
+                .values_list("id", "status")
+                if customer_of_loan
+                else ()
+            )
+            if NotificationLog.is_pending_status(status)
+        ]
+    else:
+        # The book: every pending contact by their partial index (a day's planning, or none), then the customers
+        # of the frozen loans when there is one.
+        pending = list(NotificationLog.objects.pending().order_by().values_list("id", "customer_id"))
+        customer_of_loan = dict(frozen.values_list("loan_id", "loan__customer_id")) if pending else {}
+        frozen_customers = set(customer_of_loan.values())
+        contacts = [id_ for id_, customer_id in pending if customer_id in frozen_customers]
+    rows = sorted(
+        {
+            (customer_of_loan[loan_id], installment_id)
+            for installment_id, loan_id in (
+                Installment.objects.filter(
+                    notification_items__notification_id__any_of=contacts, paid_at__isnull=True
+                ).values_list("pk", "loan_id")
+                if contacts
+                else ()
+            )
+            if loan_id in customer_of_loan
+        }
+    )
     # A consolidated contact lists a customer's loans together: a chunk never splits a customer.
     chunks: list[list[int]] = [[]]
     last_customer = None

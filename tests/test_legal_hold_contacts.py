@@ -95,3 +95,24 @@ def test_the_daily_freeze_cancels_pending_contacts_only_about_frozen_loans():
     ]  # a loan still free
     assert [log.status for log in NotificationLog.objects.filter(customer=_quiet)] == ["sent"]
     assert enforce_legal_freeze(PLAN_AT) == 0
+
+
+def test_the_freeze_of_some_customers_cancels_only_their_contacts_and_the_book_the_rest():
+    from debt_collection.legal import enforce_legal_freeze
+
+    tier = make_tier()
+    make_rule(tier, -3, "sms", send_time=dt.time(10, 0))
+    first, (first_loan,) = make_debtor(tier, due_date=dt.date(2026, 12, 1), timezone=SHANGHAI)
+    second, (second_loan,) = make_debtor(tier, due_date=dt.date(2026, 12, 1), timezone=SHANGHAI)
+    _free, _ = make_debtor(tier, due_date=dt.date(2026, 12, 1), timezone=SHANGHAI)
+    plan_contacts(PLAN_AT)
+    for installment in (first_loan, second_loan):
+        freeze(installment)
+
+    assert enforce_legal_freeze(PLAN_AT, customer_ids=[first.id, _free.id]) == 1
+    assert [log.status for log in NotificationLog.objects.filter(customer=first)] == ["cancelled"]
+    assert [log.status for log in NotificationLog.objects.filter(customer=second)] == ["planned"]
+
+    assert enforce_legal_freeze(PLAN_AT) == 1
+    assert [log.status for log in NotificationLog.objects.filter(customer=second)] == ["cancelled"]
+    assert [log.status for log in NotificationLog.objects.filter(customer=_free)] == ["planned"]
