@@ -119,19 +119,25 @@ def advance_collections(
     if customer_id_range is None:
         resolve_promises(now, actor=JOB_ACTOR, counts=run.counts, customer_ids=customer_ids)
 
-    cutoff = past_due_cutoff(now)
-    past_due = Installment.objects.filter(
-        paid_at__isnull=True, due_date__lt=cutoff, loan__status=Loan.Status.ACTIVE
+    # The active loans with an unpaid instalment past due, as a semi-join: the unpaid instalments past due by
+    # their partial index, each loan once. Joined and made DISTINCT instead, PostgreSQL took the unpaid
+    # instalments for a quarter of the book (most are the ones not yet due) and walked every instalment in
+    # loan order to merge them with the loans (3 s at 1,000,000 loans, 0.8 s this way).
+    past_due = Loan.objects.filter(
+        status=Loan.Status.ACTIVE,
+        pk__in=Installment.objects.filter(paid_at__isnull=True, due_date__lt=past_due_cutoff(now)).values(
+            "loan_id"
+        ),
     )
     open_cases = CollectionCase.objects.open()
     if customer_id_range is not None:
         low, high = customer_id_range
-        past_due = past_due.filter(loan__customer_id__gte=low, loan__customer_id__lt=high)
+        past_due = past_due.filter(customer_id__gte=low, customer_id__lt=high)
         open_cases = open_cases.filter(loan__customer_id__gte=low, loan__customer_id__lt=high)
     if customer_ids is not None:
-        past_due = past_due.filter(loan__customer_id__any_of=customer_ids)
+        past_due = past_due.filter(customer_id__any_of=customer_ids)
         open_cases = open_cases.filter(loan__customer_id__any_of=customer_ids)
-    past_due_loans = set(past_due.values_list("loan_id", flat=True).distinct())
+    past_due_loans = set(past_due.order_by().values_list("pk", flat=True))
     open_case_loans = set(open_cases.values_list("loan_id", flat=True))
     loan_ids = sorted(past_due_loans | open_case_loans)
     totals = run.counts
@@ -241,9 +247,13 @@ def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
 
     done_ids: dict[int, set[int]] = defaultdict(set)
     done_keys: dict[int, set[tuple[int, str]]] = defaultdict(set)
-    for case_id, step_id, min_dpd, action in CaseStepRun.objects.filter(
-        case__any_of=[c.pk for c in working]
-    ).values_list("case_id", "step_id", "min_dpd", "action"):
+    # Unordered: the step runs' default order is by their case's opening, a join that read every case of the
+    # book for each chunk (170 ms a chunk at 1,000,000 loans).
+    for case_id, step_id, min_dpd, action in (
+        CaseStepRun.objects.filter(case_id__any_of=[c.pk for c in working])
+        .order_by()
+        .values_list("case_id", "step_id", "min_dpd", "action")
+    ):
         if step_id is None:
             done_keys[case_id].add((min_dpd, action))
         else:
