@@ -16,33 +16,70 @@ import json
 import re
 
 from django.core.exceptions import EmptyResultSet
-from django.db.models import Field, ForeignObject
+from django.db.models import Field, ForeignObject, IntegerField
+from django.db.models.expressions import Col
+from django.db.models.fields import AutoFieldMixin
 from django.db.models.fields.related_lookups import RelatedIn
 from django.db.models.lookups import In
 
 
+# A whole number goes to SQLite and PostgreSQL (the only databases ``any_of`` handles itself) as it is through these.
+_PLAIN_DB_PREP = frozenset({IntegerField.get_db_prep_value, AutoFieldMixin.get_db_prep_value})
+
+
+def _integer_column(lhs) -> bool:
+    """Whether ``lhs`` is a column of Django's own whole numbers (an id, a foreign key to one): the field would
+    prepare a whole number into itself, so a list of them is taken as it is."""
+    if type(lhs) is not Col:
+        return False
+    field = lhs.output_field
+    if field.is_relation:
+        field = getattr(field, "target_field", None)
+    return (
+        isinstance(field, IntegerField)
+        and type(field).get_prep_value is IntegerField.get_prep_value
+        and type(field).get_db_prep_value in _PLAIN_DB_PREP
+    )
+
+
 class AnyOfMixin:
     lookup_name = "any_of"
+    _whole_numbers = False
+
+    def get_prep_lookup(self):
+        # A chunk's thousands of ids, each prepared by its field (and, on a foreign key, normalised first):
+        # most of the time of building a daily job's or an import's query.
+        rhs = self.rhs
+        if type(rhs) in (list, tuple, set, frozenset) and _integer_column(self.lhs):
+            values = list(rhs)
+            if all(type(v) is int or v is None for v in values):
+                self._whole_numbers = True
+                return values
+        return super().get_prep_lookup()
+
+    def _db_values(self, field, connection) -> list:
+        values = list(dict.fromkeys(v for v in self.rhs if v is not None))
+        if self._whole_numbers:
+            return values
+        return [field.get_db_prep_value(v, connection, prepared=True) for v in values]
 
     def as_postgresql(self, compiler, connection):
         if not self.rhs_is_direct_value():
             return self.as_sql(compiler, connection)
         field = self.lhs.output_field
-        values = list(dict.fromkeys(v for v in self.rhs if v is not None))
-        if not values:
+        array = self._db_values(field, connection)
+        if not array:
             raise EmptyResultSet
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        array = [field.get_db_prep_value(v, connection, prepared=True) for v in values]
         return f"{lhs} = ANY(%s::{array_element_type(field, connection)}[])", (*lhs_params, array)
 
     def as_sqlite(self, compiler, connection):
         if not self.rhs_is_direct_value() or not connection.features.supports_json_field:
             return self.as_sql(compiler, connection)
         field = self.lhs.output_field
-        values = list(dict.fromkeys(v for v in self.rhs if v is not None))
-        if not values:
+        prepared = self._db_values(field, connection)
+        if not prepared:
             raise EmptyResultSet
-        prepared = [field.get_db_prep_value(v, connection, prepared=True) for v in values]
         # Whole numbers and texts come back from json_each as they are (INTEGER, TEXT); the column's affinity
         # applies to them as to ``IN (%s, ...)`` parameters. Anything else keeps the plain ``in``.
         if not all(type(v) is int or type(v) is str for v in prepared):

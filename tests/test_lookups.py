@@ -80,3 +80,26 @@ def test_a_long_list_of_numbers_or_texts_is_one_parameter_on_both_databases():
         assert not Loan.objects.filter(customer_id__any_of=ids).exists()
         assert Customer.objects.exclude(pk__any_of=ids[1:]).get() == customers[0]
     assert parameters and max(parameters) <= 2
+
+
+def test_a_list_of_whole_ids_is_not_prepared_id_by_id_and_selects_what_in_selects():
+    from unittest import mock
+
+    from django.db.models import IntegerField
+
+    customers = [make_customer() for _ in range(4)]
+    loans = [make_loan(c) for c in customers]
+    ids = [c.pk for c in customers[1:3]] + [None, 10**9]
+    with mock.patch.object(
+        IntegerField, "get_prep_value", autospec=True, wraps=IntegerField.get_prep_value
+    ) as prep:
+        found = set(Customer.objects.filter(pk__any_of=ids))
+        owned = set(Loan.objects.filter(customer_id__any_of=set(ids) - {None}))
+        joined = set(Loan.objects.filter(customer__pk__any_of=tuple(ids)))
+    assert prep.call_count < len(ids)
+    assert found == set(Customer.objects.filter(pk__in=ids)) == set(customers[1:3])
+    assert owned == joined == set(loans[1:3])
+    # Ids given as text still go through the field, as ``in`` takes them.
+    as_text = [str(c.pk) for c in customers[:2]]
+    assert set(Customer.objects.filter(pk__any_of=as_text)) == set(customers[:2])
+    assert set(Loan.objects.filter(customer_id__any_of=as_text)) == set(loans[:2])
