@@ -22,7 +22,6 @@ from django.db.models.fields import AutoFieldMixin
 from django.db.models.fields.related_lookups import RelatedIn
 from django.db.models.lookups import In
 
-
 # A whole number goes to SQLite and PostgreSQL (the only databases ``any_of`` handles itself) as it is through these.
 _PLAIN_DB_PREP = frozenset({IntegerField.get_db_prep_value, AutoFieldMixin.get_db_prep_value})
 

@@ -81,6 +81,8 @@ class LoanAllocation:
     amount_paid: dict[Hashable, Decimal] = field(default_factory=dict)
     #: Per instalment with a positive amount due: when the payment that completed it was received (or None).
     paid_at: dict[Hashable, dt.datetime | None] = field(default_factory=dict)
+    #: Per instalment paid in full: the payment that completed it.
+    paid_by: dict[Hashable, Hashable] = field(default_factory=dict)
     #: Per payment: the part no instalment could take (it is the loan's credit).
     unallocated: dict[Hashable, Decimal] = field(default_factory=dict)
 
@@ -109,5 +111,6 @@ def allocate_loan(instalments: Sequence[Instalment], payments: Iterable[Receipt]
             outstanding[key] -= part
             if outstanding[key] <= ZERO:
                 result.paid_at[key] = payment.received_at
+                result.paid_by[key] = payment.key
         result.unallocated[payment.key] = credit
     return result

@@ -56,8 +56,10 @@ def reallocate_loans(
     due) and ``paid_at`` the ``received_at`` of the payment that completed it (an instalment of nothing due is
     paid at ``at``); ``Loan.credit`` is what no instalment could take; a loan whose instalments are all paid is
     ``paid_off`` (and ``active`` again when one is no longer covered). Audit events: ``loans.payment.allocated``
-    (which instalments the payment paid, and its part kept as credit), ``loans.installment.paid`` /
-    ``.reopened``, ``loans.loan.credit_changed``, ``loans.loan.paid_off`` / ``.reopened``.
+    (which instalments the payment paid, how much of each, when one it completed became paid in full, and its
+    part kept as credit), ``loans.installment.paid`` (only for an instalment paid in full by no allocation
+    event of this call: one of nothing due, or whose amount due was lowered to what it had) /
+    ``loans.installment.reopened``, ``loans.loan.credit_changed``, ``loans.loan.paid_off`` / ``.reopened``.
 
     Then, in the same transaction, sends ``payments_recorded`` (for every loan given, unless
     ``payments_recorded=False``) and ``installments_paid`` (for the instalments that became paid): the cure of
@@ -126,6 +128,8 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     credit_moved: set[int] = set()  # payments whose part kept as credit changed with their loan's credit
     changed_installments: list[tuple[int, Decimal, dt.datetime | None]] = []
     events: list[Event] = []
+    # Instalments paid in full by this re-allocation: the loan's ref and the payment that completed it.
+    paid_now: list[tuple[_Inst, str, int | None]] = []
     to_close, to_reopen, credit_changed = [], [], []
     for loan_id in chunk:
         loan = loans.get(loan_id)
@@ -145,20 +149,17 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
             was_paid = inst.paid_at is not None
             inst.amount_paid, inst.paid_at = paid, paid_at
             changed_installments.append((inst.pk, paid, paid_at))
-            values = {"loan": loan.ref, "seq": inst.seq, "amount_due": inst.amount_due, "amount_paid": paid}
             if paid_at and not was_paid:
                 newly_paid.append(inst.pk)
-                events.append(
-                    _event(
-                        "loans.installment.paid",
-                        actor,
-                        Installment,
-                        inst.pk,
-                        after={**values, "paid_at": paid_at},
-                    )
-                )
+                paid_now.append((inst, loan.ref, outcome.paid_by.get(inst.pk)))
             elif was_paid and not paid_at:
                 counts["reopened"] += 1
+                values = {
+                    "loan": loan.ref,
+                    "seq": inst.seq,
+                    "amount_due": inst.amount_due,
+                    "amount_paid": paid,
+                }
                 events.append(_event("loans.installment.reopened", actor, Installment, inst.pk, after=values))
         if loan.credit != outcome.credit:
             credit_moved.update(p for p, part in outcome.unallocated.items() if part > ZERO)
@@ -195,13 +196,40 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     touched_payments = credit_moved | {
         key[0] for key in [*wanted, *stored] if wanted.get(key) != stored.get(key, (0, None))[1]
     }
+    allocated = sorted(p for p in touched_payments if p in payment_info)
+    # An instalment paid in full is told by the allocation event of the payment that completed it (its entry
+    # carries ``paid_at``); only one no such event tells (nothing due, or its amount due lowered to what it
+    # had) gets an event of its own.
+    completed: dict[tuple[int, int], dt.datetime] = {}
+    allocated_set = set(allocated)
+    for inst, loan_ref, payment_id in paid_now:
+        if payment_id in allocated_set and (payment_id, inst.pk) in wanted:
+            completed[(payment_id, inst.pk)] = inst.paid_at
+        else:
+            events.append(
+                _event(
+                    "loans.installment.paid",
+                    actor,
+                    Installment,
+                    inst.pk,
+                    after={
+                        "loan": loan_ref,
+                        "seq": inst.seq,
+                        "amount_due": inst.amount_due,
+                        "amount_paid": inst.amount_paid,
+                        "paid_at": inst.paid_at,
+                    },
+                )
+            )
     by_payment: dict[int, list[dict]] = defaultdict(list)
-    for (payment_id, installment_id), amount in sorted(
-        wanted.items(), key=lambda kv: (kv[0][0], seq_of[kv[0][1]])
-    ):
-        by_payment[payment_id].append({"seq": seq_of[installment_id], "amount": amount})
+    for key, amount in sorted(wanted.items(), key=lambda kv: (kv[0][0], seq_of[kv[0][1]])):
+        payment_id, installment_id = key
+        entry = {"id": installment_id, "seq": seq_of[installment_id], "amount": amount}
+        if key in completed:
+            entry["paid_at"] = completed[key]
+        by_payment[payment_id].append(entry)
     loan_of = {pk: loan_id for loan_id, rs in receipts.items() for pk in (r.key for r in rs)}
-    for payment_id in sorted(p for p in touched_payments if p in payment_info):
+    for payment_id in allocated:
         ref, amount, start_seq = payment_info[payment_id]
         allocated_refs[loan_of[payment_id]].append(ref)
         events.append(
@@ -221,12 +249,12 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
             )
         )
     counts["allocations_written"] += len(stale) + len(moved) + len(new)
-    counts["payments_allocated"] += len([p for p in touched_payments if p in payment_info])
+    counts["payments_allocated"] += len(allocated)
 
     update_rows(Installment, ["amount_paid", "paid_at"], changed_installments, batch_size=500)
     bulk_update_rows(credit_changed, ["credit"], batch_size=500)
     counts["installments"] += len(changed_installments)
-    counts["paid"] += len([e for e in events if e.action == "loans.installment.paid"])
+    counts["paid"] += len(paid_now)
     for loans_, status, action, before, after in (
         (to_close, Loan.Status.PAID_OFF, "loans.loan.paid_off", None, {"status": "paid_off"}),
         (

@@ -69,7 +69,15 @@ def test_a_successful_debit_records_an_autodebit_payment_and_the_instalment_is_p
     assert event.after["loan"] == inst.loan.ref
     assert event.after["payment_ref"] == payment.ref
     assert event.after["amount"] == "500.00"
-    assert AuditEvent.objects.filter(action="loans.installment.paid", object_id=str(inst.pk)).exists()
+    allocated = AuditEvent.objects.get(action="loans.payment.allocated", after__ref=payment.ref)
+    assert allocated.after["allocations"] == [
+        {
+            "id": inst.pk,
+            "seq": inst.seq,
+            "amount": "500.00",
+            "paid_at": NOW.isoformat().replace("+00:00", "Z"),
+        }
+    ]
 
 
 def test_a_successful_debit_cancels_what_is_still_pending_for_the_instalment(

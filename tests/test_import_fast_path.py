@@ -74,10 +74,26 @@ def audit_trail(existing: dict[str, set[str]]) -> list[tuple]:
             e.object_type,
             e.object_id if e.object_id in existing.get(e.object_type, ()) or not e.object_id else "new",
             _now_as_text(e.before),
-            _now_as_text(e.after),
+            _now_as_text(_new_instalments_named(e.after, existing)),
         )
         for e in AuditEvent.objects.order_by("seq")
     ]
+
+
+def _new_instalments_named(values, existing: dict[str, set[str]]):
+    """An allocation event lists its instalments by id: one the import created is named ``"new"`` too."""
+    if not isinstance(values, dict) or not isinstance(values.get("allocations"), list):
+        return values
+    known = existing.get("loans.Installment", ())
+    return {
+        **values,
+        "allocations": [
+            {**entry, "id": entry["id"] if str(entry.get("id")) in known else "new"}
+            if isinstance(entry, dict) and "id" in entry
+            else entry
+            for entry in values["allocations"]
+        ],
+    }
 
 
 def _now_as_text(values):

@@ -118,8 +118,44 @@ def test_it_books_eight_thousand_on_instalment_two_as_two_and_three_never_eight_
         (4, D("0"), False),
     ]
     event = AuditEvent.objects.get(action="loans.payment.allocated", after__ref="P8000")
-    assert event.after["allocations"] == [{"seq": 2, "amount": "4000.00"}, {"seq": 3, "amount": "4000.00"}]
+    paid_at = AT.isoformat().replace("+00:00", "Z")
+    assert event.after["allocations"] == [
+        {"id": second.pk, "seq": 2, "amount": "4000.00", "paid_at": paid_at},
+        {"id": _third.pk, "seq": 3, "amount": "4000.00", "paid_at": paid_at},
+    ]
     assert event.after["credit"] == "0.00" and event.after["start_seq"] == 2
+    # The allocation event tells that both became paid in full: no event of their own.
+    assert not AuditEvent.objects.filter(action="loans.installment.paid").exists()
+
+
+@pytest.mark.django_db
+def test_a_part_payment_lists_its_instalment_without_paid_at_and_the_one_completing_it_with_it():
+    loan, (_first, second, _third, _fourth) = arrears_loan()
+    record_payment(loan=loan, amount=D("1000"), received_at=AT, ref="PPART")
+    later = AT + dt.timedelta(hours=3)
+    record_payment(loan=loan, amount=D("3000"), received_at=later, ref="PREST")
+    part = AuditEvent.objects.get(action="loans.payment.allocated", after__ref="PPART")
+    rest = AuditEvent.objects.get(action="loans.payment.allocated", after__ref="PREST")
+    assert part.after["allocations"] == [{"id": second.pk, "seq": 2, "amount": "1000.00"}]
+    assert rest.after["allocations"] == [
+        {"id": second.pk, "seq": 2, "amount": "3000.00", "paid_at": later.isoformat().replace("+00:00", "Z")}
+    ]
+
+
+@pytest.mark.django_db
+def test_an_instalment_paid_in_full_by_no_allocation_of_the_call_still_has_its_own_event():
+    loan, (_first, second, _third, _fourth) = arrears_loan()
+    record_payment(loan=loan, amount=D("3000"), received_at=AT, ref="PLOW")
+    events = AuditEvent.objects.count()
+    Installment.objects.filter(pk=second.pk).update(amount_due=D("3000"))
+    reallocate_loans([loan.pk], AT + dt.timedelta(days=1))
+    second.refresh_from_db()
+    assert second.paid_at == AT and second.amount_paid == D("3000")
+    new = AuditEvent.objects.filter(seq__gt=events)
+    assert not new.filter(action="loans.payment.allocated").exists()
+    event = new.get(action="loans.installment.paid")
+    assert event.object_id == str(second.pk)
+    assert event.after["seq"] == 2 and event.after["amount_paid"] == "3000.00"
 
 
 @pytest.mark.django_db
