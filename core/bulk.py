@@ -258,6 +258,16 @@ def _column_prep(field, connection, prep=None):
             ]
 
         return column
+    if target.get_internal_type() == "DecimalField":
+        # A finite Decimal is what its field gives PostgreSQL (``to_python`` keeps it, the backend adapts nothing).
+
+        def column(values):
+            return [
+                v if v is None or (type(v) is Decimal and v.is_finite()) else prep(v, connection)
+                for v in values
+            ]
+
+        return column
 
     def column(values):
         return [v if v is None or type(v) in plain else prep(v, connection) for v in values]

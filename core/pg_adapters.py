@@ -11,7 +11,8 @@ which goes through ``UNNEST`` on PostgreSQL): together about a tenth of the run'
 - ``timestamptz``: Django's session speaks UTC, so the text PostgreSQL sends (``2026-11-30 02:30:00.123456+00``)
   is ISO 8601 that ``datetime.fromisoformat`` reads in one C call.
 - lists of whole numbers or texts (and None): the array's text (``{1,2,NULL}``, ``{"a b","c\\"d"}``) written
-  in one join, every text quoted.
+  in one join, every text quoted; likewise lists of finite Decimals and of aware moments (an import's amounts and
+  moments, ``insert_rows`` and ``update_rows`` columns), each written as the driver writes it.
 
 Anything else goes to the driver's own code (another session zone, an offset other than zero, infinity, a year BC
 or past 9999; lists of other values, nested lists, a text holding NUL, which the driver refuses), so what is read
@@ -22,6 +23,7 @@ connection (``register``, from the core's ``ready``); tests hold them equal to t
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from django.db.backends.signals import connection_created
 
@@ -74,6 +76,11 @@ def fast_list_dumper(base):
                     encoding = getattr(self.sub_dumper, "_encoding", None) or "utf-8"
                     text = ",".join("NULL" if v is None else _quoted(v) for v in obj)
                     return ("{" + text + "}").encode(encoding)
+                if kinds == {Decimal} and all(v.is_finite() for v in obj if v is not None):
+                    return ("{" + ",".join("NULL" if v is None else str(v) for v in obj) + "}").encode()
+                if kinds == {dt.datetime} and all(v.utcoffset() is not None for v in obj if v is not None):
+                    # The driver's text of an aware moment (``str``: a space before the time) needs quotes.
+                    return ("{" + ",".join("NULL" if v is None else f'"{v}"' for v in obj) + "}").encode()
             return super().dump(obj)
 
     return FastListDumper
