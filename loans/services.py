@@ -101,6 +101,7 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     # Plain values, not model objects: a chunk is thousands of instalments and allocations.
     instalments: dict[int, list[_Inst]] = defaultdict(list)
     seq_of: dict[int, int] = {}
+    installment_ids: list[int] = []
     for pk, loan_id, seq, due_date, amount_due, amount_paid, paid_at in (
         Installment.objects.filter(loan_id__any_of=chunk)
         .order_by("loan_id", "due_date", "seq")
@@ -108,7 +109,8 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     ):
         instalments[loan_id].append(_Inst(pk, seq, due_date, amount_due, amount_paid, paid_at))
         seq_of[pk] = seq
-        all_installments.append(pk)
+        installment_ids.append(pk)
+    all_installments.extend(installment_ids)
     receipts: dict[int, list[Receipt]] = defaultdict(list)
     payment_info: dict[int, tuple[str, Decimal, int | None]] = {}
     for pk, loan_id, ref, amount, received_at, start_id in Payment.objects.filter(
@@ -116,11 +118,18 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     ).values_list("pk", "loan_id", "ref", "amount", "received_at", "installment_id"):
         receipts[loan_id].append(Receipt(pk, amount, received_at, seq_of.get(start_id)))
         payment_info[pk] = (ref, amount, seq_of.get(start_id))
+    # By the instalments just read (the loans are locked, so they are all of them): through the instalments'
+    # loans, PostgreSQL joined every allocation of the book for each chunk (a sequential scan, growing with the
+    # file).
     stored: dict[tuple[int, int], tuple[int, Decimal]] = {
         (payment_id, installment_id): (pk, amount)
-        for pk, payment_id, installment_id, amount in PaymentAllocation.objects.filter(
-            installment__loan_id__any_of=chunk
-        ).values_list("pk", "payment_id", "installment_id", "amount")
+        for pk, payment_id, installment_id, amount in (
+            PaymentAllocation.objects.filter(installment_id__any_of=installment_ids).values_list(
+                "pk", "payment_id", "installment_id", "amount"
+            )
+            if installment_ids
+            else ()
+        )
     }
 
     wanted: dict[tuple[int, int], Decimal] = {}
