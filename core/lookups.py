@@ -16,7 +16,7 @@ import json
 import re
 
 from django.core.exceptions import EmptyResultSet
-from django.db.models import Field, ForeignObject, IntegerField
+from django.db.models import Field, ForeignObject, IntegerField, Q
 from django.db.models.expressions import Col
 from django.db.models.fields import AutoFieldMixin
 from django.db.models.fields.related_lookups import RelatedIn
@@ -86,6 +86,18 @@ class AnyOfMixin:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         payload = json.dumps(prepared, ensure_ascii=False)
         return f"{lhs} IN (SELECT value FROM json_each(%s))", (*lhs_params, payload)
+
+
+def within_bounds(field_name: str, values) -> Q:
+    """``field_name`` between the least and the greatest of ``values`` (``None`` left out; every row when there
+    is none): a condition that changes nothing beside ``field_name__any_of=values``, for PostgreSQL's planner.
+    Given a list of a few thousand ids it estimates the rows matched as if the ids were spread over the whole
+    table and may read the whole table (or join it whole) once per chunk; told that they lie in one range, it
+    reads the index over that range. Worth it where the list is a slice of ids in order (a chunk of the book)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return Q()
+    return Q(**{f"{field_name}__gte": min(present), f"{field_name}__lte": max(present)})
 
 
 def array_element_type(field, connection) -> str:

@@ -18,6 +18,7 @@ from django.db.models import Count, Q
 
 from core.audit import Event, about, append_events
 from core.bulk import bulk_update_rows
+from core.lookups import within_bounds
 from loans.models import CreditTier, Installment, Loan
 from notifications.compliance import RulesBook
 from notifications.notices import Notice, plan_notices
@@ -176,9 +177,12 @@ def collections_book_steps(now: dt.datetime, *, before_chunks: bool) -> dict[str
 def _advance_chunk(loan_ids: list[int], run: _Run) -> None:
     now, actor, counts = run.now, run.actor, run.counts
     positions = loan_positions(loan_ids, now, run.tiers)
+    # Bounded: without it PostgreSQL read every case of a 100,000-loan book for each chunk of 2,000 loans.
     cases = {
         c.loan_id: c
-        for c in CollectionCase.objects.open().filter(loan_id__any_of=loan_ids).select_for_update()
+        for c in CollectionCase.objects.open()
+        .filter(within_bounds("loan_id", loan_ids), loan_id__any_of=loan_ids)
+        .select_for_update()
     }
     events: list[Event] = []
 

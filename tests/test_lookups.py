@@ -103,3 +103,15 @@ def test_a_list_of_whole_ids_is_not_prepared_id_by_id_and_selects_what_in_select
     as_text = [str(c.pk) for c in customers[:2]]
     assert set(Customer.objects.filter(pk__any_of=as_text)) == set(customers[:2])
     assert set(Loan.objects.filter(customer_id__any_of=as_text)) == set(loans[:2])
+
+
+def test_within_bounds_keeps_exactly_the_rows_of_the_list_beside_it():
+    from core.lookups import within_bounds
+
+    customers = [make_customer() for _ in range(5)]
+    ids = [customers[3].pk, None, customers[1].pk]
+    bounded = Customer.objects.filter(within_bounds("pk", ids), pk__any_of=ids)
+    assert set(bounded) == {customers[1], customers[3]}
+    assert set(Customer.objects.filter(within_bounds("pk", ids))) == set(customers[1:4])
+    assert Customer.objects.filter(within_bounds("pk", [])).count() == 5
+    assert Customer.objects.filter(within_bounds("pk", [None])).count() == 5
