@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from core.audit import Event, append_events
 from core.bulk import bulk_update_rows
+from core.lookups import within_bounds
 from loans.models import CreditTier, Installment
 from loans.schedule import grace_days_of, grace_end_date
 
@@ -260,11 +261,14 @@ def _load_batch(ids: list[int]) -> tuple[list[NotificationLog], dict[int, list[I
     """The batch's pending contacts (with their customers; tiers shared, not one copy per row) and the
     instalments of each contact (with their loans), in the order the contacts were planned."""
     tiers = {t.pk: t for t in CreditTier.objects.all()}
-    # By primary key alone, the status kept here (see ``NotificationLogQuerySet.pending``).
+    # By primary key alone, the status kept here (see ``NotificationLogQuerySet.pending``); within the batch's
+    # bounds: given the list alone, PostgreSQL read the whole month's partition of the log for each batch.
     logs = sorted(
         (
             log
-            for log in NotificationLog.objects.filter(id__any_of=ids).select_related("customer").order_by()
+            for log in NotificationLog.objects.filter(within_bounds("id", ids), id__any_of=ids)
+            .select_related("customer")
+            .order_by()
             if NotificationLog.is_pending_status(log.status)
         ),
         key=lambda log: (log.scheduled_for, log.id),
@@ -273,8 +277,12 @@ def _load_batch(ids: list[int]) -> tuple[list[NotificationLog], dict[int, list[I
         log.tier = tiers.get(log.tier_id)
         log.customer.tier = tiers.get(log.customer.tier_id)
     installments_of: dict[int, list[Installment]] = defaultdict(list)
+    contact_ids = [log.id for log in logs]
     for inst in (
-        Installment.objects.filter(notification_items__notification_id__any_of=[log.id for log in logs])
+        Installment.objects.filter(
+            within_bounds("notification_items__notification_id", contact_ids),
+            notification_items__notification_id__any_of=contact_ids,
+        )
         .annotate(contact_id=F("notification_items__notification_id"))
         .select_related("loan")
         .order_by("notification_items__id")

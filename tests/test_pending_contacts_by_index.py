@@ -73,3 +73,18 @@ def test_a_payment_cancels_the_pending_contacts_of_its_instalment_found_by_their
     assert NotificationLog.objects.get(pk=sent.pk).status == "sent"
     reads = [sql for sql in _log_queries(ctx) if sql.lstrip().upper().startswith("SELECT")]
     assert reads and not any(BY_LIST_AND_STATUS.search(sql) for sql in reads)
+
+
+def test_a_batch_and_its_instalments_are_read_within_the_bounds_of_its_ids():
+    customer = make_customer()
+    first, _middle, last = _contacts(customer, "planned", "planned", "planned")
+    installment = make_installment(make_loan(customer))
+    NotificationItem.objects.create(notification=first, installment=installment)
+    with CaptureQueriesContext(connection) as ctx:
+        logs, installments_of = _load_batch([last.id, first.id])
+    assert [log.id for log in logs] == [last.id, first.id]
+    assert [i.id for i in installments_of[first.id]] == [installment.id]
+    low, high = sorted([first.id, last.id])
+    reads = [q["sql"] for q in ctx.captured_queries if "= ANY(" in q["sql"] or " IN (" in q["sql"]]
+    assert len(reads) == 2
+    assert all(f">= {low}" in sql and f"<= {high}" in sql for sql in reads)
