@@ -88,3 +88,26 @@ def test_a_batch_and_its_instalments_are_read_within_the_bounds_of_its_ids():
     reads = [q["sql"] for q in ctx.captured_queries if "= ANY(" in q["sql"] or " IN (" in q["sql"]]
     assert len(reads) == 2
     assert all(f">= {low}" in sql and f"<= {high}" in sql for sql in reads)
+
+
+def test_the_claim_takes_the_pending_contacts_in_the_order_of_their_partial_index():
+    """The index serves the claim's ORDER BY ... LIMIT as it is: by the due moment alone, PostgreSQL sorted every
+    pending contact due for each batch, or walked the changelist's index through every contact ever sent."""
+    from notifications.dispatch import claim_due
+
+    index = next(i for i in NotificationLog._meta.indexes if i.name == "notif_pending_due_idx")
+    customer = make_customer()
+    later, earlier = _contacts(customer, "planned", "deferred")
+    with CaptureQueriesContext(connection) as ctx:
+        assert claim_due(NOW, 10) == [earlier.id, later.id]
+    [claim] = [q["sql"] for q in ctx.captured_queries if "LIMIT" in q["sql"]]
+    order = claim.split("ORDER BY")[1].split("LIMIT")[0]
+    # The id is the one column selected, so it may be ordered by its position.
+    assert re.match(r'SELECT "notifications_notificationlog"."id"( AS "id")? FROM', claim)
+    columns = [
+        "id"
+        if term.strip() == "1 ASC"
+        else re.fullmatch(r'"notifications_notificationlog"\."(\w+)" ASC', term.strip())[1]
+        for term in order.split(",")
+    ]
+    assert columns == list(index.fields) == ["scheduled_for", "id"]
