@@ -113,20 +113,24 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     all_installments.extend(installment_ids)
     receipts: dict[int, list[Receipt]] = defaultdict(list)
     payment_info: dict[int, tuple[str, Decimal, int | None]] = {}
-    for pk, loan_id, ref, amount, received_at, start_id in Payment.objects.filter(
-        loan_id__any_of=chunk
-    ).values_list("pk", "loan_id", "ref", "amount", "received_at", "installment_id"):
+    # No ordering (the rule orders a loan's payments itself); the model's own would sort every chunk.
+    for pk, loan_id, ref, amount, received_at, start_id in (
+        Payment.objects.filter(loan_id__any_of=chunk)
+        .order_by()
+        .values_list("pk", "loan_id", "ref", "amount", "received_at", "installment_id")
+    ):
         receipts[loan_id].append(Receipt(pk, amount, received_at, seq_of.get(start_id)))
         payment_info[pk] = (ref, amount, seq_of.get(start_id))
     # By the instalments just read (the loans are locked, so they are all of them): through the instalments'
     # loans, PostgreSQL joined every allocation of the book for each chunk (a sequential scan, growing with the
-    # file).
+    # file). Unordered: the model's ordering (by the payment's date and the instalment's number) joined both
+    # tables whole for each chunk.
     stored: dict[tuple[int, int], tuple[int, Decimal]] = {
         (payment_id, installment_id): (pk, amount)
         for pk, payment_id, installment_id, amount in (
-            PaymentAllocation.objects.filter(installment_id__any_of=installment_ids).values_list(
-                "pk", "payment_id", "installment_id", "amount"
-            )
+            PaymentAllocation.objects.filter(installment_id__any_of=installment_ids)
+            .order_by()
+            .values_list("pk", "payment_id", "installment_id", "amount")
             if installment_ids
             else ()
         )

@@ -107,7 +107,10 @@ class Installment(models.Model):
     objects = InstallmentQuerySet.as_manager()
 
     class Meta:
-        ordering = ["loan", "seq"]
+        # By the loan's id, not the loan: "loan" orders by the loan's own ordering (its ref), which joined the
+        # loans to every read of instalments that gave no order (the re-allocation's, the cure's, a dispatch
+        # batch's) and sorted them all by ref; by id the (loan, seq) unique index gives the order.
+        ordering = ["loan_id", "seq"]
         verbose_name = _("instalment")
         verbose_name_plural = _("instalments")
         permissions = [
