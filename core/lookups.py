@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import re
 
-from django.core.exceptions import EmptyResultSet
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db.models import Field, ForeignObject, IntegerField, Q
 from django.db.models.expressions import Col
 from django.db.models.fields import AutoFieldMixin
 from django.db.models.fields.related_lookups import RelatedIn
-from django.db.models.lookups import In
+from django.db.models.lookups import In, Lookup
 
 # A whole number goes to SQLite and PostgreSQL (the only databases ``any_of`` handles itself) as it is through these.
 _PLAIN_DB_PREP = frozenset({IntegerField.get_db_prep_value, AutoFieldMixin.get_db_prep_value})
@@ -100,6 +100,33 @@ def within_bounds(field_name: str, values) -> Q:
     return Q(**{f"{field_name}__gte": min(present), f"{field_name}__lte": max(present)})
 
 
+class WithinBoundsOf(Lookup):
+    """``field__within_bounds_of=[...]``: ``within_bounds`` for values the database orders its own way (texts, by
+    its collation, which Python's order of strings does not follow): on PostgreSQL the least and the greatest are
+    taken by the database itself, ``BETWEEN (SELECT min(v) FROM unnest(%s)) AND (SELECT max(v) ...)``, so no row
+    of the list can fall outside; the planner, told of a range, reads the index over it where a list alone made it
+    read the whole table. Elsewhere no condition at all (SQLite's planner searches the index for each value of a
+    list already). Meant beside ``field__any_of`` with the same list."""
+
+    lookup_name = "within_bounds_of"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        raise FullResultSet
+
+    def as_postgresql(self, compiler, connection):
+        field = self.lhs.output_field
+        values = [field.get_db_prep_value(v, connection, prepared=False) for v in self.rhs if v is not None]
+        if not values:
+            raise FullResultSet
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        array = f"unnest(%s::{array_element_type(field, connection)}[]) AS v"
+        return (
+            f"{lhs} BETWEEN (SELECT min(v) FROM {array}) AND (SELECT max(v) FROM {array})",
+            (*lhs_params, values, values),
+        )
+
+
 def array_element_type(field, connection) -> str:
     """The field's type for an array parameter, without its length or precision: a cast to ``varchar(16)`` or
     ``numeric(12, 2)`` would cut or round a longer value into one that matches (or is written) silently."""
@@ -116,4 +143,5 @@ class RelatedAnyOf(AnyOfMixin, RelatedIn):
 
 def register() -> None:
     Field.register_lookup(AnyOf)
+    Field.register_lookup(WithinBoundsOf)
     ForeignObject.register_lookup(RelatedAnyOf)

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from core.audit import Event, about, actor_name, append_events, log_events
 from core.bulk import bulk_update_rows, insert_rows, update_rows
+from core.lookups import within_bounds
 
 from . import signals
 from .allocation import Instalment as Due
@@ -103,7 +104,7 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     seq_of: dict[int, int] = {}
     installment_ids: list[int] = []
     for pk, loan_id, seq, due_date, amount_due, amount_paid, paid_at in (
-        Installment.objects.filter(loan_id__any_of=chunk)
+        Installment.objects.filter(within_bounds("loan_id", chunk), loan_id__any_of=chunk)
         .order_by("loan_id", "due_date", "seq")
         .values_list("pk", "loan_id", "seq", "due_date", "amount_due", "amount_paid", "paid_at")
     ):
@@ -115,7 +116,7 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     payment_info: dict[int, tuple[str, Decimal, int | None]] = {}
     # No ordering (the rule orders a loan's payments itself); the model's own would sort every chunk.
     for pk, loan_id, ref, amount, received_at, start_id in (
-        Payment.objects.filter(loan_id__any_of=chunk)
+        Payment.objects.filter(within_bounds("loan_id", chunk), loan_id__any_of=chunk)
         .order_by()
         .values_list("pk", "loan_id", "ref", "amount", "received_at", "installment_id")
     ):
@@ -128,7 +129,9 @@ def _reallocate_chunk(chunk, at, actor, counts, newly_paid, all_installments, al
     stored: dict[tuple[int, int], tuple[int, Decimal]] = {
         (payment_id, installment_id): (pk, amount)
         for pk, payment_id, installment_id, amount in (
-            PaymentAllocation.objects.filter(installment_id__any_of=installment_ids)
+            PaymentAllocation.objects.filter(
+                within_bounds("installment_id", installment_ids), installment_id__any_of=installment_ids
+            )
             .order_by()
             .values_list("pk", "payment_id", "installment_id", "amount")
             if installment_ids

@@ -115,3 +115,23 @@ def test_within_bounds_keeps_exactly_the_rows_of_the_list_beside_it():
     assert set(Customer.objects.filter(within_bounds("pk", ids))) == set(customers[1:4])
     assert Customer.objects.filter(within_bounds("pk", [])).count() == 5
     assert Customer.objects.filter(within_bounds("pk", [None])).count() == 5
+
+
+def test_within_bounds_of_texts_keeps_every_row_of_the_list_whatever_their_order():
+    refs = ["b-2", "B-10", "a-1", "Ä-3", "z", "Z-9"]
+    loans = {ref: make_loan(make_customer(), ref=ref) for ref in refs}
+    make_loan(make_customer(), ref="zz-not-listed")
+    listed = ["Z-9", "a-1", None, "B-10", "Ä-3"]
+    with CaptureQueriesContext(connection) as ctx:
+        found = set(Loan.objects.filter(ref__any_of=listed, ref__within_bounds_of=listed))
+    assert found == {loans[r] for r in ("Z-9", "a-1", "B-10", "Ä-3")}
+    [sql] = [q["sql"] for q in ctx.captured_queries]
+    if connection.vendor == "postgresql":
+        # The range is the database's own (its collation), never Python's order of the texts.
+        assert "BETWEEN (SELECT min(v) FROM unnest(" in sql
+    else:
+        assert "BETWEEN" not in sql  # SQLite searches the index for each value already
+    # Alone, the range holds every row of the list (and what sorts between them), and nothing without a list.
+    within = set(Loan.objects.filter(ref__within_bounds_of=listed))
+    assert within >= found
+    assert Loan.objects.filter(ref__within_bounds_of=[None]).count() == len(refs) + 1

@@ -6,8 +6,10 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 from import_export.instance_loaders import ModelInstanceLoader
 
+from ..lookups import within_bounds
 from .widgets import lookup_chunk
 
 
@@ -63,8 +65,17 @@ class KeyedInstanceLoader(ModelInstanceLoader):
         if not related:
             queryset = queryset.select_related(None)
         step = lookup_chunk(queryset.db)
+        # The list is also given as a range, for PostgreSQL's planner: a file's chunk names consecutive loans or
+        # refs, and given the list alone it read the whole table, growing as the file's rows were written, once per
+        # chunk. Whole numbers (a loan's id) by their least and greatest (``within_bounds``); anything else (a
+        # ref) by the database's own least and greatest (its collation orders texts, not Python).
+        whole_numbers = all(type(k) is int for k in firsts)
         for start in range(0, len(firsts), step):
-            for obj in queryset.filter(**{f"{first}__any_of": firsts[start : start + step]}):
+            batch = firsts[start : start + step]
+            bounds = (
+                within_bounds(first, batch) if whole_numbers else Q(**{f"{first}__within_bounds_of": batch})
+            )
+            for obj in queryset.filter(bounds, **{f"{first}__any_of": batch}):
                 self.instances[tuple(getattr(obj, a) for a in attnames)] = obj
 
     def get_instance(self, row):

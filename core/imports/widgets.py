@@ -205,7 +205,11 @@ class RefWidget(widgets.ForeignKeyWidget):
         manager = self.model._default_manager
         step = lookup_chunk(manager.db)
         for start in range(0, len(keys), step):
-            for obj in manager.filter(**{f"{self.field}__any_of": keys[start : start + step]}).order_by():
+            batch = keys[start : start + step]
+            # Also as a range (``within_bounds_of``): given a chunk's refs alone PostgreSQL read every row of the
+            # table for each chunk of a file (80 ms for 2,000 refs among 500,000 loans).
+            lookup = {f"{self.field}__any_of": batch, f"{self.field}__within_bounds_of": batch}
+            for obj in manager.filter(**lookup).order_by():
                 self._cache[str(getattr(obj, self.field))] = obj
 
     def clean(self, value, row=None, **kwargs):
