@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .models import AuditEvent
+from .models import ANCHOR_ACTIONS, ANCHORED, ANCHORS_INITIALISED, AuditEvent  # noqa: F401 - named here too
 
 
 def anchor_path() -> Path | None:
@@ -69,9 +69,6 @@ def read_last_anchor(path: Path | None) -> dict[str, Any] | None:
     return tail[-1] if tail else None
 
 
-ANCHORED = "backoffice.audit.anchored"
-ANCHORS_INITIALISED = "backoffice.audit.anchors_initialised"
-ANCHOR_ACTIONS = (ANCHORED, ANCHORS_INITIALISED)
 ANCHOR_ACTOR = "job:anchor_audit"
 INIT_HINT = "run `manage.py verify_audit --init-anchors --reason ...` to start a new anchor file on purpose"
 
@@ -102,14 +99,15 @@ def _anchor_record(seq: int, digest: str, after: Any, at: Any = None) -> AnchorR
         return None
 
 
+def anchor_events(using: str = "default"):
+    """The trail's records of the anchors written, newest first: read through their own partial index
+    (``audit_anchor_seq_idx``, whose condition is this filter's)."""
+    return AuditEvent.objects.using(using).filter(action__in=ANCHOR_ACTIONS).order_by("-seq")
+
+
 def last_anchor_records(using: str = "default", n: int = 2) -> list[AnchorRecord | None]:
     """The trail's own records of the last ``n`` anchors written, newest first (fewer before there were ``n``)."""
-    rows = (
-        AuditEvent.objects.using(using)
-        .filter(action__in=ANCHOR_ACTIONS)
-        .order_by("-seq")
-        .values_list("seq", "hash", "after", "at")[:n]
-    )
+    rows = anchor_events(using).values_list("seq", "hash", "after", "at")[:n]
     return [_anchor_record(*row) for row in rows]
 
 

@@ -11,6 +11,11 @@ from django.utils.translation import gettext_lazy as _
 
 GENESIS_HASH = "0" * 64
 
+# The audit trail's own records of the anchors it wrote (``core.audit_anchors``).
+ANCHORED = "backoffice.audit.anchored"
+ANCHORS_INITIALISED = "backoffice.audit.anchors_initialised"
+ANCHOR_ACTIONS = (ANCHORED, ANCHORS_INITIALISED)
+
 
 class AuditEvent(models.Model):
     """One recorded decision or change. Rows are never updated or deleted (database triggers refuse it).
@@ -40,7 +45,15 @@ class AuditEvent(models.Model):
         verbose_name = _("audit event")
         verbose_name_plural = _("audit trail")
         permissions = [("export_auditevent", "Can export the audit trail")]
-        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
+            # The last anchors written, found at once: without it the newest events were walked back one by one
+            # to the last anchor (every import's or export's end read the day's millions of events, 5 s at
+            # 1,250,000). Only anchors are in it, so nothing else pays for it.
+            models.Index(
+                fields=["seq"], condition=models.Q(action__in=ANCHOR_ACTIONS), name="audit_anchor_seq_idx"
+            ),
+        ]
 
     def __str__(self):
         return f"#{self.seq} {self.action}"
