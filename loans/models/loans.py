@@ -91,8 +91,14 @@ class InstallmentQuerySet(models.QuerySet):
 
 
 class Installment(models.Model):
+    # No index of its own: the unique (loan, seq) index serves every search by loan, and one more index made
+    # each instalment written (an import's, a payment's update of what it was paid) write one more entry.
     loan = models.ForeignKey(
-        Loan, on_delete=models.CASCADE, related_name="installments", verbose_name=_("loan")
+        Loan,
+        on_delete=models.CASCADE,
+        related_name="installments",
+        verbose_name=_("loan"),
+        db_index=False,
     )
     seq = models.PositiveSmallIntegerField(_("number"))
     due_date = models.DateField(_("due date"))

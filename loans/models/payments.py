@@ -60,8 +60,13 @@ class Payment(models.Model):
 class PaymentAllocation(models.Model):
     """The part of a payment that paid one instalment (``loans.allocation`` decides it; one row per pair)."""
 
+    # No index of its own: the unique (payment, instalment) index serves every search by payment.
     payment = models.ForeignKey(
-        Payment, on_delete=models.CASCADE, related_name="allocations", verbose_name=_("payment")
+        Payment,
+        on_delete=models.CASCADE,
+        related_name="allocations",
+        verbose_name=_("payment"),
+        db_index=False,
     )
     installment = models.ForeignKey(
         Installment, on_delete=models.CASCADE, related_name="allocations", verbose_name=_("instalment")
