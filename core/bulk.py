@@ -347,9 +347,10 @@ def _update_from_arrays(
     pk_type = array_element_type(pk, connection)
     sql = (
         f'UPDATE {table} SET {assignments} FROM UNNEST({arrays}) AS "v" ({names}) '
-        f'WHERE {table}.{qn(pk.column)} = "v".{qn(pk.column)} '
-        f"AND {table}.{qn(pk.column)} BETWEEN %s::{pk_type} AND %s::{pk_type}"
+        f'WHERE {table}.{qn(pk.column)} = "v".{qn(pk.column)}'
     )
+    # Bounds taken in Python hold for whole numbers only (the database orders texts by its collation).
+    bounded = f"{sql} AND {table}.{qn(pk.column)} BETWEEN %s::{pk_type} AND %s::{pk_type}"
     pk_prep = _column_prep(pk, connection, pk.get_db_prep_value)
     preps = [_column_prep(f, connection) for f in concrete]
     updated = 0
@@ -359,7 +360,9 @@ def _update_from_arrays(
             keys = pk_prep([row[0] for row in batch])
             params = [*same_params, keys]
             params.extend(prep([row[i] for row in batch]) for i, prep in enumerate(preps, 1))
-            params.extend((min(keys), max(keys)))
-            cursor.execute(sql, params)
+            if all(type(k) is int for k in keys):
+                cursor.execute(bounded, [*params, min(keys), max(keys)])
+            else:
+                cursor.execute(sql, params)
             updated += cursor.rowcount
     return updated
