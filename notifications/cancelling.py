@@ -87,11 +87,23 @@ def cancel_pending(
                 .values_list("notification_id", flat=True)
             )
             qs = NotificationLog.objects.filter(id__any_of=list(candidates - still_due))
+        elif customer_ids is not None:
+            # Every contact these customers ever had: the pending ones are found first, and only they are locked.
+            qs = NotificationLog.objects.filter(
+                id__any_of=[
+                    id_
+                    for id_, status in qs.order_by().values_list("id", "status")
+                    if NotificationLog.is_pending_status(status)
+                ]
+            )
+        # Locked as they are read: a contact a worker sends meanwhile is either sent before this read (its
+        # status here says so, and it is left alone) or waits for this transaction; so the rows read pending
+        # are the rows cancelled, each with its event, and the UPDATE needs no status of its own.
         rows = [
             row
-            for row in qs.order_by().values(
-                "id", "status", "customer_id", "channel", "kind", "due_date", "scheduled_for", "tier_id"
-            )
+            for row in qs.select_for_update()
+            .order_by()
+            .values("id", "status", "customer_id", "channel", "kind", "due_date", "scheduled_for", "tier_id")
             if NotificationLog.is_pending_status(row["status"])
         ]
         if not rows:
@@ -106,10 +118,10 @@ def cancel_pending(
             changes["dedupe_key"] = Concat(
                 F("dedupe_key"), Value(":cancelled:"), Cast("id", output_field=CharField())
             )
-        ids = [row["id"] for row in rows]
-        count = NotificationLog.objects.filter(
-            id__in=ids, status__in=NotificationLog.PENDING_STATUSES
-        ).update(**changes)
+        # By their ids alone: with the pending statuses beside a list of ids, PostgreSQL took the pending
+        # contacts' partial index (its statistics lag behind the day's planning) and read every pending contact
+        # of the book for each call, 32 ms a call at 1,000,000 loans.
+        count = NotificationLog.objects.filter(id__any_of=[row["id"] for row in rows]).update(**changes)
         append_events(
             Event(
                 action="notifications.contact.cancelled",

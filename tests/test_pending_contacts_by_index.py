@@ -75,6 +75,33 @@ def test_a_payment_cancels_the_pending_contacts_of_its_instalment_found_by_their
     assert reads and not any(BY_LIST_AND_STATUS.search(sql) for sql in reads)
 
 
+@pytest.mark.parametrize("by", ["instalment", "customer"])
+def test_a_cancellation_writes_the_contacts_it_read_locked_by_their_ids_alone(by):
+    """The pending statuses beside the list of ids made PostgreSQL take the partial index for the UPDATE too
+    (every pending contact of the book read for each call); the status is kept safe by the lock of the read,
+    which takes the pending contacts only."""
+    customer = make_customer()
+    installment = make_installment(loan=make_loan(customer=customer))
+    pending, deferred, sent = _contacts(customer, "planned", "deferred", "sent")
+    for log in (pending, deferred, sent):
+        NotificationItem.objects.create(notification=log, installment=installment)
+    scope = {"installment_ids": [installment.id]} if by == "instalment" else {"customer_ids": [customer.id]}
+    with CaptureQueriesContext(connection) as ctx:
+        cancelled = cancel_pending(reason="paid", actor="test", at=NOW, **scope)
+    assert cancelled == 2
+    assert set(NotificationLog.objects.filter(status="cancelled").values_list("id", flat=True)) == {
+        pending.id,
+        deferred.id,
+    }
+    [update] = [sql for sql in _log_queries(ctx) if sql.lstrip().upper().startswith("UPDATE")]
+    where = update.split(" WHERE ", 1)[1]
+    assert '"id" = ANY(' in where or '"id" IN (' in where
+    assert '"status"' not in where
+    if connection.features.has_select_for_update:
+        [locking_read] = [sql for sql in _log_queries(ctx) if sql.rstrip().endswith("FOR UPDATE")]
+        assert str(pending.id) in locking_read and str(sent.id) not in locking_read
+
+
 def test_a_batch_and_its_instalments_are_read_within_the_bounds_of_its_ids():
     customer = make_customer()
     first, _middle, last = _contacts(customer, "planned", "planned", "planned")
