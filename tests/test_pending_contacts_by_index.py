@@ -138,3 +138,32 @@ def test_the_claim_takes_the_pending_contacts_in_the_order_of_their_partial_inde
         for term in order.split(",")
     ]
     assert columns == list(index.fields) == ["scheduled_for", "id"]
+
+
+@pytest.mark.postgres_only
+def test_the_claim_merges_the_partitions_pending_indexes_in_order_rather_than_sorting_every_contact_due():
+    """Planned on statistics of before the day's planning, the claim read and sorted every contact due for each
+    batch; merged in index order, it stops at the batch."""
+    from notifications.dispatch import claim_due
+
+    customer = make_customer()
+    _contacts(customer, *["sent"] * 20)
+    with connection.cursor() as cursor:  # statistics of before the day's planning: no contact pending
+        cursor.execute("ANALYZE notifications_notificationlog")
+    contacts = _contacts(customer, *["planned"] * 5)
+    plans = []
+
+    def explain_the_claim(execute, sql, params, many, context):
+        if "SKIP LOCKED" in sql:
+            execute(f"EXPLAIN {sql}", params, many, context)
+            plans.append("\n".join(row[0] for row in context["cursor"].fetchall()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(explain_the_claim):
+        claimed = claim_due(NOW, 2)
+    assert claimed == [c.id for c in sorted(contacts, key=lambda c: (c.scheduled_for, c.id))][:2]
+    [plan] = plans
+    assert "notif" in plan and not re.search(r"(^|->  )Sort  \(", plan, re.M), plan
+    with connection.cursor() as cursor:  # the setting of the test's transaction is as it was
+        cursor.execute("SHOW enable_sort")
+        assert cursor.fetchone() == ("on",)
