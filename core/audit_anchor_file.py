@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .models import ANCHOR_ACTIONS, ANCHORED, ANCHORS_INITIALISED, AuditEvent  # noqa: F401 - named here too
+from .models import ANCHOR_ACTIONS, AuditEvent
 
 
 def anchor_path() -> Path | None:

@@ -18,8 +18,6 @@ from django.db import transaction
 from .audit import _lock_head, log_event
 from .audit_anchor_file import (
     ANCHOR_ACTOR,
-    ANCHORED,
-    ANCHORS_INITIALISED,
     INIT_HINT,
     AnchorError,
     AnchorRecord,
@@ -31,6 +29,7 @@ from .audit_anchor_file import (
     read_tail_anchors,
 )
 from .audit_verification import verify_chain
+from .models import ANCHORED, ANCHORS_INITIALISED
 
 logger = logging.getLogger(__name__)
 

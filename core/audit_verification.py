@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from .audit import _EVENT_COLUMNS, compute_hash, event_payload, log_event
 from .audit_anchor_file import (
-    ANCHOR_ACTIONS,
     AnchorRecord,
     _anchor_record,
     anchor_file_problem,
@@ -28,7 +27,7 @@ from .audit_anchor_file import (
 )
 from .audit_archive import ArchiveError, ArchiveReader, manifest_path
 from .audit_triggers import missing_audit_triggers
-from .models import GENESIS_HASH, AuditChainHead, AuditEvent, AuditVerification, MonthArchive
+from .models import ANCHOR_ACTIONS, GENESIS_HASH, AuditChainHead, AuditEvent, AuditVerification, MonthArchive
 
 VERIFY_FIELDS = ("id", *_EVENT_COLUMNS)
 
